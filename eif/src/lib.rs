@@ -1,0 +1,1 @@
+//! EIF v4 images, deterministic initramfs archives and their PCR measurements.

@@ -1,0 +1,3 @@
+//! The template's enclave side.
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! The template's parent side.
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! PID 1 of a CCC enclave.
+
+fn main() {}

@@ -1,0 +1,73 @@
+//! Types for secret bytes: they zeroize on drop and never print their contents.
+
+use alloc::vec::Vec;
+use core::fmt;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// Secret bytes (plaintexts, data keys, private key material). Zeroized on drop; `Debug`
+/// prints `[redacted]` and the length only.
+#[derive(Clone, Default, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+pub struct SecretBytes(Vec<u8>);
+
+impl SecretBytes {
+    /// Takes ownership of `bytes`; the caller's buffer is moved, not copied.
+    #[must_use]
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+
+    /// Copies `bytes` into a new secret (the caller should zeroize its own copy).
+    #[must_use]
+    pub fn copy_from(bytes: &[u8]) -> Self {
+        Self(bytes.to_vec())
+    }
+
+    /// The secret bytes. Keep the borrow short and never log it.
+    #[must_use]
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Mutable access for in-place decryption.
+    pub fn expose_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.0
+    }
+
+    /// Number of secret bytes.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when there are no bytes.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretBytes([redacted; {} bytes])", self.0.len())
+    }
+}
+
+impl From<Vec<u8>> for SecretBytes {
+    fn from(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::format;
+
+    #[test]
+    fn debug_never_shows_the_bytes() {
+        let secret = SecretBytes::copy_from(b"hunter2");
+        let shown = format!("{secret:?}");
+        assert_eq!(shown, "SecretBytes([redacted; 7 bytes])");
+        assert!(!shown.contains("hunter2"));
+    }
+}

@@ -1,0 +1,1 @@
+//! Helpers shared by the cross-crate tests (paths to ../shared vectors, servers on loopback).

@@ -1,0 +1,105 @@
+//! `cargo xtask ci`: every check CI runs, in order, each counted once. A failed step does not
+//! stop the run (so one run reports everything); the last line is `ci: N passed, M failed`
+//! and the exit status is non-zero if any step failed.
+
+use anyhow::{Result, bail};
+use std::time::Instant;
+use xshell::{Shell, cmd};
+
+/// Options for `cargo xtask ci`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Run only the steps whose names contain one of these words (repeatable).
+    #[arg(long = "only", value_name = "STEP")]
+    only: Vec<String>,
+    /// Skip the steps whose names contain one of these words (repeatable).
+    #[arg(long = "skip", value_name = "STEP")]
+    skip: Vec<String>,
+    /// List the steps and exit.
+    #[arg(long)]
+    list: bool,
+}
+
+/// One CI step: a name and the function that runs it.
+struct Step {
+    name: &'static str,
+    run: fn(&Shell) -> Result<()>,
+}
+
+fn steps() -> Vec<Step> {
+    vec![
+        Step {
+            name: "setup",
+            run: |_| crate::setup::ensure_base(),
+        },
+        Step {
+            name: "fmt",
+            run: |sh| Ok(cmd!(sh, "cargo fmt --all -- --check").run()?),
+        },
+        Step {
+            name: "clippy",
+            run: |sh| {
+                Ok(cmd!(
+                    sh,
+                    "cargo clippy --workspace --all-targets --locked -- -D warnings"
+                )
+                .run()?)
+            },
+        },
+        Step {
+            name: "test",
+            run: |sh| Ok(cmd!(sh, "cargo test --workspace --locked").run()?),
+        },
+        Step {
+            name: "no-std",
+            run: |sh| Ok(cmd!(sh, "cargo check -p ccc-sdk --no-default-features --locked").run()?),
+        },
+    ]
+}
+
+fn selected(name: &str, args: &Args) -> bool {
+    (args.only.is_empty() || args.only.iter().any(|w| name.contains(w.as_str())))
+        && !args.skip.iter().any(|w| name.contains(w.as_str()))
+}
+
+/// Runs the selected steps and prints the summary line.
+///
+/// # Errors
+/// If any step failed (after all steps ran).
+pub(crate) fn run(args: &Args) -> Result<()> {
+    let all = steps();
+    if args.list {
+        for step in &all {
+            println!("{}", step.name);
+        }
+        return Ok(());
+    }
+    let sh = Shell::new()?;
+    sh.change_dir(crate::workspace_root());
+    let started = Instant::now();
+    let (mut passed, mut failed) = (0usize, Vec::new());
+    for step in all.iter().filter(|s| selected(s.name, args)) {
+        eprintln!("\n== ci: {} ==", step.name);
+        let t = Instant::now();
+        match (step.run)(&sh) {
+            Ok(()) => {
+                passed += 1;
+                eprintln!("== ci: {} passed in {:.1?}", step.name, t.elapsed());
+            }
+            Err(e) => {
+                failed.push(step.name);
+                eprintln!("== ci: {} FAILED in {:.1?}: {e:#}", step.name, t.elapsed());
+            }
+        }
+    }
+    eprintln!("\nci: total {:.1?}", started.elapsed());
+    if !failed.is_empty() {
+        eprintln!("ci: failed steps: {}", failed.join(", "));
+    }
+    println!("ci: {passed} passed, {} failed", failed.len());
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        bail!("{} CI step(s) failed", failed.len())
+    }
+}

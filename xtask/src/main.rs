@@ -1,0 +1,61 @@
+//! `cargo xtask`: the one entry point for building, releasing, emulating, benchmarking and CI.
+//!
+//! Each subcommand lives in its own module. Commands run through `xshell` (arguments are never
+//! interpolated into a shell string).
+
+mod ci;
+mod setup;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "CCC's build, release, emulation and CI tasks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run every check CI runs (formatting, clippy, tests, no_std, fuzz smoke, ...) and print
+    /// `ci: N passed, M failed`. Installs what it needs as root, or names the command to run.
+    Ci(ci::Args),
+    /// Build the default template into a reproducible EIF and publish release/<V>/.
+    Release {
+        /// Release version (default: the workspace version).
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// Install or check the host prerequisites (apt packages, the musl target, ...).
+    Setup,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Ci(args) => ci::run(&args),
+        Command::Release { version } => {
+            let version = version.unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned());
+            anyhow::bail!(
+                "`cargo xtask release --version {version}` is not available yet: the EIF \
+                 pipeline (kernel, init, initramfs, EIF, PCRs) lands with the release issue. \
+                 It will build the default template twice in different directories, refuse to \
+                 publish if any byte differs, and write release/{version}/."
+            )
+        }
+        Command::Setup => setup::ensure_base(),
+    }
+}
+
+/// The workspace root (the directory holding the top-level Cargo.toml).
+pub(crate) fn workspace_root() -> PathBuf {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .map_or_else(|| manifest_dir.clone(), std::path::Path::to_path_buf)
+}
