@@ -33,6 +33,11 @@ enum Command {
     },
     /// Install or check the host prerequisites (apt packages, the musl target, ...).
     Setup,
+    /// Run a side-by-side benchmark against its peers and print ratios.
+    Bench {
+        /// Which benchmark (see `ccc-bench` for the list).
+        name: String,
+    },
 }
 
 fn main() -> Result<()> {
@@ -49,6 +54,13 @@ fn main() -> Result<()> {
             )
         }
         Command::Setup => setup::ensure_base(),
+        Command::Bench { name } => {
+            let sh = xshell::Shell::new()?;
+            sh.change_dir(workspace_root());
+            xshell::cmd!(sh, "cargo run --quiet --locked --profile bench -p ccc-bench -- {name}")
+                .run()?;
+            Ok(())
+        }
     }
 }
 
