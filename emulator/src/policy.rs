@@ -421,24 +421,32 @@ impl Policy {
             if !statement.applies_to(ctx) {
                 continue;
             }
-            let failed = statement.conditions.iter().find(|c| !c.holds(ctx));
-            match (statement.effect, failed) {
-                (Effect::Deny, None) => {
+            let failed: Vec<&Condition> = statement
+                .conditions
+                .iter()
+                .filter(|c| !c.holds(ctx))
+                .collect();
+            match (statement.effect, failed.is_empty()) {
+                (Effect::Deny, true) => {
                     return Decision::ExplicitDeny {
                         by: statement.name(),
                     };
                 }
-                (Effect::Allow, None) => {
+                (Effect::Allow, true) => {
                     allowed_by.get_or_insert_with(|| statement.name());
                 }
-                (Effect::Allow, Some(condition)) => {
+                (Effect::Allow, false) => {
+                    // Name every failed condition: an enclave rebuilt with a changed app fails
+                    // PCR0 (ImageSha384) and PCR2 together, and the user needs to see both.
+                    let reasons: Vec<String> =
+                        failed.iter().map(|c| c.explain_failure(ctx)).collect();
                     near_misses.push(format!(
                         "{} did not apply because {}",
                         statement.name(),
-                        condition.explain_failure(ctx)
+                        reasons.join(", and ")
                     ));
                 }
-                (Effect::Deny, Some(_)) => {}
+                (Effect::Deny, false) => {}
             }
         }
         match allowed_by {
@@ -669,6 +677,17 @@ mod tests {
         assert!(text.contains("kms:RecipientAttestation:PCR1"), "{text}");
         assert!(text.contains(&"ab".repeat(48)), "{text}");
         assert!(text.contains(PCR1), "{text}");
+        assert!(
+            !text.contains("ImageSha384"),
+            "only the failed condition is named: {text}"
+        );
+
+        c.set("kms:RecipientAttestation:ImageSha384", "cd".repeat(48));
+        let text = policy.evaluate(&c).explain(&c);
+        assert!(
+            text.contains("ImageSha384: request has") && text.contains("PCR1: request has"),
+            "{text}"
+        );
     }
 
     #[test]
