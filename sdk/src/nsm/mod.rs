@@ -18,6 +18,8 @@
 //! so [`Nsm::random`] calls it as often as needed.
 
 pub mod codec;
+#[cfg(test)]
+mod codec_tests;
 
 #[cfg(all(feature = "std", target_os = "linux"))]
 mod device;
