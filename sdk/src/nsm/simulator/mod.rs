@@ -18,6 +18,8 @@
 //! `["Signature1", protected, h'', payload]`.
 
 mod chain;
+#[cfg(test)]
+mod tests;
 
 use super::codec::{self, Description, Digest, ErrorCode, REQUEST_MAX, Request, Response};
 use super::{LOCKED_AT_BOOT, NsmError, PCR_COUNT, PCR_LEN, RANDOM_PER_CALL, Transport};
@@ -168,6 +170,7 @@ impl std::error::Error for SimulatorError {}
 /// Mutable NSM state.
 #[derive(Debug)]
 struct State {
+    clock: Clock,
     pcrs: [[u8; PCR_LEN]; PCR_COUNT as usize],
     locked: [bool; PCR_COUNT as usize],
     leaf: Option<Leaf>,
@@ -176,7 +179,6 @@ struct State {
 /// The NSM simulator. Use it through [`super::Nsm::simulator`] (or as a [`Transport`]).
 pub struct Simulator {
     module_id: String,
-    clock: Clock,
     leaf_validity: Duration,
     chain: Chain,
     state: Mutex<State>,
@@ -186,7 +188,6 @@ impl fmt::Debug for Simulator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Simulator")
             .field("module_id", &self.module_id)
-            .field("clock", &self.clock)
             .field("chain", &self.chain)
             .finish_non_exhaustive()
     }
@@ -247,10 +248,10 @@ impl Simulator {
         ANNOUNCED.call_once(|| std::eprintln!("{ANNOUNCEMENT}"));
         Ok(Self {
             module_id,
-            clock,
             leaf_validity,
             chain,
             state: Mutex::new(State {
+                clock,
                 pcrs,
                 locked,
                 leaf: None,
@@ -280,6 +281,14 @@ impl Simulator {
     #[must_use]
     pub fn module_id(&self) -> &str {
         &self.module_id
+    }
+
+    /// Changes the clock, e.g. to move a fixed clock forward and see leaves renewed or the
+    /// chain expire. Keep an `Arc<Simulator>` to call this while an `Nsm` uses it.
+    pub fn set_clock(&self, clock: Clock) {
+        // A poisoned lock means a panic elsewhere; the clock is plain data, so carry on.
+        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.clock = clock;
     }
 
     /// Answers one decoded request, as the NSM would.
@@ -378,7 +387,7 @@ impl Simulator {
 
     /// Builds and signs one attestation document.
     fn attest(&self, state: &mut State, fields: &Optional<'_>) -> Result<Vec<u8>, SimulatorError> {
-        let timestamp = self.clock.now();
+        let timestamp = state.clock.now();
         let now = timestamp.as_secs();
         if now >= self.chain.not_after {
             return Err(SimulatorError::ChainExpired {
