@@ -438,11 +438,7 @@ impl Response {
                 .and_then(|e| e.u16(d.max_pcrs))
                 .and_then(|e| e.str("locked_pcrs"))
                 .and_then(|e| e.array(d.locked_pcrs.len() as u64))
-                .and_then(|e| {
-                    d.locked_pcrs
-                        .iter()
-                        .try_fold(e, |e, pcr| e.u16(*pcr))
-                })
+                .and_then(|e| d.locked_pcrs.iter().try_fold(e, |e, pcr| e.u16(*pcr)))
                 .and_then(|e| e.str("digest"))
                 .and_then(|e| e.str(d.digest.wire_name()))
                 .map(drop),
@@ -586,7 +582,10 @@ impl fmt::Display for CodecError {
                 write!(f, "unknown NSM error code {name:?}")
             }
             CodecErrorKind::UnknownDigest(name) => {
-                write!(f, "unknown digest {name:?}, expected SHA256, SHA384 or SHA512")
+                write!(
+                    f,
+                    "unknown digest {name:?}, expected SHA256, SHA384 or SHA512"
+                )
             }
             CodecErrorKind::MissingField { operation, field } => {
                 write!(f, "{operation} lacks its required field {field:?}")
@@ -980,7 +979,15 @@ impl<'b> Reader<'b> {
 
     fn description(&mut self, map_at: usize) -> Result<Description, CodecError> {
         const OP: &str = "DescribeNSM";
-        let [major, minor, patch, module_id, max_pcrs, locked_pcrs, digest] = self.fields(
+        let [
+            major,
+            minor,
+            patch,
+            module_id,
+            max_pcrs,
+            locked_pcrs,
+            digest,
+        ] = self.fields(
             OP,
             [
                 "version_major",
@@ -1006,10 +1013,10 @@ impl<'b> Reader<'b> {
                 let mut len = r.array()?;
                 while r.another(&mut len)? {
                     let at = r.offset();
-                    let pcr =
-                        r.d.u16().map_err(|e| {
-                            CodecError::new(at, decode_kind(&e, "a PCR index (u16)"))
-                        })?;
+                    let pcr = r
+                        .d
+                        .u16()
+                        .map_err(|e| CodecError::new(at, decode_kind(&e, "a PCR index (u16)")))?;
                     set.insert(pcr);
                 }
                 Ok(set)

@@ -1,6 +1,7 @@
 //! Wire-compatibility and robustness tests of the NSM codec against AWS's
 //! `aws-nitro-enclaves-nsm-api` 0.5.2 (serde_cbor), the Linux driver's hard-coded bytes and
 //! QEMU's field order.
+#![allow(clippy::panic)]
 
 use super::codec::*;
 use alloc::collections::BTreeSet;
@@ -262,8 +263,16 @@ fn every_request_variant_is_wire_identical_to_aws_nsm_api_both_ways() {
             assert_eq!(ours, theirs, "variant {variant} case {case}: {request:?}");
             // Their decoder reads our bytes, our decoder reads theirs.
             let decoded: aws::Request = serde_cbor::from_slice(&ours).unwrap();
-            assert_eq!(from_aws_request(decoded), request, "variant {variant} case {case}");
-            assert_eq!(Request::decode(&theirs).unwrap(), request, "variant {variant} case {case}");
+            assert_eq!(
+                from_aws_request(decoded),
+                request,
+                "variant {variant} case {case}"
+            );
+            assert_eq!(
+                Request::decode(&theirs).unwrap(),
+                request,
+                "variant {variant} case {case}"
+            );
         }
     }
 }
@@ -278,8 +287,16 @@ fn every_response_variant_is_wire_identical_to_aws_nsm_api_both_ways() {
             let theirs = serde_cbor::to_vec(&to_aws_response(&response)).unwrap();
             assert_eq!(ours, theirs, "variant {variant} case {case}");
             let decoded: aws::Response = serde_cbor::from_slice(&ours).unwrap();
-            assert_eq!(from_aws_response(decoded), response, "variant {variant} case {case}");
-            assert_eq!(Response::decode(&theirs).unwrap(), response, "variant {variant} case {case}");
+            assert_eq!(
+                from_aws_response(decoded),
+                response,
+                "variant {variant} case {case}"
+            );
+            assert_eq!(
+                Response::decode(&theirs).unwrap(),
+                response,
+                "variant {variant} case {case}"
+            );
         }
     }
 }
@@ -324,11 +341,23 @@ fn describe_nsm_in_qemu_field_order_with_unknown_fields_decodes() {
     // QEMU's virtio-nsm writes digest, max_pcrs, module_id, locked_pcrs, version_* (not the
     // serde order); a future NSM may add fields.
     let bytes = cbor(|e| {
-        e.map(1).unwrap().str("DescribeNSM").unwrap().map(8).unwrap();
+        e.map(1)
+            .unwrap()
+            .str("DescribeNSM")
+            .unwrap()
+            .map(8)
+            .unwrap();
         e.str("digest").unwrap().str("SHA384").unwrap();
         e.str("max_pcrs").unwrap().u8(32).unwrap();
         e.str("module_id").unwrap().str("i-1234-enc5678").unwrap();
-        e.str("future_field").unwrap().array(2).unwrap().u8(1).unwrap().map(0).unwrap();
+        e.str("future_field")
+            .unwrap()
+            .array(2)
+            .unwrap()
+            .u8(1)
+            .unwrap()
+            .map(0)
+            .unwrap();
         e.str("locked_pcrs").unwrap().array(3).unwrap();
         e.u8(0).unwrap().u8(1).unwrap().u8(2).unwrap();
         e.str("version_major").unwrap().u8(1).unwrap();
@@ -352,8 +381,22 @@ fn indefinite_lengths_decode_like_definite_ones() {
     let bytes = cbor(|e| {
         e.begin_map().unwrap().str("Attestation").unwrap();
         e.begin_map().unwrap();
-        e.begin_str().unwrap().str("doc").unwrap().str("ument").unwrap().end().unwrap();
-        e.begin_bytes().unwrap().bytes(&[1, 2]).unwrap().bytes(&[3]).unwrap().end().unwrap();
+        e.begin_str()
+            .unwrap()
+            .str("doc")
+            .unwrap()
+            .str("ument")
+            .unwrap()
+            .end()
+            .unwrap();
+        e.begin_bytes()
+            .unwrap()
+            .bytes(&[1, 2])
+            .unwrap()
+            .bytes(&[3])
+            .unwrap()
+            .end()
+            .unwrap();
         e.end().unwrap();
         e.end().unwrap();
     });
@@ -364,7 +407,12 @@ fn indefinite_lengths_decode_like_definite_ones() {
         }
     );
     let bytes = cbor(|e| {
-        e.map(1).unwrap().str("Attestation").unwrap().begin_map().unwrap();
+        e.map(1)
+            .unwrap()
+            .str("Attestation")
+            .unwrap()
+            .begin_map()
+            .unwrap();
         e.str("nonce").unwrap().bytes(b"n").unwrap();
         e.str("user_data").unwrap().null().unwrap();
         e.end().unwrap();
@@ -398,7 +446,12 @@ fn malformed_messages_are_rejected_with_the_failed_check() {
         }
     );
     let missing = cbor(|e| {
-        e.map(1).unwrap().str("DescribePCR").unwrap().map(1).unwrap();
+        e.map(1)
+            .unwrap()
+            .str("DescribePCR")
+            .unwrap()
+            .map(1)
+            .unwrap();
         e.str("lock").unwrap().bool(true).unwrap();
     });
     let error = Response::decode(&missing).unwrap_err();
@@ -420,7 +473,12 @@ fn malformed_messages_are_rejected_with_the_failed_check() {
         CodecErrorKind::Malformed("a byte string")
     );
     let overflow = cbor(|e| {
-        e.map(1).unwrap().str("DescribePCR").unwrap().map(1).unwrap();
+        e.map(1)
+            .unwrap()
+            .str("DescribePCR")
+            .unwrap()
+            .map(1)
+            .unwrap();
         e.str("index").unwrap().u32(65_536).unwrap();
     });
     assert!(matches!(
@@ -431,7 +489,10 @@ fn malformed_messages_are_rejected_with_the_failed_check() {
         e.map(2).unwrap().str("LockPCR").unwrap().null().unwrap();
         e.str("LockPCRs").unwrap().null().unwrap();
     });
-    assert_eq!(kind_of(Response::decode(&two_entries)), CodecErrorKind::NotOneEntry);
+    assert_eq!(
+        kind_of(Response::decode(&two_entries)),
+        CodecErrorKind::NotOneEntry
+    );
     let unit_as_map = cbor(|e| {
         e.map(1).unwrap().str("LockPCR").unwrap().null().unwrap();
     });
@@ -444,7 +505,12 @@ fn malformed_messages_are_rejected_with_the_failed_check() {
         CodecErrorKind::UnknownOperation("Unknown".into())
     );
     let unknown_code = cbor(|e| {
-        e.map(1).unwrap().str("Error").unwrap().str("Teapot").unwrap();
+        e.map(1)
+            .unwrap()
+            .str("Error")
+            .unwrap()
+            .str("Teapot")
+            .unwrap();
     });
     assert_eq!(
         kind_of(Response::decode(&unknown_code)),
@@ -452,7 +518,10 @@ fn malformed_messages_are_rejected_with_the_failed_check() {
     );
     let mut trailing = Response::LockPcr.encode().unwrap();
     trailing.push(0);
-    assert_eq!(kind_of(Response::decode(&trailing)), CodecErrorKind::TrailingBytes);
+    assert_eq!(
+        kind_of(Response::decode(&trailing)),
+        CodecErrorKind::TrailingBytes
+    );
     assert_eq!(
         kind_of(Response::decode(&vec![0x40; RESPONSE_MAX + 1])),
         CodecErrorKind::TooLarge {
@@ -525,13 +594,16 @@ fn every_truncation_and_random_corruption_is_an_error_not_a_panic() {
                 assert_eq!(Response::decode(&bytes).unwrap(), response);
             }
         }
-        if let Ok(request) = Request::decode(&message) {
-            if let Ok(bytes) = request.encode() {
-                assert_eq!(Request::decode(&bytes).unwrap(), request);
-            }
+        if let Ok(request) = Request::decode(&message)
+            && let Ok(bytes) = request.encode()
+        {
+            assert_eq!(Request::decode(&bytes).unwrap(), request);
         }
     }
     // Single-byte corruptions of payload bytes leave many messages valid; if none decoded,
     // the loop above tested nothing.
-    assert!(decoded_ok > 100, "only {decoded_ok} corrupted messages decoded");
+    assert!(
+        decoded_ok > 100,
+        "only {decoded_ok} corrupted messages decoded"
+    );
 }

@@ -76,6 +76,7 @@ impl Transport for Device {
 }
 
 #[cfg(test)]
+#[allow(clippy::panic)]
 mod tests {
     use super::*;
     use crate::nsm::Nsm;
@@ -110,7 +111,11 @@ mod tests {
             NsmError::Io { source, .. } => assert_eq!(source.raw_os_error(), Some(libc::ENOTTY)),
             other => panic!("expected an I/O error, got {other:?}"),
         }
-        assert!(error.to_string().starts_with("ioctl NSM_IOCTL_RAW on /dev/nsm failed"));
+        assert!(
+            error
+                .to_string()
+                .starts_with("ioctl NSM_IOCTL_RAW on /dev/nsm failed")
+        );
     }
 
     #[test]

@@ -175,10 +175,9 @@ impl Nsm {
     /// response that cannot be decoded.
     pub fn request(&self, request: &Request) -> Result<Response, NsmError> {
         let mut bytes = request.encode().map_err(|error| match error.kind {
-            CodecErrorKind::TooLarge { limit, found } => NsmError::RequestTooLarge {
-                size: found,
-                limit,
-            },
+            CodecErrorKind::TooLarge { limit, found } => {
+                NsmError::RequestTooLarge { size: found, limit }
+            }
             _ => NsmError::Codec(error),
         })?;
         let response = self.transport.exchange(&bytes);

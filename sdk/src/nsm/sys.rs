@@ -45,15 +45,15 @@ const fn ioc(direction: u32, kind: u32, number: u32, size: usize) -> u32 {
 const IOC_READ_WRITE: u32 = 1 | 2;
 
 /// `NSM_IOCTL_RAW` = `_IOWR(NSM_MAGIC, 0, struct nsm_raw)` = 0xC0200A00.
-pub(crate) const NSM_IOCTL_RAW: u32 = ioc(
-    IOC_READ_WRITE,
-    NSM_MAGIC,
-    0,
-    core::mem::size_of::<NsmRaw>(),
-);
+pub(crate) const NSM_IOCTL_RAW: u32 =
+    ioc(IOC_READ_WRITE, NSM_MAGIC, 0, core::mem::size_of::<NsmRaw>());
 
 /// One `NSM_IOCTL_RAW` call: sends `request`, fills `response`, returns the response length.
-pub(crate) fn nsm_raw(fd: BorrowedFd<'_>, request: &[u8], response: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn nsm_raw(
+    fd: BorrowedFd<'_>,
+    request: &[u8],
+    response: &mut [u8],
+) -> io::Result<usize> {
     let mut raw = NsmRaw {
         request: NsmIovec {
             addr: request.as_ptr() as u64,

@@ -14,8 +14,8 @@ use aws_lc_rs::signature::{
 };
 use core::fmt;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer,
-    KeyUsagePurpose, PublicKeyData, SerialNumber, SignatureAlgorithm, SigningKey,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyUsagePurpose,
+    PublicKeyData, SerialNumber, SignatureAlgorithm, SigningKey,
 };
 
 /// Organisation written into every simulator certificate, so nobody mistakes one for AWS's.
@@ -111,7 +111,9 @@ fn datetime(seconds: u64) -> Result<time::OffsetDateTime, SimulatorError> {
     i64::try_from(seconds)
         .ok()
         .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
-        .ok_or(SimulatorError::Validity("a certificate time is out of range"))
+        .ok_or(SimulatorError::Validity(
+            "a certificate time is out of range",
+        ))
 }
 
 fn ca_key() -> Result<CaKey, SimulatorError> {

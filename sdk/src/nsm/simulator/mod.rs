@@ -287,7 +287,10 @@ impl Simulator {
     /// chain expire. Keep an `Arc<Simulator>` to call this while an `Nsm` uses it.
     pub fn set_clock(&self, clock: Clock) {
         // A poisoned lock means a panic elsewhere; the clock is plain data, so carry on.
-        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         state.clock = clock;
     }
 
@@ -308,7 +311,10 @@ impl Simulator {
                 digest: Digest::Sha384,
             }),
             Request::DescribePcr { index } => {
-                match (state.pcrs.get(usize::from(index)), state.locked.get(usize::from(index))) {
+                match (
+                    state.pcrs.get(usize::from(index)),
+                    state.locked.get(usize::from(index)),
+                ) {
                     (Some(value), Some(lock)) => Response::DescribePcr {
                         lock: *lock,
                         data: value.to_vec(),

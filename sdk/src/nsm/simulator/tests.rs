@@ -2,6 +2,7 @@
 //! the attestation document's structure checked by independent peers: AWS's
 //! `AttestationDoc::from_binary`/`to_binary`, `serde_cbor` for the COSE envelope, and the
 //! `openssl` command line for the certificate chain and the COSE signature.
+#![allow(clippy::panic)]
 
 use super::*;
 use crate::nsm::{Nsm, NsmError, PcrState};
@@ -100,7 +101,11 @@ fn describe_nsm_reports_the_nitro_shape() {
     assert_eq!(description.digest, Digest::Sha384);
     assert_eq!(description.module_id, DEFAULT_MODULE_ID);
     assert_eq!(
-        (description.version_major, description.version_minor, description.version_patch),
+        (
+            description.version_major,
+            description.version_minor,
+            description.version_patch
+        ),
         (1, 0, 0)
     );
     assert_eq!(description.locked_pcrs, (0..16).collect());
@@ -159,14 +164,20 @@ fn extend_is_sha384_of_old_value_and_data_as_computed_by_openssl() {
 fn locked_pcrs_refuse_extension_and_relocking() {
     let nsm = nsm();
     for index in 0..16 {
-        assert_eq!(nsm_code(nsm.extend_pcr(index, b"x")), ErrorCode::ReadOnlyIndex);
+        assert_eq!(
+            nsm_code(nsm.extend_pcr(index, b"x")),
+            ErrorCode::ReadOnlyIndex
+        );
         assert_eq!(nsm_code(nsm.lock_pcr(index)), ErrorCode::ReadOnlyIndex);
     }
     assert_eq!(nsm.describe_pcr(0).unwrap().value, pcr(0xa0).to_vec());
 
     let value = nsm.extend_pcr(20, b"app").unwrap();
     nsm.lock_pcr(20).unwrap();
-    assert_eq!(nsm_code(nsm.extend_pcr(20, b"more")), ErrorCode::ReadOnlyIndex);
+    assert_eq!(
+        nsm_code(nsm.extend_pcr(20, b"more")),
+        ErrorCode::ReadOnlyIndex
+    );
     assert_eq!(nsm_code(nsm.lock_pcr(20)), ErrorCode::ReadOnlyIndex);
     assert_eq!(
         nsm.describe_pcr(20).unwrap(),
@@ -178,7 +189,10 @@ fn locked_pcrs_refuse_extension_and_relocking() {
     let locked = nsm.describe_nsm().unwrap().locked_pcrs;
     assert_eq!(locked, (0..16).chain([20]).collect());
     let error = nsm.extend_pcr(20, b"more").unwrap_err().to_string();
-    assert!(error.contains("NSM refused ExtendPCR: ReadOnlyIndex"), "{error}");
+    assert!(
+        error.contains("NSM refused ExtendPCR: ReadOnlyIndex"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -202,7 +216,10 @@ fn indexes_past_31_are_invalid() {
     let nsm = nsm();
     for index in [32, 33, 255, u16::MAX] {
         assert_eq!(nsm_code(nsm.describe_pcr(index)), ErrorCode::InvalidIndex);
-        assert_eq!(nsm_code(nsm.extend_pcr(index, b"x")), ErrorCode::InvalidIndex);
+        assert_eq!(
+            nsm_code(nsm.extend_pcr(index, b"x")),
+            ErrorCode::InvalidIndex
+        );
         assert_eq!(nsm_code(nsm.lock_pcr(index)), ErrorCode::InvalidIndex);
     }
 }
@@ -252,7 +269,8 @@ fn oversized_attestation_fields_are_refused_by_client_and_simulator() {
     );
     // 1024 bytes each, as AWS's nsm-check sends, is accepted.
     let full = vec![128u8; 1024];
-    nsm.attestation(Some(&full), Some(&full), Some(&full)).unwrap();
+    nsm.attestation(Some(&full), Some(&full), Some(&full))
+        .unwrap();
 }
 
 #[test]
@@ -278,12 +296,23 @@ fn malformed_or_oversized_raw_requests_are_handled_like_the_device() {
 fn bad_configurations_are_refused_with_the_reason() {
     let error = Simulator::new(SimulatorConfig::default().with_pcr(16, pcr(1))).unwrap_err();
     assert_eq!(error, SimulatorError::PcrIndex(16));
-    assert!(error.to_string().contains("only PCRs 0-15 are measured at boot"));
-    let mut config = SimulatorConfig::default();
-    config.module_id = String::new();
-    assert_eq!(Simulator::new(config).unwrap_err(), SimulatorError::ModuleId(0));
-    let mut config = SimulatorConfig::default();
-    config.leaf_validity = Duration::ZERO;
+    assert!(
+        error
+            .to_string()
+            .contains("only PCRs 0-15 are measured at boot")
+    );
+    let config = SimulatorConfig {
+        module_id: String::new(),
+        ..SimulatorConfig::default()
+    };
+    assert_eq!(
+        Simulator::new(config).unwrap_err(),
+        SimulatorError::ModuleId(0)
+    );
+    let config = SimulatorConfig {
+        leaf_validity: Duration::ZERO,
+        ..SimulatorConfig::default()
+    };
     assert!(matches!(
         Simulator::new(config).unwrap_err(),
         SimulatorError::Validity(_)
@@ -350,7 +379,10 @@ fn cose_parts(document: &[u8]) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
 /// DER `ECDSA-Sig-Value` from a raw `r || s` P-384 signature (what openssl wants).
 fn ecdsa_der(raw: &[u8]) -> Vec<u8> {
     fn integer(bytes: &[u8]) -> Vec<u8> {
-        let first = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len() - 1);
+        let first = bytes
+            .iter()
+            .position(|&b| b != 0)
+            .unwrap_or(bytes.len() - 1);
         let mut value = bytes[first..].to_vec();
         if value[0] & 0x80 != 0 {
             value.insert(0, 0);
@@ -373,7 +405,8 @@ fn attestation_document_has_the_real_shape_and_verifies_with_openssl() {
     let nsm = Nsm::with_transport(alloc::boxed::Box::new(simulator.clone()));
     nsm.extend_pcr(16, b"app config").unwrap();
     nsm.lock_pcr(16).unwrap();
-    nsm.extend_pcr(17, b"unlocked: not in the document").unwrap();
+    nsm.extend_pcr(17, b"unlocked: not in the document")
+        .unwrap();
     let document = nsm
         .attestation(Some(b"user data"), Some(b"nonce-123"), Some(b"public key"))
         .unwrap();
@@ -391,7 +424,10 @@ fn attestation_document_has_the_real_shape_and_verifies_with_openssl() {
     assert_eq!(doc.module_id, DEFAULT_MODULE_ID);
     assert_eq!(doc.digest, AwsDigest::SHA384);
     assert_eq!(doc.timestamp, T.0);
-    assert_eq!(doc.pcrs.keys().copied().collect::<Vec<_>>(), (0..=16).collect::<Vec<_>>());
+    assert_eq!(
+        doc.pcrs.keys().copied().collect::<Vec<_>>(),
+        (0..=16).collect::<Vec<_>>()
+    );
     assert_eq!(doc.pcrs[&0].as_slice(), pcr(0xa0));
     assert_eq!(doc.pcrs[&2].as_slice(), pcr(0xa2));
     assert_eq!(doc.pcrs[&3].as_slice(), [0; PCR_LEN]);
@@ -399,9 +435,18 @@ fn attestation_document_has_the_real_shape_and_verifies_with_openssl() {
         doc.pcrs[&16].as_slice(),
         nsm.describe_pcr(16).unwrap().value.as_slice()
     );
-    assert_eq!(doc.user_data.as_deref().map(|b| b.as_slice()), Some(&b"user data"[..]));
-    assert_eq!(doc.nonce.as_deref().map(|b| b.as_slice()), Some(&b"nonce-123"[..]));
-    assert_eq!(doc.public_key.as_deref().map(|b| b.as_slice()), Some(&b"public key"[..]));
+    assert_eq!(
+        doc.user_data.as_deref().map(|b| b.as_slice()),
+        Some(&b"user data"[..])
+    );
+    assert_eq!(
+        doc.nonce.as_deref().map(|b| b.as_slice()),
+        Some(&b"nonce-123"[..])
+    );
+    assert_eq!(
+        doc.public_key.as_deref().map(|b| b.as_slice()),
+        Some(&b"public key"[..])
+    );
     assert_eq!(doc.cabundle.len(), 2);
     assert_eq!(doc.cabundle[0].as_slice(), simulator.root_der());
     assert_eq!(doc.cabundle[1].as_slice(), simulator.intermediate_der());
@@ -415,15 +460,42 @@ fn attestation_document_has_the_real_shape_and_verifies_with_openssl() {
     for name in ["intermediate", "leaf"] {
         let (ok, out) = openssl(
             &scratch.0,
-            &["x509", "-inform", "DER", "-in", &format!("{name}.der"), "-out", &format!("{name}.pem")],
+            &[
+                "x509",
+                "-inform",
+                "DER",
+                "-in",
+                &format!("{name}.der"),
+                "-out",
+                &format!("{name}.pem"),
+            ],
         );
         assert!(ok, "{out}");
     }
-    let (ok, root_der_from_pem) = openssl(&scratch.0, &["x509", "-in", "root.pem", "-noout", "-fingerprint", "-sha256"]);
+    let (ok, root_der_from_pem) = openssl(
+        &scratch.0,
+        &[
+            "x509",
+            "-in",
+            "root.pem",
+            "-noout",
+            "-fingerprint",
+            "-sha256",
+        ],
+    );
     assert!(ok);
     let (_, root_der_fp) = openssl(
         &scratch.0,
-        &["x509", "-inform", "DER", "-in", "root.der", "-noout", "-fingerprint", "-sha256"],
+        &[
+            "x509",
+            "-inform",
+            "DER",
+            "-in",
+            "root.der",
+            "-noout",
+            "-fingerprint",
+            "-sha256",
+        ],
     );
     assert_eq!(root_der_from_pem, root_der_fp, "PEM and DER roots differ");
 
@@ -432,8 +504,15 @@ fn attestation_document_has_the_real_shape_and_verifies_with_openssl() {
         openssl(
             &scratch.0,
             &[
-                "verify", "-x509_strict", "-attime", attime, "-CAfile", "root.pem",
-                "-untrusted", "intermediate.pem", "leaf.pem",
+                "verify",
+                "-x509_strict",
+                "-attime",
+                attime,
+                "-CAfile",
+                "root.pem",
+                "-untrusted",
+                "intermediate.pem",
+                "leaf.pem",
             ],
         )
     };
@@ -450,8 +529,14 @@ fn attestation_document_has_the_real_shape_and_verifies_with_openssl() {
     let (ok, _) = openssl(
         &scratch.0,
         &[
-            "verify", "-attime", &at, "-CAfile", "other-root.pem", "-untrusted",
-            "intermediate.pem", "leaf.pem",
+            "verify",
+            "-attime",
+            &at,
+            "-CAfile",
+            "other-root.pem",
+            "-untrusted",
+            "intermediate.pem",
+            "leaf.pem",
         ],
     );
     assert!(!ok);
@@ -460,11 +545,17 @@ fn attestation_document_has_the_real_shape_and_verifies_with_openssl() {
     // that is not a CA and signs.
     let text = |name: &str| openssl(&scratch.0, &["x509", "-in", name, "-noout", "-text"]).1;
     let root = text("root.pem");
-    assert!(root.contains("CA:TRUE") && !root.contains("pathlen"), "{root}");
+    assert!(
+        root.contains("CA:TRUE") && !root.contains("pathlen"),
+        "{root}"
+    );
     assert!(root.contains("Certificate Sign, CRL Sign"), "{root}");
     assert!(root.contains("NIST CURVE: P-384") && root.contains("ecdsa-with-SHA384"));
     let intermediate = text("intermediate.pem");
-    assert!(intermediate.contains("CA:TRUE, pathlen:0"), "{intermediate}");
+    assert!(
+        intermediate.contains("CA:TRUE, pathlen:0"),
+        "{intermediate}"
+    );
     assert!(intermediate.contains("Certificate Sign, CRL Sign"));
     let leaf = text("leaf.pem");
     assert!(leaf.contains("CA:FALSE"), "{leaf}");
@@ -481,7 +572,18 @@ fn attestation_document_has_the_real_shape_and_verifies_with_openssl() {
         Value::Bytes(payload.clone()),
     ]))
     .unwrap();
-    let (ok, out) = openssl(&scratch.0, &["x509", "-in", "leaf.pem", "-noout", "-pubkey", "-out", "leaf-key.pem"]);
+    let (ok, out) = openssl(
+        &scratch.0,
+        &[
+            "x509",
+            "-in",
+            "leaf.pem",
+            "-noout",
+            "-pubkey",
+            "-out",
+            "leaf-key.pem",
+        ],
+    );
     assert!(ok, "{out}");
     scratch.write("signature.der", &ecdsa_der(&signature));
     scratch.write("sig-structure.bin", &sig_structure);
@@ -489,7 +591,12 @@ fn attestation_document_has_the_real_shape_and_verifies_with_openssl() {
         openssl(
             &scratch.0,
             &[
-                "dgst", "-sha384", "-verify", "leaf-key.pem", "-signature", "signature.der",
+                "dgst",
+                "-sha384",
+                "-verify",
+                "leaf-key.pem",
+                "-signature",
+                "signature.der",
                 "sig-structure.bin",
             ],
         )
@@ -512,7 +619,10 @@ fn absent_fields_are_cbor_null_and_documents_reuse_the_leaf() {
     let (_, payload, _) = cose_parts(&first);
     let doc = AttestationDoc::from_binary(&payload).unwrap();
     assert_eq!(doc.to_binary(), payload);
-    assert_eq!((doc.user_data, doc.nonce, doc.public_key), (None, None, None));
+    assert_eq!(
+        (doc.user_data, doc.nonce, doc.public_key),
+        (None, None, None)
+    );
     // The payload's last entries are "public_key": null, "user_data": null, "nonce": null.
     assert!(payload.ends_with(b"\x6apublic_key\xf6\x69user_data\xf6\x65nonce\xf6"));
     assert_eq!(doc.pcrs.len(), 16);
