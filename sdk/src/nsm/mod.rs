@@ -32,7 +32,7 @@ pub use codec::{CodecError, CodecErrorKind, Description, Digest, ErrorCode, Requ
 #[cfg(all(feature = "std", target_os = "linux"))]
 pub use device::{DEVICE_PATH, Device};
 #[cfg(feature = "simulator")]
-pub use simulator::{Simulator, SimulatorConfig, SimulatorError};
+pub use simulator::{Clock, Simulator, SimulatorConfig, SimulatorError};
 
 use crate::secret::SecretBytes;
 use alloc::boxed::Box;

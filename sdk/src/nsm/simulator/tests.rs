@@ -348,6 +348,26 @@ fn leaves_are_renewed_near_expiry_and_an_expired_chain_refuses_to_sign() {
 }
 
 #[test]
+fn clients_and_simulators_can_be_shared_across_threads() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Nsm>();
+    shareable::<Simulator>();
+    let nsm = std::sync::Arc::new(nsm());
+    let threads: Vec<_> = (16..20)
+        .map(|index| {
+            let nsm = nsm.clone();
+            std::thread::spawn(move || nsm.extend_pcr(index, b"thread").unwrap())
+        })
+        .collect();
+    let values: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    // Same input into four zero PCRs: four equal values, each now visible in its PCR.
+    assert!(values.windows(2).all(|w| w[0] == w[1]));
+    for index in 16..20 {
+        assert_eq!(nsm.describe_pcr(index).unwrap().value, values[0]);
+    }
+}
+
+#[test]
 fn debug_output_never_shows_keys() {
     let simulator = simulator();
     let shown = format!("{simulator:?}");
