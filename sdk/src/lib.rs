@@ -28,5 +28,6 @@ extern crate std;
 
 pub mod crypto;
 pub mod der;
+pub mod nsm;
 pub mod secret;
 pub mod time;

@@ -51,6 +51,17 @@ fn steps() -> Vec<Step> {
             run: |sh| Ok(cmd!(sh, "cargo test --workspace --locked").run()?),
         },
         Step {
+            // The NSM simulator's tests, explicitly (not only through feature unification).
+            name: "test-simulator",
+            run: |sh| {
+                Ok(cmd!(
+                    sh,
+                    "cargo test -p ccc-sdk --features simulator --locked --lib nsm"
+                )
+                .run()?)
+            },
+        },
+        Step {
             name: "no-std",
             run: |sh| Ok(cmd!(sh, "cargo check -p ccc-sdk --no-default-features --locked").run()?),
         },

@@ -4,6 +4,7 @@
 //! interpolated into a shell string).
 
 mod ci;
+mod nsm;
 mod setup;
 
 use anyhow::Result;
@@ -33,6 +34,9 @@ enum Command {
     },
     /// Install or check the host prerequisites (apt packages, the musl target, ...).
     Setup,
+    /// NSM developer tools: `nsm simulate-attestation --out FILE` writes a document signed by
+    /// the simulator's development chain (not AWS) and that chain's root.
+    Nsm(nsm::Args),
     /// Run a side-by-side benchmark against its peers and print ratios.
     Bench {
         /// Which benchmark (see `ccc-bench` for the list).
@@ -64,6 +68,7 @@ fn run(cli: Cli) -> Result<()> {
             )
         }
         Command::Setup => setup::ensure_base(),
+        Command::Nsm(args) => nsm::run(&args),
         Command::Bench { name } => {
             let sh = xshell::Shell::new()?;
             sh.change_dir(workspace_root());

@@ -6,11 +6,13 @@ use std::process::Command;
 use xshell::{Shell, cmd};
 
 /// Packages every build and test needs (aws-lc-sys and the AWS image-format peer build C code
-/// and link OpenSSL; musl-tools gives musl-gcc for the static enclave binaries).
+/// and link OpenSSL; musl-tools gives musl-gcc for the static enclave binaries; the `openssl`
+/// command line is the independent peer of the NSM simulator's chain and signature tests).
 pub(crate) const BASE_PACKAGES: &[&str] = &[
     "build-essential",
     "pkg-config",
     "libssl-dev",
+    "openssl",
     "musl-tools",
     "cpio",
     "python3-venv",
