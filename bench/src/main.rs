@@ -5,8 +5,11 @@ mod harness;
 
 use anyhow::{Result, bail};
 
+/// A benchmark's entry point.
+type Entry = fn() -> Result<()>;
+
 /// Every benchmark: its name and its entry point.
-const BENCHMARKS: &[(&str, fn() -> Result<()>)] = &[];
+const BENCHMARKS: &[(&str, Entry)] = &[];
 
 fn main() -> Result<()> {
     let name = std::env::args().nth(1).unwrap_or_default();
