@@ -286,10 +286,10 @@ impl fmt::Display for AttestationError {
                  stay within it, so this document was not produced by an NSM"
             ),
             Self::UnsignedDocument => f.write_str(
-                "unsigned document from an emulator (protected header alg -1, zero signature \
-                 and zero certificates, as QEMU's nitro-enclave machine emits); it proves \
-                 nothing. Only for local emulation, select \
-                 RootOfTrust::InsecureQemuUnsigned (CLI: --insecure-qemu-unsigned) explicitly",
+                "unsigned document from an emulator; QEMU's nitro-enclave machine writes \
+                 protected header alg -1, a zero signature and zero certificates, so it proves \
+                 nothing. Only for local emulation, select RootOfTrust::InsecureQemuUnsigned \
+                 (CLI: --insecure-qemu-unsigned) explicitly",
             ),
             Self::NotQemuUnsigned(what) => write!(
                 f,
