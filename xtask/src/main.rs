@@ -3,6 +3,7 @@
 //! Each subcommand lives in its own module. Commands run through `xshell` (arguments are never
 //! interpolated into a shell string).
 
+mod attestation;
 mod ci;
 mod setup;
 
@@ -33,6 +34,9 @@ enum Command {
     },
     /// Install or check the host prerequisites (apt packages, the musl target, ...).
     Setup,
+    /// Inspect and verify NSM attestation documents.
+    #[command(subcommand)]
+    Attestation(attestation::Command),
     /// Run a side-by-side benchmark against its peers and print ratios.
     Bench {
         /// Which benchmark (see `ccc-bench` for the list).
@@ -64,11 +68,15 @@ fn run(cli: Cli) -> Result<()> {
             )
         }
         Command::Setup => setup::ensure_base(),
+        Command::Attestation(command) => attestation::run(command),
         Command::Bench { name } => {
             let sh = xshell::Shell::new()?;
             sh.change_dir(workspace_root());
-            xshell::cmd!(sh, "cargo run --quiet --locked --profile bench -p ccc-bench -- {name}")
-                .run()?;
+            xshell::cmd!(
+                sh,
+                "cargo run --quiet --locked --profile bench -p ccc-bench -- {name}"
+            )
+            .run()?;
             Ok(())
         }
     }
