@@ -552,3 +552,86 @@ fn a_custom_root_must_be_a_certificate() {
         Err(AttestationError::PolicyInput(_))
     ));
 }
+
+/// The committed fuzz seeds (`fuzz/seeds/attestation/`) are synthetic documents made here.
+/// Regenerate with `CCC_WRITE_FUZZ_SEEDS=1 cargo test -p ccc-sdk --test attestation_synthetic
+/// fuzz_seeds`. The QEMU-shaped seeds are deterministic and compared byte for byte; the signed
+/// ones (fresh keys each time) must verify under their own cabundle[0].
+#[test]
+fn fuzz_seeds_are_our_synthetic_documents() {
+    let dir =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/attestation");
+    let mut qemu_tagged = Fields::qemu();
+    qemu_tagged.indefinite_map = true;
+    qemu_tagged.public_key = None;
+    qemu_tagged.nonce = Some(None);
+    let mut qemu_max = Fields::qemu();
+    qemu_max.pcrs = Some((0..32).map(|i| (i, vec![i as u8; 64])).collect());
+    qemu_max.user_data = Some(Some(vec![0x55; 1024]));
+    qemu_max.nonce = Some(Some(vec![0xaa; 1024]));
+    qemu_max.public_key = Some(Some(Vec::new()));
+    let deterministic = [
+        (
+            "qemu-untagged-definite.cbor",
+            qemu_document(&Fields::qemu()),
+        ),
+        (
+            "qemu-tagged-indefinite-optionals.cbor",
+            cose(QEMU_PROTECTED, &qemu_tagged.encode(), &[0; 64], true),
+        ),
+        ("qemu-32-pcrs-max-fields.cbor", qemu_document(&qemu_max)),
+    ];
+    let write = std::env::var_os("CCC_WRITE_FUZZ_SEEDS").is_some();
+    if write {
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, doc) in &deterministic {
+            std::fs::write(dir.join(name), doc).unwrap();
+        }
+        let chain = make_chain(&nitro_like_specs());
+        let mut indefinite = Fields::signed(&chain);
+        indefinite.indefinite_map = true;
+        let short = make_chain(&[
+            CertSpec::ca("short-root.synthetic", Some(0)),
+            CertSpec::leaf("short-leaf.synthetic"),
+        ]);
+        for (name, doc) in [
+            (
+                "signed-5-cert-chain-untagged.cbor",
+                sign(&chain, &Fields::signed(&chain).encode(), false),
+            ),
+            (
+                "signed-5-cert-chain-tagged-indefinite.cbor",
+                sign(&chain, &indefinite.encode(), true),
+            ),
+            (
+                "signed-2-cert-chain.cbor",
+                sign(&short, &Fields::signed(&short).encode(), false),
+            ),
+        ] {
+            std::fs::write(dir.join(name), doc).unwrap();
+        }
+    }
+    for (name, doc) in &deterministic {
+        assert_eq!(
+            &std::fs::read(dir.join(name)).unwrap(),
+            doc,
+            "{name} is stale"
+        );
+    }
+    let mut signed = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let doc = std::fs::read(&path).unwrap();
+        let parsed = attestation::parse(&doc).unwrap();
+        if parsed.cose.algorithm == Algorithm::Es384 {
+            let root = RootOfTrust::custom(parsed.document.cabundle[0].to_vec()).unwrap();
+            parsed
+                .verify(&VerifyOptions::new(synthetic_now()).with_root(root), &AwsLc)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            signed += 1;
+        } else {
+            parsed.verify(&insecure(), &AwsLc).unwrap();
+        }
+    }
+    assert_eq!(signed, 3);
+}

@@ -5,6 +5,7 @@
 
 mod attestation;
 mod ci;
+mod fuzz;
 mod setup;
 
 use anyhow::Result;
