@@ -6,8 +6,11 @@ mod harness;
 
 use anyhow::{Result, bail};
 
-/// Every benchmark: its name and its entry point.
-const BENCHMARKS: &[(&str, fn() -> Result<()>)] = &[("attestation", attestation::run)];
+/// A benchmark: its name and its entry point.
+type Benchmark = (&'static str, fn() -> Result<()>);
+
+/// Every benchmark.
+const BENCHMARKS: &[Benchmark] = &[("attestation", attestation::run)];
 
 fn main() -> Result<()> {
     let name = std::env::args().nth(1).unwrap_or_default();

@@ -21,10 +21,20 @@ impl Crypto for AcceptAll {
     fn hmac_sha256(&self, _: &[u8], _: &[&[u8]]) -> [u8; 32] {
         [0; 32]
     }
-    fn verify_p384_sha384(&self, _: &[u8], _: &[u8], _: EcdsaSignature<'_>) -> Result<(), CryptoError> {
+    fn verify_p384_sha384(
+        &self,
+        _: &[u8],
+        _: &[u8],
+        _: EcdsaSignature<'_>,
+    ) -> Result<(), CryptoError> {
         Ok(())
     }
-    fn aes256_cbc_pkcs7_decrypt(&self, _: &[u8; 32], _: &[u8; 16], _: &[u8]) -> Result<SecretBytes, CryptoError> {
+    fn aes256_cbc_pkcs7_decrypt(
+        &self,
+        _: &[u8; 32],
+        _: &[u8; 16],
+        _: &[u8],
+    ) -> Result<SecretBytes, CryptoError> {
         Err(CryptoError::Decrypt)
     }
     fn fill_random(&self, _: &mut [u8]) -> Result<(), CryptoError> {
@@ -33,10 +43,17 @@ impl Crypto for AcceptAll {
 }
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let Ok(parsed) = attestation::parse(data) else { return };
+    let Ok(parsed) = attestation::parse(data) else {
+        return;
+    };
     let at = parsed.document.timestamp;
     let policy = Policy::new().expect_nonce(b"nonce");
-    let _ = parsed.verify(&VerifyOptions::new(at).with_root(RootOfTrust::InsecureQemuUnsigned).with_policy(policy), &AcceptAll);
+    let _ = parsed.verify(
+        &VerifyOptions::new(at)
+            .with_root(RootOfTrust::InsecureQemuUnsigned)
+            .with_policy(policy),
+        &AcceptAll,
+    );
     if let Some(root) = parsed.document.cabundle.first() {
         if let Ok(root) = RootOfTrust::custom(root.to_vec()) {
             let _ = parsed.verify(&VerifyOptions::new(at).with_root(root), &AcceptAll);

@@ -1,6 +1,8 @@
 //! Synthetic documents: QEMU's unsigned shape and the explicit insecure mode, structural
 //! negatives with exact errors and offsets, and signed documents under a custom rcgen chain
 //! (the round trip the NSM simulator will make) with broken chains.
+// Test helpers outside #[test] functions unwrap and panic like the tests do.
+#![allow(clippy::unwrap_used, clippy::panic)]
 
 mod attestation_support;
 
@@ -549,7 +551,7 @@ fn a_custom_root_must_be_a_certificate() {
     ));
     assert!(matches!(
         RootOfTrust::custom_pem("not pem"),
-        Err(AttestationError::PolicyInput(_))
+        Err(AttestationError::InvalidInput(_))
     ));
 }
 

@@ -1,5 +1,7 @@
 //! The six real NSM documents: verification at their own time, expiry, wrong roots, tampering
 //! of every signed byte, policy outcomes, truncation.
+// Test helpers outside #[test] functions unwrap and panic like the tests do.
+#![allow(clippy::unwrap_used, clippy::panic)]
 
 mod attestation_support;
 
@@ -477,7 +479,7 @@ fn policy_from_measurements_json_in_both_formats() {
     ] {
         let err = Policy::from_measurements_json(bad).unwrap_err();
         assert!(
-            matches!(&err, AttestationError::PolicyInput(m) if m.contains(needle)),
+            matches!(&err, AttestationError::InvalidInput(m) if m.contains(needle)),
             "{bad}: {err}"
         );
     }

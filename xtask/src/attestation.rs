@@ -61,7 +61,7 @@ fn decode_document(bytes: &[u8]) -> Result<Vec<u8>> {
     if text.is_empty() {
         bail!("the file is empty");
     }
-    if text.iter().all(u8::is_ascii_hexdigit) && text.len() % 2 == 0 {
+    if text.iter().all(u8::is_ascii_hexdigit) && text.len().is_multiple_of(2) {
         return hex::decode(&text).context("not valid hex");
     }
     base64::engine::general_purpose::STANDARD

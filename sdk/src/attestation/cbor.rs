@@ -1,9 +1,25 @@
 //! A thin layer over minicbor's `Decoder` that turns its errors into [`DecodeError`]s carrying
 //! the byte offset in the whole document and the field being read.
 
-use super::error::{DecodeError, DecodeErrorKind};
+use super::error::{AttestationError, DecodeError, DecodeErrorKind};
+use alloc::string::String;
 use minicbor::Decoder;
 use minicbor::data::Type;
+
+/// A field whose value has the right type but invalid content, at `offset` in the document.
+pub(crate) fn invalid(
+    offset: usize,
+    field: &'static str,
+    problem: impl Into<String>,
+) -> AttestationError {
+    AttestationError::Malformed(DecodeError {
+        offset,
+        kind: DecodeErrorKind::InvalidValue {
+            field,
+            problem: problem.into(),
+        },
+    })
+}
 
 /// A CBOR cursor over a slice that sits at `base` in the whole document.
 pub(crate) struct Cbor<'b> {

@@ -1,7 +1,7 @@
 //! COSE_Sign1 (RFC 9052 §4.2) as the NSM emits it: the envelope, the protected header and the
 //! `Sig_structure` the signature covers.
 
-use super::cbor::Cbor;
+use super::cbor::{Cbor, invalid};
 use super::error::{AttestationError, DecodeErrorKind};
 use super::limits;
 use alloc::vec::Vec;
@@ -59,15 +59,11 @@ pub(crate) fn parse(document: &[u8]) -> Result<CoseSign1<'_>, AttestationError> 
         let at = c.offset();
         let tag = c.tag("COSE_Sign1 tag")?;
         if tag != COSE_SIGN1_TAG {
-            return Err(c
-                .error(
-                    at,
-                    DecodeErrorKind::InvalidValue {
-                        field: "COSE tag",
-                        problem: alloc::format!("tag {tag}, COSE_Sign1 is tag 18"),
-                    },
-                )
-                .into());
+            return Err(invalid(
+                at,
+                "COSE tag",
+                alloc::format!("tag {tag}, COSE_Sign1 is tag 18"),
+            ));
         }
         tagged = true;
     }
@@ -90,15 +86,11 @@ pub(crate) fn parse(document: &[u8]) -> Result<CoseSign1<'_>, AttestationError> 
     let mut unprotected = c.map("COSE unprotected header")?;
     if c.has_next(&mut unprotected, "COSE unprotected header")? {
         // Unsigned headers carry nothing the NSM uses; refusing them keeps the parser small.
-        return Err(c
-            .error(
-                at,
-                DecodeErrorKind::InvalidValue {
-                    field: "COSE unprotected header",
-                    problem: "must be empty, as the NSM emits it".into(),
-                },
-            )
-            .into());
+        return Err(invalid(
+            at,
+            "COSE unprotected header",
+            "must be empty, as the NSM emits it",
+        ));
     }
 
     let (payload, payload_offset) = c.bytes("COSE payload")?;
@@ -109,18 +101,14 @@ pub(crate) fn parse(document: &[u8]) -> Result<CoseSign1<'_>, AttestationError> 
         Algorithm::QemuUnsigned => signature.len() > ES384_SIGNATURE_LEN,
     };
     if bad_len {
-        return Err(c
-            .error(
-                sig_at,
-                DecodeErrorKind::InvalidValue {
-                    field: "COSE signature",
-                    problem: alloc::format!(
-                        "{} bytes, an ES384 signature is {ES384_SIGNATURE_LEN} (raw r||s)",
-                        signature.len()
-                    ),
-                },
-            )
-            .into());
+        return Err(invalid(
+            sig_at,
+            "COSE signature",
+            alloc::format!(
+                "{} bytes, an ES384 signature is {ES384_SIGNATURE_LEN} (raw r||s)",
+                signature.len()
+            ),
+        ));
     }
     c.finish("the COSE_Sign1 array")?;
     Ok(CoseSign1 {
@@ -138,28 +126,20 @@ fn parse_protected(bytes: &[u8], base: usize) -> Result<Algorithm, AttestationEr
     let mut c = Cbor::new(bytes, base);
     let at = c.offset();
     if c.map("COSE protected header")? != Some(1) {
-        return Err(c
-            .error(
-                at,
-                DecodeErrorKind::InvalidValue {
-                    field: "COSE protected header",
-                    problem: "must be the one-entry map {1: -35} (alg: ES384)".into(),
-                },
-            )
-            .into());
+        return Err(invalid(
+            at,
+            "COSE protected header",
+            "must be the one-entry map {1: -35} (alg: ES384)",
+        ));
     }
     let at = c.offset();
     let label = c.i64("COSE header label")?;
     if label != 1 {
-        return Err(c
-            .error(
-                at,
-                DecodeErrorKind::InvalidValue {
-                    field: "COSE protected header",
-                    problem: alloc::format!("label {label}, only 1 (alg) is allowed"),
-                },
-            )
-            .into());
+        return Err(invalid(
+            at,
+            "COSE protected header",
+            alloc::format!("label {label}, only 1 (alg) is allowed"),
+        ));
     }
     let at = c.offset();
     let alg = c.i64("COSE alg")?;

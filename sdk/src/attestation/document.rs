@@ -1,8 +1,8 @@
 //! The NSM attestation document payload (the COSE payload): the nine keys, their types and
 //! their size limits, read without copying.
 
-use super::cbor::Cbor;
-use super::error::{AttestationError, DecodeError, DecodeErrorKind};
+use super::cbor::{Cbor, invalid};
+use super::error::{AttestationError, DecodeErrorKind};
 use super::limits;
 use crate::time::UnixMillis;
 use alloc::string::ToString;
@@ -123,47 +123,36 @@ pub(crate) fn parse(payload: &[u8], base: usize) -> Result<Document<'_>, Attesta
             }
         }
         let at = c.offset();
-        let invalid = |problem: &str| DecodeError {
-            offset: at,
-            kind: DecodeErrorKind::InvalidValue {
-                field: name,
-                problem: problem.to_string(),
-            },
-        };
         match slot {
             0 => {
                 let id = c.text("module_id")?;
                 if id.is_empty() {
-                    return Err(invalid("must not be empty").into());
+                    return Err(invalid(at, name, "must not be empty"));
                 }
                 module_id = Some(id);
             }
             1 => {
                 let d = c.text("digest")?;
                 if d != "SHA384" {
-                    return Err(c
-                        .error(
-                            at,
-                            DecodeErrorKind::InvalidValue {
-                                field: "digest",
-                                problem: alloc::format!("{d:?}, the NSM uses \"SHA384\""),
-                            },
-                        )
-                        .into());
+                    return Err(invalid(
+                        at,
+                        "digest",
+                        alloc::format!("{d:?}, the NSM uses \"SHA384\""),
+                    ));
                 }
                 digest = Some(d);
             }
             2 => {
                 let t = c.u64("timestamp")?;
                 if t == 0 {
-                    return Err(invalid("must be positive (ms since 1970)").into());
+                    return Err(invalid(at, name, "must be positive (ms since 1970)"));
                 }
                 timestamp = Some(UnixMillis(t));
             }
             3 => pcrs = Some(parse_pcrs(&mut c)?),
             4 => {
                 let (cert, _) = c.bytes("certificate")?;
-                certificate = Some(check_certificate_len(cert, &c, at)?);
+                certificate = Some(check_certificate_len(cert, at)?);
             }
             5 => cabundle = Some(parse_cabundle(&mut c)?),
             6 => {
@@ -205,21 +194,9 @@ pub(crate) fn parse(payload: &[u8], base: usize) -> Result<Document<'_>, Attesta
     })
 }
 
-fn check_certificate_len<'a>(
-    cert: &'a [u8],
-    c: &Cbor<'_>,
-    at: usize,
-) -> Result<&'a [u8], AttestationError> {
+fn check_certificate_len(cert: &[u8], at: usize) -> Result<&[u8], AttestationError> {
     if cert.is_empty() {
-        return Err(c
-            .error(
-                at,
-                DecodeErrorKind::InvalidValue {
-                    field: "certificate",
-                    problem: "empty certificate".to_string(),
-                },
-            )
-            .into());
+        return Err(invalid(at, "certificate", "empty certificate"));
     }
     if cert.len() > limits::MAX_CERTIFICATE_LEN {
         return Err(too_large(
@@ -250,53 +227,39 @@ fn parse_pcrs<'a>(c: &mut Cbor<'a>) -> Result<Pcrs<'a>, AttestationError> {
             .filter(|i| *i <= MAX_PCR_INDEX)
             .and_then(|i| pcrs.values.get_mut(usize::from(i)))
             .ok_or_else(|| {
-                c.error(
+                invalid(
                     at,
-                    DecodeErrorKind::InvalidValue {
-                        field: "pcrs",
-                        problem: alloc::format!("PCR index {index}, indices are 0..=31"),
-                    },
+                    "pcrs",
+                    alloc::format!("PCR index {index}, indices are 0..=31"),
                 )
             })?;
         if slot.is_some() {
-            return Err(c
-                .error(
-                    at,
-                    DecodeErrorKind::InvalidValue {
-                        field: "pcrs",
-                        problem: alloc::format!("PCR{index} appears twice"),
-                    },
-                )
-                .into());
+            return Err(invalid(
+                at,
+                "pcrs",
+                alloc::format!("PCR{index} appears twice"),
+            ));
         }
         let value_at = c.offset();
         let (value, _) = c.bytes("PCR value")?;
         if !matches!(value.len(), 32 | 48 | 64) {
-            return Err(c
-                .error(
-                    value_at,
-                    DecodeErrorKind::InvalidValue {
-                        field: "pcrs",
-                        problem: alloc::format!(
-                            "PCR{index} is {} bytes, PCRs are 32, 48 or 64 bytes",
-                            value.len()
-                        ),
-                    },
-                )
-                .into());
+            return Err(invalid(
+                value_at,
+                "pcrs",
+                alloc::format!(
+                    "PCR{index} is {} bytes, PCRs are 32, 48 or 64 bytes",
+                    value.len()
+                ),
+            ));
         }
         *slot = Some(value);
     }
     if count == 0 {
-        return Err(c
-            .error(
-                map_at,
-                DecodeErrorKind::InvalidValue {
-                    field: "pcrs",
-                    problem: "no PCRs; the NSM always reports at least PCR0..15".to_string(),
-                },
-            )
-            .into());
+        return Err(invalid(
+            map_at,
+            "pcrs",
+            "no PCRs; the NSM always reports at least PCR0..15",
+        ));
     }
     Ok(pcrs)
 }
@@ -315,18 +278,14 @@ fn parse_cabundle<'a>(c: &mut Cbor<'a>) -> Result<Vec<&'a [u8]>, AttestationErro
         }
         let entry_at = c.offset();
         let (cert, _) = c.bytes("cabundle entry")?;
-        bundle.push(check_certificate_len(cert, c, entry_at)?);
+        bundle.push(check_certificate_len(cert, entry_at)?);
     }
     if bundle.is_empty() {
-        return Err(c
-            .error(
-                at,
-                DecodeErrorKind::InvalidValue {
-                    field: "cabundle",
-                    problem: "empty; it must hold at least the root certificate".to_string(),
-                },
-            )
-            .into());
+        return Err(invalid(
+            at,
+            "cabundle",
+            "empty; it must hold at least the root certificate",
+        ));
     }
     Ok(bundle)
 }

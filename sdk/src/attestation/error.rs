@@ -48,8 +48,8 @@ pub enum AttestationError {
     },
     /// The document is authentic but does not satisfy the [`crate::attestation::Policy`].
     Policy(PolicyError),
-    /// A policy (expected measurements) could not be built from its JSON or inputs.
-    PolicyInput(String),
+    /// A verifier input (expected PCRs, measurements JSON, custom root PEM) is invalid.
+    InvalidInput(String),
 }
 
 /// A structural problem, with the byte offset (from the start of the whole document) at which
@@ -323,7 +323,7 @@ impl fmt::Display for AttestationError {
                  after the NSM signed it"
             ),
             Self::Policy(e) => e.fmt(f),
-            Self::PolicyInput(what) => write!(f, "invalid attestation policy input: {what}"),
+            Self::InvalidInput(what) => write!(f, "invalid attestation verifier input: {what}"),
         }
     }
 }

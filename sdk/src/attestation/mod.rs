@@ -127,7 +127,7 @@ impl RootOfTrust {
     /// A custom root from a PEM `CERTIFICATE` block.
     ///
     /// # Errors
-    /// [`AttestationError::PolicyInput`] if there is no PEM certificate block, or any error of
+    /// [`AttestationError::InvalidInput`] if there is no PEM certificate block, or any error of
     /// [`RootOfTrust::custom`].
     pub fn custom_pem(pem: &str) -> Result<Self, AttestationError> {
         const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
@@ -137,7 +137,7 @@ impl RootOfTrust {
             .and_then(|(_, rest)| rest.split_once(END))
             .map(|(body, _)| body)
             .ok_or_else(|| {
-                AttestationError::PolicyInput(
+                AttestationError::InvalidInput(
                     "root is not a PEM certificate (no BEGIN/END CERTIFICATE lines)".into(),
                 )
             })?;
@@ -145,7 +145,7 @@ impl RootOfTrust {
         use base64::Engine as _;
         let der = base64::engine::general_purpose::STANDARD
             .decode(b64)
-            .map_err(|e| AttestationError::PolicyInput(alloc::format!("root PEM: {e}")))?;
+            .map_err(|e| AttestationError::InvalidInput(alloc::format!("root PEM: {e}")))?;
         Self::custom(der)
     }
 }

@@ -21,7 +21,7 @@ pub struct Policy {
 }
 
 fn input_error(what: String) -> AttestationError {
-    AttestationError::PolicyInput(what)
+    AttestationError::InvalidInput(what)
 }
 
 impl Policy {
@@ -34,7 +34,7 @@ impl Policy {
     /// Requires PCR `index` to equal `value`.
     ///
     /// # Errors
-    /// [`AttestationError::PolicyInput`] for an index above 31 or a value that is not 32, 48
+    /// [`AttestationError::InvalidInput`] for an index above 31 or a value that is not 32, 48
     /// or 64 bytes (no PCR could ever match it).
     pub fn expect_pcr(mut self, index: u8, value: &[u8]) -> Result<Self, AttestationError> {
         if index > MAX_PCR_INDEX {
@@ -53,7 +53,7 @@ impl Policy {
     /// Like [`Policy::expect_pcr`], with the value in hex.
     ///
     /// # Errors
-    /// [`AttestationError::PolicyInput`] for bad hex, index or length.
+    /// [`AttestationError::InvalidInput`] for bad hex, index or length.
     pub fn expect_pcr_hex(self, index: u8, value: &str) -> Result<Self, AttestationError> {
         let bytes = hex::decode(value.trim())
             .map_err(|e| input_error(format!("PCR{index}: not hex ({e})")))?;
@@ -69,7 +69,7 @@ impl Policy {
     /// compared).
     ///
     /// # Errors
-    /// [`AttestationError::PolicyInput`] naming what is wrong with the JSON.
+    /// [`AttestationError::InvalidInput`] naming what is wrong with the JSON.
     pub fn from_measurements_json(json: &str) -> Result<Self, AttestationError> {
         let value: serde_json::Value = serde_json::from_str(json)
             .map_err(|e| input_error(format!("measurements JSON does not parse: {e}")))?;

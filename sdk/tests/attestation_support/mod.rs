@@ -1,7 +1,7 @@
 //! Shared helpers for the attestation tests: the real vectors from `../shared`, and a builder
 //! of synthetic documents (signed under an rcgen chain with aws-lc-rs, or QEMU-shaped
 //! unsigned), encoded independently of the SDK with minicbor's encoder.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::panic)]
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair};
@@ -206,7 +206,7 @@ pub fn make_chain(specs: &[CertSpec]) -> Chain {
         params
             .distinguished_name
             .push(DnType::OrganizationName, "CCC tests");
-        params.is_ca = spec.is_ca.clone();
+        params.is_ca = spec.is_ca;
         params.key_usages = spec.key_usages.clone();
         let (y, m, d) = spec.not_before;
         params.not_before = rcgen::date_time_ymd(y, m, d);
