@@ -54,10 +54,12 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             .with_policy(policy),
         &AcceptAll,
     );
-    if let Some(root) = parsed.document.cabundle.first() {
-        if let Ok(root) = RootOfTrust::custom(root.to_vec()) {
-            let _ = parsed.verify(&VerifyOptions::new(at).with_root(root), &AcceptAll);
-            let _ = parsed.verify(&VerifyOptions::new(UnixMillis(u64::MAX)), &AcceptAll);
-        }
+    let _ = parsed.verify(&VerifyOptions::new(at), &AcceptAll);
+    if let Some(root) = parsed.document.cabundle.first()
+        && let Ok(root) = RootOfTrust::custom(root.to_vec())
+    {
+        let _ = parsed.verify(&VerifyOptions::new(at).with_root(root.clone()), &AcceptAll);
+        let late = VerifyOptions::new(UnixMillis(u64::MAX)).with_root(root);
+        let _ = parsed.verify(&late, &AcceptAll);
     }
 });
