@@ -1,15 +1,16 @@
 //! `ccc-bench NAME`: side-by-side timings of our code against named peers, printed as ratios.
 //! Built with the `bench` profile by `cargo xtask bench NAME`; tests never assert timings.
 
+mod attestation;
 mod harness;
 
 use anyhow::{Result, bail};
 
-/// A benchmark's entry point.
-type Entry = fn() -> Result<()>;
+/// A benchmark: its name and its entry point.
+type Benchmark = (&'static str, fn() -> Result<()>);
 
-/// Every benchmark: its name and its entry point.
-const BENCHMARKS: &[(&str, Entry)] = &[];
+/// Every benchmark.
+const BENCHMARKS: &[Benchmark] = &[("attestation", attestation::run)];
 
 fn main() -> Result<()> {
     let name = std::env::args().nth(1).unwrap_or_default();

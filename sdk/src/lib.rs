@@ -26,6 +26,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod attestation;
 pub mod crypto;
 pub mod der;
 pub mod nsm;

@@ -65,6 +65,10 @@ fn steps() -> Vec<Step> {
             name: "no-std",
             run: |sh| Ok(cmd!(sh, "cargo check -p ccc-sdk --no-default-features --locked").run()?),
         },
+        Step {
+            name: "fuzz",
+            run: crate::fuzz::smoke,
+        },
     ]
 }
 

@@ -3,7 +3,9 @@
 //! Each subcommand lives in its own module. Commands run through `xshell` (arguments are never
 //! interpolated into a shell string).
 
+mod attestation;
 mod ci;
+mod fuzz;
 mod nsm;
 mod setup;
 
@@ -37,6 +39,9 @@ enum Command {
     /// NSM developer tools: `nsm simulate-attestation --out FILE` writes a document signed by
     /// the simulator's development chain (not AWS) and that chain's root.
     Nsm(nsm::Args),
+    /// Inspect and verify NSM attestation documents.
+    #[command(subcommand)]
+    Attestation(attestation::Command),
     /// Run a side-by-side benchmark against its peers and print ratios.
     Bench {
         /// Which benchmark (see `ccc-bench` for the list).
@@ -69,6 +74,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Setup => setup::ensure_base(),
         Command::Nsm(args) => nsm::run(&args),
+        Command::Attestation(command) => attestation::run(command),
         Command::Bench { name } => {
             let sh = xshell::Shell::new()?;
             sh.change_dir(workspace_root());

@@ -1,0 +1,225 @@
+//! `cargo xtask attestation verify FILE`: verify an NSM attestation document (raw CBOR, hex or
+//! base64) with the SDK, print a JSON summary on success, name the failed check otherwise.
+
+use anyhow::{Context, Result, bail};
+use base64::Engine as _;
+use ccc_sdk::attestation::{self, Policy, RootOfTrust, Trust, VerifiedAttestation, VerifyOptions};
+use ccc_sdk::crypto::AwsLc;
+use ccc_sdk::time::UnixMillis;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+
+/// `cargo xtask attestation ...`
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum Command {
+    /// Verify a document: signature, chain to the AWS Nitro root (or --root), validity at
+    /// --at, then the policy (--expect-pcrs, --nonce, debug mode).
+    Verify(VerifyArgs),
+}
+
+/// Options of `cargo xtask attestation verify`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct VerifyArgs {
+    /// The document: raw CBOR, hex or base64 (detected).
+    file: PathBuf,
+    /// Verification time, RFC 3339 or Unix milliseconds (default: now).
+    #[arg(long, value_name = "TIME")]
+    at: Option<String>,
+    /// Trust this PEM root instead of AWS Nitro Enclaves Root G1 (must be cabundle[0]).
+    #[arg(long, value_name = "PEM")]
+    root: Option<PathBuf>,
+    /// Expected PCRs: a release pcr-measurements.json or nitro-cli build-enclave output.
+    #[arg(long, value_name = "JSON")]
+    expect_pcrs: Option<PathBuf>,
+    /// Expected nonce, in hex.
+    #[arg(long, value_name = "HEX")]
+    nonce: Option<String>,
+    /// Accept debug-mode documents (PCR0/1/2 all zero).
+    #[arg(long)]
+    allow_debug: bool,
+    /// INSECURE: accept QEMU nitro-enclave documents, which are not signed at all.
+    #[arg(long, conflicts_with = "root")]
+    insecure_qemu_unsigned: bool,
+}
+
+pub(crate) fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Verify(args) => verify(&args),
+    }
+}
+
+/// Raw CBOR starts with an array of 4 (0x84) or tag 18 (0xd2); otherwise hex, then base64.
+fn decode_document(bytes: &[u8]) -> Result<Vec<u8>> {
+    if matches!(bytes.first(), Some(0x84 | 0xd2)) {
+        return Ok(bytes.to_vec());
+    }
+    let text: Vec<u8> = bytes
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    if text.is_empty() {
+        bail!("the file is empty");
+    }
+    if text.iter().all(u8::is_ascii_hexdigit) && text.len().is_multiple_of(2) {
+        return hex::decode(&text).context("not valid hex");
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(&text)
+        .context("not raw CBOR (first byte 0x84 or 0xd2), hex or standard base64")
+}
+
+fn verify(args: &VerifyArgs) -> Result<()> {
+    let raw = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let document = decode_document(&raw)
+        .with_context(|| format!("{}: cannot decode the document", args.file.display()))?;
+
+    let at = match &args.at {
+        Some(text) => UnixMillis::parse(text).with_context(|| format!("--at {text:?}"))?,
+        None => {
+            let now = UnixMillis::now();
+            eprintln!("attestation: no --at given, verifying at the current time {now}");
+            now
+        }
+    };
+    let root = if args.insecure_qemu_unsigned {
+        eprintln!(
+            "attestation: WARNING: --insecure-qemu-unsigned: accepting an UNSIGNED emulator \
+             document; it proves nothing about where it came from"
+        );
+        RootOfTrust::InsecureQemuUnsigned
+    } else if let Some(path) = &args.root {
+        let pem = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read --root {}", path.display()))?;
+        RootOfTrust::custom_pem(&pem).with_context(|| format!("--root {}", path.display()))?
+    } else {
+        RootOfTrust::AwsNitro
+    };
+    let mut policy = match &args.expect_pcrs {
+        Some(path) => {
+            let json = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --expect-pcrs {}", path.display()))?;
+            Policy::from_measurements_json(&json)
+                .with_context(|| format!("--expect-pcrs {}", path.display()))?
+        }
+        None => Policy::new(),
+    };
+    if let Some(nonce) = &args.nonce {
+        policy = policy.expect_nonce(&hex::decode(nonce.trim()).context("--nonce is not hex")?);
+    }
+    if args.allow_debug {
+        policy = policy.allow_debug_mode();
+    }
+    let options = VerifyOptions::new(at).with_root(root).with_policy(policy);
+    let verified = attestation::verify(&document, &options, &AwsLc)
+        .with_context(|| format!("{}: verification failed", args.file.display()))?;
+    if verified.is_debug_mode() {
+        eprintln!("attestation: WARNING: debug-mode document accepted (--allow-debug)");
+    }
+    println!("{}", serde_json::to_string_pretty(&summary(&verified))?);
+    Ok(())
+}
+
+fn opt_hex(value: Option<&Vec<u8>>) -> Value {
+    value.map_or(Value::Null, |v| Value::String(hex::encode(v)))
+}
+
+fn summary(v: &VerifiedAttestation) -> Value {
+    let pcrs: serde_json::Map<String, Value> = v
+        .pcrs
+        .iter()
+        .map(|(i, value)| (format!("PCR{i}"), Value::String(hex::encode(value))))
+        .collect();
+    let trust = match v.trust {
+        Trust::AwsNitroRoot => "aws-nitro-root-g1",
+        Trust::CustomRoot => "custom-root",
+        Trust::InsecureQemuUnsigned => "INSECURE-qemu-unsigned",
+        _ => "unknown",
+    };
+    let chain: Vec<Value> = v
+        .chain
+        .iter()
+        .map(|c| {
+            json!({
+                "subject_cn": c.subject_cn,
+                "not_before": c.not_before.to_string(),
+                "not_after": c.not_after.to_string(),
+            })
+        })
+        .collect();
+    json!({
+        "module_id": v.module_id,
+        "timestamp": v.timestamp.0,
+        "timestamp_rfc3339": v.timestamp.to_string(),
+        "digest": v.digest,
+        "pcrs": pcrs,
+        "public_key": opt_hex(v.public_key.as_ref()),
+        "user_data": opt_hex(v.user_data.as_ref()),
+        "nonce": opt_hex(v.nonce.as_ref()),
+        "debug_mode": v.is_debug_mode(),
+        "unsigned_emulated": v.is_unsigned_emulated(),
+        "trust": trust,
+        "verified_at": v.verified_at.to_string(),
+        "chain": chain,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{VerifyArgs, decode_document, verify};
+    use std::path::PathBuf;
+
+    fn vector(dir: &str, file: &str) -> PathBuf {
+        std::env::var_os("CCC_SHARED_DIR")
+            .map_or_else(|| crate::workspace_root().join("../shared"), PathBuf::from)
+            .join("nitro-attestation-vectors")
+            .join(dir)
+            .join(file)
+    }
+
+    fn args(file: PathBuf) -> VerifyArgs {
+        VerifyArgs {
+            file,
+            at: Some("1762795210812".into()),
+            root: None,
+            expect_pcrs: None,
+            nonce: None,
+            allow_debug: false,
+            insecure_qemu_unsigned: false,
+        }
+    }
+
+    #[test]
+    fn verifies_a_real_document_and_names_a_failed_check() {
+        let file = vector(
+            "fastcrypto-nondebug-pcr16-indefmap-2025-11-10",
+            "attestation.hex",
+        );
+        verify(&args(file.clone())).unwrap();
+        let mut wrong_nonce = args(file.clone());
+        wrong_nonce.nonce = Some("abcd".into());
+        let err = format!("{:#}", verify(&wrong_nonce).unwrap_err());
+        assert!(
+            err.contains("nonce mismatch: expected abcd, found (absent)"),
+            "{err}"
+        );
+        let mut late = args(file);
+        late.at = Some("2025-11-10T20:20:10.001Z".into());
+        let err = format!("{:#}", verify(&late).unwrap_err());
+        assert!(
+            err.contains("leaf certificate") && err.contains("expired"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn detects_raw_hex_and_base64() {
+        let raw = [0x84u8, 0x43, 0xa1, 0x01, 0x20];
+        assert_eq!(decode_document(&raw).unwrap(), raw);
+        assert_eq!(decode_document(b"8443a10120\n").unwrap(), raw);
+        assert_eq!(decode_document(b"hEOhASA=").unwrap(), raw);
+        assert!(decode_document(b"").is_err());
+        assert!(decode_document(b"!!").is_err());
+    }
+}
