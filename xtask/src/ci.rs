@@ -51,12 +51,13 @@ fn steps() -> Vec<Step> {
             run: |sh| Ok(cmd!(sh, "cargo test --workspace --locked").run()?),
         },
         Step {
-            // The NSM simulator's tests, explicitly (not only through feature unification).
+            // The SDK's simulator tests (NSM semantics, simulator → verifier round trip),
+            // selected explicitly rather than only through workspace feature unification.
             name: "test-simulator",
             run: |sh| {
                 Ok(cmd!(
                     sh,
-                    "cargo test -p ccc-sdk --features simulator --locked --lib nsm"
+                    "cargo test -p ccc-sdk --features simulator --locked --lib --test simulator_roundtrip"
                 )
                 .run()?)
             },
