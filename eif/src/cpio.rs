@@ -384,13 +384,13 @@ impl Archive {
 
     fn add_leaf(&mut self, path: &[u8], node: Node) -> Result<(), ArchiveError> {
         validate_path(path)?;
-        if let Node::File { content, .. } = &node {
-            if content.len() > MAX_FILE_LEN {
-                return Err(ArchiveError::FileTooLarge {
-                    path: lossy(path),
-                    len: content.len(),
-                });
-            }
+        if let Node::File { content, .. } = &node
+            && content.len() > MAX_FILE_LEN
+        {
+            return Err(ArchiveError::FileTooLarge {
+                path: lossy(path),
+                len: content.len(),
+            });
         }
         self.add_parents(path)?;
         if self.nodes.contains_key(path) {
@@ -427,10 +427,10 @@ impl Archive {
     fn subdirectory_counts(&self) -> BTreeMap<&[u8], u32> {
         let mut counts: BTreeMap<&[u8], u32> = BTreeMap::new();
         for (path, node) in &self.nodes {
-            if let (Node::Dir, Some(slash)) = (node, path.iter().rposition(|b| *b == b'/')) {
-                if let Some(parent) = path.get(..slash) {
-                    *counts.entry(parent).or_default() += 1;
-                }
+            if let (Node::Dir, Some(slash)) = (node, path.iter().rposition(|b| *b == b'/'))
+                && let Some(parent) = path.get(..slash)
+            {
+                *counts.entry(parent).or_default() += 1;
             }
         }
         counts
@@ -689,14 +689,9 @@ impl fmt::Display for ArchiveError {
     }
 }
 
-impl std::error::Error for ArchiveError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Host { source, .. } | Self::Write(source) => Some(source),
-            _ => None,
-        }
-    }
-}
+/// The underlying error's message is part of `Display`, so `source()` is not set (printing a
+/// chain would repeat it).
+impl std::error::Error for ArchiveError {}
 
 #[cfg(test)]
 mod tests {

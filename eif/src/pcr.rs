@@ -366,10 +366,10 @@ impl<'w> Pipeline<'w> {
 
     fn dispatch_slice(&mut self, data: &[u8]) -> Result<(), PipeError> {
         self.common(data)?;
-        if let Engine::Inline(hash) = &mut self.engine {
-            if self.role != Role::Unmeasured {
-                hash.update(data, self.role == Role::Bootstrap);
-            }
+        if let Engine::Inline(hash) = &mut self.engine
+            && self.role != Role::Unmeasured
+        {
+            hash.update(data, self.role == Role::Bootstrap);
         }
         Ok(())
     }

@@ -117,15 +117,15 @@ fn read(reader: &mut dyn Read, allow_parallel: bool) -> Result<Eif, EifError> {
     let mut header_bytes = [0u8; HEADER_LEN as usize];
     let got = pcr::read_full(reader, &mut header_bytes)
         .map_err(|source| EifError::Io { offset: 0, source })?;
-    if let Some(magic) = header_bytes.get(..got.min(4)) {
-        if magic != format::MAGIC.get(..magic.len()).unwrap_or_default() {
-            return Err(invalid(
-                0,
-                "magic",
-                "2e 65 69 66 (\".eif\")",
-                hex::encode(magic),
-            ));
-        }
+    if let Some(magic) = header_bytes.get(..got.min(4))
+        && magic != format::MAGIC.get(..magic.len()).unwrap_or_default()
+    {
+        return Err(invalid(
+            0,
+            "magic",
+            "2e 65 69 66 (\".eif\")",
+            hex::encode(magic),
+        ));
     }
     if got < header_bytes.len() {
         return Err(EifError::Truncated {
@@ -454,15 +454,15 @@ fn check_section(
             "a ramdisk before the kernel",
         ));
     }
-    if let Some(limit) = limit {
-        if section.size > limit {
-            return Err(invalid(
-                pos + 4,
-                field("section_size"),
-                format!("at most {limit} bytes"),
-                section.size,
-            ));
-        }
+    if let Some(limit) = limit
+        && section.size > limit
+    {
+        return Err(invalid(
+            pos + 4,
+            field("section_size"),
+            format!("at most {limit} bytes"),
+            section.size,
+        ));
     }
     Ok(kind)
 }
@@ -618,11 +618,6 @@ impl fmt::Display for EifError {
     }
 }
 
-impl std::error::Error for EifError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Io { source, .. } => Some(source),
-            _ => None,
-        }
-    }
-}
+/// The underlying error's message is part of `Display`, so `source()` is not set (printing a
+/// chain would repeat it).
+impl std::error::Error for EifError {}

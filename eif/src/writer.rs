@@ -579,12 +579,6 @@ impl fmt::Display for BuildError {
     }
 }
 
-impl std::error::Error for BuildError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Source { source, .. } | Self::Output(source) => Some(source),
-            Self::Metadata(source) => Some(source),
-            _ => None,
-        }
-    }
-}
+/// The underlying error's message is part of `Display`, so `source()` is not set (printing a
+/// chain would repeat it).
+impl std::error::Error for BuildError {}

@@ -2,6 +2,7 @@
 //! magic/version/flags/counts/tables, wrong sizes, unknown or misplaced sections, bad
 //! metadata and signatures, trailing bytes. Each is rejected with the right byte offset and
 //! reason, and nothing panics (property tests over random mutations).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is a failure
 
 mod common;
 
@@ -264,7 +265,9 @@ fn section_rules() {
                 .map(|(_, d)| SECTION_HEADER_LEN + d.len() as u64)
                 .sum::<u64>()
     };
-    let cases: Vec<(u16, Vec<(u16, &[u8])>, usize, &str)> = vec![
+    // (version, sections, index of the offending section, words in the message)
+    type Case<'a> = (u16, Vec<(u16, &'a [u8])>, usize, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         (
             4,
             vec![(1, b"k"), (1, b"k"), (2, b"c"), (5, &m)],

@@ -4,6 +4,7 @@
 //! interpolated into a shell string).
 
 mod ci;
+mod eif;
 mod setup;
 
 use anyhow::Result;
@@ -33,6 +34,12 @@ enum Command {
     },
     /// Install or check the host prerequisites (apt packages, the musl target, ...).
     Setup,
+    /// Validate an enclave image (EIF) and print its PCRs and metadata as the
+    /// `nitro-cli describe-eif` JSON. Malformed files fail with the byte offset and reason.
+    DescribeEif {
+        /// The .eif file.
+        path: PathBuf,
+    },
     /// Run a side-by-side benchmark against its peers and print ratios.
     Bench {
         /// Which benchmark (see `ccc-bench` for the list).
@@ -64,11 +71,15 @@ fn run(cli: Cli) -> Result<()> {
             )
         }
         Command::Setup => setup::ensure_base(),
+        Command::DescribeEif { path } => eif::run(&path),
         Command::Bench { name } => {
             let sh = xshell::Shell::new()?;
             sh.change_dir(workspace_root());
-            xshell::cmd!(sh, "cargo run --quiet --locked --profile bench -p ccc-bench -- {name}")
-                .run()?;
+            xshell::cmd!(
+                sh,
+                "cargo run --quiet --locked --profile bench -p ccc-bench -- {name}"
+            )
+            .run()?;
             Ok(())
         }
     }

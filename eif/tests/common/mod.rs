@@ -1,5 +1,5 @@
 //! Helpers shared by the integration tests: scratch directories and deterministic bytes.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)] // test helpers: a panic is a test failure
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
