@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! { "EifVersion": 4,
-//!   "Measurements": { "HashAlgorithm": "Sha384 { .. }", "PCR0": .., "PCR1": .., "PCR2": .., ["PCR8": ..] },
+//!   "Measurements": { "HashAlgorithm": "Sha384 { ... }", "PCR0": .., "PCR1": .., "PCR2": .., ["PCR8": ..] },
 //!   "IsSigned": false,
 //!   "CheckCRC": true,
 //!   "ImageName": .., "ImageVersion": ..,                      (version 4 only)
@@ -96,5 +96,52 @@ impl Serialize for MetadataView<'_> {
             other => map.serialize_entry("CustomMetadata", other)?,
         }
         map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{BuildInfo, Eif, EifBuilder, EifIdentity, SourceDateEpoch};
+    use serde_json::{Value, json};
+
+    fn describe(custom: Value) -> Value {
+        let mut identity = EifIdentity::new(
+            "n",
+            "v",
+            BuildInfo::new(SourceDateEpoch::UNIX_EPOCH, "t", "1", "Linux", "6"),
+        );
+        identity.custom_metadata = custom;
+        identity.docker_info = json!({"Id": "sha256:0"});
+        let kernel = vec![1u8; 10];
+        let (bytes, _) = EifBuilder::new(&kernel, "c", identity).to_vec().unwrap();
+        serde_json::from_str(&Eif::from_bytes(&bytes).unwrap().describe_json()).unwrap()
+    }
+
+    #[test]
+    fn custom_metadata_is_flattened_only_when_it_cannot_shadow() {
+        let flat = describe(json!({"team": "sec", "n": 1}));
+        assert_eq!(flat["Metadata"]["team"], "sec");
+        assert_eq!(flat["Metadata"]["n"], 1);
+        assert!(flat["Metadata"].get("CustomMetadata").is_none());
+        assert_eq!(flat["Metadata"]["DockerInfo"]["Id"], "sha256:0");
+        assert_eq!(flat["IsSigned"], false);
+        assert_eq!(flat["Measurements"]["HashAlgorithm"], "Sha384 { ... }");
+        assert!(flat["Measurements"].get("PCR8").is_none());
+
+        let shadowing = describe(json!({"BuildTime": "forged"}));
+        assert_eq!(
+            shadowing["Metadata"]["BuildTime"],
+            "1970-01-01T00:00:00+00:00"
+        );
+        assert_eq!(
+            shadowing["Metadata"]["CustomMetadata"]["BuildTime"],
+            "forged"
+        );
+
+        let scalar = describe(json!("just text"));
+        assert_eq!(scalar["Metadata"]["CustomMetadata"], "just text");
+
+        let none = describe(Value::Null);
+        assert_eq!(none["Metadata"].as_object().unwrap().len(), 6);
     }
 }

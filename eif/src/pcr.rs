@@ -126,11 +126,12 @@ pub struct Measurements {
 }
 
 impl Measurements {
-    /// The `HashAlgorithm` value CCC prints. nitro-cli prints the `Debug` form of its
-    /// `sha2::Sha384` hasher, which depends on the sha2 version (image-format 0.8.1 with
-    /// sha2 0.10 prints `Sha384 { .. }`; older builds printed the whole hasher state), so
-    /// compare PCRs, never this string.
-    pub const HASH_ALGORITHM: &'static str = "Sha384 { .. }";
+    /// The `HashAlgorithm` value CCC prints: `Sha384 { ... }`, as in the nitro-cli output
+    /// AWS documents. nitro-cli prints the `Debug` form of its `sha2` hasher, which depends
+    /// on the sha2 version: sha2 0.9 builds (e.g. `eif_build` 0.2.1) print `Sha384 { ... }`,
+    /// image-format 0.8.1 with
+    /// sha2 0.10 prints `Sha512_48 { .. }`. Compare PCRs, never this string.
+    pub const HASH_ALGORITHM: &'static str = "Sha384 { ... }";
 
     /// nitro-cli's `Measurements` object: `HashAlgorithm`, `PCR0`, `PCR1`, `PCR2` and, when
     /// signed, `PCR8` (in that, sorted, order).
