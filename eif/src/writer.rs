@@ -582,3 +582,110 @@ impl fmt::Display for BuildError {
 /// The underlying error's message is part of `Display`, so `source()` is not set (printing a
 /// chain would repeat it).
 impl std::error::Error for BuildError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BuildInfo, SourceDateEpoch};
+
+    fn identity() -> EifIdentity {
+        EifIdentity::new(
+            "t",
+            "1",
+            BuildInfo::new(SourceDateEpoch::UNIX_EPOCH, "t", "1", "Linux", "6"),
+        )
+    }
+
+    /// Declares one length and writes another.
+    struct Liar {
+        declared: u64,
+        writes: usize,
+    }
+
+    impl SectionSource for Liar {
+        fn len(&self) -> u64 {
+            self.declared
+        }
+
+        fn write_into(&self, out: &mut dyn Write) -> io::Result<()> {
+            out.write_all(&vec![7u8; self.writes])
+        }
+    }
+
+    #[test]
+    fn sources_must_write_their_declared_length() {
+        let kernel = vec![1u8; 10];
+        for (declared, writes, expected) in [(10, 5, Some(5)), (10, 11, None)] {
+            let liar = Liar { declared, writes };
+            let err = EifBuilder::new(&kernel, "c", identity())
+                .ramdisk(&liar)
+                .to_vec()
+                .unwrap_err();
+            assert!(
+                matches!(
+                    &err,
+                    BuildError::SectionLength { section, declared: d, written }
+                        if section == "ramdisk 0" && *d == declared && *written == expected
+                ),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn cmdline_rules() {
+        let kernel = vec![1u8; 10];
+        for bad in ["a\0b", "console=ttyS0\n", "x ", &"a".repeat(2048)] {
+            let err = EifBuilder::new(&kernel, bad, identity())
+                .to_vec()
+                .unwrap_err();
+            assert!(
+                matches!(err, BuildError::InvalidCmdline { .. }),
+                "{bad:?}: {err}"
+            );
+        }
+        EifBuilder::new(&kernel, "a".repeat(2047), identity())
+            .to_vec()
+            .unwrap();
+        EifBuilder::new(&kernel, "", identity()).to_vec().unwrap();
+    }
+
+    #[test]
+    fn at_most_32_sections() {
+        let kernel = vec![1u8; 10];
+        let ramdisk = vec![2u8; 4];
+        let mut builder = EifBuilder::new(&kernel, "c", identity());
+        for _ in 0..29 {
+            builder = builder.ramdisk(&ramdisk);
+        }
+        let (bytes, built) = builder.to_vec().unwrap();
+        assert_eq!(built.header.num_sections, 32);
+        assert_eq!(crate::Eif::from_bytes(&bytes).unwrap().sections.len(), 32);
+        let err = builder.ramdisk(&ramdisk).to_vec().unwrap_err();
+        assert!(
+            matches!(err, BuildError::TooManySections { count: 33 }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn writes_at_the_current_position_and_leaves_the_cursor_at_the_end() {
+        let kernel = vec![1u8; 1000];
+        let builder = EifBuilder::new(&kernel, "c", identity())
+            .defaults(512 << 20, 4)
+            .arch(Arch::Aarch64);
+        let (alone, built) = builder.to_vec().unwrap();
+        let mut out = io::Cursor::new(b"prefix".to_vec());
+        out.seek(SeekFrom::End(0)).unwrap();
+        builder.write_to(&mut out).unwrap();
+        assert_eq!(out.position(), 6 + built.len);
+        assert_eq!(&out.get_ref()[6..], &alone[..]);
+        assert_eq!(builder.measure().unwrap().measurements, built.measurements);
+        let eif = crate::Eif::from_bytes(&alone).unwrap();
+        assert_eq!(eif.arch(), Arch::Aarch64);
+        assert_eq!(
+            (eif.header.default_mem, eif.header.default_cpus),
+            (512 << 20, 4)
+        );
+    }
+}
