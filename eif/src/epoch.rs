@@ -63,6 +63,8 @@ impl SourceDateEpoch {
 
 /// Proleptic Gregorian (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's
 /// `civil_from_days` algorithm, <https://howardhinnant.github.io/date_algorithms.html>).
+/// `ccc_sdk::time` has the same conversion; this crate does not depend on the SDK so that the
+/// SDK's NSM simulator can depend on it (to seed PCRs from an EIF) without a cycle.
 fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
