@@ -2,6 +2,7 @@
 //! Built with the `bench` profile by `cargo xtask bench NAME`; tests never assert timings.
 
 mod attestation;
+mod eif;
 mod harness;
 
 use anyhow::{Result, bail};
@@ -10,7 +11,7 @@ use anyhow::{Result, bail};
 type Benchmark = (&'static str, fn() -> Result<()>);
 
 /// Every benchmark.
-const BENCHMARKS: &[Benchmark] = &[("attestation", attestation::run)];
+const BENCHMARKS: &[Benchmark] = &[("attestation", attestation::run), ("eif", eif::run)];
 
 fn main() -> Result<()> {
     let name = std::env::args().nth(1).unwrap_or_default();

@@ -5,6 +5,7 @@
 
 mod attestation;
 mod ci;
+mod eif;
 mod fuzz;
 mod nsm;
 mod setup;
@@ -42,6 +43,12 @@ enum Command {
     /// Inspect and verify NSM attestation documents.
     #[command(subcommand)]
     Attestation(attestation::Command),
+    /// Validate an enclave image (EIF) and print its PCRs and metadata as the
+    /// `nitro-cli describe-eif` JSON. Malformed files fail with the byte offset and reason.
+    DescribeEif {
+        /// The .eif file.
+        path: PathBuf,
+    },
     /// Run a side-by-side benchmark against its peers and print ratios.
     Bench {
         /// Which benchmark (see `ccc-bench` for the list).
@@ -75,6 +82,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Setup => setup::ensure_base(),
         Command::Nsm(args) => nsm::run(&args),
         Command::Attestation(command) => attestation::run(command),
+        Command::DescribeEif { path } => eif::run(&path),
         Command::Bench { name } => {
             let sh = xshell::Shell::new()?;
             sh.change_dir(workspace_root());

@@ -1,0 +1,492 @@
+//! The EIF signature section: reading its signing certificate (for PCR8) and producing one
+//! with a local ECDSA P-384 key.
+//!
+//! Layout (aws-nitro-enclaves-image-format `README.md` "EifSectionSignature",
+//! `src/utils/eif_signer.rs`): a CBOR array of `PcrSignature` maps
+//! `{"signing_certificate": <PEM text>, "signature": <untagged COSE_Sign1>}`, where both
+//! byte vectors are serialised by serde as CBOR **arrays of unsigned integers**, not byte
+//! strings. Only the first element is used (it signs PCR0). The COSE_Sign1 is
+//! `[bstr({1: alg}), {}, bstr(payload), bstr(r || s)]` with payload
+//! `{"register_index": 0, "register_value": [48 uints]}`, signed over
+//! `["Signature1", protected, h'', payload]`.
+//!
+//! PCR8 = `SHA384(0^48 || SHA384(DER(certificate)))`. AWS's reader re-encodes the PEM
+//! certificate with OpenSSL (`X509::from_pem(..).to_der()`); for a DER certificate (which
+//! X.509 requires) that equals the base64-decoded PEM body used here.
+
+use crate::pcr::Pcr;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+use base64::Engine as _;
+use minicbor::data::Type;
+use std::fmt;
+use zeroize::Zeroizing;
+
+/// COSE algorithm identifier of ES384 (RFC 9053 §2.1).
+const COSE_ES384: i32 = -35;
+/// Most elements accepted in the signature array (the format uses one; the section itself is
+/// at most [`crate::format::MAX_SIGNATURE_LEN`] bytes, which bounds this anyway).
+const MAX_SIGNATURES: u64 = 32;
+
+/// A parsed signature section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureSection {
+    /// The first element's certificate as stored (PEM text).
+    pub certificate_pem: Vec<u8>,
+    /// DER of that certificate (the PCR8 input).
+    pub certificate_der: Vec<u8>,
+    /// The first element's COSE_Sign1 bytes (not verified by this crate).
+    pub cose_sign1: Vec<u8>,
+    /// Number of elements in the array (only the first is used).
+    pub count: u64,
+}
+
+impl SignatureSection {
+    /// Parses a signature section.
+    ///
+    /// # Errors
+    /// A [`SignatureError`] with the offset inside the section and the reason.
+    pub fn parse(section: &[u8]) -> Result<Self, SignatureError> {
+        let mut d = minicbor::Decoder::new(section);
+        let count = d
+            .array()
+            .map_err(|e| cbor_error(&d, "the section is not a CBOR array", &e))?
+            .ok_or_else(|| SignatureError::at(0, "indefinite-length array; expected definite"))?;
+        if count == 0 || count > MAX_SIGNATURES {
+            return Err(SignatureError::at(
+                0,
+                format!("expected 1..={MAX_SIGNATURES} signatures, found {count}"),
+            ));
+        }
+        let mut first = None;
+        for _ in 0..count {
+            let element = pcr_signature(&mut d)?;
+            first.get_or_insert(element);
+        }
+        if d.position() != section.len() {
+            return Err(SignatureError::at(
+                d.position() as u64,
+                "bytes after the signature array",
+            ));
+        }
+        let (certificate_pem, cose_sign1, cert_at) =
+            first.ok_or_else(|| SignatureError::at(0, "no signature element"))?;
+        let certificate_der = pem_certificate_to_der(&certificate_pem)
+            .map_err(|reason| SignatureError::at(cert_at, reason))?;
+        Ok(Self {
+            certificate_pem,
+            certificate_der,
+            cose_sign1,
+            count,
+        })
+    }
+
+    /// PCR8: `SHA384(0^48 || SHA384(certificate DER))`.
+    #[must_use]
+    pub fn pcr8(&self) -> Pcr {
+        Pcr::of_content(&self.certificate_der)
+    }
+}
+
+/// Decodes one `PcrSignature` map; returns (certificate, signature, offset of certificate).
+fn pcr_signature(d: &mut minicbor::Decoder<'_>) -> Result<(Vec<u8>, Vec<u8>, u64), SignatureError> {
+    let at = d.position() as u64;
+    let entries = d
+        .map()
+        .map_err(|e| cbor_error(d, "a signature element is not a CBOR map", &e))?
+        .ok_or_else(|| SignatureError::at(at, "indefinite-length map; expected definite"))?;
+    let (mut cert, mut sig) = (None, None);
+    for _ in 0..entries {
+        let key_at = d.position() as u64;
+        let key = d
+            .str()
+            .map_err(|e| cbor_error(d, "a map key is not a text string", &e))?;
+        let value_at = d.position() as u64;
+        let slot = match key {
+            "signing_certificate" => &mut cert,
+            "signature" => &mut sig,
+            other => {
+                return Err(SignatureError::at(
+                    key_at,
+                    format!("unexpected key {other:?}; expected signing_certificate, signature"),
+                ));
+            }
+        };
+        if slot.is_some() {
+            return Err(SignatureError::at(key_at, format!("duplicate key {key:?}")));
+        }
+        *slot = Some((byte_vector(d)?, value_at));
+    }
+    match (cert, sig) {
+        (Some((cert, cert_at)), Some((sig, _))) => Ok((cert, sig, cert_at)),
+        _ => Err(SignatureError::at(
+            at,
+            "a signature element lacks signing_certificate or signature",
+        )),
+    }
+}
+
+/// A serde `Vec<u8>`: an array of uints (what serde_cbor and ciborium write), or a byte
+/// string (also accepted by ciborium's deserializer).
+fn byte_vector(d: &mut minicbor::Decoder<'_>) -> Result<Vec<u8>, SignatureError> {
+    let at = d.position() as u64;
+    match d.datatype() {
+        Ok(Type::Bytes) => d
+            .bytes()
+            .map(<[u8]>::to_vec)
+            .map_err(|e| cbor_error(d, "bad byte string", &e)),
+        Ok(Type::Array) => {
+            let len = d
+                .array()
+                .map_err(|e| cbor_error(d, "bad array", &e))?
+                .ok_or_else(|| {
+                    SignatureError::at(at, "indefinite-length array; expected definite")
+                })?;
+            // Each element takes at least one byte, so the section length bounds `len`.
+            let mut out = Vec::new();
+            for _ in 0..len {
+                out.push(
+                    d.u8()
+                        .map_err(|e| cbor_error(d, "array element is not a byte value", &e))?,
+                );
+            }
+            Ok(out)
+        }
+        _ => Err(SignatureError::at(at, "expected an array of bytes")),
+    }
+}
+
+fn cbor_error(
+    d: &minicbor::Decoder<'_>,
+    what: &str,
+    e: &minicbor::decode::Error,
+) -> SignatureError {
+    let at = e.position().unwrap_or_else(|| d.position());
+    SignatureError::at(at as u64, format!("{what} ({e})"))
+}
+
+const PEM_BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+const PEM_END: &str = "-----END CERTIFICATE-----";
+
+/// The DER of the first `CERTIFICATE` block of a PEM text.
+fn pem_certificate_to_der(pem: &[u8]) -> Result<Vec<u8>, String> {
+    let text =
+        std::str::from_utf8(pem).map_err(|_| "the certificate PEM is not UTF-8".to_owned())?;
+    let der = pem_block(text, PEM_BEGIN, PEM_END)
+        .ok_or_else(|| format!("no {PEM_BEGIN} ... {PEM_END} block in the certificate"))?;
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(der)
+        .map_err(|e| format!("bad base64 in the certificate PEM: {e}"))?;
+    check_der_sequence(&der)?;
+    Ok(der)
+}
+
+/// The whitespace-free base64 body between `begin` and `end`.
+fn pem_block(text: &str, begin: &str, end: &str) -> Option<String> {
+    let start = text.find(begin)? + begin.len();
+    let rest = text.get(start..)?;
+    let body = rest.get(..rest.find(end)?)?;
+    Some(body.chars().filter(|c| !c.is_ascii_whitespace()).collect())
+}
+
+/// Checks that `der` is exactly one DER SEQUENCE (tag and definite length).
+fn check_der_sequence(der: &[u8]) -> Result<(), String> {
+    let (content, rest) = der_element(der, 0x30).ok_or("the certificate is not a DER SEQUENCE")?;
+    if !rest.is_empty() || content.is_empty() {
+        return Err("the certificate DER has trailing bytes or is empty".to_owned());
+    }
+    Ok(())
+}
+
+/// Splits one DER element with tag `tag` off `der`: (contents, rest).
+fn der_element(der: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    let (&t, rest) = der.split_first()?;
+    if t != tag {
+        return None;
+    }
+    let (&first, mut rest) = rest.split_first()?;
+    let len = if first < 0x80 {
+        usize::from(first)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let (bytes, tail) = rest.split_at_checked(n)?;
+        rest = tail;
+        let len = bytes
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        // DER: minimal length encoding.
+        if len < 0x80 || bytes.first() == Some(&0) {
+            return None;
+        }
+        len
+    };
+    rest.split_at_checked(len)
+}
+
+/// The `subjectPublicKey` bits of an X.509 certificate (DER).
+fn certificate_public_key(der: &[u8]) -> Option<&[u8]> {
+    let (cert, _) = der_element(der, 0x30)?;
+    let (tbs, _) = der_element(cert, 0x30)?;
+    let mut rest = tbs;
+    // [0] EXPLICIT version (optional), serialNumber, signature, issuer, validity, subject.
+    if rest.first() == Some(&0xa0) {
+        rest = der_element(rest, 0xa0)?.1;
+    }
+    rest = der_element(rest, 0x02)?.1;
+    for _ in 0..4 {
+        rest = der_element(rest, 0x30)?.1;
+    }
+    let (spki, _) = der_element(rest, 0x30)?;
+    let (_, spki_rest) = der_element(spki, 0x30)?;
+    let (bits, _) = der_element(spki_rest, 0x03)?;
+    // BIT STRING: first byte = unused bits (0 for keys).
+    match bits.split_first() {
+        Some((0, key)) => Some(key),
+        _ => None,
+    }
+}
+
+/// Produces the signature section of an image from its PCR0 (see [`crate::EifBuilder::signer`]).
+pub trait PcrSigner {
+    /// DER of the signing certificate; its measurement is PCR8.
+    fn certificate_der(&self) -> &[u8];
+
+    /// The complete signature section for an image whose PCR0 is `pcr0`.
+    ///
+    /// # Errors
+    /// Whatever prevents signing, as text for [`crate::BuildError::Sign`].
+    fn signature_section(&self, pcr0: &Pcr) -> Result<Vec<u8>, String>;
+}
+
+/// Signs PCR0 with a local ECDSA P-384 private key (ES384), as `nitro-cli build-enclave
+/// --private-key key.pem --signing-certificate cert.pem` does.
+///
+/// The signature is randomised, so signed images are not byte-reproducible; their PCRs
+/// (including PCR8) are.
+pub struct LocalSigner {
+    key: EcdsaKeyPair,
+    certificate_pem: Vec<u8>,
+    certificate_der: Vec<u8>,
+}
+
+impl fmt::Debug for LocalSigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalSigner")
+            .field("key", &"[redacted]")
+            .field("certificate_der_len", &self.certificate_der.len())
+            .finish()
+    }
+}
+
+impl LocalSigner {
+    /// A signer from a PEM private key (`PRIVATE KEY` (PKCS#8) or `EC PRIVATE KEY` (SEC1),
+    /// curve P-384) and the PEM certificate of its public key.
+    ///
+    /// # Errors
+    /// [`SignerError`] when the key is not a P-384 key, the certificate is not PEM/DER, or
+    /// the certificate's public key is not the key's.
+    pub fn from_pem(private_key_pem: &[u8], certificate_pem: &[u8]) -> Result<Self, SignerError> {
+        let key_text = std::str::from_utf8(private_key_pem)
+            .map_err(|_| SignerError("the private key PEM is not UTF-8".into()))?;
+        let body = Zeroizing::new(
+            pem_block(
+                key_text,
+                "-----BEGIN PRIVATE KEY-----",
+                "-----END PRIVATE KEY-----",
+            )
+            .or_else(|| {
+                pem_block(
+                    key_text,
+                    "-----BEGIN EC PRIVATE KEY-----",
+                    "-----END EC PRIVATE KEY-----",
+                )
+            })
+            .ok_or_else(|| {
+                SignerError("no PRIVATE KEY or EC PRIVATE KEY block in the private key PEM".into())
+            })?,
+        );
+        let der = Zeroizing::new(
+            base64::engine::general_purpose::STANDARD
+                .decode(body.as_bytes())
+                .map_err(|e| SignerError(format!("bad base64 in the private key PEM: {e}")))?,
+        );
+        let key = EcdsaKeyPair::from_private_key_der(&ECDSA_P384_SHA384_FIXED_SIGNING, &der)
+            .map_err(|e| SignerError(format!("the private key is not an ECDSA P-384 key ({e}); generate one with `openssl ecparam -name secp384r1 -genkey`")))?;
+        let certificate_der = pem_certificate_to_der(certificate_pem).map_err(SignerError)?;
+        let cert_key = certificate_public_key(&certificate_der)
+            .ok_or_else(|| SignerError("cannot find the public key in the certificate".into()))?;
+        if cert_key != key.public_key().as_ref() {
+            return Err(SignerError(
+                "the certificate's public key is not the private key's; pass the matching pair"
+                    .into(),
+            ));
+        }
+        Ok(Self {
+            key,
+            certificate_pem: certificate_pem.to_vec(),
+            certificate_der,
+        })
+    }
+}
+
+impl PcrSigner for LocalSigner {
+    fn certificate_der(&self) -> &[u8] {
+        &self.certificate_der
+    }
+
+    fn signature_section(&self, pcr0: &Pcr) -> Result<Vec<u8>, String> {
+        let protected = cbor(|e| {
+            e.map(1)?.u8(1)?.i32(COSE_ES384)?;
+            Ok(())
+        })?;
+        let payload = cbor(|e| {
+            e.map(2)?
+                .str("register_index")?
+                .u8(0)?
+                .str("register_value")?;
+            uint_array(e, &pcr0.0)
+        })?;
+        let to_sign = cbor(|e| {
+            e.array(4)?
+                .str("Signature1")?
+                .bytes(&protected)?
+                .bytes(&[])?
+                .bytes(&payload)?;
+            Ok(())
+        })?;
+        let signature = self
+            .key
+            .sign(&SystemRandom::new(), &to_sign)
+            .map_err(|_| "ECDSA signing failed".to_owned())?;
+        let cose = cbor(|e| {
+            e.array(4)?
+                .bytes(&protected)?
+                .map(0)?
+                .bytes(&payload)?
+                .bytes(signature.as_ref())?;
+            Ok(())
+        })?;
+        cbor(|e| {
+            e.array(1)?.map(2)?.str("signing_certificate")?;
+            uint_array(e, &self.certificate_pem)?;
+            e.str("signature")?;
+            uint_array(e, &cose)
+        })
+    }
+}
+
+type Enc = minicbor::Encoder<Vec<u8>>;
+type EncResult = Result<(), minicbor::encode::Error<std::convert::Infallible>>;
+
+fn cbor(f: impl FnOnce(&mut Enc) -> EncResult) -> Result<Vec<u8>, String> {
+    let mut e = minicbor::Encoder::new(Vec::new());
+    f(&mut e).map_err(|e| format!("CBOR encoding failed: {e}"))?;
+    Ok(e.into_writer())
+}
+
+/// A serde `Vec<u8>` as serde_cbor writes it: an array of uints.
+fn uint_array(e: &mut Enc, bytes: &[u8]) -> EncResult {
+    e.array(bytes.len() as u64)?;
+    for b in bytes {
+        e.u8(*b)?;
+    }
+    Ok(())
+}
+
+/// A signature section that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SignatureError {
+    /// Offset inside the section's data.
+    pub offset: u64,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl SignatureError {
+    fn at(offset: u64, reason: impl Into<String>) -> Self {
+        Self {
+            offset,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for SignatureError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "at byte {} of the signature section: {}",
+            self.offset, self.reason
+        )
+    }
+}
+
+impl std::error::Error for SignatureError {}
+
+/// A private key or certificate that cannot sign an image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignerError(pub String);
+
+impl fmt::Display for SignerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot sign the image: {}", self.0)
+    }
+}
+
+impl std::error::Error for SignerError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_matches_the_serde_cbor_bytes_aws_pins() {
+        // image-format 0.8.1 src/utils/cbor.rs pins PcrInfo{0, 0x00..0x2f} as
+        // a2 6e "register_index" 00 6e "register_value" 98 30 00 01 .. 17 18 18 ..
+        let pcr = Pcr(std::array::from_fn(|i| i as u8));
+        let payload = cbor(|e| {
+            e.map(2)?
+                .str("register_index")?
+                .u8(0)?
+                .str("register_value")?;
+            uint_array(e, &pcr.0)
+        })
+        .unwrap();
+        let mut expected = vec![0xa2, 0x6e];
+        expected.extend_from_slice(b"register_index");
+        expected.extend_from_slice(&[0x00, 0x6e]);
+        expected.extend_from_slice(b"register_value");
+        expected.extend_from_slice(&[0x98, 0x30]);
+        for i in 0u8..48 {
+            if i < 24 {
+                expected.push(i);
+            } else {
+                expected.extend_from_slice(&[0x18, i]);
+            }
+        }
+        assert_eq!(payload, expected);
+    }
+
+    #[test]
+    fn rejects_malformed_sections_with_offsets() {
+        assert_eq!(SignatureSection::parse(&[]).unwrap_err().offset, 0);
+        assert!(SignatureSection::parse(&[0x80]).is_err()); // empty array
+        assert!(SignatureSection::parse(&[0x81, 0xa0]).is_err()); // element lacks keys
+        let err = SignatureSection::parse(&[0x81, 0xa1, 0x61, b'x', 0x00]).unwrap_err();
+        assert_eq!(err.offset, 2);
+        assert!(err.reason.contains("unexpected key"));
+    }
+
+    #[test]
+    fn der_length_rules() {
+        assert!(check_der_sequence(&[0x30, 0x01, 0x00]).is_ok());
+        assert!(check_der_sequence(&[0x30, 0x02, 0x00]).is_err());
+        assert!(check_der_sequence(&[0x30, 0x81, 0x01, 0x00]).is_err()); // not minimal
+        assert!(check_der_sequence(&[0x31, 0x01, 0x00]).is_err());
+        assert!(check_der_sequence(&[0x30, 0x01, 0x00, 0x00]).is_err());
+    }
+}
