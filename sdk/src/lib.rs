@@ -18,6 +18,7 @@
 //! - [`time`]: Unix-millisecond instants and their RFC 3339 / ASN.1 forms.
 //! - [`crypto`]: the crypto seam and its aws-lc-rs implementation.
 //! - [`secret`]: byte buffers that zeroize on drop and never print.
+//! - [`sigv4`]: AWS Signature Version 4 signing (and verification), with its intermediate strings.
 #![no_std]
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
@@ -29,4 +30,5 @@ extern crate std;
 pub mod crypto;
 pub mod der;
 pub mod secret;
+pub mod sigv4;
 pub mod time;
