@@ -13,6 +13,9 @@ fn main() -> Result<()> {
     let names: Vec<&str> = BENCHMARKS.iter().map(|(n, _)| *n).collect();
     match BENCHMARKS.iter().find(|(n, _)| *n == name) {
         Some((_, run)) => run(),
-        None => bail!("unknown benchmark {name:?}; available: {}", names.join(", ")),
+        None => bail!(
+            "unknown benchmark {name:?}; available: {}",
+            names.join(", ")
+        ),
     }
 }

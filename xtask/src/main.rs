@@ -67,8 +67,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench { name } => {
             let sh = xshell::Shell::new()?;
             sh.change_dir(workspace_root());
-            xshell::cmd!(sh, "cargo run --quiet --locked --profile bench -p ccc-bench -- {name}")
-                .run()?;
+            xshell::cmd!(
+                sh,
+                "cargo run --quiet --locked --profile bench -p ccc-bench -- {name}"
+            )
+            .run()?;
             Ok(())
         }
     }
