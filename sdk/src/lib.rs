@@ -18,6 +18,8 @@
 //! - [`time`]: Unix-millisecond instants and their RFC 3339 / ASN.1 forms.
 //! - [`crypto`]: the crypto seam and its aws-lc-rs implementation.
 //! - [`secret`]: byte buffers that zeroize on drop and never print.
+//! - [`cms`]: KMS's `CiphertextForRecipient` (BER CMS EnvelopedData): parse, check, decrypt;
+//!   and, with `aws-lc`, the builder the KMS emulator uses.
 //! - [`sigv4`]: AWS Signature Version 4 signing (and verification), with its intermediate strings.
 #![no_std]
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
@@ -27,6 +29,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod cms;
 pub mod crypto;
 pub mod der;
 pub mod secret;

@@ -128,9 +128,9 @@ impl fmt::Display for SigV4Error {
                 "SigV4: the Authorization credential names another access key id than the \
                  credentials used to verify",
             ),
-            Self::ScopeDateMismatch => f.write_str(
-                "SigV4: the credential scope date differs from the X-Amz-Date day",
-            ),
+            Self::ScopeDateMismatch => {
+                f.write_str("SigV4: the credential scope date differs from the X-Amz-Date day")
+            }
             Self::SessionTokenMismatch => f.write_str(
                 "SigV4: the X-Amz-Security-Token header is missing, unsigned or not the session \
                  token of these credentials",
@@ -421,7 +421,11 @@ impl<'a> Authorization<'a> {
                 "Credential" => &mut credential,
                 "SignedHeaders" => &mut signed,
                 "Signature" => &mut signature,
-                _ => return Err(bad("unknown component (expected Credential, SignedHeaders, Signature)")),
+                _ => {
+                    return Err(bad(
+                        "unknown component (expected Credential, SignedHeaders, Signature)",
+                    ));
+                }
             };
             if slot.replace(val).is_some() {
                 return Err(bad("a component is repeated"));
@@ -452,9 +456,11 @@ impl<'a> Authorization<'a> {
         let sorted_lowercase = signed_headers.windows(2).all(|w| match w {
             [a, b] => a < b,
             _ => true,
-        }) && signed_headers
-            .iter()
-            .all(|h| !h.is_empty() && h.bytes().all(|b| is_token_byte(b) && !b.is_ascii_uppercase()));
+        }) && signed_headers.iter().all(|h| {
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| is_token_byte(b) && !b.is_ascii_uppercase())
+        });
         if !sorted_lowercase {
             return Err(bad(
                 "SignedHeaders must be distinct lowercase names in ascending order",
@@ -518,10 +524,13 @@ impl fmt::Debug for SigV4 {
         f.debug_struct("SigV4")
             .field(
                 "cached_scope",
-                &self
-                    .cache
-                    .as_ref()
-                    .map(|c| (core::str::from_utf8(&c.date).unwrap_or("?"), &c.region, &c.service)),
+                &self.cache.as_ref().map(|c| {
+                    (
+                        core::str::from_utf8(&c.date).unwrap_or("?"),
+                        &c.region,
+                        &c.service,
+                    )
+                }),
             )
             .finish()
     }
@@ -557,7 +566,10 @@ impl SigV4 {
             if SIGNER_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name)) {
                 return Err(SigV4Error::SignerHeaderPresent(name.into()));
             }
-            if !UNSIGNED_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name)) {
+            if !UNSIGNED_HEADERS
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(name))
+            {
                 entries.push((name, value));
             }
         }
@@ -623,7 +635,10 @@ impl SigV4 {
         authorization.push_str(", Signature=");
         authorization.push_str(&signature);
 
-        let content_sha256 = params.settings.content_sha256_header.then_some(payload_hash);
+        let content_sha256 = params
+            .settings
+            .content_sha256_header
+            .then_some(payload_hash);
         let session_token = credentials.session_token.clone();
         Ok(Signed {
             canonical_request: canonical_request.text,
@@ -686,7 +701,9 @@ impl SigV4 {
             (None, None) => {}
             (Some(expected), Some(found))
                 if constant_time_eq(expected.as_bytes(), found.as_bytes())
-                    && authorization.signed_headers.contains(&"x-amz-security-token") => {}
+                    && authorization
+                        .signed_headers
+                        .contains(&"x-amz-security-token") => {}
             _ => return Err(SigV4Error::SessionTokenMismatch),
         }
         let mut payload_hash = String::with_capacity(64);
@@ -895,11 +912,19 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     core::hint::black_box(diff) == 0
 }
 
+/// The hex digit of a nibble (`n < 16`), lowercase.
+fn hex_digit(n: u8) -> char {
+    char::from(if n < 10 {
+        b'0' + n
+    } else {
+        b'a' + (n & 0x0f) - 10
+    })
+}
+
 fn push_hex(out: &mut String, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for &b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+        out.push(hex_digit(b >> 4));
+        out.push(hex_digit(b & 0x0f));
     }
 }
 
@@ -1040,14 +1065,13 @@ fn is_unreserved(b: u8) -> bool {
 
 /// RFC 3986 encoding of everything but unreserved characters (and `/` when `keep_slash`).
 fn push_uri_encoded(out: &mut String, bytes: &[u8], keep_slash: bool) {
-    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
     for &b in bytes {
         if is_unreserved(b) || (keep_slash && b == b'/') {
             out.push(char::from(b));
         } else {
             out.push('%');
-            out.push(char::from(DIGITS[usize::from(b >> 4)]));
-            out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+            out.push(hex_digit(b >> 4).to_ascii_uppercase());
+            out.push(hex_digit(b & 0x0f).to_ascii_uppercase());
         }
     }
 }
@@ -1139,7 +1163,8 @@ fn push_canonical_query(out: &mut String, query: &str) {
     }
 }
 
-#[cfg(all(test, feature = "aws-lc"))]
+#[cfg(test)]
+#[cfg(feature = "aws-lc")]
 mod tests {
     use super::*;
     use crate::crypto::AwsLc;
@@ -1186,9 +1211,11 @@ mod tests {
              content-type;host;x-amz-date;x-amz-security-token;x-amz-target\n\
              b386e4217667b85b62d23d3751c5cd6ec17da520661d3785147076dbc373761c"
         );
-        assert!(signed.string_to_sign().ends_with(
-            "\na8f41c6aef7cba388406e99900d032c80d57f57f680e1f8342743f3da1fd31e7"
-        ));
+        assert!(
+            signed
+                .string_to_sign()
+                .ends_with("\na8f41c6aef7cba388406e99900d032c80d57f57f680e1f8342743f3da1fd31e7")
+        );
         assert_eq!(
             signed.signature(),
             "cea2bfa47b967fd552e0735114da6dade6d0924487e94da41e644b79c41cfccd"
@@ -1218,7 +1245,11 @@ mod tests {
             (&credentials, "us-east-1", UnixMillis(SUITE_TIME.0 + 1000)),
             (&credentials, "eu-west-1", SUITE_TIME),
             (&other, "eu-west-1", SUITE_TIME),
-            (&credentials, "eu-west-1", UnixMillis(SUITE_TIME.0 + 86_400_000)),
+            (
+                &credentials,
+                "eu-west-1",
+                UnixMillis(SUITE_TIME.0 + 86_400_000),
+            ),
         ] {
             let params = SigningParams {
                 credentials: creds,
@@ -1238,7 +1269,10 @@ mod tests {
         let credentials =
             Credentials::new("AKIDEXAMPLE", SECRET, Some("TOKENVALUE".into())).unwrap();
         let shown = format!("{credentials:?}");
-        assert!(!shown.contains("EXAMPLEKEY") && !shown.contains("TOKENVALUE"), "{shown}");
+        assert!(
+            !shown.contains("EXAMPLEKEY") && !shown.contains("TOKENVALUE"),
+            "{shown}"
+        );
         assert!(shown.contains("[redacted]"));
         let headers = kms_headers();
         let request = Request {
@@ -1258,7 +1292,10 @@ mod tests {
         let mut signer = SigV4::new();
         let signed = signer.sign(&AwsLc, &params, &request).unwrap();
         for shown in [format!("{signed:?}"), format!("{signer:?}")] {
-            assert!(!shown.contains("EXAMPLEKEY") && !shown.contains("TOKENVALUE"), "{shown}");
+            assert!(
+                !shown.contains("EXAMPLEKEY") && !shown.contains("TOKENVALUE"),
+                "{shown}"
+            );
         }
     }
 
@@ -1296,7 +1333,9 @@ mod tests {
                 time,
                 settings: Settings::default(),
             };
-            SigV4::new().sign(&AwsLc, &params, &request).map(|s| s.signature().into())
+            SigV4::new()
+                .sign(&AwsLc, &params, &request)
+                .map(|s| s.signature().into())
         };
         let host = ("Host", "kms.us-east-1.amazonaws.com");
         let ok: Result<String, _> = sign(&[host], "us-east-1", SUITE_TIME);
@@ -1310,7 +1349,11 @@ mod tests {
             Err(SigV4Error::InvalidHeader { .. })
         ));
         assert!(matches!(
-            sign(&[host, ("X-Injected", "a\r\nEvil: 1")], "us-east-1", SUITE_TIME),
+            sign(
+                &[host, ("X-Injected", "a\r\nEvil: 1")],
+                "us-east-1",
+                SUITE_TIME
+            ),
             Err(SigV4Error::InvalidHeader { .. })
         ));
         assert!(matches!(
@@ -1319,7 +1362,10 @@ mod tests {
         ));
         assert!(matches!(
             sign(&[host], "us-east-1/x", SUITE_TIME),
-            Err(SigV4Error::InvalidScope { field: "region", .. })
+            Err(SigV4Error::InvalidScope {
+                field: "region",
+                ..
+            })
         ));
         assert_eq!(
             sign(&[host], "us-east-1", UnixMillis(u64::MAX)),
@@ -1360,13 +1406,14 @@ mod tests {
 
     #[test]
     fn verify_accepts_what_sign_produces_and_rejects_tampering() {
-        let credentials =
-            Credentials::new("AKIDEXAMPLE", SECRET, Some("TOKEN".into())).unwrap();
+        let credentials = Credentials::new("AKIDEXAMPLE", SECRET, Some("TOKEN".into())).unwrap();
         let body = br#"{"NumberOfBytes":32}"#;
         let owned = signed_kms_request(&credentials, SUITE_TIME, body);
         let verify = |headers: &[(String, String)], body: &[u8], now: Option<UnixMillis>| {
-            let headers: Vec<(&str, &str)> =
-                headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+            let headers: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect();
             let request = Request {
                 method: "POST",
                 path: "/",
@@ -1383,7 +1430,10 @@ mod tests {
         );
         let mut changed = owned.clone();
         changed[2].1 = "TrentService.Decrypt".into();
-        assert_eq!(verify(&changed, body, None), Err(SigV4Error::SignatureMismatch));
+        assert_eq!(
+            verify(&changed, body, None),
+            Err(SigV4Error::SignatureMismatch)
+        );
         let mut no_token = owned.clone();
         no_token.retain(|(n, _)| n != "X-Amz-Security-Token");
         assert_eq!(
@@ -1403,8 +1453,10 @@ mod tests {
             Err(SigV4Error::SignatureNotYetCurrent { .. })
         ));
         let wrong_secret = Credentials::new("AKIDEXAMPLE", "nope", Some("TOKEN".into())).unwrap();
-        let headers: Vec<(&str, &str)> =
-            owned.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        let headers: Vec<(&str, &str)> = owned
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
         let request = Request {
             method: "POST",
             path: "/",
@@ -1425,15 +1477,26 @@ mod tests {
                     cea2bfa47b967fd552e0735114da6dade6d0924487e94da41e644b79c41cfccd";
         let parsed = Authorization::parse(good).unwrap();
         assert_eq!(
-            (parsed.access_key_id, parsed.date, parsed.region, parsed.service),
+            (
+                parsed.access_key_id,
+                parsed.date,
+                parsed.region,
+                parsed.service
+            ),
             ("AKID", "20150830", "us-east-1", "kms")
         );
         assert_eq!(parsed.signed_headers, ["host", "x-amz-date"]);
         for bad in [
             "",
             "AWS4-HMAC-SHA1 Credential=a/20150830/r/s/aws4_request, SignedHeaders=host, Signature=00",
-            &good.replace("SignedHeaders=host;x-amz-date", "SignedHeaders=x-amz-date;host"),
-            &good.replace("SignedHeaders=host;x-amz-date", "SignedHeaders=Host;x-amz-date"),
+            &good.replace(
+                "SignedHeaders=host;x-amz-date",
+                "SignedHeaders=x-amz-date;host",
+            ),
+            &good.replace(
+                "SignedHeaders=host;x-amz-date",
+                "SignedHeaders=Host;x-amz-date",
+            ),
             &good.replace("aws4_request", "aws4_request/x"),
             &good.replace("20150830", "2015083"),
             &good.replace("cea2", "CEA2"),

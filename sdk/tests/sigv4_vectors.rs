@@ -2,6 +2,7 @@
 //! (aws-c-auth's `v4/`) and the project's KMS cases (`kms-extra/`), with intermediate strings
 //! compared byte for byte. The verifier is checked on the same signed requests.
 #![cfg(feature = "aws-lc")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -212,7 +213,8 @@ fn kms_extra_cases_match_botocore_exactly() {
     cases.sort();
     assert_eq!(cases.len(), 5);
     for case in &cases {
-        let file = |name: &str| read_shared_text(format!("sigv4-test-suite/kms-extra/{case}/{name}"));
+        let file =
+            |name: &str| read_shared_text(format!("sigv4-test-suite/kms-extra/{case}/{name}"));
         let input: Value = serde_json::from_str(&file("request.json")).unwrap();
         let body = base64::engine::general_purpose::STANDARD
             .decode(input["body_base64"].as_str().unwrap())
@@ -255,33 +257,48 @@ fn kms_extra_cases_match_botocore_exactly() {
             service: input["service"].as_str().unwrap(),
             time,
             settings: Settings {
-                content_sha256_header: input["add_x_amz_content_sha256_header"]
-                    .as_bool()
-                    .unwrap(),
+                content_sha256_header: input["add_x_amz_content_sha256_header"].as_bool().unwrap(),
                 ..Settings::default()
             },
         };
         let signed = SigV4::new().sign(&AwsLc, &params, &request).unwrap();
-        assert_eq!(signed.canonical_request(), file("canonical-request.txt"), "{case}");
-        assert_eq!(signed.string_to_sign(), file("string-to-sign.txt"), "{case}");
+        assert_eq!(
+            signed.canonical_request(),
+            file("canonical-request.txt"),
+            "{case}"
+        );
+        assert_eq!(
+            signed.string_to_sign(),
+            file("string-to-sign.txt"),
+            "{case}"
+        );
         assert_eq!(signed.authorization(), file("authorization.txt"), "{case}");
         let added: Vec<(&str, &str)> = signed.headers().collect();
         assert_eq!(added[0], ("X-Amz-Date", date), "{case}");
         let token = creds["session_token"].as_str();
         assert_eq!(
-            added.iter().find(|(n, _)| *n == "X-Amz-Security-Token").map(|h| h.1),
+            added
+                .iter()
+                .find(|(n, _)| *n == "X-Amz-Security-Token")
+                .map(|h| h.1),
             token,
             "{case}"
         );
         assert_eq!(
-            added.iter().find(|(n, _)| *n == "X-Amz-Content-SHA256").map(|h| h.1),
+            added
+                .iter()
+                .find(|(n, _)| *n == "X-Amz-Content-SHA256")
+                .map(|h| h.1),
             params
                 .settings
                 .content_sha256_header
                 .then(|| input["body_sha256"].as_str().unwrap()),
             "{case}"
         );
-        assert_eq!(added.last().unwrap(), &("Authorization", signed.authorization()));
+        assert_eq!(
+            added.last().unwrap(),
+            &("Authorization", signed.authorization())
+        );
 
         // The verifier accepts the signed request and rejects a one-byte body change.
         let mut full = headers.clone();

@@ -3,6 +3,7 @@
 //! arbitrary bytes), extra headers (repeated, mixed case, padded with spaces, unsigned ones),
 //! session tokens, dates, regions and the `X-Amz-Content-SHA256` option.
 #![cfg(feature = "aws-lc")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use aws_sigv4::http_request::{
     PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings, sign,
@@ -105,7 +106,17 @@ fn case() -> impl Strategy<Value = Case> {
         any::<bool>(),
     )
         .prop_map(
-            |(access_key_id, secret, token, region, operation, millis, body, extra_headers, content_sha256)| Case {
+            |(
+                access_key_id,
+                secret,
+                token,
+                region,
+                operation,
+                millis,
+                body,
+                extra_headers,
+                content_sha256,
+            )| Case {
                 access_key_id,
                 secret,
                 token,
@@ -122,7 +133,10 @@ fn case() -> impl Strategy<Value = Case> {
 fn headers(case: &Case, host: &str, target: &str) -> Vec<(String, String)> {
     let mut headers = vec![
         ("Host".to_string(), host.to_string()),
-        ("Content-Type".to_string(), "application/x-amz-json-1.1".to_string()),
+        (
+            "Content-Type".to_string(),
+            "application/x-amz-json-1.1".to_string(),
+        ),
         ("X-Amz-Target".to_string(), target.to_string()),
     ];
     headers.extend(case.extra_headers.iter().cloned());
@@ -133,10 +147,16 @@ fn ours(case: &Case, signer: &mut SigV4) -> Vec<(String, String)> {
     let host = format!("kms.{}.amazonaws.com", case.region);
     let target = format!("TrentService.{}", case.operation);
     let owned = headers(case, &host, &target);
-    let headers: Vec<(&str, &str)> = owned.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-    let credentials =
-        Credentials::new(case.access_key_id.as_str(), case.secret.as_str(), case.token.clone())
-            .unwrap();
+    let headers: Vec<(&str, &str)> = owned
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let credentials = Credentials::new(
+        case.access_key_id.as_str(),
+        case.secret.as_str(),
+        case.token.clone(),
+    )
+    .unwrap();
     let params = SigningParams {
         credentials: &credentials,
         region: &case.region,
@@ -205,7 +225,11 @@ fn theirs(case: &Case) -> Vec<(String, String)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 512,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn authorization_equals_aws_sigv4(case in case()) {

@@ -1,6 +1,6 @@
 //! Shared helpers of the SDK's integration tests: where the shared test vectors live, and
 //! small readers for them.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 
