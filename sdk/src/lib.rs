@@ -20,6 +20,8 @@
 //! - [`secret`]: byte buffers that zeroize on drop and never print.
 //! - [`cms`]: KMS's `CiphertextForRecipient` (BER CMS EnvelopedData): parse, check, decrypt;
 //!   and, with `aws-lc`, the builder the KMS emulator uses.
+//! - [`kms`]: the KMS JSON 1.1 codec (requests, responses, typed errors with the likely fix)
+//!   and the opening of attested (`Recipient`) responses.
 //! - [`sigv4`]: AWS Signature Version 4 signing (and verification), with its intermediate strings.
 #![no_std]
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
@@ -32,6 +34,7 @@ extern crate std;
 pub mod cms;
 pub mod crypto;
 pub mod der;
+pub mod kms;
 pub mod secret;
 pub mod sigv4;
 pub mod time;
