@@ -978,24 +978,24 @@ fn compare_ignore_case(a: &str, b: &str) -> Ordering {
 }
 
 fn push_lowercase(out: &mut String, name: &str) {
-    out.extend(name.chars().map(|c| c.to_ascii_lowercase()));
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        out.extend(name.chars().map(|c| c.to_ascii_lowercase()));
+    } else {
+        out.push_str(name);
+    }
 }
 
 /// Appends a header value with leading/trailing spaces removed and runs of spaces collapsed
-/// to one (SigV4 "trimall"; only SP, like aws-sigv4).
+/// to one (SigV4 "trimall"; only SP, like aws-sigv4). Copies whole runs, not characters.
 fn push_trimmed(out: &mut String, value: &str) {
-    let mut previous_space = false;
-    for c in value.trim_matches(' ').chars() {
-        if c == ' ' {
-            if !previous_space {
-                out.push(' ');
-            }
-            previous_space = true;
-        } else {
-            out.push(c);
-            previous_space = false;
-        }
+    let mut rest = value.trim_matches(' ');
+    while let Some(at) = rest.find("  ") {
+        let (run, after) = rest.split_at(at);
+        out.push_str(run);
+        out.push(' ');
+        rest = after.trim_start_matches(' ');
     }
+    out.push_str(rest);
 }
 
 /// `entries` are (name in any case, raw value); they are sorted here (stably, so repeated
