@@ -2,11 +2,15 @@
 //! Built with the `bench` profile by `cargo xtask bench NAME`; tests never assert timings.
 
 mod harness;
+mod kms;
 
 use anyhow::{Result, bail};
 
-/// Every benchmark: its name and its entry point.
-const BENCHMARKS: &[(&str, fn() -> Result<()>)] = &[];
+/// A benchmark: its name and its entry point.
+type Benchmark = (&'static str, fn() -> Result<()>);
+
+/// Every benchmark.
+const BENCHMARKS: &[Benchmark] = &[("kms", kms::run)];
 
 fn main() -> Result<()> {
     let name = std::env::args().nth(1).unwrap_or_default();
