@@ -4,7 +4,9 @@
 //! interpolated into a shell string).
 
 mod ci;
+mod cms;
 mod setup;
+mod sigv4;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -33,6 +35,10 @@ enum Command {
     },
     /// Install or check the host prerequisites (apt packages, the musl target, ...).
     Setup,
+    /// Debug KMS CiphertextForRecipient envelopes (decrypt with the enclave key).
+    Cms(cms::Args),
+    /// Debug SigV4: sign a request file and print the intermediate strings.
+    Sigv4(sigv4::Args),
     /// Run a side-by-side benchmark against its peers and print ratios.
     Bench {
         /// Which benchmark (see `ccc-bench` for the list).
@@ -64,6 +70,8 @@ fn run(cli: Cli) -> Result<()> {
             )
         }
         Command::Setup => setup::ensure_base(),
+        Command::Cms(args) => cms::run(&args),
+        Command::Sigv4(args) => sigv4::run(&args),
         Command::Bench { name } => {
             let sh = xshell::Shell::new()?;
             sh.change_dir(workspace_root());
