@@ -18,7 +18,7 @@ use crate::time::UnixMillis;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::cmp::Ordering;
-use core::fmt::{self, Write as _};
+use core::fmt;
 use zeroize::Zeroizing;
 
 /// The algorithm name that opens the string to sign and the `Authorization` value.
@@ -820,12 +820,29 @@ pub fn derive_signing_key(
 }
 
 fn amz_date(time: UnixMillis) -> Result<String, SigV4Error> {
-    if time.to_datetime().year > 9999 {
+    let d = time.to_datetime();
+    if d.year > 9999 {
         return Err(SigV4Error::TimeOutOfRange);
     }
-    let mut out = String::with_capacity(16);
-    write!(out, "{}", time.amz_date()).map_err(|_| SigV4Error::TimeOutOfRange)?;
-    Ok(out)
+    // YYYYMMDDTHHMMSSZ, written directly (this runs on every request).
+    let mut text = *b"00000000T000000Z";
+    let mut put = |at: usize, width: usize, mut value: u32| {
+        for i in (at..at + width).rev() {
+            if let Some(digit) = text.get_mut(i) {
+                *digit = b'0' + (value % 10) as u8;
+            }
+            value /= 10;
+        }
+    };
+    put(0, 4, d.year);
+    put(4, 2, d.month);
+    put(6, 2, d.day);
+    put(9, 2, d.hour);
+    put(11, 2, d.minute);
+    put(13, 2, d.second);
+    Ok(String::from(
+        core::str::from_utf8(&text).map_err(|_| SigV4Error::TimeOutOfRange)?,
+    ))
 }
 
 /// Parses `YYYYMMDDTHHMMSSZ`.
@@ -888,7 +905,11 @@ fn check_header(name: &str, value: &str) -> Result<(), SigV4Error> {
             problem: "a header name must be a non-empty RFC 9110 token",
         });
     }
-    if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+    // A fold without early exit, so the compiler can vectorize it over long tokens.
+    let control = value.bytes().fold(false, |seen, b| {
+        seen | ((b < 0x20 && b != b'\t') | (b == 0x7f))
+    });
+    if control {
         return Err(SigV4Error::InvalidHeader {
             name: name.into(),
             problem: "control characters (CR, LF, NUL, ...) cannot appear in a header value",
@@ -913,19 +934,24 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The hex digit of a nibble (`n < 16`), lowercase.
-fn hex_digit(n: u8) -> char {
-    char::from(if n < 10 {
+fn hex_digit(n: u8) -> u8 {
+    if n < 10 {
         b'0' + n
     } else {
         b'a' + (n & 0x0f) - 10
-    })
+    }
 }
 
-fn push_hex(out: &mut String, bytes: &[u8]) {
-    for &b in bytes {
-        out.push(hex_digit(b >> 4));
-        out.push(hex_digit(b & 0x0f));
+/// Appends the lowercase hex of a 32-byte digest.
+fn push_hex(out: &mut String, bytes: &[u8; 32]) {
+    let mut text = [0u8; 64];
+    for (pair, &b) in text.chunks_exact_mut(2).zip(bytes) {
+        if let [hi, lo] = pair {
+            *hi = hex_digit(b >> 4);
+            *lo = hex_digit(b & 0x0f);
+        }
     }
+    out.push_str(core::str::from_utf8(&text).unwrap_or_default());
 }
 
 fn push_scope(out: &mut String, date: &str, region: &str, service: &str) {
@@ -978,10 +1004,10 @@ fn compare_ignore_case(a: &str, b: &str) -> Ordering {
 }
 
 fn push_lowercase(out: &mut String, name: &str) {
-    if name.bytes().any(|b| b.is_ascii_uppercase()) {
-        out.extend(name.chars().map(|c| c.to_ascii_lowercase()));
-    } else {
-        out.push_str(name);
+    let start = out.len();
+    out.push_str(name);
+    if let Some(pushed) = out.get_mut(start..) {
+        pushed.make_ascii_lowercase();
     }
 }
 
@@ -989,11 +1015,17 @@ fn push_lowercase(out: &mut String, name: &str) {
 /// to one (SigV4 "trimall"; only SP, like aws-sigv4). Copies whole runs, not characters.
 fn push_trimmed(out: &mut String, value: &str) {
     let mut rest = value.trim_matches(' ');
-    while let Some(at) = rest.find("  ") {
-        let (run, after) = rest.split_at(at);
-        out.push_str(run);
-        out.push(' ');
-        rest = after.trim_start_matches(' ');
+    // `find(' ')` is a memchr; most values (tokens, dates, targets) have no space at all.
+    let mut from = 0;
+    while let Some(at) = rest.get(from..).and_then(|r| r.find(' ')).map(|i| i + from) {
+        if rest.as_bytes().get(at + 1) == Some(&b' ') {
+            let (run, after) = rest.split_at(at + 1);
+            out.push_str(run);
+            rest = after.trim_start_matches(' ');
+            from = 0;
+        } else {
+            from = at + 1;
+        }
     }
     out.push_str(rest);
 }
@@ -1070,8 +1102,8 @@ fn push_uri_encoded(out: &mut String, bytes: &[u8], keep_slash: bool) {
             out.push(char::from(b));
         } else {
             out.push('%');
-            out.push(hex_digit(b >> 4).to_ascii_uppercase());
-            out.push(hex_digit(b & 0x0f).to_ascii_uppercase());
+            out.push(char::from(hex_digit(b >> 4).to_ascii_uppercase()));
+            out.push(char::from(hex_digit(b & 0x0f).to_ascii_uppercase()));
         }
     }
 }
