@@ -313,31 +313,58 @@ pub struct Request<'a> {
 }
 
 /// A signature with its intermediate strings and the headers to add to the request.
-pub struct Signed {
+///
+/// It borrows the session token from the [`Credentials`] and never copies it: the canonical
+/// request is kept without the token's value and hashed in parts, so only
+/// [`Signed::canonical_request`], a debugging aid, assembles the full text (in a buffer that is
+/// zeroized on drop).
+pub struct Signed<'a> {
+    /// The canonical request minus the session token's value, which belongs at `token_at`.
     canonical_request: String,
+    token_at: Option<usize>,
     string_to_sign: String,
-    signature: String,
     authorization: String,
-    amz_date: String,
-    content_sha256: Option<String>,
-    session_token: Option<Zeroizing<String>>,
+    /// Where the 64 hex digits of the signature start in `authorization`.
+    signature_at: usize,
+    amz_date: [u8; 16],
+    content_sha256: Option<[u8; 64]>,
+    session_token: Option<&'a str>,
 }
 
-impl fmt::Debug for Signed {
+impl fmt::Debug for Signed<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The canonical request contains the session token, so only the signature is shown.
         f.debug_struct("Signed")
-            .field("amz_date", &self.amz_date)
-            .field("signature", &self.signature)
+            .field("amz_date", &self.amz_date())
+            .field("signature", &self.signature())
             .finish_non_exhaustive()
     }
 }
 
-impl Signed {
+impl Signed<'_> {
     /// The canonical request. It contains the session token when there is one: do not log it.
+    /// Assembled on each call (signing itself never copies the token).
     #[must_use]
-    pub fn canonical_request(&self) -> &str {
-        &self.canonical_request
+    pub fn canonical_request(&self) -> Zeroizing<String> {
+        let token = self.session_token.unwrap_or_default();
+        let mut text = Zeroizing::new(String::with_capacity(
+            self.canonical_request.len() + token.len(),
+        ));
+        let split = self.token_at.and_then(|at| {
+            Some((
+                self.canonical_request.get(..at)?,
+                self.canonical_request.get(at..)?,
+            ))
+        });
+        match split {
+            Some((before, after)) => {
+                text.push_str(before);
+                text.push_str(token);
+                text.push_str(after);
+            }
+            None => text.push_str(&self.canonical_request),
+        }
+        text
     }
 
     /// The string to sign (no secret in it).
@@ -349,7 +376,9 @@ impl Signed {
     /// The signature, 64 lowercase hex digits.
     #[must_use]
     pub fn signature(&self) -> &str {
-        &self.signature
+        self.authorization
+            .get(self.signature_at..)
+            .unwrap_or_default()
     }
 
     /// The `Authorization` header value.
@@ -361,20 +390,18 @@ impl Signed {
     /// The `X-Amz-Date` header value.
     #[must_use]
     pub fn amz_date(&self) -> &str {
-        &self.amz_date
+        ascii_str(&self.amz_date)
     }
 
     /// The headers to add, in this order: `X-Amz-Date`, `X-Amz-Security-Token` (temporary
     /// credentials), `X-Amz-Content-SHA256` (when enabled), `Authorization`.
     pub fn headers(&self) -> impl Iterator<Item = (&'static str, &str)> {
         [
-            Some(("X-Amz-Date", self.amz_date.as_str())),
-            self.session_token
-                .as_ref()
-                .map(|t| ("X-Amz-Security-Token", t.as_str())),
+            Some(("X-Amz-Date", self.amz_date())),
+            self.session_token.map(|t| ("X-Amz-Security-Token", t)),
             self.content_sha256
                 .as_ref()
-                .map(|h| ("X-Amz-Content-SHA256", h.as_str())),
+                .map(|h| ("X-Amz-Content-SHA256", ascii_str(h))),
             Some(("Authorization", self.authorization.as_str())),
         ]
         .into_iter()
@@ -549,15 +576,16 @@ impl SigV4 {
     /// # Errors
     /// [`SigV4Error`] for an unusable region/service, an invalid header, a header the signer
     /// adds itself already present, or a time outside years 1970..=9999.
-    pub fn sign(
+    pub fn sign<'a>(
         &mut self,
         crypto: &dyn Crypto,
-        params: &SigningParams<'_>,
+        params: &SigningParams<'a>,
         request: &Request<'_>,
-    ) -> Result<Signed, SigV4Error> {
+    ) -> Result<Signed<'a>, SigV4Error> {
         check_scope_part("region", params.region)?;
         check_scope_part("service", params.service)?;
-        let amz_date = amz_date(params.time)?;
+        let amz_date_bytes = amz_date(params.time)?;
+        let amz_date = ascii_str(&amz_date_bytes);
         let date = amz_date.get(..8).ok_or(SigV4Error::TimeOutOfRange)?;
 
         let mut entries: Vec<(&str, &str)> = Vec::with_capacity(request.headers.len() + 3);
@@ -580,32 +608,40 @@ impl SigV4 {
             });
         }
 
-        let mut payload_hash = String::with_capacity(64);
-        push_hex(&mut payload_hash, &crypto.sha256(&[request.body]));
+        let payload_hash_bytes = hex32(&crypto.sha256(&[request.body]));
+        let payload_hash = ascii_str(&payload_hash_bytes);
         let credentials = params.credentials;
-        let token = credentials.session_token.as_ref().map(|t| t.as_str());
-        entries.push(("x-amz-date", &amz_date));
-        if let (Some(token), SessionTokenMode::Signed) = (token, params.settings.session_token) {
-            entries.push(("x-amz-security-token", token));
-        }
+        let token = credentials.session_token.as_deref().map(String::as_str);
+        entries.push(("x-amz-date", amz_date));
+        let signed_token = match (token, params.settings.session_token) {
+            (Some(token), SessionTokenMode::Signed) => {
+                // The value is left out of the text and hashed in place (see `Signed`).
+                entries.push(("x-amz-security-token", ""));
+                Some(token)
+            }
+            _ => None,
+        };
         if params.settings.content_sha256_header {
-            entries.push(("x-amz-content-sha256", &payload_hash));
+            entries.push(("x-amz-content-sha256", payload_hash));
         }
 
-        let canonical_request = canonical_request(
+        let canonical = canonical_request(
             request,
             params.settings.normalize_path,
             &mut entries,
-            &payload_hash,
+            payload_hash,
+            signed_token.is_some(),
         );
-        let string_to_sign = string_to_sign(
-            crypto,
-            &amz_date,
-            date,
-            params.region,
-            params.service,
-            &canonical_request.text,
-        );
+        let text = canonical.text.as_bytes();
+        let creq_hash = match (canonical.token_at, signed_token) {
+            (Some(at), Some(token)) => {
+                let (before, after) = text.split_at_checked(at).unwrap_or((text, &[]));
+                crypto.sha256(&[before, token.as_bytes(), after])
+            }
+            _ => crypto.sha256(&[text]),
+        };
+        let string_to_sign =
+            string_to_sign(amz_date, date, params.region, params.service, &creq_hash);
         let key = self.signing_key(
             crypto,
             &credentials.secret_access_key,
@@ -613,17 +649,13 @@ impl SigV4 {
             params.region,
             params.service,
         );
-        let mut signature = String::with_capacity(64);
-        push_hex(
-            &mut signature,
-            &crypto.hmac_sha256(&key[..], &[string_to_sign.as_bytes()]),
-        );
+        let signature = hex32(&crypto.hmac_sha256(&key[..], &[string_to_sign.as_bytes()]));
 
         let mut authorization = String::with_capacity(
             96 + credentials.access_key_id.len()
                 + params.region.len()
                 + params.service.len()
-                + canonical_request.signed_headers_len,
+                + canonical.signed_headers_len,
         );
         authorization.push_str(ALGORITHM);
         authorization.push_str(" Credential=");
@@ -631,23 +663,23 @@ impl SigV4 {
         authorization.push('/');
         push_scope(&mut authorization, date, params.region, params.service);
         authorization.push_str(", SignedHeaders=");
-        authorization.push_str(canonical_request.signed_headers());
+        authorization.push_str(canonical.signed_headers());
         authorization.push_str(", Signature=");
-        authorization.push_str(&signature);
+        let signature_at = authorization.len();
+        authorization.push_str(ascii_str(&signature));
 
-        let content_sha256 = params
-            .settings
-            .content_sha256_header
-            .then_some(payload_hash);
-        let session_token = credentials.session_token.clone();
         Ok(Signed {
-            canonical_request: canonical_request.text,
+            token_at: canonical.token_at,
+            canonical_request: canonical.text,
             string_to_sign,
-            signature,
             authorization,
-            amz_date,
-            content_sha256,
-            session_token,
+            signature_at,
+            amz_date: amz_date_bytes,
+            content_sha256: params
+                .settings
+                .content_sha256_header
+                .then_some(payload_hash_bytes),
+            session_token: token,
         })
     }
 
@@ -706,8 +738,8 @@ impl SigV4 {
                         .contains(&"x-amz-security-token") => {}
             _ => return Err(SigV4Error::SessionTokenMismatch),
         }
-        let mut payload_hash = String::with_capacity(64);
-        push_hex(&mut payload_hash, &crypto.sha256(&[request.body]));
+        let payload_hash_bytes = hex32(&crypto.sha256(&[request.body]));
+        let payload_hash = ascii_str(&payload_hash_bytes);
         if let Some(claimed) = single_header(request.headers, "x-amz-content-sha256")
             && claimed != payload_hash
         {
@@ -730,15 +762,14 @@ impl SigV4 {
                 ));
             }
         }
-        let canonical_request =
-            canonical_request(request, normalize_path, &mut entries, &payload_hash);
+        let canonical =
+            canonical_request(request, normalize_path, &mut entries, payload_hash, false);
         let string_to_sign = string_to_sign(
-            crypto,
             amz_date,
             authorization.date,
             authorization.region,
             authorization.service,
-            &canonical_request.text,
+            &crypto.sha256(&[canonical.text.as_bytes()]),
         );
         let key = self.signing_key(
             crypto,
@@ -747,12 +778,8 @@ impl SigV4 {
             authorization.region,
             authorization.service,
         );
-        let mut expected = String::with_capacity(64);
-        push_hex(
-            &mut expected,
-            &crypto.hmac_sha256(&key[..], &[string_to_sign.as_bytes()]),
-        );
-        if !constant_time_eq(expected.as_bytes(), authorization.signature.as_bytes()) {
+        let expected = hex32(&crypto.hmac_sha256(&key[..], &[string_to_sign.as_bytes()]));
+        if !constant_time_eq(&expected, authorization.signature.as_bytes()) {
             return Err(SigV4Error::SignatureMismatch);
         }
         if let Some(now) = now {
@@ -819,12 +846,12 @@ pub fn derive_signing_key(
     Zeroizing::new(crypto.hmac_sha256(&k_service[..], &[b"aws4_request"]))
 }
 
-fn amz_date(time: UnixMillis) -> Result<String, SigV4Error> {
+/// `YYYYMMDDTHHMMSSZ` as ASCII bytes, written directly (this runs on every request).
+fn amz_date(time: UnixMillis) -> Result<[u8; 16], SigV4Error> {
     let d = time.to_datetime();
     if d.year > 9999 {
         return Err(SigV4Error::TimeOutOfRange);
     }
-    // YYYYMMDDTHHMMSSZ, written directly (this runs on every request).
     let mut text = *b"00000000T000000Z";
     let mut put = |at: usize, width: usize, mut value: u32| {
         for i in (at..at + width).rev() {
@@ -840,9 +867,7 @@ fn amz_date(time: UnixMillis) -> Result<String, SigV4Error> {
     put(9, 2, d.hour);
     put(11, 2, d.minute);
     put(13, 2, d.second);
-    Ok(String::from(
-        core::str::from_utf8(&text).map_err(|_| SigV4Error::TimeOutOfRange)?,
-    ))
+    Ok(text)
 }
 
 /// Parses `YYYYMMDDTHHMMSSZ`.
@@ -942,8 +967,8 @@ fn hex_digit(n: u8) -> u8 {
     }
 }
 
-/// Appends the lowercase hex of a 32-byte digest.
-fn push_hex(out: &mut String, bytes: &[u8; 32]) {
+/// The lowercase hex of a 32-byte digest, as ASCII bytes.
+fn hex32(bytes: &[u8; 32]) -> [u8; 64] {
     let mut text = [0u8; 64];
     for (pair, &b) in text.chunks_exact_mut(2).zip(bytes) {
         if let [hi, lo] = pair {
@@ -951,7 +976,12 @@ fn push_hex(out: &mut String, bytes: &[u8; 32]) {
             *lo = hex_digit(b & 0x0f);
         }
     }
-    out.push_str(core::str::from_utf8(&text).unwrap_or_default());
+    text
+}
+
+/// ASCII bytes this module wrote (hex digits, dates) as text.
+fn ascii_str(text: &[u8]) -> &str {
+    core::str::from_utf8(text).unwrap_or_default()
 }
 
 fn push_scope(out: &mut String, date: &str, region: &str, service: &str) {
@@ -964,12 +994,11 @@ fn push_scope(out: &mut String, date: &str, region: &str, service: &str) {
 }
 
 fn string_to_sign(
-    crypto: &dyn Crypto,
     amz_date: &str,
     date: &str,
     region: &str,
     service: &str,
-    canonical_request: &str,
+    canonical_request_hash: &[u8; 32],
 ) -> String {
     let mut out = String::with_capacity(160 + region.len() + service.len());
     out.push_str(ALGORITHM);
@@ -978,12 +1007,15 @@ fn string_to_sign(
     out.push('\n');
     push_scope(&mut out, date, region, service);
     out.push('\n');
-    push_hex(&mut out, &crypto.sha256(&[canonical_request.as_bytes()]));
+    out.push_str(ascii_str(&hex32(canonical_request_hash)));
     out
 }
 
 struct CanonicalRequest {
+    /// The text, without the session token's value when `token_at` is set.
     text: String,
+    /// Where the session token's value belongs in `text`.
+    token_at: Option<usize>,
     /// Where the signed-headers line starts in `text`, and its length.
     signed_headers_at: usize,
     signed_headers_len: usize,
@@ -1031,21 +1063,28 @@ fn push_trimmed(out: &mut String, value: &str) {
 }
 
 /// `entries` are (name in any case, raw value); they are sorted here (stably, so repeated
-/// headers keep their order and are joined with `,`).
+/// headers keep their order and are joined with `,`). With `token_gap`, the value of
+/// `x-amz-security-token` is not written; its position is returned instead.
 fn canonical_request(
     request: &Request<'_>,
     normalize_path: bool,
     entries: &mut [(&str, &str)],
     payload_hash: &str,
+    token_gap: bool,
 ) -> CanonicalRequest {
     entries.sort_by(|a, b| compare_ignore_case(a.0, b.0));
-    let estimate = 64
-        + request.path.len() * 3
+    // An upper bound, so the buffer never reallocates: method, three newlines, the URI and
+    // query (each byte encodes to at most 3), each header twice (line and signed list) with
+    // its `:`, `\n` and `;`, the blank line, and the 64-digit payload hash.
+    let estimate = request.method.len()
+        + 8
+        + request.path.len().max(1) * 3
         + request.query.len() * 3
         + entries
             .iter()
             .map(|(n, v)| 2 * n.len() + v.len() + 3)
-            .sum::<usize>();
+            .sum::<usize>()
+        + payload_hash.len();
     let mut text = String::with_capacity(estimate);
     text.push_str(request.method);
     text.push('\n');
@@ -1054,6 +1093,7 @@ fn canonical_request(
     push_canonical_query(&mut text, request.query);
     text.push('\n');
 
+    let mut token_at = None;
     let mut previous: Option<&str> = None;
     for &(name, value) in entries.iter() {
         if previous.is_some_and(|p| p.eq_ignore_ascii_case(name)) {
@@ -1065,7 +1105,11 @@ fn canonical_request(
             push_lowercase(&mut text, name);
             text.push(':');
         }
-        push_trimmed(&mut text, value);
+        if token_gap && name.eq_ignore_ascii_case("x-amz-security-token") {
+            token_at = Some(text.len());
+        } else {
+            push_trimmed(&mut text, value);
+        }
         previous = Some(name);
     }
     text.push_str("\n\n");
@@ -1086,6 +1130,7 @@ fn canonical_request(
     text.push_str(payload_hash);
     CanonicalRequest {
         text,
+        token_at,
         signed_headers_at,
         signed_headers_len,
     }
@@ -1236,7 +1281,7 @@ mod tests {
         };
         let signed = SigV4::new().sign(&AwsLc, &params, &request).unwrap();
         assert_eq!(
-            signed.canonical_request(),
+            signed.canonical_request().as_str(),
             "POST\n/\n\ncontent-type:application/x-amz-json-1.1\nhost:kms.us-east-1.amazonaws.com\n\
              x-amz-date:20150830T123600Z\nx-amz-security-token:SESSIONTOKEN\n\
              x-amz-target:TrentService.GenerateRandom\n\n\

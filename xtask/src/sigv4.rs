@@ -184,7 +184,7 @@ pub(crate) fn sign_file(file: &Path, show_token: bool) -> Result<Output> {
     };
     let mut report = String::new();
     report.push_str("canonical request:\n");
-    report.push_str(&hide(signed.canonical_request()));
+    report.push_str(&hide(&signed.canonical_request()));
     if token.is_some() && !show_token {
         report.push_str(
             "\n(the session token is hidden above, so this text does not hash to the last line \
