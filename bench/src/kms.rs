@@ -14,7 +14,8 @@ use ccc_sdk::time::UnixMillis;
 use std::hint::black_box;
 use std::time::{Duration, SystemTime};
 
-const BATCHES: usize = 31;
+/// Batches per contender (each ~2 ms or one call, whichever is longer).
+const BATCHES: usize = 300;
 const ACCESS_KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
 const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
 /// An STS-sized session token (real ones are 700-1000 characters).
@@ -24,12 +25,12 @@ const HOST: &str = "kms.eu-west-1.amazonaws.com";
 /// 2026-01-01T00:00:00Z
 const MILLIS: u64 = 1_767_225_600_000;
 
-/// Median time per call of each function, measured in alternating batches so that load from
-/// other processes (this machine is shared) hits every contender alike. The first function is
-/// the baseline the ratios refer to.
-fn interleaved(batches: usize, fs: &mut [&mut dyn FnMut()]) -> Vec<Duration> {
+/// Time per call of each function: the fastest of many short batches, run in alternation, so
+/// that load from other processes (this machine is shared) hits every contender alike and
+/// the least-disturbed batch is what counts. The first function is the baseline.
+fn interleaved(fs: &mut [&mut dyn FnMut()]) -> Vec<Duration> {
     use std::time::Instant;
-    // Size batches so the slowest function takes ~10 ms per batch.
+    // Size batches so the slowest function takes ~2 ms per batch.
     let mut per_batch = 1u32;
     loop {
         let t = Instant::now();
@@ -38,28 +39,22 @@ fn interleaved(batches: usize, fs: &mut [&mut dyn FnMut()]) -> Vec<Duration> {
                 f();
             }
         }
-        if t.elapsed() >= Duration::from_millis(10) || per_batch >= 1 << 20 {
+        if t.elapsed() >= Duration::from_millis(2) || per_batch >= 1 << 20 {
             break;
         }
         per_batch *= 2;
     }
-    let mut samples: Vec<Vec<Duration>> = vec![Vec::with_capacity(batches); fs.len()];
-    for _ in 0..batches {
-        for (f, out) in fs.iter_mut().zip(samples.iter_mut()) {
+    let mut best = vec![Duration::MAX; fs.len()];
+    for _ in 0..BATCHES {
+        for (f, best) in fs.iter_mut().zip(best.iter_mut()) {
             let t = Instant::now();
             for _ in 0..per_batch {
                 f();
             }
-            out.push(t.elapsed() / per_batch);
+            *best = (*best).min(t.elapsed() / per_batch);
         }
     }
-    samples
-        .into_iter()
-        .map(|mut s| {
-            s.sort();
-            s[s.len() / 2]
-        })
-        .collect()
+    best
 }
 
 struct SigningCase {
@@ -183,10 +178,7 @@ fn bench_signing(case: &SigningCase, token: &str) -> Result<()> {
     let mut aws = || {
         black_box(theirs());
     };
-    let times = interleaved(
-        BATCHES,
-        &mut [&mut aws, &mut cached_signer, &mut fresh_signer],
-    );
+    let times = interleaved(&mut [&mut aws, &mut cached_signer, &mut fresh_signer]);
     let [base, with_cache, fresh] = times[..] else {
         anyhow::bail!("three timings expected");
     };
@@ -245,10 +237,7 @@ fn bench_cms() -> Result<()> {
     let mut parse_only = || {
         black_box(cms::parse(&envelope).map(|p| p.encrypted_key.len()).ok());
     };
-    let times = interleaved(
-        BATCHES,
-        &mut [&mut rsa_only, &mut full_decrypt, &mut parse_only],
-    );
+    let times = interleaved(&mut [&mut rsa_only, &mut full_decrypt, &mut parse_only]);
     let [base, full, parse] = times[..] else {
         anyhow::bail!("three timings expected");
     };
