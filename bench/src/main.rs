@@ -4,6 +4,7 @@
 mod attestation;
 mod eif;
 mod harness;
+mod kms;
 
 use anyhow::{Result, bail};
 
@@ -11,7 +12,11 @@ use anyhow::{Result, bail};
 type Benchmark = (&'static str, fn() -> Result<()>);
 
 /// Every benchmark.
-const BENCHMARKS: &[Benchmark] = &[("attestation", attestation::run), ("eif", eif::run)];
+const BENCHMARKS: &[Benchmark] = &[
+    ("attestation", attestation::run),
+    ("eif", eif::run),
+    ("kms", kms::run),
+];
 
 fn main() -> Result<()> {
     let name = std::env::args().nth(1).unwrap_or_default();

@@ -18,6 +18,11 @@
 //! - [`time`]: Unix-millisecond instants and their RFC 3339 / ASN.1 forms.
 //! - [`crypto`]: the crypto seam and its aws-lc-rs implementation.
 //! - [`secret`]: byte buffers that zeroize on drop and never print.
+//! - [`cms`]: KMS's `CiphertextForRecipient` (BER CMS EnvelopedData): parse, check, decrypt;
+//!   and, with `aws-lc`, the builder the KMS emulator uses.
+//! - [`kms`]: the KMS JSON 1.1 codec (requests, responses, typed errors with the likely fix)
+//!   and the opening of attested (`Recipient`) responses.
+//! - [`sigv4`]: AWS Signature Version 4 signing (and verification), with its intermediate strings.
 #![no_std]
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
@@ -27,8 +32,11 @@ extern crate alloc;
 extern crate std;
 
 pub mod attestation;
+pub mod cms;
 pub mod crypto;
 pub mod der;
+pub mod kms;
 pub mod nsm;
 pub mod secret;
+pub mod sigv4;
 pub mod time;

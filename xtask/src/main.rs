@@ -8,7 +8,9 @@ mod ci;
 mod eif;
 mod fuzz;
 mod nsm;
+mod cms;
 mod setup;
+mod sigv4;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -49,6 +51,10 @@ enum Command {
         /// The .eif file.
         path: PathBuf,
     },
+    /// Debug KMS CiphertextForRecipient envelopes (decrypt with the enclave key).
+    Cms(cms::Args),
+    /// Debug SigV4: sign a request file and print the intermediate strings.
+    Sigv4(sigv4::Args),
     /// Run a side-by-side benchmark against its peers and print ratios.
     Bench {
         /// Which benchmark (see `ccc-bench` for the list).
@@ -83,6 +89,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Nsm(args) => nsm::run(&args),
         Command::Attestation(command) => attestation::run(command),
         Command::DescribeEif { path } => eif::run(&path),
+        Command::Cms(args) => cms::run(&args),
+        Command::Sigv4(args) => sigv4::run(&args),
         Command::Bench { name } => {
             let sh = xshell::Shell::new()?;
             sh.change_dir(workspace_root());
