@@ -10,12 +10,27 @@ use xshell::{Shell, cmd};
 
 /// The cargo-fuzz release we install (crates.io), pinned for reproducible CI.
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
-/// Targets, the seed directory each starts from, and how long each runs.
-const TARGETS: &[(&str, &str)] = &[
-    ("attestation_parse", "attestation"),
-    ("attestation_chain", "attestation"),
+/// Which real vectors from `../shared` join a target's run-time corpus.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shared {
+    None,
+    Attestation,
+    Cms,
+}
+
+/// Targets, the seed directory each starts from, and the shared vectors added at run time.
+const TARGETS: &[(&str, &str, Shared)] = &[
+    ("attestation_parse", "attestation", Shared::Attestation),
+    ("attestation_chain", "attestation", Shared::Attestation),
+    ("cms_parse", "cms", Shared::Cms),
+    ("kms_response", "kms_response", Shared::None),
+    ("sigv4_authorization", "sigv4_authorization", Shared::None),
+    ("eif_read", "eif", Shared::None),
+    ("nsm_codec", "nsm_codec", Shared::None),
 ];
-const SECONDS_PER_TARGET: u64 = 30;
+/// Long enough for libFuzzer to get past the seeds into mutations; short enough that the
+/// seven targets add about two and a half minutes to CI.
+const SECONDS_PER_TARGET: u64 = 20;
 
 /// `target/tools/bin/cargo-fuzz`, installed on first use.
 fn cargo_fuzz(sh: &Shell, root: &Path) -> Result<PathBuf> {
@@ -36,7 +51,32 @@ fn cargo_fuzz(sh: &Shell, root: &Path) -> Result<PathBuf> {
     Ok(bin)
 }
 
-/// The real vectors (decoded), as extra run-time seeds; they are never committed.
+/// The shared CMS vectors (`*.ber`, `*.der`), as extra run-time seeds; never committed.
+fn shared_cms_vectors(root: &Path) -> Vec<(String, Vec<u8>)> {
+    let dir = std::env::var_os("CCC_SHARED_DIR")
+        .map_or_else(|| root.join("../shared"), PathBuf::from)
+        .join("kms-cms-vectors");
+    let mut out = Vec::new();
+    let mut stack = vec![dir];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "ber" || e == "der")
+                && let Ok(bytes) = std::fs::read(&path)
+            {
+                out.push((entry.file_name().to_string_lossy().into_owned(), bytes));
+            }
+        }
+    }
+    out
+}
+
+/// The real attestation vectors (decoded), as extra run-time seeds; never committed.
 fn shared_vectors(root: &Path) -> Vec<(String, Vec<u8>)> {
     let dir = std::env::var_os("CCC_SHARED_DIR")
         .map_or_else(|| root.join("../shared"), PathBuf::from)
@@ -77,12 +117,14 @@ pub(crate) fn smoke(sh: &Shell) -> Result<()> {
     let root = crate::workspace_root();
     let bin = cargo_fuzz(sh, &root)?;
     let fuzz_dir = root.join("fuzz");
-    let shared = shared_vectors(&root);
-    eprintln!(
-        "fuzz: {} shared real vector(s) added to the run-time corpus",
-        shared.len()
-    );
-    for (target, seeds) in TARGETS {
+    let attestation = shared_vectors(&root);
+    let cms = shared_cms_vectors(&root);
+    for (target, seeds, shared) in TARGETS {
+        let shared = match shared {
+            Shared::None => &[][..],
+            Shared::Attestation => &attestation[..],
+            Shared::Cms => &cms[..],
+        };
         let corpus = root.join("target/fuzz-corpus").join(target);
         if corpus.exists() {
             std::fs::remove_dir_all(&corpus)?;
@@ -97,7 +139,7 @@ pub(crate) fn smoke(sh: &Shell) -> Result<()> {
             std::fs::copy(entry.path(), corpus.join(entry.file_name()))?;
             count += 1;
         }
-        for (name, bytes) in &shared {
+        for (name, bytes) in shared {
             std::fs::write(corpus.join(format!("shared-{name}")), bytes)?;
         }
         if count == 0 {
@@ -114,8 +156,9 @@ pub(crate) fn smoke(sh: &Shell) -> Result<()> {
         .run()
         .with_context(|| format!("fuzz target {target} failed (see fuzz/artifacts/{target}/)"))?;
         eprintln!(
-            "fuzz: {target}: no crash in {:.1?} ({count} committed seeds)",
-            started.elapsed()
+            "fuzz: {target}: no crash in {:.1?} ({count} committed seeds, {} shared vectors)",
+            started.elapsed(),
+            shared.len()
         );
     }
     Ok(())

@@ -5,10 +5,10 @@
 
 mod attestation;
 mod ci;
+mod cms;
 mod eif;
 mod fuzz;
 mod nsm;
-mod cms;
 mod setup;
 mod sigv4;
 
