@@ -4,7 +4,8 @@
 //! never read a clock (the caller passes the time in). I/O lives behind the `std` feature.
 //!
 //! # Features
-//! - `std` (default): the `/dev/nsm` ioctl, vsock and TCP transports, TLS, files and clocks.
+//! - `std` (default): the `/dev/nsm` ioctl, vsock and TCP transports, TLS (rustls), HTTP/1.1,
+//!   the KMS network client (with `aws-lc`), the credentials providers, files and clocks.
 //! - `aws-lc` (default): the [`crypto::AwsLc`] backend. Core code only ever calls the narrow
 //!   [`crypto::Crypto`] trait, so a `no_std` user can plug in another backend.
 //! - `simulator`: the signed NSM simulator, for development and tests. It is never selected
@@ -23,6 +24,17 @@
 //! - [`kms`]: the KMS JSON 1.1 codec (requests, responses, typed errors with the likely fix)
 //!   and the opening of attested (`Recipient`) responses.
 //! - [`sigv4`]: AWS Signature Version 4 signing (and verification), with its intermediate strings.
+//!
+//! With `std` (Linux):
+//! - [`net`]: vsock, TCP and Unix streams with timeouts; listeners; the transport error.
+//! - [`tls`]: rustls to `kms.<region>.amazonaws.com`, trust anchored on the Amazon roots.
+//! - [`http`]: the client side of HTTP/1.1 with named limits.
+//! - [`clock`]: injectable clock and sleeper (retries and expiry are tested without waiting).
+//! - [`credentials`]: AWS credentials providers: the enclave asks the parent over vsock
+//!   (protocol in `docs/credentials-protocol.md`); the parent reads IMDSv2 or the environment
+//!   and serves them.
+//! - `kms::client` (with `aws-lc`): the signed, retrying KMS client and the attested client
+//!   (fresh NSM document per call, `CiphertextForRecipient` opened with the enclave's key).
 #![no_std]
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
@@ -32,11 +44,23 @@ extern crate alloc;
 extern crate std;
 
 pub mod attestation;
+#[cfg(feature = "std")]
+pub mod clock;
 pub mod cms;
+#[cfg(all(feature = "std", target_os = "linux"))]
+pub mod credentials;
 pub mod crypto;
 pub mod der;
+#[cfg(feature = "std")]
+pub mod http;
 pub mod kms;
+#[cfg(all(feature = "std", target_os = "linux"))]
+pub mod net;
 pub mod nsm;
 pub mod secret;
 pub mod sigv4;
+#[cfg(all(feature = "std", target_os = "linux"))]
+mod sys;
 pub mod time;
+#[cfg(all(feature = "std", target_os = "linux"))]
+pub mod tls;

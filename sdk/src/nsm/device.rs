@@ -1,7 +1,8 @@
-//! The real NSM: `/dev/nsm` opened as an owned file and driven through [`super::sys`].
+//! The real NSM: `/dev/nsm` opened as an owned file and driven through the crate's `sys` module.
 
 use super::codec::{REQUEST_MAX, RESPONSE_MAX};
-use super::{NsmError, Transport, sys};
+use super::{NsmError, Transport};
+use crate::sys;
 use alloc::vec;
 use alloc::vec::Vec;
 use std::fs::{File, OpenOptions};
@@ -52,7 +53,7 @@ impl Transport for Device {
             });
         }
         let mut response = vec![0u8; RESPONSE_MAX];
-        match sys::nsm_raw(self.file.as_fd(), request, &mut response) {
+        match sys::nsm::nsm_raw(self.file.as_fd(), request, &mut response) {
             Ok(len) => {
                 response.truncate(len);
                 Ok(response)

@@ -25,8 +25,6 @@ mod codec_tests;
 mod device;
 #[cfg(feature = "simulator")]
 pub mod simulator;
-#[cfg(all(feature = "std", target_os = "linux"))]
-mod sys;
 
 pub use codec::{CodecError, CodecErrorKind, Description, Digest, ErrorCode, Request, Response};
 #[cfg(all(feature = "std", target_os = "linux"))]

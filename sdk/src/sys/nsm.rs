@@ -1,4 +1,4 @@
-//! The `/dev/nsm` ioctl: the only `unsafe` code of the NSM client.
+//! The `/dev/nsm` ioctl (the NSM client's only system call).
 //!
 //! Linux `include/uapi/linux/nsm.h` (driver `drivers/misc/nsm.c`, Linux 6.8+; the same ABI as
 //! AWS's out-of-tree driver):
@@ -13,7 +13,6 @@
 //! The driver copies the request in (failing with `EMSGSIZE` over 0x1000 bytes), waits for the
 //! device, copies `min(response.len, reply length)` bytes back and writes that length into
 //! `response.len`.
-#![allow(unsafe_code)]
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};

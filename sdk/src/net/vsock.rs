@@ -1,0 +1,258 @@
+//! AF_VSOCK streams and listeners (Linux): the enclave's only way out. Owned descriptors,
+//! connect with a deadline, read/write timeouts; the system calls are in the crate's `sys`
+//! module.
+
+use std::prelude::rust_2024::*;
+#[allow(unused_imports)]
+use std::{format, vec};
+
+use crate::sys::vsock as sys;
+use core::fmt;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+/// `VMADDR_CID_ANY`: bind on every CID of this machine.
+pub const CID_ANY: u32 = u32::MAX;
+/// `VMADDR_CID_HOST` (2): the host, e.g. QEMU's host side through vhost-vsock.
+pub const CID_HOST: u32 = 2;
+/// CID 3: the parent instance, seen from a Nitro Enclave (`VMADDR_CID_PARENT`;
+/// aws-nitro-enclaves-cli `src/common/mod.rs`, research notes §5).
+pub const CID_PARENT: u32 = 3;
+/// `VMADDR_PORT_ANY`: let the kernel choose the port when binding.
+pub const PORT_ANY: u32 = u32::MAX;
+
+/// A vsock address: context id and port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct VsockAddr {
+    /// The context id (3 = the parent of an enclave, 2 = the host).
+    pub cid: u32,
+    /// The port.
+    pub port: u32,
+}
+
+impl VsockAddr {
+    /// `(cid, port)`.
+    #[must_use]
+    pub const fn new(cid: u32, port: u32) -> Self {
+        Self { cid, port }
+    }
+}
+
+impl fmt::Display for VsockAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "vsock://{}:{}", self.cid, self.port)
+    }
+}
+
+/// A connected vsock stream. Reads and writes go through the owned descriptor (`read(2)` /
+/// `write(2)`); it is closed on drop.
+#[derive(Debug)]
+pub struct VsockStream {
+    file: File,
+    peer: VsockAddr,
+}
+
+impl VsockStream {
+    /// Connects to `peer`, failing with [`io::ErrorKind::TimedOut`] after `timeout`.
+    ///
+    /// # Errors
+    /// `EAFNOSUPPORT` when the kernel has no vsock, `ENODEV` when no transport reaches the
+    /// CID, `ECONNREFUSED`/`ECONNRESET` when nothing listens on the port, `TimedOut`, or
+    /// `InvalidInput` for a zero timeout.
+    pub fn connect(peer: VsockAddr, timeout: Duration) -> io::Result<Self> {
+        let fd = sys::socket()?;
+        sys::connect(fd.as_fd(), peer.cid, peer.port, timeout)?;
+        Ok(Self {
+            file: File::from(fd),
+            peer,
+        })
+    }
+
+    /// The address this stream is connected to.
+    #[must_use]
+    pub fn peer_addr(&self) -> VsockAddr {
+        self.peer
+    }
+
+    /// Sets `SO_RCVTIMEO` (`None` = wait forever); a read that times out fails with
+    /// [`io::ErrorKind::WouldBlock`].
+    ///
+    /// # Errors
+    /// The `setsockopt` failure, or `InvalidInput` for `Some(Duration::ZERO)`.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        set_io_timeout(self.file.as_fd(), libc::SO_RCVTIMEO, timeout)
+    }
+
+    /// Sets `SO_SNDTIMEO` (`None` = wait forever).
+    ///
+    /// # Errors
+    /// As [`VsockStream::set_read_timeout`].
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        set_io_timeout(self.file.as_fd(), libc::SO_SNDTIMEO, timeout)
+    }
+
+    /// Shuts both directions down (the peer sees end of file).
+    ///
+    /// # Errors
+    /// The `shutdown` failure.
+    pub fn shutdown(&self) -> io::Result<()> {
+        sys::shutdown(self.file.as_fd())
+    }
+
+    /// The current `SO_RCVTIMEO` (zero = none).
+    ///
+    /// # Errors
+    /// The `getsockopt` failure.
+    pub fn read_timeout(&self) -> io::Result<Duration> {
+        sys::timeout_option(self.file.as_fd(), libc::SOL_SOCKET, libc::SO_RCVTIMEO)
+    }
+}
+
+fn set_io_timeout(
+    fd: BorrowedFd<'_>,
+    option: libc::c_int,
+    timeout: Option<Duration>,
+) -> io::Result<()> {
+    match timeout {
+        Some(t) if t.is_zero() => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a zero timeout (use None for no timeout)",
+        )),
+        Some(t) => sys::set_timeout_option(fd, libc::SOL_SOCKET, option, t),
+        None => sys::set_timeout_option(fd, libc::SOL_SOCKET, option, Duration::ZERO),
+    }
+}
+
+impl Read for VsockStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.file.read(buf)
+    }
+}
+
+impl Write for VsockStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AsFd for VsockStream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}
+
+/// A listening vsock socket (the parent's credentials server, the heartbeat peer in tests).
+#[derive(Debug)]
+pub struct VsockListener {
+    fd: OwnedFd,
+    local: VsockAddr,
+}
+
+/// Pending connections the kernel queues (`SOMAXCONN`-sized queues are pointless here: one
+/// enclave connects at a time).
+const LISTEN_BACKLOG: i32 = 16;
+
+impl VsockListener {
+    /// Binds and listens on `local` (use [`CID_ANY`]; [`PORT_ANY`] lets the kernel choose).
+    ///
+    /// # Errors
+    /// `EAFNOSUPPORT` without vsock, `EADDRINUSE`, or another `bind`/`listen` failure.
+    pub fn bind(local: VsockAddr) -> io::Result<Self> {
+        let fd = sys::socket()?;
+        sys::bind(fd.as_fd(), local.cid, local.port)?;
+        sys::listen(fd.as_fd(), LISTEN_BACKLOG)?;
+        let (cid, port) = sys::local_address(fd.as_fd())?;
+        Ok(Self {
+            fd,
+            local: VsockAddr::new(cid, port),
+        })
+    }
+
+    /// The bound address (with the port the kernel chose).
+    #[must_use]
+    pub fn local_addr(&self) -> VsockAddr {
+        self.local
+    }
+
+    /// Waits for a connection.
+    ///
+    /// # Errors
+    /// The `accept4` failure.
+    pub fn accept(&self) -> io::Result<(VsockStream, VsockAddr)> {
+        let (fd, cid, port) = sys::accept(self.fd.as_fd())?;
+        let peer = VsockAddr::new(cid, port);
+        Ok((
+            VsockStream {
+                file: File::from(fd),
+                peer,
+            },
+            peer,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Connect failures this host may legitimately give for a peer that is not there: no
+    /// vsock at all, no transport to the CID, nobody listening, or a timeout.
+    fn is_expected_absence(error: &io::Error) -> bool {
+        error.kind() == io::ErrorKind::TimedOut
+            || matches!(
+                error.raw_os_error(),
+                Some(libc::EAFNOSUPPORT | libc::ENODEV | libc::ECONNREFUSED | libc::ECONNRESET)
+            )
+    }
+
+    #[test]
+    fn connecting_to_an_absent_parent_fails_within_the_timeout() {
+        // There is no Nitro parent on a development machine or CI runner; whatever the
+        // kernel's vsock setup, the connect must fail (never hang, never "succeed").
+        let started = std::time::Instant::now();
+        let error =
+            VsockStream::connect(VsockAddr::new(CID_PARENT, 8000), Duration::from_millis(300))
+                .unwrap_err();
+        assert!(is_expected_absence(&error), "{error:?}");
+        // The deadline is enforced by poll(); allow generous scheduling slack, this checks
+        // that the call is bounded at all, not how fast it is.
+        assert!(started.elapsed() < Duration::from_secs(30));
+    }
+
+    #[test]
+    fn zero_timeouts_are_refused() {
+        let error = VsockStream::connect(VsockAddr::new(CID_PARENT, 8000), Duration::ZERO)
+            .unwrap_err();
+        // Either no vsock at all, or the explicit refusal before connecting.
+        assert!(
+            error.kind() == io::ErrorKind::InvalidInput
+                || error.raw_os_error() == Some(libc::EAFNOSUPPORT),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn listener_binds_a_kernel_chosen_port_or_reports_no_vsock() {
+        match VsockListener::bind(VsockAddr::new(CID_ANY, PORT_ANY)) {
+            Ok(listener) => {
+                assert_ne!(listener.local_addr().port, PORT_ANY);
+                // A second listener on the same port is refused.
+                let again = VsockListener::bind(VsockAddr::new(CID_ANY, listener.local_addr().port))
+                    .unwrap_err();
+                assert_eq!(again.raw_os_error(), Some(libc::EADDRINUSE), "{again:?}");
+            }
+            Err(error) => assert_eq!(error.raw_os_error(), Some(libc::EAFNOSUPPORT), "{error:?}"),
+        }
+    }
+
+    #[test]
+    fn addresses_print_as_urls() {
+        assert_eq!(VsockAddr::new(3, 8000).to_string(), "vsock://3:8000");
+    }
+}
