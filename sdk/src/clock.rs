@@ -1,9 +1,7 @@
 //! The wall clock and the sleeper the network code uses, as traits, so tests run retries,
 //! backoff, clock-skew correction and credential expiry without waiting (feature `std`).
 
-use std::prelude::rust_2024::*;
-#[allow(unused_imports)]
-use std::{format, vec};
+use alloc::vec::Vec;
 
 use crate::time::UnixMillis;
 use core::fmt;

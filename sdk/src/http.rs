@@ -6,9 +6,9 @@
 //! Bodies are [`SecretBytes`] and every buffer that held one is zeroized: KMS responses carry
 //! `Plaintext` in base64 and requests to `Encrypt` carry the plaintext.
 
-use std::prelude::rust_2024::*;
-#[allow(unused_imports)]
-use std::{format, vec};
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use alloc::format;
 
 use crate::secret::SecretBytes;
 use crate::time::{DateTime, UnixMillis};

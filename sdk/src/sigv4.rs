@@ -172,6 +172,7 @@ pub struct Credentials {
     access_key_id: String,
     secret_access_key: Zeroizing<String>,
     session_token: Option<Zeroizing<String>>,
+    expiration: Option<UnixMillis>,
 }
 
 impl fmt::Debug for Credentials {
@@ -183,6 +184,7 @@ impl fmt::Debug for Credentials {
                 "session_token",
                 &self.session_token.as_ref().map(|_| "[redacted]"),
             )
+            .field("expiration", &self.expiration.map(|e| alloc::string::ToString::to_string(&e)))
             .finish()
     }
 }
@@ -228,7 +230,36 @@ impl Credentials {
             access_key_id,
             secret_access_key,
             session_token,
+            expiration: None,
         })
+    }
+
+    /// The same credentials with the instant they stop working (temporary credentials from
+    /// STS or IMDS carry one). Signing ignores it; credentials providers refresh ahead of it.
+    #[must_use]
+    pub fn with_expiration(mut self, expiration: UnixMillis) -> Self {
+        self.expiration = Some(expiration);
+        self
+    }
+
+    /// When the credentials expire, if known.
+    #[must_use]
+    pub fn expiration(&self) -> Option<UnixMillis> {
+        self.expiration
+    }
+
+    /// The secret access key. Only for handing the credentials on (the parent's credentials
+    /// server); never log it.
+    #[must_use]
+    pub fn secret_access_key(&self) -> &str {
+        &self.secret_access_key
+    }
+
+    /// The session token of temporary credentials. Only for handing the credentials on; never
+    /// log it.
+    #[must_use]
+    pub fn session_token(&self) -> Option<&str> {
+        self.session_token.as_deref().map(String::as_str)
     }
 
     /// The access key id (not secret: it is sent in every `Authorization` header).

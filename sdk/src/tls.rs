@@ -8,9 +8,10 @@
 //! anchors of every AWS service endpoint ("Amazon Trust Services" repository,
 //! https://www.amazontrust.com/repository/). Nothing is downloaded.
 
-use std::prelude::rust_2024::*;
-#[allow(unused_imports)]
-use std::{format, vec};
+use alloc::borrow::ToOwned;
+use alloc::string::String;
+use alloc::vec::Vec;
+use alloc::{format, vec};
 
 use crate::der::{Reader, tag};
 use crate::net::{Endpoint, Stream, TransportError};
@@ -252,6 +253,7 @@ fn handshake_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::string::ToString;
 
     #[test]
     fn the_amazon_roots_are_all_found_and_nothing_else() {

@@ -4,9 +4,9 @@
 //! boundary ([`TransportError`]), which covers TLS ([`crate::tls`]) and HTTP ([`crate::http`])
 //! failures too.
 
-use std::prelude::rust_2024::*;
-#[allow(unused_imports)]
-use std::{format, vec};
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use alloc::format;
 
 pub mod vsock;
 
@@ -219,6 +219,18 @@ impl Stream {
             }
         };
         Ok(stream)
+    }
+
+    /// The peer, for messages (`tcp://127.0.0.1:50312`, `vsock://16:1034`, `unix peer`).
+    #[must_use]
+    pub fn describe_peer(&self) -> String {
+        match self {
+            Self::Tcp(s) => s
+                .peer_addr()
+                .map_or_else(|_| "tcp peer".into(), |a| format!("tcp://{a}")),
+            Self::Vsock(s) => s.peer_addr().to_string(),
+            Self::Unix(_) => "unix peer".into(),
+        }
     }
 
     /// Sets the read and write timeouts of an accepted stream (`Duration::ZERO` = none).

@@ -2,9 +2,6 @@
 //! connect with a deadline, read/write timeouts; the system calls are in the crate's `sys`
 //! module.
 
-use std::prelude::rust_2024::*;
-#[allow(unused_imports)]
-use std::{format, vec};
 
 use crate::sys::vsock as sys;
 use core::fmt;
@@ -200,6 +197,7 @@ impl VsockListener {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::string::ToString;
 
     /// Connect failures this host may legitimately give for a peer that is not there: no
     /// vsock at all, no transport to the CID, nobody listening, or a timeout.

@@ -18,9 +18,6 @@
 //!
 //! The socket level of the vsock options is `AF_VSOCK` itself.
 
-use std::prelude::rust_2024::*;
-#[allow(unused_imports)]
-use std::{format, vec};
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};

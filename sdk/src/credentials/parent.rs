@@ -1,0 +1,654 @@
+//! The parent side: where the instance role's credentials come from (IMDSv2, or environment
+//! variables for development) and [`serve`], which answers the enclave's credentials
+//! protocol on any [`Listener`] (vsock on a Nitro parent, a vhost-device-vsock Unix socket on
+//! a QEMU host, TCP in tests).
+//!
+//! IMDSv2 (EC2 User Guide, "Use the Instance Metadata Service to access instance metadata"):
+//! `PUT /latest/api/token` with `X-aws-ec2-metadata-token-ttl-seconds`, then every `GET` with
+//! `X-aws-ec2-metadata-token`; `GET /latest/meta-data/iam/security-credentials/` lists the
+//! role, `GET .../<role>` answers `{"Code":"Success","AccessKeyId":..,"SecretAccessKey":..,
+//! "Token":..,"Expiration":"<RFC 3339>",..}` (research notes §4).
+
+use super::protocol::{self, ErrorCode, Request};
+use super::{Credentials, CredentialsError, CredentialsProvider, CredentialsSource};
+use crate::clock::{Clock, SystemClock};
+use crate::http::{self, HttpError};
+use crate::net::{Endpoint, Listener, Stream, Timeouts};
+use crate::secret::SecretBytes;
+use crate::time::UnixMillis;
+use core::fmt;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::io;
+use alloc::borrow::ToOwned;
+use alloc::boxed::Box;
+use alloc::string::{String, ToString};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use std::format;
+use zeroize::Zeroizing;
+
+/// IMDS's address (link-local, reachable from the instance only).
+pub const IMDS_ENDPOINT: &str = "http://169.254.169.254";
+
+/// The variable the AWS SDKs read to point at another IMDS (`AWS_EC2_METADATA_SERVICE_ENDPOINT`).
+pub const IMDS_ENDPOINT_VARIABLE: &str = "AWS_EC2_METADATA_SERVICE_ENDPOINT";
+
+/// Lifetime asked for each IMDSv2 session token: 21600 s (6 h), the maximum IMDS allows and
+/// what the AWS SDKs ask for.
+pub const IMDS_TOKEN_TTL_SECS: u32 = 21_600;
+
+/// A token is renewed this long before its TTL runs out.
+const IMDS_TOKEN_MARGIN_MILLIS: u64 = 60_000;
+
+/// Largest IMDS response body read: role credentials are about 1.5 KiB of JSON.
+pub const IMDS_MAX_RESPONSE: usize = 64 * 1024;
+
+/// Longest IAM role name (IAM quotas: 64 characters).
+const ROLE_NAME_MAX: usize = 64;
+
+const TOKEN_PATH: &str = "/latest/api/token";
+const ROLES_PATH: &str = "/latest/meta-data/iam/security-credentials/";
+
+/// Development credentials from `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, and optionally
+/// `AWS_SESSION_TOKEN` and `AWS_CREDENTIAL_EXPIRATION` (RFC 3339). Read on every fetch.
+pub struct Environment {
+    snapshot: Option<BTreeMap<String, String>>,
+}
+
+impl fmt::Debug for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.snapshot.is_some() {
+            "Environment(snapshot)"
+        } else {
+            "Environment(process)"
+        })
+    }
+}
+
+impl Environment {
+    /// The process environment.
+    #[must_use]
+    pub fn process() -> Self {
+        Self { snapshot: None }
+    }
+
+    /// Fixed variables instead of the process environment (tests; the process environment
+    /// cannot be changed safely from a multi-threaded test).
+    #[must_use]
+    pub fn from_vars<'a>(vars: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Self {
+            snapshot: Some(
+                vars.into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+            ),
+        }
+    }
+
+    fn var(&self, name: &str) -> Option<String> {
+        match &self.snapshot {
+            Some(vars) => vars.get(name).cloned(),
+            None => std::env::var(name).ok(),
+        }
+        .filter(|v| !v.is_empty())
+    }
+
+    /// True when `AWS_ACCESS_KEY_ID` is set (what [`default_source`] checks).
+    #[must_use]
+    pub fn is_configured(&self) -> bool {
+        self.var("AWS_ACCESS_KEY_ID").is_some()
+    }
+}
+
+impl CredentialsSource for Environment {
+    fn fetch(&self) -> Result<Credentials, CredentialsError> {
+        let required = |variable: &'static str| {
+            self.var(variable).ok_or(CredentialsError::Environment {
+                variable,
+                problem: "is not set",
+            })
+        };
+        let access_key_id = required("AWS_ACCESS_KEY_ID")?;
+        let secret = Zeroizing::new(required("AWS_SECRET_ACCESS_KEY")?);
+        let token = self.var("AWS_SESSION_TOKEN");
+        let credentials = Credentials::new(access_key_id, secret.as_str(), token).map_err(
+            |error| CredentialsError::Invalid {
+                from: self.describe(),
+                error,
+            },
+        )?;
+        match self.var("AWS_CREDENTIAL_EXPIRATION") {
+            None => Ok(credentials),
+            Some(text) => UnixMillis::parse(&text)
+                .map(|at| credentials.with_expiration(at))
+                .map_err(|_| CredentialsError::Environment {
+                    variable: "AWS_CREDENTIAL_EXPIRATION",
+                    problem: "is not an RFC 3339 time",
+                }),
+        }
+    }
+
+    fn describe(&self) -> String {
+        "the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)".into()
+    }
+}
+
+/// The instance role's credentials from IMDSv2.
+pub struct Imds {
+    endpoint: Endpoint,
+    url: String,
+    timeouts: Timeouts,
+    clock: Arc<dyn Clock>,
+    /// The session token and when it stops being used.
+    token: Mutex<Option<(Zeroizing<String>, UnixMillis)>>,
+}
+
+impl fmt::Debug for Imds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Imds")
+            .field("endpoint", &self.url)
+            .field("token", &"[redacted]")
+            .finish_non_exhaustive()
+    }
+}
+
+/// `X-aws-ec2-metadata-token-ttl-seconds`.
+const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
+/// `X-aws-ec2-metadata-token`.
+const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RoleCredentials {
+    code: String,
+    access_key_id: String,
+    secret_access_key: String,
+    token: Option<String>,
+    expiration: Option<String>,
+}
+
+impl Imds {
+    /// IMDS at [`IMDS_ENDPOINT`], or at `$AWS_EC2_METADATA_SERVICE_ENDPOINT` when set.
+    ///
+    /// # Errors
+    /// [`CredentialsError::Environment`] if that variable is not an `http://host[:port]` URL.
+    pub fn new() -> Result<Self, CredentialsError> {
+        match std::env::var(IMDS_ENDPOINT_VARIABLE) {
+            Ok(url) if !url.is_empty() => Self::with_endpoint(&url).map_err(|_| {
+                CredentialsError::Environment {
+                    variable: IMDS_ENDPOINT_VARIABLE,
+                    problem: "is not an http://host[:port] URL",
+                }
+            }),
+            _ => Self::with_endpoint(IMDS_ENDPOINT),
+        }
+    }
+
+    /// IMDS at `url` (`http://host[:port]`, e.g. a fake IMDS on loopback in tests).
+    ///
+    /// # Errors
+    /// [`CredentialsError::Malformed`] if `url` is not of that form.
+    pub fn with_endpoint(url: &str) -> Result<Self, CredentialsError> {
+        let invalid = || CredentialsError::Malformed {
+            from: format!("the IMDS endpoint {url:?}"),
+            detail: "expected http://host[:port]".into(),
+        };
+        let authority = url
+            .strip_prefix("http://")
+            .map(|rest| rest.trim_end_matches('/'))
+            .filter(|rest| !rest.is_empty() && !rest.contains('/'))
+            .ok_or_else(invalid)?;
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) if !host.ends_with(':') && (!host.contains(':') || host.ends_with(']')) => {
+                (host, port.parse::<u16>().map_err(|_| invalid())?)
+            }
+            _ => (authority, 80),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(invalid());
+        }
+        Ok(Self {
+            endpoint: Endpoint::tcp(host, port),
+            url: format!("http://{authority}"),
+            timeouts: Timeouts {
+                // IMDS is on the same host: a missing one should fail fast.
+                connect: Duration::from_secs(1),
+                io: Duration::from_secs(5),
+            },
+            clock: Arc::new(SystemClock),
+            token: Mutex::new(None),
+        })
+    }
+
+    /// Uses another clock (token lifetime).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Uses other timeouts.
+    #[must_use]
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// The endpoint URL.
+    #[must_use]
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// One HTTP exchange on a fresh connection: `(status, body)`.
+    fn call(
+        &self,
+        method: ::http::Method,
+        path: &str,
+        header: Option<(&str, &str)>,
+    ) -> Result<(u16, SecretBytes), CredentialsError> {
+        let unreachable = |error| CredentialsError::Unreachable {
+            from: self.describe(),
+            error,
+        };
+        let mut stream = Stream::connect(&self.endpoint, &self.timeouts).map_err(unreachable)?;
+        let mut builder = ::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(::http::header::HOST, self.url.trim_start_matches("http://"));
+        if let Some((name, value)) = header {
+            builder = builder.header(name, value);
+        }
+        let request = builder.body(&[][..]).map_err(|_| CredentialsError::Malformed {
+            from: self.describe(),
+            detail: format!("cannot build a request for {path:?}"),
+        })?;
+        let received = http::exchange(&mut stream, &request, IMDS_MAX_RESPONSE)
+            .map_err(|e: HttpError| unreachable(e.at(&self.endpoint, self.timeouts.io)))?;
+        let status = received.response.status().as_u16();
+        Ok((status, received.response.into_body()))
+    }
+
+    fn status_error(&self, path: &str, status: u16) -> CredentialsError {
+        CredentialsError::ImdsStatus {
+            endpoint: self.url.clone(),
+            path: path.into(),
+            status,
+        }
+    }
+
+    /// A session token, cached until shortly before its TTL runs out.
+    fn session_token(&self) -> Result<Zeroizing<String>, CredentialsError> {
+        let now = self.clock.now();
+        let mut cached = self.token.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((token, until)) = cached.as_ref()
+            && now < *until
+        {
+            return Ok(token.clone());
+        }
+        let ttl = IMDS_TOKEN_TTL_SECS.to_string();
+        let (status, body) = self.call(::http::Method::PUT, TOKEN_PATH, Some((TTL_HEADER, &ttl)))?;
+        if status != 200 {
+            return Err(self.status_error(TOKEN_PATH, status));
+        }
+        let token = core::str::from_utf8(body.expose())
+            .ok()
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()))
+            .map(|t| Zeroizing::new(t.to_owned()))
+            .ok_or_else(|| CredentialsError::Malformed {
+                from: self.describe(),
+                detail: "the session token is empty or not visible ASCII".into(),
+            })?;
+        let until = UnixMillis(
+            now.0 + u64::from(IMDS_TOKEN_TTL_SECS) * 1000 - IMDS_TOKEN_MARGIN_MILLIS,
+        );
+        *cached = Some((token.clone(), until));
+        Ok(token)
+    }
+
+    fn get(&self, path: &str) -> Result<(u16, SecretBytes), CredentialsError> {
+        let token = self.session_token()?;
+        let (status, body) = self.call(::http::Method::GET, path, Some((TOKEN_HEADER, &token)))?;
+        if status == 401 {
+            // The token expired or IMDS restarted: one new token, one more try.
+            *self.token.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            let token = self.session_token()?;
+            return self.call(::http::Method::GET, path, Some((TOKEN_HEADER, &token)));
+        }
+        Ok((status, body))
+    }
+
+    /// The instance profile's role name.
+    ///
+    /// # Errors
+    /// [`CredentialsError::ImdsStatus`] (404: no role attached),
+    /// [`CredentialsError::Unreachable`], [`CredentialsError::Malformed`].
+    pub fn role_name(&self) -> Result<String, CredentialsError> {
+        let (status, body) = self.get(ROLES_PATH)?;
+        if status != 200 {
+            return Err(self.status_error(ROLES_PATH, status));
+        }
+        let role = core::str::from_utf8(body.expose())
+            .ok()
+            .and_then(|text| text.lines().map(str::trim).find(|l| !l.is_empty()))
+            .filter(|role| {
+                role.len() <= ROLE_NAME_MAX
+                    && role
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
+            })
+            .ok_or_else(|| CredentialsError::Malformed {
+                from: self.describe(),
+                detail: format!(
+                    "{ROLES_PATH} did not list an IAM role name (1..={ROLE_NAME_MAX} of \
+                     [A-Za-z0-9+=,.@_-])"
+                ),
+            })?;
+        Ok(role.to_owned())
+    }
+}
+
+impl CredentialsSource for Imds {
+    fn fetch(&self) -> Result<Credentials, CredentialsError> {
+        let role = self.role_name()?;
+        let path = format!("{ROLES_PATH}{role}");
+        let (status, body) = self.get(&path)?;
+        if status != 200 {
+            return Err(self.status_error(&path, status));
+        }
+        let malformed = |detail: String| CredentialsError::Malformed {
+            from: self.describe(),
+            detail,
+        };
+        // serde_json's message could quote a string value (the secret): position only.
+        let parsed: RoleCredentials = serde_json::from_slice(body.expose()).map_err(|e| {
+            malformed(format!(
+                "{path} is not role credentials JSON (line {} column {}, {:?})",
+                e.line(),
+                e.column(),
+                e.classify()
+            ))
+        })?;
+        let secret = Zeroizing::new(parsed.secret_access_key);
+        if parsed.code != "Success" {
+            return Err(malformed(format!(
+                "{path} answered Code {:?}, not \"Success\"",
+                parsed.code.chars().take(64).collect::<String>()
+            )));
+        }
+        let credentials = Credentials::new(parsed.access_key_id, secret.as_str(), parsed.token)
+            .map_err(|error| CredentialsError::Invalid {
+                from: self.describe(),
+                error,
+            })?;
+        match parsed.expiration {
+            None => Ok(credentials),
+            Some(text) => UnixMillis::parse(&text)
+                .map(|at| credentials.with_expiration(at))
+                .map_err(|e| malformed(format!("Expiration {text:?}: {e}"))),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("IMDS at {}", self.url)
+    }
+}
+
+/// The parent's source: [`Environment`] when `AWS_ACCESS_KEY_ID` is set (development), else
+/// [`Imds`]. The choice is printed to stderr so nobody wonders which credentials the enclave
+/// got.
+///
+/// # Errors
+/// As [`Imds::new`].
+pub fn default_source() -> Result<Box<dyn CredentialsSource>, CredentialsError> {
+    let environment = Environment::process();
+    let source: Box<dyn CredentialsSource> = if environment.is_configured() {
+        Box::new(environment)
+    } else {
+        Box::new(Imds::new()?)
+    };
+    std::eprintln!("credentials: serving from {}", source.describe());
+    Ok(source)
+}
+
+/// What the credentials server did, for the parent's log. Holds no secret.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ServeEvent<'a> {
+    /// Credentials were handed out.
+    Served {
+        /// Who asked (`vsock://16:1034`, `tcp://127.0.0.1:5000`).
+        peer: &'a str,
+        /// The access key id handed out (not secret).
+        access_key_id: &'a str,
+        /// Their expiration.
+        expiration: Option<UnixMillis>,
+    },
+    /// A request was answered with an error frame.
+    Refused {
+        /// Who asked.
+        peer: &'a str,
+        /// The code sent.
+        code: ErrorCode,
+        /// The message sent.
+        message: &'a str,
+    },
+    /// A connection failed or sent garbage and was closed.
+    ConnectionFailed {
+        /// Who it was.
+        peer: &'a str,
+        /// What happened.
+        error: &'a io::Error,
+    },
+    /// A connection was turned away because [`ServeOptions::max_connections`] were open.
+    TooManyConnections {
+        /// Who it was.
+        peer: &'a str,
+    },
+}
+
+impl fmt::Display for ServeEvent<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Served {
+                peer,
+                access_key_id,
+                expiration,
+            } => {
+                write!(f, "credentials: gave {access_key_id} to {peer}")?;
+                match expiration {
+                    Some(at) => write!(f, " (expires {at})"),
+                    None => f.write_str(" (no expiration)"),
+                }
+            }
+            Self::Refused {
+                peer,
+                code,
+                message,
+            } => write!(f, "credentials: refused {peer} ({code}): {message}"),
+            Self::ConnectionFailed { peer, error } => {
+                write!(f, "credentials: connection from {peer} failed: {error}")
+            }
+            Self::TooManyConnections { peer } => {
+                write!(f, "credentials: turned {peer} away (too many open connections)")
+            }
+        }
+    }
+}
+
+/// A log callback for [`serve`].
+pub type ServeLog = Arc<dyn Fn(&ServeEvent<'_>) + Send + Sync>;
+
+/// How [`serve`] behaves.
+#[derive(Clone)]
+pub struct ServeOptions {
+    /// Read/write timeout per connection, so a stuck peer cannot hold a thread (default 5 s).
+    pub io_timeout: Duration,
+    /// Connections served at once; more are closed at once (default 16: one enclave makes
+    /// one at a time).
+    pub max_connections: usize,
+    /// Called for each event (`None`: silent).
+    pub log: Option<ServeLog>,
+}
+
+impl fmt::Debug for ServeOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServeOptions")
+            .field("io_timeout", &self.io_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("log", &self.log.is_some())
+            .finish()
+    }
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            io_timeout: Duration::from_secs(5),
+            max_connections: 16,
+            log: None,
+        }
+    }
+}
+
+impl ServeOptions {
+    /// Logs every event to stderr.
+    #[must_use]
+    pub fn logging_to_stderr(mut self) -> Self {
+        self.log = Some(Arc::new(|event: &ServeEvent<'_>| std::eprintln!("{event}")));
+        self
+    }
+
+    fn emit(&self, event: &ServeEvent<'_>) {
+        if let Some(log) = &self.log {
+            log(event);
+        }
+    }
+}
+
+/// Answers credentials requests on one connection until the peer closes it.
+///
+/// # Errors
+/// The I/O error that ended the connection (the peer is told nothing more).
+pub fn serve_connection(
+    mut stream: Stream,
+    provider: &dyn CredentialsProvider,
+    options: &ServeOptions,
+) -> io::Result<()> {
+    stream.set_timeouts(options.io_timeout)?;
+    let peer = stream.describe_peer();
+    loop {
+        let Some(payload) = protocol::read_frame(&mut stream)? else {
+            return Ok(());
+        };
+        let answer = match protocol::decode_request(&payload) {
+            Ok(Request::GetCredentials) => match provider.credentials() {
+                Ok(credentials) => {
+                    options.emit(&ServeEvent::Served {
+                        peer: &peer,
+                        access_key_id: credentials.access_key_id(),
+                        expiration: credentials.expiration(),
+                    });
+                    protocol::encode_credentials(&credentials)
+                }
+                Err(error) => {
+                    let message = format!("{error}");
+                    options.emit(&ServeEvent::Refused {
+                        peer: &peer,
+                        code: ErrorCode::Unavailable,
+                        message: &message,
+                    });
+                    Zeroizing::new(protocol::encode_error(ErrorCode::Unavailable, &message))
+                }
+            },
+            Err(rejection) => {
+                options.emit(&ServeEvent::Refused {
+                    peer: &peer,
+                    code: rejection.code,
+                    message: &rejection.message,
+                });
+                protocol::write_frame(
+                    &mut stream,
+                    &protocol::encode_error(rejection.code, &rejection.message),
+                )?;
+                // A peer that speaks something else gets one answer, then the door.
+                return Ok(());
+            }
+        };
+        protocol::write_frame(&mut stream, &answer)?;
+    }
+}
+
+/// Decrements the open-connection count when a connection thread ends.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Serves the credentials protocol on `listener`, one thread per connection, until `accept`
+/// fails with something other than an aborted connection or a signal; returns that error.
+/// Run it on a thread of its own.
+///
+/// ```no_run
+/// # use ccc_sdk::credentials::{Refreshing, parent};
+/// # use ccc_sdk::net::{VsockAddr, VsockListener, vsock};
+/// # use std::sync::Arc;
+/// let source = parent::default_source().unwrap();
+/// let provider = Arc::new(Refreshing::new(source));
+/// let listener = VsockListener::bind(VsockAddr::new(vsock::CID_ANY, 8002)).unwrap();
+/// let error = parent::serve(&listener, provider, parent::ServeOptions::default().logging_to_stderr());
+/// eprintln!("credentials server stopped: {error}");
+/// ```
+pub fn serve(
+    listener: &dyn Listener,
+    provider: Arc<dyn CredentialsProvider>,
+    options: ServeOptions,
+) -> io::Error {
+    let open = Arc::new(AtomicUsize::new(0));
+    loop {
+        let stream = match listener.accept_stream() {
+            Ok(stream) => stream,
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
+            Err(error) => return error,
+        };
+        if open.fetch_add(1, Ordering::SeqCst) >= options.max_connections {
+            open.fetch_sub(1, Ordering::SeqCst);
+            options.emit(&ServeEvent::TooManyConnections {
+                peer: &stream.describe_peer(),
+            });
+            continue;
+        }
+        let slot = Slot(Arc::clone(&open));
+        let provider = Arc::clone(&provider);
+        let options = options.clone();
+        let spawned = std::thread::Builder::new()
+            .name("ccc-credentials".into())
+            .spawn(move || {
+                let _slot = slot;
+                let peer = stream.describe_peer();
+                if let Err(error) = serve_connection(stream, provider.as_ref(), &options) {
+                    options.emit(&ServeEvent::ConnectionFailed {
+                        peer: &peer,
+                        error: &error,
+                    });
+                }
+            });
+        if let Err(error) = spawned {
+            return error;
+        }
+    }
+}
