@@ -9,6 +9,7 @@
 //! https://www.amazontrust.com/repository/). Nothing is downloaded.
 
 use alloc::borrow::ToOwned;
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use alloc::{format, vec};
@@ -37,20 +38,15 @@ pub const AMAZON_ROOTS: [(&str, &str); 5] = [
 const ALPN_HTTP11: &[u8] = b"http/1.1";
 
 /// Which certificates a KMS endpoint may present.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TrustAnchors {
     /// The Amazon roots ([`AMAZON_ROOTS`]): real KMS. The default.
+    #[default]
     AmazonRoots,
     /// Only the CA certificates in this PEM text (e.g. the KMS emulator's CA). Chosen
     /// explicitly; the KMS client prints a notice when it uses one.
     CustomCaPem(String),
-}
-
-impl Default for TrustAnchors {
-    fn default() -> Self {
-        Self::AmazonRoots
-    }
 }
 
 impl fmt::Debug for TrustAnchors {
@@ -207,7 +203,7 @@ impl TlsConnector {
             |error| TransportError::Tls {
                 endpoint: endpoint.clone(),
                 server_name: server_name.into(),
-                error,
+                error: Box::new(error),
             },
         )?;
         while connection.is_handshaking() {
@@ -233,7 +229,7 @@ fn handshake_error(
         return TransportError::Tls {
             endpoint: endpoint.clone(),
             server_name: server_name.into(),
-            error: error.clone(),
+            error: Box::new(error.clone()),
         };
     }
     match source.kind() {

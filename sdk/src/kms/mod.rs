@@ -4,10 +4,17 @@
 //! names the likely fix, and [`open_recipient_response`], which turns an attested response's
 //! `CiphertextForRecipient` into the plaintext.
 //!
+//! With `std` and `aws-lc`, [`client::KmsClient`] does all of this over the network (signing,
+//! TLS, retries) and [`attested::AttestedKmsClient`] adds the attestation and the opening.
+//!
 //! A client does: [`encode_request`] → sign the body with [`crate::sigv4`] (service
 //! [`SIGNING_NAME`], headers from [`request_headers`] plus `Host`) → send → [`decode_response`]
 //! → [`open_recipient_response`] when the request carried a [`Recipient`].
 
+#[cfg(all(feature = "std", feature = "aws-lc", target_os = "linux"))]
+pub mod attested;
+#[cfg(all(feature = "std", feature = "aws-lc", target_os = "linux"))]
+pub mod client;
 mod error;
 mod types;
 

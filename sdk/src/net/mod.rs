@@ -4,6 +4,7 @@
 //! boundary ([`TransportError`]), which covers TLS ([`crate::tls`]) and HTTP ([`crate::http`])
 //! failures too.
 
+use alloc::boxed::Box;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use alloc::format;
@@ -389,8 +390,8 @@ pub enum TransportError {
         endpoint: Endpoint,
         /// The name the certificate must carry (`kms.<region>.amazonaws.com`).
         server_name: String,
-        /// rustls's error.
-        error: rustls::Error,
+        /// rustls's error (boxed: it is large and rare).
+        error: Box<rustls::Error>,
     },
     /// The peer broke the HTTP/1.1 protocol or a size limit.
     Http {
@@ -491,7 +492,7 @@ impl fmt::Display for TransportError {
                 endpoint,
                 server_name,
                 error,
-            } if is_certificate_problem(error) => write!(
+            } if is_certificate_problem(error.as_ref()) => write!(
                 f,
                 "TLS to {endpoint} as {server_name}: {error}; KMS certificates chain to the \
                  Amazon roots and carry kms.<region>.amazonaws.com: check the region and that \
@@ -518,7 +519,7 @@ impl std::error::Error for TransportError {
             Self::Resolve { source, .. } | Self::Connect { source, .. } | Self::Io { source, .. } => {
                 Some(source)
             }
-            Self::Tls { error, .. } => Some(error),
+            Self::Tls { error, .. } => Some(error.as_ref()),
             Self::Http { error, .. } => Some(error),
             _ => None,
         }
@@ -526,6 +527,7 @@ impl std::error::Error for TransportError {
 }
 
 #[cfg(test)]
+#[allow(clippy::panic)]
 mod tests {
     use super::*;
 
