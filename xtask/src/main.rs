@@ -4,6 +4,10 @@
 //! interpolated into a shell string).
 
 mod ci;
+mod hash;
+mod kernel;
+mod progress;
+mod qemu;
 mod setup;
 
 use anyhow::Result;
@@ -32,7 +36,18 @@ enum Command {
         version: Option<String>,
     },
     /// Install or check the host prerequisites (apt packages, the musl target, ...).
-    Setup,
+    Setup {
+        /// Also build/install the emulation tools: QEMU with the nitro-enclave machine and
+        /// vhost-device-vsock (as `cargo xtask qemu`).
+        #[arg(long)]
+        emulation: bool,
+    },
+    /// Build the enclave kernel (bzImage) reproducibly from the pinned Debian source and
+    /// kernel-config/, cached under target/kernel/; prints its path and SHA-256.
+    Kernel(kernel::Args),
+    /// Build/install QEMU with the nitro-enclave machine and vhost-device-vsock (cached under
+    /// target/tools/), or boot an EIF with them.
+    Qemu(qemu::Args),
     /// Run a side-by-side benchmark against its peers and print ratios.
     Bench {
         /// Which benchmark (see `ccc-bench` for the list).
@@ -63,12 +78,23 @@ fn run(cli: Cli) -> Result<()> {
                  publish if any byte differs, and write release/{version}/."
             )
         }
-        Command::Setup => setup::ensure_base(),
+        Command::Setup { emulation } => {
+            setup::ensure_base()?;
+            if emulation {
+                qemu::ensure_all()?;
+            }
+            Ok(())
+        }
+        Command::Kernel(args) => kernel::run(&args),
+        Command::Qemu(args) => qemu::run(&args),
         Command::Bench { name } => {
             let sh = xshell::Shell::new()?;
             sh.change_dir(workspace_root());
-            xshell::cmd!(sh, "cargo run --quiet --locked --profile bench -p ccc-bench -- {name}")
-                .run()?;
+            xshell::cmd!(
+                sh,
+                "cargo run --quiet --locked --profile bench -p ccc-bench -- {name}"
+            )
+            .run()?;
             Ok(())
         }
     }
