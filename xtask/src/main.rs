@@ -5,6 +5,7 @@
 
 mod ci;
 mod hash;
+mod init;
 mod kernel;
 mod progress;
 mod qemu;
