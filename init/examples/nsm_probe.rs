@@ -1,7 +1,7 @@
 //! A test application for enclave boots: prints its argv and environment (proving the init's
 //! `/cmd` and `/env` handling), reads PCR0..2 and an attestation document from `/dev/nsm` with
-//! raw ioctls, and exits 0 when every request succeeded (1 otherwise), or with the code given
-//! as `--exit N`.
+//! raw ioctls, prints its ignored/blocked signal masks, and exits 0 when every request
+//! succeeded (1 otherwise), or with the code given as `--exit N`.
 //!
 //! Build: `cargo build -p ccc-init --release --target x86_64-unknown-linux-musl --example nsm_probe`.
 
@@ -52,6 +52,14 @@ fn main() -> ExitCode {
     let mut env: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
     env.sort();
     println!("nsm-probe: env = {env:?}");
+    // Signals ignored and blocked at start (both should be empty: the init resets them).
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+        for line in status.lines() {
+            if line.starts_with("SigIgn:") || line.starts_with("SigBlk:") {
+                println!("nsm-probe: {line}");
+            }
+        }
+    }
     let exit_override = args
         .iter()
         .position(|a| a == "--exit")

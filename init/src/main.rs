@@ -241,7 +241,10 @@ fn start(launch: &Launch) -> libc::pid_t {
 /// In the forked child: returns only if no candidate could be executed (exit code 127, as a
 /// shell uses for "command not found", or 126 for "found but not executable").
 fn exec_child(launch: &Launch, candidates: &[std::path::PathBuf]) -> i32 {
-    if let Err(e) = sys::unblock_all_signals().and_then(|()| sys::setsid()) {
+    if let Err(e) = sys::default_sigpipe()
+        .and_then(|()| sys::unblock_all_signals())
+        .and_then(|()| sys::setsid())
+    {
         say!("cannot prepare the app's process: {e}");
         return 126;
     }

@@ -85,6 +85,21 @@ pub(crate) fn unblock_all_signals() -> io::Result<()> {
     set_signal_mask(libc::SIG_UNBLOCK)
 }
 
+/// Restores the default action of `SIGPIPE`. Rust's runtime sets it to "ignore" in every
+/// Rust program, and an ignored disposition survives `execve`: without this the application
+/// would start with SIGPIPE ignored (std's `Command` resets it the same way).
+///
+/// # Errors
+/// `signal`'s `errno`.
+pub(crate) fn default_sigpipe() -> io::Result<()> {
+    // SAFETY: installs the default disposition (no handler code runs); SIGPIPE is a valid
+    // signal number.
+    if unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) } == libc::SIG_ERR {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Points stdin, stdout and stderr at `console`.
 ///
 /// # Errors
