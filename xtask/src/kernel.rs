@@ -59,7 +59,7 @@ pub(crate) struct Args {
     /// `make olddefconfig`, then build. The kernel's bytes, and so PCR0/PCR1, change.
     #[arg(long, conflicts_with = "kernel")]
     regenerate_config: bool,
-    /// Keep the build tree (target/kernel/build/<key>/) for inspection.
+    /// Keep the build tree (target/kernel/build/<key>/) for inspection (until the next build).
     #[arg(long)]
     keep_tree: bool,
     /// Use this bzImage instead of building one (for example nitro-cli's
@@ -356,7 +356,11 @@ pub(crate) fn build(options: &BuildOptions) -> Result<KernelArtifact> {
         inputs.config_path.display(),
         inputs.key
     );
-    let parent = inputs.kernel_dir().join("build").join(&inputs.key);
+    // Trees left by failed, interrupted or --keep-tree builds (of any key) go first: each is
+    // gigabytes.
+    let builds = inputs.kernel_dir().join("build");
+    remove_tree(&builds)?;
+    let parent = builds.join(&inputs.key);
     let built = build_tree(&inputs, &parent)?;
     std::fs::create_dir_all(&out_dir)?;
     // Copy then rename, so an interrupted run never leaves a partial image in the cache.
