@@ -234,7 +234,7 @@ mod tests {
         let mut out = Vec::new();
         loop {
             let r = read_request(&mut stream, &mut buffer);
-            let stop = !matches!(r, Ok(_));
+            let stop = r.is_err();
             out.push(r);
             if stop {
                 return out;

@@ -416,10 +416,6 @@ impl Service {
             note.op.unwrap_or("-"),
             reply.status
         );
-        if let Some(fault) = fault {
-            let message: String = fault.message.chars().take(LOG_MESSAGE_CHARS).collect();
-            line.push_str(&format!(" {}: {message}", fault.code));
-        }
         for (name, value) in [
             ("principal", &note.principal),
             ("key", &note.key),
@@ -428,6 +424,10 @@ impl Service {
             if let Some(value) = value {
                 line.push_str(&format!(" {name}={value}"));
             }
+        }
+        if let Some(fault) = fault {
+            let message: String = fault.message.chars().take(LOG_MESSAGE_CHARS).collect();
+            line.push_str(&format!(" -> {}: {message}", fault.code));
         }
         eprintln!("{line}");
     }

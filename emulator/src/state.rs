@@ -676,10 +676,10 @@ mod tests {
         assert_eq!(b.credentials, a.credentials);
         assert_eq!(b.ca.certificate_pem, a.ca.certificate_pem);
         let (ka, kb) = (&a.keys[&a.default_key_id], &b.keys[&b.default_key_id]);
-        match (&ka.kind, &kb.kind) {
-            (KeyKind::Symmetric(x), KeyKind::Symmetric(y)) => assert_eq!(x, y),
-            _ => panic!("the default key is symmetric"),
-        }
+        assert!(
+            matches!((&ka.kind, &kb.kind), (KeyKind::Symmetric(x), KeyKind::Symmetric(y)) if x == y),
+            "the default key is symmetric and survives the round trip"
+        );
         assert!(a.credentials[0].access_key_id().starts_with("ASIA"));
         assert!(a.credentials[0].session_token().is_some());
         assert_eq!(

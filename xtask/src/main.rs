@@ -8,6 +8,7 @@ mod ci;
 mod cms;
 mod eif;
 mod fuzz;
+mod kms_emulator;
 mod nsm;
 mod setup;
 mod sigv4;
@@ -55,6 +56,9 @@ enum Command {
     Cms(cms::Args),
     /// Debug SigV4: sign a request file and print the intermediate strings.
     Sigv4(sigv4::Args),
+    /// Run the KMS emulator (HTTPS on 127.0.0.1, SigV4, Recipient, key policies) in the
+    /// foreground; prints the endpoint, the CA to trust, credentials and the default key.
+    KmsEmulator(kms_emulator::Args),
     /// Run a side-by-side benchmark against its peers and print ratios.
     Bench {
         /// Which benchmark (see `ccc-bench` for the list).
@@ -91,6 +95,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::DescribeEif { path } => eif::run(&path),
         Command::Cms(args) => cms::run(&args),
         Command::Sigv4(args) => sigv4::run(&args),
+        Command::KmsEmulator(args) => kms_emulator::run(&args),
         Command::Bench { name } => {
             let sh = xshell::Shell::new()?;
             sh.change_dir(workspace_root());
