@@ -22,7 +22,7 @@ use ccc_sdk::secret::SecretBytes;
 use ccc_sdk::sigv4::{Authorization, SigV4, SigV4Error};
 use ccc_sdk::time::UnixMillis;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -169,16 +169,19 @@ fn to_json<T: Serialize>(value: &T) -> Output {
         .map_err(|e| Fault::internal(format!("response encoding failed: {e}")))
 }
 
-/// Reads an operation's input: required members first (KMS's "Value null at 'keyId'"
-/// wording), then the typed shape (a type mismatch is a SerializationException, as in AWS
-/// JSON protocols).
-fn parse<T: DeserializeOwned>(input: Value, required: &[(&str, &str)]) -> Result<T, Fault> {
+/// Reads an operation's input straight from the (zeroizing) body into its typed shape, whose
+/// secret members are `SecretBytes`: required members first (KMS's "Value null at 'keyId'"
+/// wording, found without copying any value), then the typed parse (a type mismatch is a
+/// SerializationException, as in AWS JSON protocols).
+fn parse<T: DeserializeOwned>(input: &[u8], required: &[(&str, &str)]) -> Result<T, Fault> {
+    let present: BTreeMap<String, Option<IgnoredAny>> = serde_json::from_slice(input)
+        .map_err(|e| Fault::serialization(format!("the body is not a JSON object: {e}")))?;
     for (member, camel) in required {
-        if input.get(member).is_none_or(Value::is_null) {
+        if !matches!(present.get(*member), Some(Some(_))) {
             return Err(Fault::member_null(camel));
         }
     }
-    serde_json::from_value(input).map_err(|e| Fault::serialization(e.to_string()))
+    serde_json::from_slice(input).map_err(|e| Fault::serialization(e.to_string()))
 }
 
 fn check_len(member: &str, len: usize, min: usize, max: usize) -> Result<(), Fault> {
@@ -190,8 +193,15 @@ fn check_len(member: &str, len: usize, min: usize, max: usize) -> Result<(), Fau
 
 /// `NumberOfBytes` checked as a number before the typed parse, so -1 or 2000 get KMS's range
 /// message rather than a type error.
-fn number_of_bytes(input: &Value) -> Result<Option<usize>, Fault> {
-    match input.get("NumberOfBytes") {
+fn number_of_bytes(input: &[u8]) -> Result<Option<usize>, Fault> {
+    #[derive(serde::Deserialize)]
+    struct Count {
+        #[serde(rename = "NumberOfBytes", default)]
+        number_of_bytes: Option<Value>,
+    }
+    let count: Count = serde_json::from_slice(input)
+        .map_err(|e| Fault::serialization(format!("the body is not a JSON object: {e}")))?;
+    match count.number_of_bytes {
         None | Some(Value::Null) => Ok(None),
         Some(v) => {
             let n = v
@@ -461,19 +471,14 @@ impl Service {
         } else {
             &request.body
         };
-        let input: Value = serde_json::from_slice(body)
-            .map_err(|e| Fault::serialization(format!("the body is not JSON: {e}")))?;
-        if !input.is_object() {
-            return Err(Fault::serialization("the body is not a JSON object"));
-        }
-        self.dispatch(op, &caller, input, now, note)
+        self.dispatch(op, &caller, body, now, note)
     }
 
     fn dispatch(
         &self,
         op: Op,
         caller: &Caller,
-        input: Value,
+        input: &[u8],
         now: UnixMillis,
         note: &mut Note,
     ) -> Output {
@@ -751,7 +756,7 @@ impl Service {
 
     // ---- cryptographic operations ------------------------------------------------------
 
-    fn encrypt(&self, caller: &Caller, input: Value, note: &mut Note) -> Output {
+    fn encrypt(&self, caller: &Caller, input: &[u8], note: &mut Note) -> Output {
         let req: EncryptRequest = parse(input, &[("KeyId", "keyId"), ("Plaintext", "plaintext")])?;
         check_len("plaintext", req.plaintext.len(), 1, MAX_PLAINTEXT_LEN)?;
         check_symmetric_algorithm(req.encryption_algorithm.as_ref())?;
@@ -786,7 +791,7 @@ impl Service {
         symmetric(&store.state, key, op).map(Zeroizing::new)
     }
 
-    fn decrypt(&self, caller: &Caller, input: Value, now: UnixMillis, note: &mut Note) -> Output {
+    fn decrypt(&self, caller: &Caller, input: &[u8], now: UnixMillis, note: &mut Note) -> Output {
         let req: DecryptRequest = parse(input, &[("CiphertextBlob", "ciphertextBlob")])?;
         check_len(
             "ciphertextBlob",
@@ -846,11 +851,11 @@ impl Service {
         &self,
         op: Op,
         caller: &Caller,
-        input: Value,
+        input: &[u8],
         now: UnixMillis,
         note: &mut Note,
     ) -> Output {
-        let number = number_of_bytes(&input)?;
+        let number = number_of_bytes(input)?;
         let req: GenerateDataKeyRequest = parse(input, &[("KeyId", "keyId")])?;
         let len = match (number, &req.key_spec) {
             (Some(n), None) => n,
@@ -909,7 +914,7 @@ impl Service {
     fn generate_data_key_pair(
         &self,
         caller: &Caller,
-        input: Value,
+        input: &[u8],
         now: UnixMillis,
         note: &mut Note,
     ) -> Output {
@@ -983,11 +988,11 @@ impl Service {
     fn generate_random(
         &self,
         caller: &Caller,
-        input: Value,
+        input: &[u8],
         now: UnixMillis,
         note: &mut Note,
     ) -> Output {
-        let number = number_of_bytes(&input)?;
+        let number = number_of_bytes(input)?;
         let req: GenerateRandomRequest = parse(input, &[])?;
         if let Some(store_id) = &req.custom_key_store_id {
             return Err(Fault::new(
@@ -1008,7 +1013,7 @@ impl Service {
     fn derive_shared_secret(
         &self,
         caller: &Caller,
-        input: Value,
+        input: &[u8],
         now: UnixMillis,
         note: &mut Note,
     ) -> Output {
@@ -1064,7 +1069,7 @@ impl Service {
         })
     }
 
-    fn get_public_key(&self, caller: &Caller, input: Value, note: &mut Note) -> Output {
+    fn get_public_key(&self, caller: &Caller, input: &[u8], note: &mut Note) -> Output {
         let req: KeyIdInput = parse(input, &[("KeyId", "keyId")])?;
         let (key, arn) = self.key_for(Op::GetPublicKey, caller, &req.key_id, None, None, note)?;
         check_enabled(&lock(&self.store).state, &key)?;
@@ -1085,7 +1090,7 @@ impl Service {
 
     // ---- key management ----------------------------------------------------------------
 
-    fn create_key(&self, caller: &Caller, input: Value, note: &mut Note) -> Output {
+    fn create_key(&self, caller: &Caller, input: &[u8], note: &mut Note) -> Output {
         let req: CreateKeyInput = parse(input, &[])?;
         let spec = req
             .key_spec
@@ -1189,14 +1194,14 @@ impl Service {
         Ok(policy)
     }
 
-    fn describe_key(&self, caller: &Caller, input: Value, note: &mut Note) -> Output {
+    fn describe_key(&self, caller: &Caller, input: &[u8], note: &mut Note) -> Output {
         let req: KeyIdInput = parse(input, &[("KeyId", "keyId")])?;
         let (key, _) = self.key_for(Op::DescribeKey, caller, &req.key_id, None, None, note)?;
         let store = lock(&self.store);
         to_json(&json!({ "KeyMetadata": metadata(&store.state, &key) }))
     }
 
-    fn list_keys(&self, caller: &Caller, input: Value) -> Output {
+    fn list_keys(&self, caller: &Caller, input: &[u8]) -> Output {
         let req: ListInput = parse(input, &[])?;
         self.account_authorize(Op::ListKeys, caller, None)?;
         let store = lock(&self.store);
@@ -1209,7 +1214,7 @@ impl Service {
         to_json(&page("Keys", entries, &req)?)
     }
 
-    fn set_enabled(&self, op: Op, caller: &Caller, input: Value, note: &mut Note) -> Output {
+    fn set_enabled(&self, op: Op, caller: &Caller, input: &[u8], note: &mut Note) -> Output {
         let req: KeyIdInput = parse(input, &[("KeyId", "keyId")])?;
         let (key, _) = self.key_for(op, caller, &req.key_id, None, None, note)?;
         lock(&self.store).update(|state| {
@@ -1221,7 +1226,7 @@ impl Service {
         Ok(Zeroizing::new(Vec::new()))
     }
 
-    fn put_key_policy(&self, caller: &Caller, input: Value, note: &mut Note) -> Output {
+    fn put_key_policy(&self, caller: &Caller, input: &[u8], note: &mut Note) -> Output {
         let req: PutKeyPolicyInput = parse(input, &[("KeyId", "keyId"), ("Policy", "policy")])?;
         if req.policy_name.as_deref().is_some_and(|n| n != "default") {
             return Err(Fault::validation(
@@ -1244,13 +1249,13 @@ impl Service {
         Ok(Zeroizing::new(Vec::new()))
     }
 
-    fn get_key_policy(&self, caller: &Caller, input: Value, note: &mut Note) -> Output {
+    fn get_key_policy(&self, caller: &Caller, input: &[u8], note: &mut Note) -> Output {
         let req: PutKeyPolicyInput = parse(input, &[("KeyId", "keyId")])?;
         let (key, _) = self.key_for(Op::GetKeyPolicy, caller, &req.key_id, None, None, note)?;
         to_json(&json!({ "Policy": key.policy.text, "PolicyName": "default" }))
     }
 
-    fn create_alias(&self, caller: &Caller, input: Value, note: &mut Note) -> Output {
+    fn create_alias(&self, caller: &Caller, input: &[u8], note: &mut Note) -> Output {
         let req: AliasInput = parse(
             input,
             &[("AliasName", "aliasName"), ("TargetKeyId", "targetKeyId")],
@@ -1286,7 +1291,7 @@ impl Service {
         Ok(Zeroizing::new(Vec::new()))
     }
 
-    fn delete_alias(&self, caller: &Caller, input: Value) -> Output {
+    fn delete_alias(&self, caller: &Caller, input: &[u8]) -> Output {
         let req: AliasInput = parse(input, &[("AliasName", "aliasName")])?;
         let name = req.alias_name;
         let target = {
@@ -1311,7 +1316,7 @@ impl Service {
         Ok(Zeroizing::new(Vec::new()))
     }
 
-    fn list_aliases(&self, caller: &Caller, input: Value) -> Output {
+    fn list_aliases(&self, caller: &Caller, input: &[u8]) -> Output {
         let req: ListInput = parse(input, &[])?;
         self.account_authorize(Op::ListAliases, caller, None)?;
         let store = lock(&self.store);

@@ -55,6 +55,17 @@ out['describe_arn'] = desc['KeyMetadata']['Arn']
 out['describe_created_type'] = type(desc['KeyMetadata']['CreationDate']).__name__
 pair = kms.generate_data_key_pair(KeyId=args['key'], KeyPairSpec='ECC_NIST_P256')
 out['pair_public_len'] = len(pair['PublicKey'])
+# Operations with no output members (an empty body), then reads of what they changed.
+kms.create_alias(AliasName='alias/botocore', TargetKeyId=args['key'])
+out['aliases'] = [a['AliasName'] for a in kms.list_aliases(KeyId='alias/botocore')['Aliases']]
+policy = kms.get_key_policy(KeyId='alias/botocore', PolicyName='default')['Policy']
+kms.put_key_policy(KeyId=args['key'], PolicyName='default', Policy=policy)
+out['policy_sid'] = json.loads(policy)['Statement'][0]['Sid']
+try:
+    kms.describe_key(KeyId='alias/missing')
+    out['missing_alias'] = 'found'
+except ClientError as e:
+    out['missing_alias'] = [e.response['Error']['Code'], e.response['Error']['Message']]
 try:
     client(secret='wrong').generate_random(NumberOfBytes=8)
     out['bad_signature'] = 'accepted'
@@ -141,6 +152,17 @@ fn botocore_uses_the_emulator_over_https() {
     assert_eq!(out["describe_arn"], arn);
     assert_eq!(out["describe_created_type"], "datetime");
     assert!(out["pair_public_len"].as_u64().unwrap() > 64);
+    assert_eq!(out["aliases"], serde_json::json!(["alias/botocore"]));
+    assert_eq!(out["policy_sid"], "Enable IAM User Permissions");
+    assert_eq!(out["missing_alias"][0], "NotFoundException");
+    assert_eq!(
+        out["missing_alias"][1],
+        format!(
+            "Alias arn:aws:kms:{}:{}:alias/missing is not found.",
+            running.region(),
+            running.account_id()
+        )
+    );
     assert_eq!(out["bad_signature"][0], "InvalidSignatureException");
     assert!(
         out["bad_signature"][1]
