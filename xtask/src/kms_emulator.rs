@@ -70,7 +70,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     let ca = running.ca_path().display();
     println!("KMS emulator: {}", running.endpoint());
     println!(
-        "  TLS name:      {} (also localhost, 127.0.0.1)",
+        "  host name:     {} (the certificate also names localhost, 127.0.0.1)",
         running.host_name()
     );
     if running.is_https() {
