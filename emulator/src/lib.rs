@@ -660,3 +660,11 @@ impl Drop for Running {
         self.shutdown();
     }
 }
+
+// A test harness or xtask keeps `Running` in one thread and hands `Config` to another.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Running>();
+    send_sync::<Config>();
+    send_sync::<Credential>();
+};

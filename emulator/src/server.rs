@@ -292,6 +292,9 @@ fn accept_loop(
             .name("kms-emulator-conn".into())
             .spawn(move || {
                 serve(stream, peer, &service, tls);
+                // Let go of the service (and with the last reference, the state file's lock)
+                // before `stop` can see this connection gone.
+                drop(service);
                 finished.release(id);
             });
         if spawned.is_err() {

@@ -534,6 +534,49 @@ impl StateFile {
 pub(crate) struct Store {
     path: PathBuf,
     pub(crate) state: State,
+    /// `<state>.lock`, exclusively locked while this emulator runs (released on drop).
+    _lock: std::fs::File,
+}
+
+/// Takes the exclusive lock that keeps a second emulator off the same state file.
+fn lock_state(path: &Path) -> Result<std::fs::File, EmulatorError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).map_err(|source| EmulatorError::Io {
+        what: format!("creating {}", dir.display()),
+        source,
+    })?;
+    let mut name = path
+        .file_name()
+        .map(std::ffi::OsStr::to_os_string)
+        .unwrap_or_default();
+    name.push(".lock");
+    let lock_path = path.with_file_name(name);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(|source| EmulatorError::Io {
+            what: format!("opening {}", lock_path.display()),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(EmulatorError::State {
+            path: path.to_owned(),
+            problem: "another KMS emulator is running on it (one emulator per state file); \
+                      stop it or use another --state"
+                .into(),
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(EmulatorError::Io {
+            what: format!("locking {}", lock_path.display()),
+            source,
+        }),
+    }
 }
 
 impl Store {
@@ -543,6 +586,7 @@ impl Store {
             path: path.to_owned(),
             problem,
         };
+        let lock = lock_state(path)?;
         match std::fs::read(path) {
             Ok(bytes) => {
                 let bytes = Zeroizing::new(bytes);
@@ -565,6 +609,7 @@ impl Store {
                     Self {
                         path: path.to_owned(),
                         state,
+                        _lock: lock,
                     },
                     false,
                 ))
@@ -574,6 +619,7 @@ impl Store {
                 let store = Self {
                     path: path.to_owned(),
                     state: State::create(region)?,
+                    _lock: lock,
                 };
                 store.write(&store.state)?;
                 Ok((store, true))
@@ -667,9 +713,18 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("PLAINTEXT"), "{text}");
 
+        // One emulator per state file: a second open is refused while the first holds it.
+        let busy = Store::open(&path, None).err().unwrap().to_string();
+        assert!(
+            busy.contains("another KMS emulator is running on it"),
+            "{busy}"
+        );
+        let original = store.state.clone();
+        drop(store);
+
         let (again, created) = Store::open(&path, None).unwrap();
         assert!(!created);
-        let (a, b) = (&store.state, &again.state);
+        let (a, b) = (&original, &again.state);
         assert_eq!(a.region, "eu-west-1");
         assert_eq!(b.region, a.region);
         assert_eq!(b.default_key_id, a.default_key_id);
@@ -687,6 +742,7 @@ mod tests {
             Some(DEFAULT_ACCOUNT_ID)
         );
 
+        drop(again);
         let err = Store::open(&path, Some("us-east-1")).err().unwrap();
         assert!(
             err.to_string().contains("created for region eu-west-1"),
@@ -701,6 +757,7 @@ mod tests {
         let good: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         let key = store.state.default_key_id.clone();
+        drop(store);
         for (edit, needle) in [
             (
                 Box::new(|v: &mut serde_json::Value| v["version"] = 2.into())
@@ -765,6 +822,7 @@ mod tests {
                 Ok(())
             })
             .unwrap();
+        drop(store);
         let (reloaded, _) = Store::open(&path, None).unwrap();
         assert!(reloaded.state.aliases.contains_key("alias/y"));
     }

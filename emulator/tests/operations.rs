@@ -531,6 +531,13 @@ fn a_restart_on_the_same_state_loses_nothing() {
             &json!({"AliasName": "alias/kept", "TargetKeyId": first.default_key_id()}),
         )
         .ok();
+    // One emulator per state file.
+    let busy = Emulator::start(Config::new(&state).with_log(false)).unwrap_err();
+    assert!(
+        busy.to_string()
+            .contains("another KMS emulator is running on it"),
+        "{busy}"
+    );
     let (key, ca, akid, port) = (
         first.default_key_arn().to_owned(),
         first.ca_pem().to_owned(),
