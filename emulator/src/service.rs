@@ -416,9 +416,14 @@ impl Service {
     }
 
     fn log_line(&self, reply: &Reply, note: &Note, fault: Option<&Fault>) {
-        if !self.log {
-            return;
+        if self.log {
+            eprintln!("{}", self.log_text(reply, note, fault));
         }
+    }
+
+    /// One line per answer: the trust mode (so an insecure mode shows on every line), request
+    /// id, operation, status, who, which key, which enclave, and the error.
+    fn log_text(&self, reply: &Reply, note: &Note, fault: Option<&Fault>) -> String {
         let mut line = format!(
             "kms-emulator[{}]: {} {} {}",
             self.trust_mode.label(),
@@ -439,7 +444,10 @@ impl Service {
             let message: String = fault.message.chars().take(LOG_MESSAGE_CHARS).collect();
             line.push_str(&format!(" -> {}: {message}", fault.code));
         }
-        eprintln!("{line}");
+        // Messages may quote request values: no control character reaches the terminal.
+        line.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect()
     }
 
     fn process(&self, request: &Request, now: UnixMillis, note: &mut Note) -> Output {
@@ -1427,4 +1435,46 @@ struct CreateKeyInput {
     custom_key_store_id: Option<String>,
     bypass_policy_lockout_safety_check: Option<bool>,
     multi_region: Option<bool>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_lines_carry_the_trust_mode_and_no_control_characters() {
+        let dir = std::env::temp_dir().join(format!(
+            "ccc-emulator-log-{}-{}",
+            std::process::id(),
+            crate::state::uuid().unwrap()
+        ));
+        let (store, _) = Store::open(&dir.join("state.json"), None).unwrap();
+        let service = Service::new(
+            store,
+            RootOfTrust::InsecureQemuUnsigned,
+            TrustMode::InsecureQemuUnsigned,
+            Clock::manual(UnixMillis(0)),
+            false,
+        );
+        let fault = Fault::not_found("Alias alias/x\n\u{1b}[2Jforged line is not found.");
+        let reply = service.refusal(&fault);
+        let note = Note {
+            op: Some("Decrypt"),
+            principal: Some("arn:aws:iam::111122223333:user/u".into()),
+            key: None,
+            recipient: Some("UNSIGNED(i-emulated)".into()),
+        };
+        let line = service.log_text(&reply, &note, Some(&fault));
+        assert!(
+            line.starts_with(&format!(
+                "kms-emulator[INSECURE-qemu-unsigned]: {} Decrypt 400 principal=",
+                reply.request_id
+            )),
+            "{line}"
+        );
+        assert!(line.contains(" recipient=UNSIGNED(i-emulated) -> NotFoundException: Alias"));
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+        assert_eq!(reply.date, "Thu, 01 Jan 1970 00:00:00 GMT");
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
