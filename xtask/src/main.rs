@@ -11,6 +11,7 @@ mod fuzz;
 mod hash;
 mod init;
 mod kernel;
+mod kms_emulator;
 mod nsm;
 mod progress;
 mod qemu;
@@ -71,6 +72,9 @@ enum Command {
     /// Build/install QEMU with the nitro-enclave machine and vhost-device-vsock (cached under
     /// target/tools/), or boot an EIF with them.
     Qemu(qemu::Args),
+    /// Run the KMS emulator (HTTPS on 127.0.0.1, SigV4, Recipient, key policies) in the
+    /// foreground; prints the endpoint, the CA to trust, credentials and the default key.
+    KmsEmulator(kms_emulator::Args),
     /// Run a side-by-side benchmark against its peers and print ratios.
     Bench {
         /// Which benchmark (see `ccc-bench` for the list).
@@ -115,6 +119,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Kernel(args) => kernel::run(&args),
         Command::Qemu(args) => qemu::run(&args),
+        Command::KmsEmulator(args) => kms_emulator::run(&args),
         Command::Bench { name } => {
             let sh = xshell::Shell::new()?;
             sh.change_dir(workspace_root());
