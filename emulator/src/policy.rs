@@ -5,7 +5,8 @@
 //! `Condition`. Evaluation follows AWS's order: an explicit `Deny` that matches wins; otherwise
 //! a matching `Allow` allows; otherwise the request is implicitly denied. Condition operators:
 //! `StringEquals`, `StringNotEquals`, `StringEqualsIgnoreCase`, `StringNotEqualsIgnoreCase`,
-//! `StringLike`, `StringNotLike`, `Bool` and `Null`, each optionally with `ForAnyValue:` /
+//! `StringLike`, `StringNotLike`, `ArnEquals`/`ArnLike`, `ArnNotEquals`/`ArnNotLike`, `Bool`
+//! and `Null`, each optionally with `ForAnyValue:` /
 //! `ForAllValues:` and the `...IfExists` suffix. Anything else is rejected when the policy is
 //! loaded, so a policy never silently means something other than what it says.
 //!
@@ -83,6 +84,11 @@ enum Operator {
     StringNotEqualsIgnoreCase,
     StringLike,
     StringNotLike,
+    /// `ArnEquals` and `ArnLike` (the same in AWS): each colon-separated ARN component matched
+    /// with wildcards on its own.
+    ArnLike,
+    /// `ArnNotEquals` and `ArnNotLike`.
+    ArnNotLike,
     Bool,
     Null,
 }
@@ -258,6 +264,8 @@ fn parse_operator(text: &str, path: &str) -> Result<(Operator, SetQualifier, boo
         "StringNotEqualsIgnoreCase" => Operator::StringNotEqualsIgnoreCase,
         "StringLike" => Operator::StringLike,
         "StringNotLike" => Operator::StringNotLike,
+        "ArnEquals" | "ArnLike" => Operator::ArnLike,
+        "ArnNotEquals" | "ArnNotLike" => Operator::ArnNotLike,
         "Bool" => Operator::Bool,
         "Null" if !if_exists => Operator::Null,
         _ => {
@@ -266,7 +274,8 @@ fn parse_operator(text: &str, path: &str) -> Result<(Operator, SetQualifier, boo
                 format!(
                     "condition operator {text:?} is not supported by the emulator (supported: \
                      StringEquals, StringNotEquals, StringEqualsIgnoreCase, \
-                     StringNotEqualsIgnoreCase, StringLike, StringNotLike, Bool, Null, with \
+                     StringNotEqualsIgnoreCase, StringLike, StringNotLike, ArnEquals, ArnLike, \
+                     ArnNotEquals, ArnNotLike, Bool, Null, with \
                      optional ForAnyValue:/ForAllValues: and IfExists)"
                 ),
             ));
@@ -550,6 +559,20 @@ fn wildcard_match(pattern: &str, text: &str) -> bool {
         .is_some_and(|rest| rest.iter().all(|&c| c == '*'))
 }
 
+/// AWS `ArnLike`: both are ARNs with six `:`-separated components (the last one keeps any
+/// further colons), and each component matches its pattern on its own, so a `*` never spans a
+/// colon.
+fn arn_match(pattern: &str, arn: &str) -> bool {
+    let (mut p, mut a) = (pattern.splitn(6, ':'), arn.splitn(6, ':'));
+    for _ in 0..6 {
+        match (p.next(), a.next()) {
+            (Some(pp), Some(ap)) if wildcard_match(pp, ap) => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
 impl Condition {
     /// Whether one request value satisfies one policy value under the (positive) operator.
     fn value_matches(&self, have: &str, want: &str) -> bool {
@@ -559,6 +582,7 @@ impl Condition {
                 have.eq_ignore_ascii_case(want)
             }
             Operator::StringLike | Operator::StringNotLike => wildcard_match(want, have),
+            Operator::ArnLike | Operator::ArnNotLike => arn_match(want, have),
             Operator::Bool => have.eq_ignore_ascii_case(want),
             Operator::Null => false,
         }
@@ -570,6 +594,7 @@ impl Condition {
             Operator::StringNotEquals
                 | Operator::StringNotEqualsIgnoreCase
                 | Operator::StringNotLike
+                | Operator::ArnNotLike
         )
     }
 
@@ -760,6 +785,45 @@ mod tests {
         assert!(!policy.evaluate(&c).is_allowed());
         c.action = "kms:Decrypt".into();
         c.set("k", "w");
+        assert!(!policy.evaluate(&c).is_allowed());
+    }
+
+    #[test]
+    fn arn_operators_match_component_by_component() {
+        assert!(arn_match(
+            "arn:aws:iam::*:role/Enclave*",
+            "arn:aws:iam::111122223333:role/EnclaveParent"
+        ));
+        assert!(!arn_match(
+            "arn:aws:iam::*:role/Enclave*",
+            "arn:aws:sts::111122223333:assumed-role/EnclaveParent/i-0abc"
+        ));
+        // A `*` does not span a colon, unlike StringLike.
+        assert!(!arn_match("arn:aws:*", "arn:aws:iam::1:role/r"));
+        assert!(wildcard_match("arn:aws:*", "arn:aws:iam::1:role/r"));
+        assert!(!arn_match("arn:aws:iam::1:role/r", "not an arn"));
+        let policy = Policy::parse(
+            r#"{"Statement": {"Effect": "Allow", "Principal": "*", "Action": "kms:Decrypt",
+                "Resource": "*", "Condition": {
+                  "ArnLike": {"aws:PrincipalArn": "arn:aws:sts::111122223333:assumed-role/Enclave/*"},
+                  "ArnNotEquals": {"aws:PrincipalArn": "arn:aws:sts::111122223333:assumed-role/Enclave/blocked"}}}}"#,
+        )
+        .unwrap();
+        let mut c = ctx(
+            "arn:aws:sts::111122223333:assumed-role/Enclave/i-1",
+            "kms:Decrypt",
+        );
+        c.set("aws:PrincipalArn", c.principal_arn.clone());
+        assert!(policy.evaluate(&c).is_allowed());
+        c.set(
+            "aws:PrincipalArn",
+            "arn:aws:sts::111122223333:assumed-role/Enclave/blocked",
+        );
+        assert!(!policy.evaluate(&c).is_allowed());
+        c.set(
+            "aws:PrincipalArn",
+            "arn:aws:sts::111122223333:assumed-role/Other/i-1",
+        );
         assert!(!policy.evaluate(&c).is_allowed());
     }
 

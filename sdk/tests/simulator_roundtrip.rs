@@ -1,6 +1,7 @@
 //! The signed NSM simulator's documents, through the real client and codec, verified by the real
 //! verifier: accepted only under the simulator's own root, with policy failures named exactly.
 #![cfg(feature = "simulator")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ccc_sdk::attestation::{self, AttestationError, Policy, RootOfTrust, Trust, VerifyOptions};
 use ccc_sdk::crypto::AwsLc;

@@ -63,6 +63,17 @@ fn steps() -> Vec<Step> {
             },
         },
         Step {
+            name: "init-static",
+            run: |_| {
+                let path = crate::init::build()?;
+                eprintln!(
+                    "ccc-init: static, {} bytes",
+                    std::fs::metadata(&path)?.len()
+                );
+                Ok(())
+            },
+        },
+        Step {
             name: "no-std",
             run: |sh| Ok(cmd!(sh, "cargo check -p ccc-sdk --no-default-features --locked").run()?),
         },

@@ -8,7 +8,13 @@ mod ci;
 mod cms;
 mod eif;
 mod fuzz;
+mod hash;
+mod init;
+mod kernel;
+mod kms_emulator;
 mod nsm;
+mod progress;
+mod qemu;
 mod setup;
 mod sigv4;
 
@@ -37,8 +43,6 @@ enum Command {
         #[arg(long)]
         version: Option<String>,
     },
-    /// Install or check the host prerequisites (apt packages, the musl target, ...).
-    Setup,
     /// NSM developer tools: `nsm simulate-attestation --out FILE` writes a document signed by
     /// the simulator's development chain (not AWS) and that chain's root.
     Nsm(nsm::Args),
@@ -55,6 +59,22 @@ enum Command {
     Cms(cms::Args),
     /// Debug SigV4: sign a request file and print the intermediate strings.
     Sigv4(sigv4::Args),
+    /// Install or check the host prerequisites (apt packages, the musl target, ...).
+    Setup {
+        /// Also build/install the emulation tools: QEMU with the nitro-enclave machine and
+        /// vhost-device-vsock (as `cargo xtask qemu`).
+        #[arg(long)]
+        emulation: bool,
+    },
+    /// Build the enclave kernel (bzImage) reproducibly from the pinned Debian source and
+    /// kernel-config/, cached under target/kernel/; prints its path and SHA-256.
+    Kernel(kernel::Args),
+    /// Build/install QEMU with the nitro-enclave machine and vhost-device-vsock (cached under
+    /// target/tools/), or boot an EIF with them.
+    Qemu(qemu::Args),
+    /// Run the KMS emulator (HTTPS on 127.0.0.1, SigV4, Recipient, key policies) in the
+    /// foreground; prints the endpoint, the CA to trust, credentials and the default key.
+    KmsEmulator(kms_emulator::Args),
     /// Run a side-by-side benchmark against its peers and print ratios.
     Bench {
         /// Which benchmark (see `ccc-bench` for the list).
@@ -85,12 +105,21 @@ fn run(cli: Cli) -> Result<()> {
                  publish if any byte differs, and write release/{version}/."
             )
         }
-        Command::Setup => setup::ensure_base(),
         Command::Nsm(args) => nsm::run(&args),
         Command::Attestation(command) => attestation::run(command),
         Command::DescribeEif { path } => eif::run(&path),
         Command::Cms(args) => cms::run(&args),
         Command::Sigv4(args) => sigv4::run(&args),
+        Command::Setup { emulation } => {
+            setup::ensure_base()?;
+            if emulation {
+                qemu::ensure_all()?;
+            }
+            Ok(())
+        }
+        Command::Kernel(args) => kernel::run(&args),
+        Command::Qemu(args) => qemu::run(&args),
+        Command::KmsEmulator(args) => kms_emulator::run(&args),
         Command::Bench { name } => {
             let sh = xshell::Shell::new()?;
             sh.change_dir(workspace_root());

@@ -1,0 +1,854 @@
+//! `cargo xtask kernel`: the enclave kernel. A bzImage built reproducibly from Debian's
+//! `linux-source-6.12` package (pinned by version and SHA-256 in kernel-config/source.json) and
+//! the committed configuration kernel-config/config-6.12-x86_64, cached under
+//! `target/kernel/<key>/` by a hash of everything that decides its bytes. Or a kernel a team
+//! brings itself (`--kernel PATH`, e.g. nitro-cli's blobs).
+//!
+//! The kernel's bytes are part of PCR0 and PCR1: anything that changes them (the pin, the
+//! config, the compiler Debian ships, this recipe) changes every image's measurements.
+
+use anyhow::{Context, Result, bail, ensure};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use crate::progress::{elapsed, run_logged};
+use crate::{hash, setup};
+
+/// Bump when a change to the steps below can change the kernel's bytes (it is in the cache key).
+const RECIPE: u32 = 1;
+
+/// The committed kernel configuration, relative to the workspace root.
+const CONFIG_DIR: &str = "kernel-config";
+
+/// The pin file inside [`CONFIG_DIR`].
+const PIN_FILE: &str = "source.json";
+
+/// Build identity baked into the image (`uname -v`, `/proc/version`).
+const BUILD_USER: &str = "ccc";
+const BUILD_HOST: &str = "ccc";
+const BUILD_VERSION: &str = "1";
+
+/// A fixed PATH for the kernel build, so the host's tool shims (pyenv, ccache, ...) cannot
+/// change what runs.
+const BUILD_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Debian packages the kernel build needs.
+const BUILD_PACKAGES: &[&str] = &[
+    "build-essential",
+    "bc",
+    "bison",
+    "flex",
+    "libelf-dev",
+    "libssl-dev",
+    "cpio",
+    "xz-utils",
+];
+
+/// Options of `cargo xtask kernel`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Rebuild even when target/kernel/ already holds this kernel.
+    #[arg(long)]
+    force: bool,
+    /// Build a second time in another directory and require byte-identical bzImages.
+    #[arg(long)]
+    verify_reproducible: bool,
+    /// Regenerate kernel-config/config-6.12-x86_64 from `make tinyconfig` + enclave.fragment +
+    /// `make olddefconfig`, then build. The kernel's bytes, and so PCR0/PCR1, change.
+    #[arg(long, conflicts_with = "kernel")]
+    regenerate_config: bool,
+    /// Keep the build tree (target/kernel/build/<key>/) for inspection (until the next build).
+    #[arg(long)]
+    keep_tree: bool,
+    /// Use this bzImage instead of building one (for example nitro-cli's
+    /// blobs/x86_64/bzImage; a `<PATH>.config` next to it is picked up): checks it and prints
+    /// what CCC would use.
+    #[arg(long, value_name = "PATH")]
+    kernel: Option<PathBuf>,
+}
+
+/// `cargo xtask kernel`.
+///
+/// # Errors
+/// Any failed step; messages name the fix.
+pub(crate) fn run(args: &Args) -> Result<()> {
+    let artifact = if let Some(path) = &args.kernel {
+        resolve(Some(path.clone()))?
+    } else {
+        if args.regenerate_config {
+            regenerate_config()?;
+        }
+        let options = BuildOptions {
+            force: args.force || args.regenerate_config,
+            keep_tree: args.keep_tree,
+        };
+        let artifact = build(&options)?;
+        if args.verify_reproducible {
+            verify_reproducible(&artifact)?;
+        }
+        artifact
+    };
+    println!("kernel: {}", artifact.path.display());
+    println!("version: {}", artifact.version);
+    println!("sha256: {}", artifact.sha256);
+    if let Some(config) = &artifact.config {
+        println!("config: {}", config.display());
+    }
+    Ok(())
+}
+
+/// The kernel-source pin (kernel-config/source.json).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Pin {
+    /// Why the file exists (not used).
+    #[allow(dead_code)]
+    comment: String,
+    /// Debian package name, e.g. `linux-source-6.12`.
+    pub(crate) package: String,
+    /// Exact Debian version, e.g. `6.12.117-1~deb12u1`.
+    pub(crate) version: String,
+    /// SHA-256 of the `.deb` file.
+    pub(crate) deb_sha256: String,
+    /// Path of the source tarball inside the package.
+    pub(crate) tarball: String,
+    /// `KBUILD_BUILD_TIMESTAMP`: the date baked into `uname -v` and the built-in initramfs.
+    pub(crate) kbuild_build_timestamp: String,
+    /// The resolved config's file name in kernel-config/.
+    pub(crate) config: String,
+    /// The fragment's file name in kernel-config/.
+    pub(crate) fragment: String,
+}
+
+impl Pin {
+    /// Reads and checks kernel-config/source.json.
+    ///
+    /// # Errors
+    /// The file is missing, malformed, or a field has an impossible value.
+    pub(crate) fn load(root: &Path) -> Result<Self> {
+        let path = root.join(CONFIG_DIR).join(PIN_FILE);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let pin: Self = serde_json::from_str(&text)
+            .with_context(|| format!("{} is malformed", path.display()))?;
+        pin.check()
+            .with_context(|| format!("{} is invalid", path.display()))?;
+        Ok(pin)
+    }
+
+    fn check(&self) -> Result<()> {
+        let plain = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".+-~:_".contains(&b))
+        };
+        ensure!(
+            plain(&self.package),
+            "package `{}` is not a Debian package name",
+            self.package
+        );
+        ensure!(
+            plain(&self.version),
+            "version `{}` is not a Debian version",
+            self.version
+        );
+        ensure!(
+            self.deb_sha256.len() == 64
+                && self
+                    .deb_sha256
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+            "deb_sha256 must be 64 lowercase hex digits, found `{}`",
+            self.deb_sha256
+        );
+        for (name, file) in [("config", &self.config), ("fragment", &self.fragment)] {
+            ensure!(
+                plain(file) && !file.contains(".."),
+                "{name} must be a file name inside {CONFIG_DIR}/, found `{file}`"
+            );
+        }
+        ensure!(
+            self.tarball.starts_with("usr/src/") && !self.tarball.contains(".."),
+            "tarball must be a path under usr/src/ in the package, found `{}`",
+            self.tarball
+        );
+        ensure!(
+            !self.kbuild_build_timestamp.is_empty(),
+            "kbuild_build_timestamp must not be empty"
+        );
+        Ok(())
+    }
+}
+
+/// A kernel image ready to go into an EIF.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KernelArtifact {
+    /// The bzImage.
+    pub(crate) path: PathBuf,
+    /// Lowercase hex SHA-256 of the bzImage.
+    pub(crate) sha256: String,
+    /// The version string from the bzImage's boot header, e.g.
+    /// `6.12.117 (ccc@ccc) #1 SMP 2026-11-14 12:56:00 UTC`.
+    pub(crate) version: String,
+    /// Its resolved configuration, when known (EIF metadata reads OS and kernel version from
+    /// the config's header, as nitro-cli does with `bzImage.config`).
+    pub(crate) config: Option<PathBuf>,
+}
+
+/// The kernel to put into an image: `Some(path)` is a team's own bzImage (checked, with a
+/// `<path>.config` next to it when present), `None` is CCC's kernel, built or taken from the
+/// cache.
+///
+/// # Errors
+/// The given file is not an x86 bzImage, or the build failed.
+pub(crate) fn resolve(kernel: Option<PathBuf>) -> Result<KernelArtifact> {
+    match kernel {
+        Some(path) => {
+            let mut config = path.clone().into_os_string();
+            config.push(".config");
+            let config = PathBuf::from(config);
+            inspect(&path, config.is_file().then_some(config))
+        }
+        None => build(&BuildOptions::default()),
+    }
+}
+
+/// Reads a bzImage's version string and hash.
+///
+/// # Errors
+/// The file cannot be read or is not an x86 bzImage.
+pub(crate) fn inspect(path: &Path, config: Option<PathBuf>) -> Result<KernelArtifact> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read the kernel {}", path.display()))?;
+    let version = bzimage_version(&bytes)
+        .with_context(|| format!("{} is not a usable x86 bzImage", path.display()))?;
+    Ok(KernelArtifact {
+        path: path.to_path_buf(),
+        sha256: hash::sha256(&bytes)?,
+        version,
+        config,
+    })
+}
+
+/// The kernel version string of an x86 bzImage (Linux `Documentation/arch/x86/boot.rst`: the
+/// setup header's magic `HdrS` at 0x202, and at 0x20E a 16-bit offset, from 0x200, of the
+/// NUL-terminated version string).
+fn bzimage_version(image: &[u8]) -> Result<String> {
+    ensure!(
+        image.get(0x202..0x206) == Some(b"HdrS"),
+        "no `HdrS` boot-protocol magic at offset 0x202"
+    );
+    let offset = image
+        .get(0x20E..0x210)
+        .map(|b| u16::from_le_bytes([b[0], b[1]]))
+        .context("file too short for a boot header")?;
+    let start = 0x200 + usize::from(offset);
+    let text = image
+        .get(start..)
+        .and_then(|rest| rest.split(|&b| b == 0).next())
+        .filter(|s| !s.is_empty())
+        .context("the header's kernel_version offset points outside the file")?;
+    Ok(String::from_utf8_lossy(text).into_owned())
+}
+
+/// How [`build`] treats caches and trees.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct BuildOptions {
+    /// Rebuild even when the cache holds the result.
+    pub(crate) force: bool,
+    /// Keep the build tree.
+    pub(crate) keep_tree: bool,
+}
+
+/// The inputs that decide the kernel's bytes.
+struct Inputs {
+    root: PathBuf,
+    pin: Pin,
+    config: Vec<u8>,
+    config_path: PathBuf,
+    key: String,
+}
+
+impl Inputs {
+    fn load() -> Result<Self> {
+        let root = crate::workspace_root();
+        let pin = Pin::load(&root)?;
+        let config_path = root.join(CONFIG_DIR).join(&pin.config);
+        let config = std::fs::read(&config_path)
+            .with_context(|| format!("cannot read {}", config_path.display()))?;
+        let key = cache_key(&pin, &config)?;
+        Ok(Self {
+            root,
+            pin,
+            config,
+            config_path,
+            key,
+        })
+    }
+
+    fn kernel_dir(&self) -> PathBuf {
+        self.root.join("target").join("kernel")
+    }
+}
+
+/// The environment every `make` of the kernel runs with (nothing else from the host's).
+fn build_env(pin: &Pin, tree: &Path) -> Vec<(String, String)> {
+    [
+        ("PATH", BUILD_PATH.to_owned()),
+        ("HOME", tree.display().to_string()),
+        ("LC_ALL", "C".to_owned()),
+        ("TZ", "UTC".to_owned()),
+        ("ARCH", "x86_64".to_owned()),
+        ("KBUILD_BUILD_TIMESTAMP", pin.kbuild_build_timestamp.clone()),
+        ("KBUILD_BUILD_USER", BUILD_USER.to_owned()),
+        ("KBUILD_BUILD_HOST", BUILD_HOST.to_owned()),
+        ("KBUILD_BUILD_VERSION", BUILD_VERSION.to_owned()),
+        // Source paths the compiler records (__FILE__, debug info) are made relative.
+        ("KCFLAGS", format!("-ffile-prefix-map={}/=", tree.display())),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// A hash of everything that decides the bzImage's bytes: the recipe, the pinned source, the
+/// build environment (with the tree's path left out, which the build must not depend on) and
+/// the resolved config (which records the compiler and binutils versions).
+fn cache_key(pin: &Pin, config: &[u8]) -> Result<String> {
+    let env: Vec<String> = build_env(pin, Path::new("<tree>"))
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let text = format!(
+        "recipe={RECIPE}\npackage={}\nversion={}\ndeb_sha256={}\ntarball={}\n{}\nconfig_sha256={}\n",
+        pin.package,
+        pin.version,
+        pin.deb_sha256,
+        pin.tarball,
+        env.join("\n"),
+        hash::sha256(config)?,
+    );
+    let digest = hash::sha256(text.as_bytes())?;
+    Ok(digest.get(..16).unwrap_or(&digest).to_owned())
+}
+
+/// Builds CCC's kernel, or returns the cached one.
+///
+/// # Errors
+/// A missing prerequisite (named with its fix), a source that cannot be fetched or fails its
+/// pin, a config that does not hold on this host, or a failed build.
+pub(crate) fn build(options: &BuildOptions) -> Result<KernelArtifact> {
+    let inputs = Inputs::load()?;
+    let out_dir = inputs.kernel_dir().join(&inputs.key);
+    let image = out_dir.join("bzImage");
+    let config_copy = out_dir.join("config");
+    if image.is_file() && config_copy.is_file() && !options.force {
+        eprintln!("kernel: cached ({})", out_dir.display());
+        return inspect(&image, Some(config_copy));
+    }
+    let started = Instant::now();
+    eprintln!(
+        "kernel: building {} {} with {} (cache key {})",
+        inputs.pin.package,
+        inputs.pin.version,
+        inputs.config_path.display(),
+        inputs.key
+    );
+    // Trees left by failed, interrupted or --keep-tree builds (of any key) go first: each is
+    // gigabytes.
+    let builds = inputs.kernel_dir().join("build");
+    remove_tree(&builds)?;
+    let parent = builds.join(&inputs.key);
+    let built = build_tree(&inputs, &parent)?;
+    std::fs::create_dir_all(&out_dir)?;
+    // Copy then rename, so an interrupted run never leaves a partial image in the cache.
+    let partial = out_dir.join("bzImage.partial");
+    std::fs::copy(&built, &partial)?;
+    std::fs::write(&config_copy, &inputs.config)?;
+    std::fs::rename(&partial, &image)?;
+    if !options.keep_tree {
+        remove_tree(&parent)?;
+    }
+    let artifact = inspect(&image, Some(config_copy))?;
+    eprintln!(
+        "kernel: built in {}: {} ({} bytes, sha256 {})",
+        elapsed(started.elapsed()),
+        image.display(),
+        std::fs::metadata(&image)?.len(),
+        artifact.sha256
+    );
+    Ok(artifact)
+}
+
+/// Builds the kernel a second time in another directory and requires identical bytes.
+fn verify_reproducible(first: &KernelArtifact) -> Result<()> {
+    let inputs = Inputs::load()?;
+    let started = Instant::now();
+    let parent = inputs.kernel_dir().join("verify").join(&inputs.key);
+    eprintln!("kernel: rebuilding in {} to compare", parent.display());
+    let second = build_tree(&inputs, &parent)?;
+    let second_sha = hash::sha256_file(&second)?;
+    let same = second_sha == first.sha256;
+    eprintln!(
+        "kernel: second build took {}; sha256 {second_sha} ({})",
+        elapsed(started.elapsed()),
+        if same { "identical" } else { "DIFFERENT" }
+    );
+    if !same {
+        bail!(
+            "the kernel is not reproducible: {} has sha256 {}, the rebuild {} has {second_sha}. \
+             Compare the two trees (kept) with diffoscope to find the difference",
+            first.path.display(),
+            first.sha256,
+            second.display()
+        );
+    }
+    remove_tree(&parent)
+}
+
+fn remove_tree(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Fetches, extracts, configures and compiles in `parent`; returns the built bzImage's path.
+fn build_tree(inputs: &Inputs, parent: &Path) -> Result<PathBuf> {
+    setup::ensure_packages(BUILD_PACKAGES, None)?;
+    let deb = fetch_source(&inputs.pin, &inputs.kernel_dir().join("source"))?;
+    let tree = extract(&inputs.pin, &deb, parent)?;
+    let log = parent.join("build.log");
+
+    let t = Instant::now();
+    eprintln!("kernel: [3/4] configuring (committed config + make olddefconfig)");
+    std::fs::write(tree.join(".config"), &inputs.config)?;
+    run_logged(
+        make(&inputs.pin, &tree, &["olddefconfig"]),
+        "kernel config",
+        &log,
+    )?;
+    let resolved = std::fs::read(tree.join(".config"))?;
+    if resolved != inputs.config {
+        bail!(
+            "{} changes under `make olddefconfig` on this host:\n{}\nThe config records the \
+             compiler and binutils (CONFIG_CC_VERSION_TEXT, CONFIG_GCC_VERSION, \
+             CONFIG_AS_VERSION, CONFIG_LD_VERSION) and only holds with Debian 12's. Build on \
+             Debian 12, or run `cargo xtask kernel --regenerate-config` and commit the result \
+             (which changes PCR0/PCR1)",
+            inputs.config_path.display(),
+            config_diff(&inputs.config, &resolved)
+        );
+    }
+    eprintln!("kernel: configured in {}", elapsed(t.elapsed()));
+
+    let t = Instant::now();
+    let jobs = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    eprintln!(
+        "kernel: [4/4] compiling bzImage with {jobs} jobs (log: {})",
+        log.display()
+    );
+    let jobs_arg = format!("-j{jobs}");
+    run_logged(
+        make(&inputs.pin, &tree, &[&jobs_arg, "bzImage"]),
+        "kernel build",
+        &log,
+    )?;
+    eprintln!("kernel: compiled in {}", elapsed(t.elapsed()));
+    Ok(tree.join("arch/x86/boot/bzImage"))
+}
+
+/// `nice make -C tree ARGS` with [`build_env`] and nothing else from the host's environment.
+fn make(pin: &Pin, tree: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new("nice");
+    command
+        .args(["-n", "10", "make", "-C"])
+        .arg(tree)
+        .args(args)
+        .env_clear()
+        .envs(build_env(pin, tree))
+        .current_dir(tree);
+    command
+}
+
+/// Lines that differ between two configs, `-` for the committed one and `+` for the new one.
+fn config_diff(old: &[u8], new: &[u8]) -> String {
+    let old = String::from_utf8_lossy(old);
+    let new = String::from_utf8_lossy(new);
+    let old_lines: std::collections::BTreeSet<&str> = old.lines().collect();
+    let new_lines: std::collections::BTreeSet<&str> = new.lines().collect();
+    old_lines
+        .difference(&new_lines)
+        .map(|l| format!("  - {l}"))
+        .chain(new_lines.difference(&old_lines).map(|l| format!("  + {l}")))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Downloads the pinned `.deb` into `dir` (once) and checks its SHA-256.
+fn fetch_source(pin: &Pin, dir: &Path) -> Result<PathBuf> {
+    let t = Instant::now();
+    eprintln!("kernel: [1/4] source {}={}", pin.package, pin.version);
+    let deb = dir.join(format!(
+        "{}_{}.deb",
+        pin.package,
+        pin.version.replace(':', "%3a")
+    ));
+    if deb.is_file() && hash::sha256_file(&deb)? == pin.deb_sha256 {
+        eprintln!("kernel: source cached ({})", deb.display());
+        return Ok(deb);
+    }
+    let download = dir.join("download");
+    remove_tree(&download)?;
+    std::fs::create_dir_all(&download)?;
+    if !apt_download(pin, &download)? {
+        if setup::is_root() {
+            eprintln!("kernel: not in apt's lists; running apt-get update");
+            let sh = xshell::Shell::new()?;
+            xshell::cmd!(sh, "apt-get update -qq").quiet().run()?;
+        }
+        if !apt_download(pin, &download)? {
+            bail!("{}", unavailable_message(pin));
+        }
+    }
+    let fetched = std::fs::read_dir(&download)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .context("apt-get download succeeded but left no .deb")?;
+    let sha = hash::sha256_file(&fetched)?;
+    if sha != pin.deb_sha256 {
+        bail!(
+            "{} has SHA-256 {sha}, but kernel-config/{PIN_FILE} pins {}: refusing to build from \
+             unpinned bytes. If Debian really republished {}={} (it should not), check the new \
+             package and update deb_sha256 in its own commit (PCR0/PCR1 change)",
+            fetched.display(),
+            pin.deb_sha256,
+            pin.package,
+            pin.version
+        );
+    }
+    std::fs::rename(&fetched, &deb)?;
+    remove_tree(&download)?;
+    eprintln!(
+        "kernel: downloaded and verified in {}",
+        elapsed(t.elapsed())
+    );
+    Ok(deb)
+}
+
+/// `apt-get download PACKAGE=VERSION` in `dir`; false when apt does not offer that version.
+fn apt_download(pin: &Pin, dir: &Path) -> Result<bool> {
+    let sh = xshell::Shell::new()?;
+    sh.change_dir(dir);
+    let spec = format!("{}={}", pin.package, pin.version);
+    let out = xshell::cmd!(sh, "apt-get download -q {spec}")
+        .quiet()
+        .ignore_status()
+        .output()
+        .context("cannot run apt-get (this needs Debian)")?;
+    Ok(out.status.success())
+}
+
+/// The error for a pinned version apt no longer offers: which versions it has and how to move.
+fn unavailable_message(pin: &Pin) -> String {
+    let sh = xshell::Shell::new().ok();
+    let package = &pin.package;
+    let available = sh
+        .and_then(|sh| {
+            xshell::cmd!(sh, "apt-cache madison {package}")
+                .quiet()
+                .ignore_status()
+                .read()
+                .ok()
+        })
+        .map(|out| madison_versions(&out))
+        .unwrap_or_default();
+    let available = if available.is_empty() {
+        "none (is bookworm-security in apt's sources?)".to_owned()
+    } else {
+        available.join(", ")
+    };
+    format!(
+        "apt does not offer {package}={} (Debian drops old security updates). Available: \
+         {available}. To move the pin: `apt-get download {package}=<version> && sha256sum \
+         {package}_*.deb`, put the version and SHA-256 into kernel-config/{PIN_FILE}, run \
+         `cargo xtask kernel --regenerate-config` if the config changes, and commit. The kernel's \
+         bytes change, so PCR0 and PCR1 of every image change too",
+        pin.version
+    )
+}
+
+/// The versions in `apt-cache madison` output (`pkg | version | source`).
+fn madison_versions(out: &str) -> Vec<String> {
+    let mut versions: Vec<String> = out
+        .lines()
+        .filter_map(|line| line.split('|').nth(1))
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .collect();
+    versions.dedup();
+    versions
+}
+
+/// Unpacks the source tarball from the `.deb` into `parent` (emptied first); returns the tree.
+fn extract(pin: &Pin, deb: &Path, parent: &Path) -> Result<PathBuf> {
+    let t = Instant::now();
+    eprintln!("kernel: [2/4] extracting into {}", parent.display());
+    remove_tree(parent)?;
+    let unpacked = parent.join("deb");
+    std::fs::create_dir_all(&unpacked)?;
+    let sh = xshell::Shell::new()?;
+    xshell::cmd!(sh, "dpkg-deb -x {deb} {unpacked}")
+        .quiet()
+        .run()?;
+    let tarball = unpacked.join(&pin.tarball);
+    ensure!(
+        tarball.is_file(),
+        "{} has no {}: fix `tarball` in kernel-config/{PIN_FILE}",
+        deb.display(),
+        pin.tarball
+    );
+    xshell::cmd!(sh, "tar -xf {tarball} -C {parent}")
+        .quiet()
+        .run()?;
+    remove_tree(&unpacked)?;
+    let tree = std::fs::read_dir(parent)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.join("Makefile").is_file() && p.join("Kconfig").is_file())
+        .with_context(|| format!("no kernel tree in {}", tarball.display()))?;
+    eprintln!("kernel: extracted in {}", elapsed(t.elapsed()));
+    Ok(tree)
+}
+
+/// `--regenerate-config`: tinyconfig + fragment + olddefconfig, checked, written back.
+fn regenerate_config() -> Result<()> {
+    let root = crate::workspace_root();
+    let pin = Pin::load(&root)?;
+    setup::ensure_packages(BUILD_PACKAGES, None)?;
+    let kernel_dir = root.join("target").join("kernel");
+    let deb = fetch_source(&pin, &kernel_dir.join("source"))?;
+    let parent = kernel_dir.join("regenerate");
+    let tree = extract(&pin, &deb, &parent)?;
+    let fragment_path = root.join(CONFIG_DIR).join(&pin.fragment);
+    let log = parent.join("config.log");
+    eprintln!(
+        "kernel: tinyconfig + {} + olddefconfig",
+        fragment_path.display()
+    );
+    run_logged(make(&pin, &tree, &["tinyconfig"]), "kernel config", &log)?;
+    let mut merge = Command::new(tree.join("scripts/kconfig/merge_config.sh"));
+    merge
+        .args(["-m", ".config"])
+        .arg(&fragment_path)
+        .env_clear()
+        .envs(build_env(&pin, &tree))
+        .current_dir(&tree);
+    run_logged(merge, "kernel config", &log)?;
+    run_logged(make(&pin, &tree, &["olddefconfig"]), "kernel config", &log)?;
+    let resolved = std::fs::read_to_string(tree.join(".config"))?;
+    let fragment = std::fs::read_to_string(&fragment_path)?;
+    let mismatches = fragment_mismatches(&fragment, &resolved);
+    if !mismatches.is_empty() {
+        bail!(
+            "Kconfig did not keep these fragment values (a dependency is missing or the option \
+             does not exist in this kernel; fix {}):\n{}",
+            fragment_path.display(),
+            mismatches.join("\n")
+        );
+    }
+    let out = root.join(CONFIG_DIR).join(&pin.config);
+    std::fs::write(&out, resolved)?;
+    remove_tree(&parent)?;
+    eprintln!(
+        "kernel: wrote {}; commit it (the kernel's bytes, PCR0 and PCR1 change)",
+        out.display()
+    );
+    Ok(())
+}
+
+/// The options a Kconfig file sets: `CONFIG_X=v` lines, and `# CONFIG_X is not set` as `n`.
+pub(crate) fn config_values(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|line| {
+            if let Some(name) = line
+                .strip_prefix("# ")
+                .and_then(|l| l.strip_suffix(" is not set"))
+                .filter(|n| n.starts_with("CONFIG_"))
+            {
+                return Some((name.to_owned(), "n".to_owned()));
+            }
+            line.split_once('=')
+                .filter(|(name, _)| name.starts_with("CONFIG_"))
+                .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        })
+        .collect()
+}
+
+/// Fragment options whose value the resolved config does not carry, as
+/// `CONFIG_X: fragment v, resolved w` lines.
+pub(crate) fn fragment_mismatches(fragment: &str, resolved: &str) -> Vec<String> {
+    let resolved = config_values(resolved);
+    config_values(fragment)
+        .into_iter()
+        .filter_map(|(name, wanted)| {
+            let found = resolved.get(&name).map_or("(absent)", String::as_str);
+            (found != wanted).then(|| format!("{name}: fragment {wanted}, resolved {found}"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn committed(name: &str) -> String {
+        let path = crate::workspace_root().join(CONFIG_DIR).join(name);
+        std::fs::read_to_string(path).unwrap()
+    }
+
+    fn pin() -> Pin {
+        Pin::load(&crate::workspace_root()).unwrap()
+    }
+
+    /// Tidy: the resolved config holds every value the fragment asks for, so the two cannot
+    /// drift apart unnoticed.
+    #[test]
+    fn resolved_config_holds_every_fragment_value() {
+        let pin = pin();
+        let fragment = committed(&pin.fragment);
+        let resolved = committed(&pin.config);
+        assert!(
+            config_values(&fragment).len() > 50,
+            "fragment parsed too few options"
+        );
+        let mismatches = fragment_mismatches(&fragment, &resolved);
+        assert!(
+            mismatches.is_empty(),
+            "run `cargo xtask kernel --regenerate-config`:\n{}",
+            mismatches.join("\n")
+        );
+    }
+
+    /// Tidy: the options an enclave cannot boot without are in the fragment itself (not just
+    /// resolved by chance).
+    #[test]
+    fn fragment_has_the_enclave_essentials() {
+        let values = config_values(&committed(&pin().fragment));
+        for (name, value) in [
+            ("CONFIG_VIRTIO_MMIO", "y"),
+            ("CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES", "y"),
+            ("CONFIG_VIRTIO_VSOCKETS", "y"),
+            ("CONFIG_NSM", "y"),
+            ("CONFIG_SERIAL_8250_CONSOLE", "y"),
+            ("CONFIG_BLK_DEV_INITRD", "y"),
+            ("CONFIG_DEVTMPFS", "y"),
+            ("CONFIG_INET", "y"),
+            ("CONFIG_MODULES", "n"),
+            ("CONFIG_PCI", "n"),
+            ("CONFIG_ACPI", "n"),
+            ("CONFIG_LOCALVERSION_AUTO", "n"),
+        ] {
+            assert_eq!(values.get(name).map(String::as_str), Some(value), "{name}");
+        }
+    }
+
+    /// Tidy: every option in the fragment says why it is there (a comment line right above).
+    #[test]
+    fn every_fragment_option_has_a_reason() {
+        let fragment = committed(&pin().fragment);
+        let mut previous_is_comment = false;
+        for line in fragment.lines() {
+            let is_option = !config_values(line).is_empty();
+            if is_option {
+                assert!(previous_is_comment, "no comment above `{line}`");
+            }
+            previous_is_comment = line.starts_with('#') && !is_option;
+        }
+    }
+
+    #[test]
+    fn pin_is_valid_and_checked() {
+        let pin = pin();
+        assert_eq!(pin.package, "linux-source-6.12");
+        let mut bad = pin.clone();
+        bad.deb_sha256 = "E849".into();
+        assert!(bad.check().is_err());
+        let mut bad = pin.clone();
+        bad.config = "../../etc/passwd".into();
+        assert!(bad.check().is_err());
+        let mut bad = pin;
+        bad.version = "1.0 ; rm -rf /".into();
+        assert!(bad.check().is_err());
+    }
+
+    #[test]
+    fn config_lines_parse() {
+        let values = config_values(
+            "# comment\nCONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=\"x y\"\nCONFIG_N=256\n\
+             NOT_CONFIG=1\n# CONFIG_D is set\n",
+        );
+        let expected: BTreeMap<String, String> = [
+            ("CONFIG_A", "y"),
+            ("CONFIG_B", "n"),
+            ("CONFIG_C", "\"x y\""),
+            ("CONFIG_N", "256"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        assert_eq!(values, expected);
+        assert_eq!(
+            fragment_mismatches(
+                "CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_Z=y\n",
+                "CONFIG_A=m\n# CONFIG_B is not set\n"
+            ),
+            [
+                "CONFIG_A: fragment y, resolved m",
+                "CONFIG_Z: fragment y, resolved (absent)"
+            ]
+        );
+    }
+
+    #[test]
+    fn cache_key_follows_the_inputs() {
+        let pin = pin();
+        let key = cache_key(&pin, b"CONFIG_A=y\n").unwrap();
+        assert_eq!(key.len(), 16);
+        assert_eq!(key, cache_key(&pin, b"CONFIG_A=y\n").unwrap());
+        assert_ne!(key, cache_key(&pin, b"CONFIG_A=n\n").unwrap());
+        let mut other = pin;
+        other.kbuild_build_timestamp = "2000-01-01 00:00:00 UTC".into();
+        assert_ne!(key, cache_key(&other, b"CONFIG_A=y\n").unwrap());
+    }
+
+    #[test]
+    fn bzimage_header_version() {
+        let mut image = vec![0u8; 0x400];
+        image[0x202..0x206].copy_from_slice(b"HdrS");
+        image[0x20E..0x210].copy_from_slice(&0x100u16.to_le_bytes());
+        let version = b"6.12.117 (ccc@ccc) #1 SMP 2026-11-14 12:56:00 UTC\0";
+        image[0x300..0x300 + version.len()].copy_from_slice(version);
+        assert_eq!(
+            bzimage_version(&image).unwrap(),
+            "6.12.117 (ccc@ccc) #1 SMP 2026-11-14 12:56:00 UTC"
+        );
+        image[0x202] = b'X';
+        assert!(bzimage_version(&image).is_err());
+        assert!(bzimage_version(b"short").is_err());
+    }
+
+    #[test]
+    fn apt_madison_output() {
+        let out = " linux-source-6.12 | 6.12.117-1~deb12u1 | http://deb.debian.org/debian-security \
+                   bookworm-security/main amd64 Packages\n linux-source-6.12 | 6.12.115-2~deb12u1 | \
+                   http://deb.debian.org/debian-security bookworm-security/main amd64 Packages\n";
+        assert_eq!(
+            madison_versions(out),
+            ["6.12.117-1~deb12u1", "6.12.115-2~deb12u1"]
+        );
+    }
+}
