@@ -20,6 +20,7 @@ use net_support::{TestRequest, TestResponse, TestServer};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,20 +29,27 @@ const TOKEN: &str = "IQoJb3JpZ2luX2VjEXAMPLETOKEN";
 /// 2026-01-01T00:00:00Z
 const T0: u64 = 1_767_225_600_000;
 
-/// Starts `parent::serve` on a loopback TCP port and returns its endpoint and event log.
-fn parent_on_tcp(provider: Arc<dyn CredentialsProvider>) -> (Endpoint, Arc<Mutex<Vec<String>>>) {
+/// Starts `parent::serve` on a loopback TCP port and returns its endpoint and its events (as
+/// a channel: the server logs a failed connection after closing it, so tests wait for the
+/// event itself rather than for the socket).
+fn parent_on_tcp(provider: Arc<dyn CredentialsProvider>) -> (Endpoint, Receiver<String>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = Endpoint::tcp("127.0.0.1", listener.local_addr().unwrap().port());
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let sink = Arc::clone(&log);
+    let (sender, events) = channel();
+    let sender = Mutex::new(sender);
     let options = ServeOptions {
         log: Some(Arc::new(move |event: &ServeEvent<'_>| {
-            sink.lock().unwrap().push(event.to_string());
+            let _ = sender.lock().unwrap().send(event.to_string());
         })),
         ..ServeOptions::default()
     };
     std::thread::spawn(move || parent::serve(&listener, provider, options));
-    (endpoint, log)
+    (endpoint, events)
+}
+
+/// The next event, waiting for it (bounded, so a missing event fails instead of hanging).
+fn next_event(events: &Receiver<String>) -> String {
+    events.recv_timeout(Duration::from_secs(30)).expect("an event from the server")
 }
 
 /// A parent-side provider whose credentials rotate on every fetch, each valid one hour from
@@ -80,16 +88,16 @@ fn the_enclave_gets_the_parents_credentials_over_tcp_and_unix_sockets() {
         .unwrap()
         .with_expiration(UnixMillis(T0));
     let provider: Arc<dyn CredentialsProvider> = Arc::new(StaticCredentials::new(credentials));
-    let (endpoint, log) = parent_on_tcp(Arc::clone(&provider));
+    let (endpoint, events) = parent_on_tcp(Arc::clone(&provider));
     let got = FromParent::new(endpoint).fetch().unwrap();
     assert_eq!(got.access_key_id(), "ASIAEXAMPLE");
     assert_eq!(got.secret_access_key(), SECRET);
     assert_eq!(got.session_token(), Some(TOKEN));
     assert_eq!(got.expiration(), Some(UnixMillis(T0)));
-    let log = log.lock().unwrap().clone();
-    assert_eq!(log.len(), 1, "{log:?}");
-    assert!(log[0].starts_with("credentials: gave ASIAEXAMPLE to tcp://127.0.0.1:"));
-    assert!(!log[0].contains(SECRET) && !log[0].contains(TOKEN));
+    let event = next_event(&events);
+    assert!(event.starts_with("credentials: gave ASIAEXAMPLE to tcp://127.0.0.1:"), "{event}");
+    assert!(event.ends_with("(expires 2026-01-01T00:00:00.000Z)"), "{event}");
+    assert!(!event.contains(SECRET) && !event.contains(TOKEN));
 
     // The same server code on a Unix socket (what a vhost-device-vsock host exposes).
     let dir = std::env::temp_dir().join(format!("ccc-credentials-{}", std::process::id()));
@@ -172,7 +180,7 @@ fn the_server_answers_protocol_abuse_and_closes() {
     let provider: Arc<dyn CredentialsProvider> = Arc::new(StaticCredentials::new(
         Credentials::new("AKIAEXAMPLE", SECRET, None).unwrap(),
     ));
-    let (endpoint, log) = parent_on_tcp(provider);
+    let (endpoint, events) = parent_on_tcp(provider);
     let Endpoint::Tcp { port, .. } = endpoint else {
         unreachable!()
     };
@@ -193,6 +201,7 @@ fn the_server_answers_protocol_abuse_and_closes() {
             protocol::decode_answer(&answer, "test").unwrap().access_key_id(),
             "AKIAEXAMPLE"
         );
+        assert!(next_event(&events).contains("gave AKIAEXAMPLE"));
     }
 
     // A future version gets an error frame naming the version, then the connection closes.
@@ -207,6 +216,8 @@ fn the_server_answers_protocol_abuse_and_closes() {
         other => panic!("{other:?}"),
     }
     assert!(protocol::read_frame(&mut stream).unwrap().is_none());
+    let event = next_event(&events);
+    assert!(event.contains("refused") && event.contains("unsupported_version"), "{event}");
 
     // A length over the limit: no answer, closed.
     let mut stream = connect();
@@ -216,11 +227,8 @@ fn the_server_answers_protocol_abuse_and_closes() {
     let mut rest = Vec::new();
     let _ = stream.read_to_end(&mut rest);
     assert!(rest.is_empty());
-
-    let log = log.lock().unwrap().clone();
-    assert!(log.iter().any(|l| l.contains("refused") && l.contains("unsupported_version")), "{log:?}");
-    assert!(log.iter().any(|l| l.contains("failed") && l.contains("frame length")), "{log:?}");
-    assert!(log.iter().all(|l| !l.contains(SECRET)));
+    let event = next_event(&events);
+    assert!(event.contains("failed") && event.contains("frame length"), "{event}");
 }
 
 /// Fake IMDS: a real HTTP server implementing IMDSv2's token dance and role credentials.
