@@ -6,9 +6,9 @@
 //! Bodies are [`SecretBytes`] and every buffer that held one is zeroized: KMS responses carry
 //! `Plaintext` in base64 and requests to `Encrypt` carry the plaintext.
 
+use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use alloc::format;
 
 use crate::secret::SecretBytes;
 use crate::time::{DateTime, UnixMillis};
@@ -117,7 +117,10 @@ impl fmt::Display for HttpError {
                  KMS (or a proxy injects headers)"
             ),
             Self::Malformed { detail } => {
-                write!(f, "malformed HTTP/1.1 response: {detail}; is the peer an HTTP server?")
+                write!(
+                    f,
+                    "malformed HTTP/1.1 response: {detail}; is the peer an HTTP server?"
+                )
             }
             Self::BodyTooLarge { limit } => write!(
                 f,
@@ -201,10 +204,9 @@ pub fn write_request<W: Write + ?Sized>(
     message.extend_from_slice(b" HTTP/1.1\r\n");
     let headers = request.headers();
     if !headers.contains_key(http::header::HOST) {
-        let authority = request
-            .uri()
-            .authority()
-            .ok_or(HttpError::InvalidRequest("no Host header and no authority in the URI"))?;
+        let authority = request.uri().authority().ok_or(HttpError::InvalidRequest(
+            "no Host header and no authority in the URI",
+        ))?;
         push_header(&mut message, "host", authority.as_str().as_bytes());
     }
     for (name, value) in headers {
@@ -212,7 +214,11 @@ pub fn write_request<W: Write + ?Sized>(
     }
     let needs_length = !body.is_empty() || matches!(*request.method(), Method::POST | Method::PUT);
     if needs_length && !headers.contains_key(http::header::CONTENT_LENGTH) {
-        push_header(&mut message, "content-length", body.len().to_string().as_bytes());
+        push_header(
+            &mut message,
+            "content-length",
+            body.len().to_string().as_bytes(),
+        );
     }
     message.extend_from_slice(b"\r\n");
     message.extend_from_slice(body);
@@ -262,7 +268,10 @@ impl<R: Read + ?Sized> Buffer<'_, R> {
         let old = self.data.len();
         self.data.resize(old + READ_SIZE, 0);
         let read = loop {
-            match self.stream.read(self.data.get_mut(old..).unwrap_or_default()) {
+            match self
+                .stream
+                .read(self.data.get_mut(old..).unwrap_or_default())
+            {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -343,7 +352,9 @@ pub fn read_response<R: Read + ?Sized>(
         buffer.pos += head_len;
         if (100..200).contains(&head.status.as_u16()) {
             if head.status == StatusCode::SWITCHING_PROTOCOLS {
-                return Err(HttpError::malformed("101 Switching Protocols was not asked for"));
+                return Err(HttpError::malformed(
+                    "101 Switching Protocols was not asked for",
+                ));
             }
             continue;
         }
@@ -690,20 +701,29 @@ mod tests {
         assert!(got.reusable);
         let got = read_response(&mut Trickle(raw.to_vec(), 0), &Method::GET, 100).unwrap();
         assert_eq!(got.response.body().len(), 23);
-        assert!(matches!(read(raw, 10), Err(HttpError::BodyTooLarge { limit: 10 })));
+        assert!(matches!(
+            read(raw, 10),
+            Err(HttpError::BodyTooLarge { limit: 10 })
+        ));
         for bad in [
             &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"[..],
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n0\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
         ] {
-            assert!(matches!(read(bad, 100), Err(HttpError::Malformed { .. })), "{bad:?}");
+            assert!(
+                matches!(read(bad, 100), Err(HttpError::Malformed { .. })),
+                "{bad:?}"
+            );
         }
         let long_line = [
             &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;"[..],
             &[b'x'; 2 * MAX_CHUNK_LINE],
         ]
         .concat();
-        assert!(matches!(read(&long_line, 100), Err(HttpError::Malformed { .. })));
+        assert!(matches!(
+            read(&long_line, 100),
+            Err(HttpError::Malformed { .. })
+        ));
     }
 
     #[test]
@@ -729,14 +749,20 @@ mod tests {
         ));
         let many: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: 1\r\n")).collect();
         let many = format!("HTTP/1.1 200 OK\r\n{many}\r\n");
-        assert!(matches!(read(many.as_bytes(), 10), Err(HttpError::Malformed { .. })));
+        assert!(matches!(
+            read(many.as_bytes(), 10),
+            Err(HttpError::Malformed { .. })
+        ));
         for bad in [
             &b"HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\nab"[..],
             b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
             b"SSH-2.0-OpenSSH_9.2\r\n\r\n",
             b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
         ] {
-            assert!(matches!(read(bad, 10), Err(HttpError::Malformed { .. })), "{bad:?}");
+            assert!(
+                matches!(read(bad, 10), Err(HttpError::Malformed { .. })),
+                "{bad:?}"
+            );
         }
     }
 

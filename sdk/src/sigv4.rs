@@ -184,7 +184,12 @@ impl fmt::Debug for Credentials {
                 "session_token",
                 &self.session_token.as_ref().map(|_| "[redacted]"),
             )
-            .field("expiration", &self.expiration.map(|e| alloc::string::ToString::to_string(&e)))
+            .field(
+                "expiration",
+                &self
+                    .expiration
+                    .map(|e| alloc::string::ToString::to_string(&e)),
+            )
             .finish()
     }
 }

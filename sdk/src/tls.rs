@@ -199,13 +199,14 @@ impl TlsConnector {
                 problem: format!("{server_name:?} is not a valid TLS server name"),
             }
         })?;
-        let mut connection = ClientConnection::new(Arc::clone(&self.config), name).map_err(
-            |error| TransportError::Tls {
-                endpoint: endpoint.clone(),
-                server_name: server_name.into(),
-                error: Box::new(error),
-            },
-        )?;
+        let mut connection =
+            ClientConnection::new(Arc::clone(&self.config), name).map_err(|error| {
+                TransportError::Tls {
+                    endpoint: endpoint.clone(),
+                    server_name: server_name.into(),
+                    error: Box::new(error),
+                }
+            })?;
         while connection.is_handshaking() {
             if let Err(source) = connection.complete_io(&mut stream) {
                 return Err(handshake_error(source, endpoint, server_name, io_timeout));
@@ -272,7 +273,12 @@ mod tests {
                 .any(|a| subject_names(a.subject.as_ref()).1
                     == Some("Starfield Root Certificate Authority - G2"))
         );
-        assert_eq!(TlsConnector::new(&TrustAnchors::AmazonRoots).unwrap().anchor_count(), 5);
+        assert_eq!(
+            TlsConnector::new(&TrustAnchors::AmazonRoots)
+                .unwrap()
+                .anchor_count(),
+            5
+        );
     }
 
     #[test]

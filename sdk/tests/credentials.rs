@@ -49,7 +49,9 @@ fn parent_on_tcp(provider: Arc<dyn CredentialsProvider>) -> (Endpoint, Receiver<
 
 /// The next event, waiting for it (bounded, so a missing event fails instead of hanging).
 fn next_event(events: &Receiver<String>) -> String {
-    events.recv_timeout(Duration::from_secs(30)).expect("an event from the server")
+    events
+        .recv_timeout(Duration::from_secs(30))
+        .expect("an event from the server")
 }
 
 /// A parent-side provider whose credentials rotate on every fetch, each valid one hour from
@@ -95,8 +97,14 @@ fn the_enclave_gets_the_parents_credentials_over_tcp_and_unix_sockets() {
     assert_eq!(got.session_token(), Some(TOKEN));
     assert_eq!(got.expiration(), Some(UnixMillis(T0)));
     let event = next_event(&events);
-    assert!(event.starts_with("credentials: gave ASIAEXAMPLE to tcp://127.0.0.1:"), "{event}");
-    assert!(event.ends_with("(expires 2026-01-01T00:00:00.000Z)"), "{event}");
+    assert!(
+        event.starts_with("credentials: gave ASIAEXAMPLE to tcp://127.0.0.1:"),
+        "{event}"
+    );
+    assert!(
+        event.ends_with("(expires 2026-01-01T00:00:00.000Z)"),
+        "{event}"
+    );
     assert!(!event.contains(SECRET) && !event.contains(TOKEN));
 
     // The same server code on a Unix socket (what a vhost-device-vsock host exposes).
@@ -123,29 +131,47 @@ fn expiry_drives_refresh_through_both_caches() {
     let (endpoint, _) = parent_on_tcp(parent_cache);
     let enclave = Refreshing::new(FromParent::new(endpoint)).with_clock(clock.clone());
 
-    assert_eq!(enclave.credentials().unwrap().access_key_id(), "ASIAROTATING1");
+    assert_eq!(
+        enclave.credentials().unwrap().access_key_id(),
+        "ASIAROTATING1"
+    );
     clock.advance(Duration::from_secs(30 * 60));
-    assert_eq!(enclave.credentials().unwrap().access_key_id(), "ASIAROTATING1");
+    assert_eq!(
+        enclave.credentials().unwrap().access_key_id(),
+        "ASIAROTATING1"
+    );
     assert_eq!(source.fetches.load(Ordering::SeqCst), 1);
     // Inside the 5-minute window both caches renew.
     clock.advance(Duration::from_secs(26 * 60));
-    assert_eq!(enclave.credentials().unwrap().access_key_id(), "ASIAROTATING2");
+    assert_eq!(
+        enclave.credentials().unwrap().access_key_id(),
+        "ASIAROTATING2"
+    );
     // KMS said ExpiredToken: the enclave asks again at once; the parent's cache still holds
     // valid ones and hands them out (it was not told anything).
     assert!(enclave.invalidate());
-    assert_eq!(enclave.credentials().unwrap().access_key_id(), "ASIAROTATING2");
+    assert_eq!(
+        enclave.credentials().unwrap().access_key_id(),
+        "ASIAROTATING2"
+    );
     assert_eq!(source.fetches.load(Ordering::SeqCst), 2);
 
     // The parent's source goes down: the enclave keeps its valid credentials until expiry...
     source.down.store(true, Ordering::SeqCst);
     clock.advance(Duration::from_secs(57 * 60));
-    assert_eq!(enclave.credentials().unwrap().access_key_id(), "ASIAROTATING2");
+    assert_eq!(
+        enclave.credentials().unwrap().access_key_id(),
+        "ASIAROTATING2"
+    );
     // ...and then gets the parent's error, verbatim, as a refusal.
     clock.advance(Duration::from_secs(4 * 60));
     match enclave.credentials().unwrap_err() {
         CredentialsError::Refused { code, message, .. } => {
             assert_eq!(code, "unavailable");
-            assert!(message.contains("AWS_ACCESS_KEY_ID is not set"), "{message}");
+            assert!(
+                message.contains("AWS_ACCESS_KEY_ID is not set"),
+                "{message}"
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -161,7 +187,10 @@ fn an_absent_parent_is_named_with_the_fix() {
     let error = FromParent::new(Endpoint::tcp("127.0.0.1", port))
         .fetch()
         .unwrap_err();
-    assert!(matches!(error, CredentialsError::Unreachable { .. }), "{error:?}");
+    assert!(
+        matches!(error, CredentialsError::Unreachable { .. }),
+        "{error:?}"
+    );
     let shown = error.to_string();
     assert!(
         shown.starts_with(&format!(
@@ -198,7 +227,9 @@ fn the_server_answers_protocol_abuse_and_closes() {
         protocol::write_frame(&mut stream, &protocol::encode_request()).unwrap();
         let answer = protocol::read_frame(&mut stream).unwrap().unwrap();
         assert_eq!(
-            protocol::decode_answer(&answer, "test").unwrap().access_key_id(),
+            protocol::decode_answer(&answer, "test")
+                .unwrap()
+                .access_key_id(),
             "AKIAEXAMPLE"
         );
         assert!(next_event(&events).contains("gave AKIAEXAMPLE"));
@@ -217,7 +248,10 @@ fn the_server_answers_protocol_abuse_and_closes() {
     }
     assert!(protocol::read_frame(&mut stream).unwrap().is_none());
     let event = next_event(&events);
-    assert!(event.contains("refused") && event.contains("unsupported_version"), "{event}");
+    assert!(
+        event.contains("refused") && event.contains("unsupported_version"),
+        "{event}"
+    );
 
     // A length over the limit: no answer, closed.
     let mut stream = connect();
@@ -228,7 +262,10 @@ fn the_server_answers_protocol_abuse_and_closes() {
     let _ = stream.read_to_end(&mut rest);
     assert!(rest.is_empty());
     let event = next_event(&events);
-    assert!(event.contains("failed") && event.contains("frame length"), "{event}");
+    assert!(
+        event.contains("failed") && event.contains("frame length"),
+        "{event}"
+    );
 }
 
 /// Fake IMDS: a real HTTP server implementing IMDSv2's token dance and role credentials.
@@ -275,11 +312,21 @@ fn fake_imds(mode: ImdsMode) -> FakeImds {
             ("/latest/meta-data/iam/security-credentials/", _) => {
                 TestResponse::new(200, "ccc-parent-role\n")
             }
-            ("/latest/meta-data/iam/security-credentials/ccc-parent-role", ImdsMode::MalformedJson) => {
-                TestResponse::new(200, format!(r#"{{"Code":"Success","AccessKeyId":"ASIA1","SecretAccessKey":"{SECRET}","#))
-            }
+            (
+                "/latest/meta-data/iam/security-credentials/ccc-parent-role",
+                ImdsMode::MalformedJson,
+            ) => TestResponse::new(
+                200,
+                format!(
+                    r#"{{"Code":"Success","AccessKeyId":"ASIA1","SecretAccessKey":"{SECRET}","#
+                ),
+            ),
             ("/latest/meta-data/iam/security-credentials/ccc-parent-role", m) => {
-                let code = if m == ImdsMode::NotSuccess { "Failure" } else { "Success" };
+                let code = if m == ImdsMode::NotSuccess {
+                    "Failure"
+                } else {
+                    "Success"
+                };
                 TestResponse::new(
                     200,
                     format!(
@@ -305,22 +352,38 @@ fn imdsv2_token_role_and_credentials() {
     assert_eq!(credentials.access_key_id(), "ASIAIMDSEXAMPLE");
     assert_eq!(credentials.secret_access_key(), SECRET);
     assert_eq!(credentials.session_token(), Some(TOKEN));
-    assert_eq!(credentials.expiration(), Some(UnixMillis(T0 + 6 * 3_600_000)));
+    assert_eq!(
+        credentials.expiration(),
+        Some(UnixMillis(T0 + 6 * 3_600_000))
+    );
     // The session token is reused for the next fetch.
     imds.fetch().unwrap();
     assert_eq!(fake.token_puts.load(Ordering::SeqCst), 1);
     let requests = fake.server.requests();
     assert_eq!(
-        requests.iter().map(|r| (r.method.as_str(), r.path.as_str())).collect::<Vec<_>>(),
+        requests
+            .iter()
+            .map(|r| (r.method.as_str(), r.path.as_str()))
+            .collect::<Vec<_>>(),
         [
             ("PUT", "/latest/api/token"),
             ("GET", "/latest/meta-data/iam/security-credentials/"),
-            ("GET", "/latest/meta-data/iam/security-credentials/ccc-parent-role"),
+            (
+                "GET",
+                "/latest/meta-data/iam/security-credentials/ccc-parent-role"
+            ),
             ("GET", "/latest/meta-data/iam/security-credentials/"),
-            ("GET", "/latest/meta-data/iam/security-credentials/ccc-parent-role"),
+            (
+                "GET",
+                "/latest/meta-data/iam/security-credentials/ccc-parent-role"
+            ),
         ]
     );
-    assert!(requests.iter().all(|r| r.header("host") == Some(&fake.server.url()[7..])));
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.header("host") == Some(&fake.server.url()[7..]))
+    );
 
     // IMDS restarted and forgot the token: 401, one new token, success.
     fake.valid_tokens.lock().unwrap().clear();
@@ -328,7 +391,10 @@ fn imdsv2_token_role_and_credentials() {
     assert_eq!(fake.token_puts.load(Ordering::SeqCst), 2);
 
     let shown = format!("{imds:?} {credentials:?}");
-    assert!(!shown.contains(SECRET) && !shown.contains(TOKEN) && !shown.contains("AQAE"), "{shown}");
+    assert!(
+        !shown.contains(SECRET) && !shown.contains(TOKEN) && !shown.contains("AQAE"),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -362,28 +428,46 @@ fn imds_failures_say_what_to_do() {
         .unwrap_err();
     assert!(matches!(error, CredentialsError::Unreachable { .. }));
     assert!(
-        error
-            .to_string()
-            .starts_with(&format!("cannot get credentials from IMDS at http://127.0.0.1:{port}")),
+        error.to_string().starts_with(&format!(
+            "cannot get credentials from IMDS at http://127.0.0.1:{port}"
+        )),
         "{error}"
     );
 
     // No role attached.
     let fake = fake_imds(ImdsMode::NoRole);
-    let error = Imds::with_endpoint(&fake.server.url()).unwrap().fetch().unwrap_err();
-    assert!(matches!(error, CredentialsError::ImdsStatus { status: 404, .. }));
-    assert!(error.to_string().contains("no IAM role is attached"), "{error}");
+    let error = Imds::with_endpoint(&fake.server.url())
+        .unwrap()
+        .fetch()
+        .unwrap_err();
+    assert!(matches!(
+        error,
+        CredentialsError::ImdsStatus { status: 404, .. }
+    ));
+    assert!(
+        error.to_string().contains("no IAM role is attached"),
+        "{error}"
+    );
 
     // Broken JSON: named, and the secret it contained is not repeated.
     let fake = fake_imds(ImdsMode::MalformedJson);
-    let error = Imds::with_endpoint(&fake.server.url()).unwrap().fetch().unwrap_err();
-    assert!(matches!(error, CredentialsError::Malformed { .. }), "{error:?}");
+    let error = Imds::with_endpoint(&fake.server.url())
+        .unwrap()
+        .fetch()
+        .unwrap_err();
+    assert!(
+        matches!(error, CredentialsError::Malformed { .. }),
+        "{error:?}"
+    );
     let shown = error.to_string();
     assert!(shown.contains("is not role credentials JSON"), "{shown}");
     assert!(!shown.contains(SECRET), "{shown}");
 
     let fake = fake_imds(ImdsMode::NotSuccess);
-    let error = Imds::with_endpoint(&fake.server.url()).unwrap().fetch().unwrap_err();
+    let error = Imds::with_endpoint(&fake.server.url())
+        .unwrap()
+        .fetch()
+        .unwrap_err();
     assert!(error.to_string().contains("Code \"Failure\""), "{error}");
 
     // A server that wants IMDSv2 and a client that never sends a token: what a v1-only client
@@ -401,13 +485,29 @@ fn imds_failures_say_what_to_do() {
         path: "/latest/meta-data/iam/security-credentials/".into(),
         status: 401,
     };
-    assert!(error.to_string().contains("IMDSv2 session token"), "{error}");
+    assert!(
+        error.to_string().contains("IMDSv2 session token"),
+        "{error}"
+    );
 
-    for bad in ["https://169.254.169.254", "http://", "http://host:notaport", "169.254.169.254"] {
+    for bad in [
+        "https://169.254.169.254",
+        "http://",
+        "http://host:notaport",
+        "169.254.169.254",
+    ] {
         assert!(Imds::with_endpoint(bad).is_err(), "{bad}");
     }
-    assert_eq!(Imds::with_endpoint("http://[fd00:ec2::254]").unwrap().url(), "http://[fd00:ec2::254]");
-    assert_eq!(Imds::with_endpoint("http://169.254.169.254/").unwrap().url(), "http://169.254.169.254");
+    assert_eq!(
+        Imds::with_endpoint("http://[fd00:ec2::254]").unwrap().url(),
+        "http://[fd00:ec2::254]"
+    );
+    assert_eq!(
+        Imds::with_endpoint("http://169.254.169.254/")
+            .unwrap()
+            .url(),
+        "http://169.254.169.254"
+    );
 }
 
 #[test]
@@ -436,7 +536,11 @@ fn environment_credentials() {
     let missing = Environment::from_vars([("AWS_ACCESS_KEY_ID", "AKIAENV")])
         .fetch()
         .unwrap_err();
-    assert!(missing.to_string().starts_with("environment credentials: AWS_SECRET_ACCESS_KEY is not set"));
+    assert!(
+        missing
+            .to_string()
+            .starts_with("environment credentials: AWS_SECRET_ACCESS_KEY is not set")
+    );
     assert!(!Environment::from_vars([]).is_configured());
     let bad_time = Environment::from_vars([
         ("AWS_ACCESS_KEY_ID", "AKIAENV"),
@@ -461,6 +565,9 @@ fn nothing_secret_in_debug_output() {
         StaticCredentials::new(credentials.clone()),
         Timeouts::default()
     );
-    assert!(shown.contains("ASIAEXAMPLE") && shown.contains("2026-01-01T00:00:00.000Z"), "{shown}");
+    assert!(
+        shown.contains("ASIAEXAMPLE") && shown.contains("2026-01-01T00:00:00.000Z"),
+        "{shown}"
+    );
     assert!(!shown.contains(SECRET) && !shown.contains(TOKEN), "{shown}");
 }

@@ -15,8 +15,7 @@ use ccc_sdk::kms::attested::{AttestedKmsClient, KeyRotation};
 use ccc_sdk::kms::client::{ClientConfig, ClientError, Event, KmsClient, Observer, Transport};
 use ccc_sdk::kms::{
     DataKeyPairSpec, DecryptRequest, DeriveSharedSecretRequest, EncryptRequest,
-    GenerateDataKeyPairRequest, GenerateDataKeyRequest, KeyAgreementAlgorithm, KmsError,
-    Operation,
+    GenerateDataKeyPairRequest, GenerateDataKeyRequest, KeyAgreementAlgorithm, KmsError, Operation,
 };
 use ccc_sdk::net::Endpoint;
 use ccc_sdk::nsm::{Nsm, Simulator, SimulatorConfig};
@@ -117,7 +116,10 @@ fn document_keys(setup: &Setup) -> Vec<Vec<u8>> {
 fn every_operation_opens_ciphertext_for_recipient() {
     let s = setup(KeyRotation::default());
     let client = &s.client;
-    assert_eq!(client.decrypt(decrypt_request(b"blob")).unwrap().expose(), b"plain:blob");
+    assert_eq!(
+        client.decrypt(decrypt_request(b"blob")).unwrap().expose(),
+        b"plain:blob"
+    );
     let data_key = client
         .generate_data_key(GenerateDataKeyRequest {
             key_id: "alias/app".into(),
@@ -175,13 +177,20 @@ fn every_operation_opens_ciphertext_for_recipient() {
             &AwsLc,
         )
         .unwrap();
-        assert_eq!(verified.public_key.as_deref(), Some(&client.public_key_spki()[..]));
+        assert_eq!(
+            verified.public_key.as_deref(),
+            Some(&client.public_key_spki()[..])
+        );
         assert_eq!(verified.nonce, None);
         assert_eq!(verified.user_data, None);
     }
     // Encrypt carried no Recipient.
     let encrypt = s.fake.server.requests().into_iter().last().unwrap();
-    assert!(!String::from_utf8(encrypt.body).unwrap().contains("Recipient"));
+    assert!(
+        !String::from_utf8(encrypt.body)
+            .unwrap()
+            .contains("Recipient")
+    );
 
     let lines = s.recorder.0.lock().unwrap().clone();
     for expected in [
@@ -191,13 +200,28 @@ fn every_operation_opens_ciphertext_for_recipient() {
         "GenerateDataKeyPair: CiphertextForRecipient decrypted inside the enclave (17 secret bytes)",
         "connected to tcp://127.0.0.1:",
     ] {
-        assert!(lines.iter().any(|l| l.starts_with(expected)), "{expected}: {lines:?}");
+        assert!(
+            lines.iter().any(|l| l.starts_with(expected)),
+            "{expected}: {lines:?}"
+        );
     }
-    for secret in ["plain:blob", "pkcs8-private-key", "shared-with", SECRET, "TOKEN"] {
-        assert!(lines.iter().all(|l| !l.contains(secret)), "{secret} leaked: {lines:?}");
+    for secret in [
+        "plain:blob",
+        "pkcs8-private-key",
+        "shared-with",
+        SECRET,
+        "TOKEN",
+    ] {
+        assert!(
+            lines.iter().all(|l| !l.contains(secret)),
+            "{secret} leaked: {lines:?}"
+        );
     }
     let shown = format!("{:?} {data_key:?} {pair:?}", s.client);
-    assert!(!shown.contains("pkcs8") && !shown.contains(SECRET), "{shown}");
+    assert!(
+        !shown.contains("pkcs8") && !shown.contains(SECRET),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -240,8 +264,16 @@ fn keys_rotate_after_max_uses_and_max_age() {
     let keys = document_keys(&s);
     assert_ne!(keys[2], keys[3], "an hour later the key is new");
     let lines = s.recorder.0.lock().unwrap().clone();
-    assert!(lines.iter().any(|l| l.ends_with("(the key reached its maximum number of uses)")));
-    assert!(lines.iter().any(|l| l.ends_with("(the key reached its maximum age)")));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.ends_with("(the key reached its maximum number of uses)"))
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.ends_with("(the key reached its maximum age)"))
+    );
 }
 
 #[test]
@@ -254,7 +286,10 @@ fn a_rotation_during_a_call_does_not_disturb_it() {
         client.rotate_key().unwrap();
     }));
     let before = s.client.public_key_spki();
-    assert_eq!(s.client.decrypt(decrypt_request(b"x")).unwrap().expose(), b"plain:x");
+    assert_eq!(
+        s.client.decrypt(decrypt_request(b"x")).unwrap().expose(),
+        b"plain:x"
+    );
     assert_ne!(s.client.public_key_spki(), before);
     assert_eq!(document_keys(&s)[0], before);
     s.fake.state.hook.lock().unwrap().take();

@@ -77,8 +77,10 @@ fn random(n: u32) -> GenerateRandomRequest {
 #[test]
 fn signed_requests_verify_and_connections_are_reused() {
     let fake = FakeKms::start(credentials(Some("TOKEN")));
-    let (client, sleeper, recorder) =
-        plain_client(&fake, Arc::new(StaticCredentials::new(credentials(Some("TOKEN")))));
+    let (client, sleeper, recorder) = plain_client(
+        &fake,
+        Arc::new(StaticCredentials::new(credentials(Some("TOKEN")))),
+    );
     let answer = client.send(&random(16)).unwrap();
     assert_eq!(answer.plaintext.unwrap().expose(), &[0xab; 16]);
     let encrypted = client
@@ -92,12 +94,22 @@ fn signed_requests_verify_and_connections_are_reused() {
 
     let requests = fake.server.requests();
     assert_eq!(requests.len(), 2);
-    assert_eq!(fake.server.connection_count(), 1, "keep-alive reuses the connection");
+    assert_eq!(
+        fake.server.connection_count(),
+        1,
+        "keep-alive reuses the connection"
+    );
     let first = &requests[0];
     assert_eq!((first.method.as_str(), first.path.as_str()), ("POST", "/"));
     assert_eq!(first.header("host"), Some(HOST));
-    assert_eq!(first.header("x-amz-target"), Some("TrentService.GenerateRandom"));
-    assert_eq!(first.header("content-type"), Some("application/x-amz-json-1.1"));
+    assert_eq!(
+        first.header("x-amz-target"),
+        Some("TrentService.GenerateRandom")
+    );
+    assert_eq!(
+        first.header("content-type"),
+        Some("application/x-amz-json-1.1")
+    );
     assert_eq!(first.header("x-amz-security-token"), Some("TOKEN"));
     assert!(first.header("user-agent").unwrap().starts_with("ccc-sdk/"));
     let authorization = first.header("authorization").unwrap();
@@ -111,19 +123,31 @@ fn signed_requests_verify_and_connections_are_reused() {
     assert!(sleeper.waits().is_empty());
     let lines = recorder.lines();
     assert_eq!(
-        lines.iter().filter(|l| l.starts_with("connected to")).count(),
+        lines
+            .iter()
+            .filter(|l| l.starts_with("connected to"))
+            .count(),
         1,
         "{lines:?}"
     );
-    assert!(lines.iter().any(|l| l.starts_with("GenerateRandom: HTTP 200 (request id fake-request-id)")));
-    assert!(lines.iter().all(|l| !l.contains(SECRET) && !l.contains("TOKEN") && !l.contains("hello")));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("GenerateRandom: HTTP 200 (request id fake-request-id)"))
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| !l.contains(SECRET) && !l.contains("TOKEN") && !l.contains("hello"))
+    );
 }
 
 #[test]
 fn tls_with_the_emulator_ca_and_the_kms_name() {
     let pki = test_pki(&[HOST]);
     let fake = FakeKms::start_tls(credentials(None), pki.server_config.clone());
-    let provider: Arc<dyn CredentialsProvider> = Arc::new(StaticCredentials::new(credentials(None)));
+    let provider: Arc<dyn CredentialsProvider> =
+        Arc::new(StaticCredentials::new(credentials(None)));
     let endpoint = Endpoint::tcp("127.0.0.1", fake.server.port);
 
     let trusted = ClientConfig::new(
@@ -140,7 +164,11 @@ fn tls_with_the_emulator_ca_and_the_kms_name() {
     // never retried.
     let sleeper = Arc::new(RecordingSleeper::default());
     let amazon = KmsClient::new(
-        ClientConfig::new(REGION, endpoint.clone(), Transport::Tls(TrustAnchors::AmazonRoots)),
+        ClientConfig::new(
+            REGION,
+            endpoint.clone(),
+            Transport::Tls(TrustAnchors::AmazonRoots),
+        ),
         Arc::clone(&provider),
     )
     .unwrap()
@@ -153,11 +181,15 @@ fn tls_with_the_emulator_ca_and_the_kms_name() {
         other => panic!("{other:?}"),
     }
     let shown = error.to_string();
-    assert!(shown.contains("Amazon roots") && shown.contains("CustomCaPem"), "{shown}");
+    assert!(
+        shown.contains("Amazon roots") && shown.contains("CustomCaPem"),
+        "{shown}"
+    );
     assert!(sleeper.waits().is_empty());
 
     // The right CA but another region's name: the certificate does not carry it.
-    let misnamed = KmsClient::new(trusted.with_host("kms.eu-west-1.amazonaws.com"), provider).unwrap();
+    let misnamed =
+        KmsClient::new(trusted.with_host("kms.eu-west-1.amazonaws.com"), provider).unwrap();
     let error = misnamed.send(&random(8)).unwrap_err();
     match &error {
         ClientError::Transport(TransportError::Tls { error, .. }) => assert!(
@@ -172,7 +204,11 @@ fn tls_with_the_emulator_ca_and_the_kms_name() {
         ),
         other => panic!("{other:?}"),
     }
-    assert_eq!(fake.server.request_count(), 2, "nothing reached HTTP over untrusted TLS");
+    assert_eq!(
+        fake.server.request_count(),
+        2,
+        "nothing reached HTTP over untrusted TLS"
+    );
 }
 
 #[test]
@@ -181,25 +217,29 @@ fn transient_failures_are_retried_with_jittered_backoff() {
     let (client, sleeper, recorder) =
         plain_client(&fake, Arc::new(StaticCredentials::new(credentials(None))));
     fake.queue(TestResponse::json(503, "{}"));
-    fake.queue(
-        TestResponse::json(400, r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#),
-    );
+    fake.queue(TestResponse::json(
+        400,
+        r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#,
+    ));
     assert_eq!(client.send(&random(4)).unwrap().plaintext.unwrap().len(), 4);
     assert_eq!(fake.server.request_count(), 3);
     let waits = sleeper.waits();
     assert_eq!(waits.len(), 2);
     let policy = RetryPolicy::default();
-    assert!(waits[0] <= policy.backoff_cap(2) && waits[1] <= policy.backoff_cap(3), "{waits:?}");
     assert!(
-        recorder
-            .lines()
-            .iter()
-            .any(|l| l.starts_with("GenerateRandom: attempt 3 in") && l.contains("ThrottlingException"))
+        waits[0] <= policy.backoff_cap(2) && waits[1] <= policy.backoff_cap(3),
+        "{waits:?}"
     );
+    assert!(recorder.lines().iter().any(
+        |l| l.starts_with("GenerateRandom: attempt 3 in") && l.contains("ThrottlingException")
+    ));
 
     // Throttled on every attempt: gives up after max_attempts with the last KMS error.
     for _ in 0..3 {
-        fake.queue(TestResponse::json(400, r#"{"__type":"ThrottlingException"}"#));
+        fake.queue(TestResponse::json(
+            400,
+            r#"{"__type":"ThrottlingException"}"#,
+        ));
     }
     let error = client.send(&random(4)).unwrap_err();
     match &error {
@@ -207,7 +247,9 @@ fn transient_failures_are_retried_with_jittered_backoff() {
         other => panic!("{other:?}"),
     }
     assert_eq!(error.service_error().unwrap().kind, ErrorKind::Throttling);
-    assert!(error.to_string().starts_with("gave up after 3 attempts; last error: KMS GenerateRandom failed with ThrottlingException"));
+    assert!(error.to_string().starts_with(
+        "gave up after 3 attempts; last error: KMS GenerateRandom failed with ThrottlingException"
+    ));
     assert_eq!(sleeper.waits().len(), 4);
 }
 
@@ -225,7 +267,11 @@ fn broken_connections_are_retried_and_stale_ones_replaced_quietly() {
     // A kept-alive connection the server closes: resent on a new connection at once.
     fake.queue(TestResponse::hang_up());
     client.send(&random(4)).unwrap();
-    assert_eq!(sleeper.waits().len(), 1, "no backoff for a stale kept-alive connection");
+    assert_eq!(
+        sleeper.waits().len(),
+        1,
+        "no backoff for a stale kept-alive connection"
+    );
     assert_eq!(fake.server.connection_count(), 3);
 }
 
@@ -233,7 +279,9 @@ fn broken_connections_are_retried_and_stale_ones_replaced_quietly() {
 fn clock_skew_is_corrected_once_from_the_date_header() {
     let fake = FakeKms::start(credentials(None));
     // The client's clock is 20 minutes slow.
-    let clock = Arc::new(ManualClock::new(UnixMillis(UnixMillis::now().0 - 20 * 60_000)));
+    let clock = Arc::new(ManualClock::new(UnixMillis(
+        UnixMillis::now().0 - 20 * 60_000,
+    )));
     let (client, sleeper, recorder) =
         plain_client(&fake, Arc::new(StaticCredentials::new(credentials(None))));
     let client = client.with_clock(clock.clone());
@@ -242,7 +290,12 @@ fn clock_skew_is_corrected_once_from_the_date_header() {
     assert!(sleeper.waits().is_empty());
     let offset = client.clock_offset_millis();
     assert!((19 * 60_000..21 * 60_000).contains(&offset), "{offset}");
-    assert!(recorder.lines().iter().any(|l| l.starts_with("clock corrected by")));
+    assert!(
+        recorder
+            .lines()
+            .iter()
+            .any(|l| l.starts_with("clock corrected by"))
+    );
     // The offset is kept: the next call is accepted at once.
     client.send(&random(4)).unwrap();
     assert_eq!(fake.server.request_count(), 3);
@@ -282,7 +335,11 @@ impl CredentialsSource for TwoTokens {
 #[test]
 fn expired_tokens_get_fresh_credentials_once() {
     let fake = FakeKms::start(credentials(Some("NEW")));
-    fake.state.accepted.lock().unwrap().push(credentials(Some("OLD")));
+    fake.state
+        .accepted
+        .lock()
+        .unwrap()
+        .push(credentials(Some("OLD")));
     fake.state.expired_tokens.lock().unwrap().push("OLD".into());
     let provider = Arc::new(Refreshing::new(TwoTokens(AtomicUsize::new(0))));
     let (client, sleeper, recorder) = plain_client(&fake, provider.clone());
@@ -295,7 +352,11 @@ fn expired_tokens_get_fresh_credentials_once() {
         .collect();
     assert_eq!(tokens, ["OLD", "NEW"]);
     assert!(sleeper.waits().is_empty());
-    assert!(recorder.lines().contains(&"asked for fresh credentials".to_owned()));
+    assert!(
+        recorder
+            .lines()
+            .contains(&"asked for fresh credentials".to_owned())
+    );
 
     // Fixed credentials cannot be refreshed: the error comes back after one request.
     let (client, _, _) = plain_client(
@@ -325,7 +386,11 @@ fn permanent_errors_are_typed_and_not_retried() {
         .unwrap_err();
     let service = error.service_error().unwrap();
     assert_eq!(service.kind, ErrorKind::AccessDenied);
-    assert!(error.to_string().contains("Likely fix: the IAM policy or the key policy"));
+    assert!(
+        error
+            .to_string()
+            .contains("Likely fix: the IAM policy or the key policy")
+    );
     assert_eq!(fake.server.request_count(), 1);
     assert!(sleeper.waits().is_empty());
 
@@ -337,16 +402,24 @@ fn permanent_errors_are_typed_and_not_retried() {
         )),
     );
     let error = wrong.send(&random(4)).unwrap_err();
-    assert_eq!(error.service_error().unwrap().kind, ErrorKind::InvalidSignature);
+    assert_eq!(
+        error.service_error().unwrap().kind,
+        ErrorKind::InvalidSignature
+    );
     assert!(error.to_string().contains("wrong secret access key"));
 
     // An unknown access key id.
     let (unknown, _, _) = plain_client(
         &fake,
-        Arc::new(StaticCredentials::new(Credentials::new("AKIAUNKNOWN", SECRET, None).unwrap())),
+        Arc::new(StaticCredentials::new(
+            Credentials::new("AKIAUNKNOWN", SECRET, None).unwrap(),
+        )),
     );
     let error = unknown.send(&random(4)).unwrap_err();
-    assert_eq!(error.service_error().unwrap().kind, ErrorKind::UnrecognizedClient);
+    assert_eq!(
+        error.service_error().unwrap().kind,
+        ErrorKind::UnrecognizedClient
+    );
 }
 
 #[test]
@@ -354,7 +427,10 @@ fn answers_are_bounded_and_chunked_ones_decode() {
     let fake = FakeKms::start(credentials(None));
     let (client, _, _) = plain_client(&fake, Arc::new(StaticCredentials::new(credentials(None))));
     fake.queue(TestResponse::json(200, r#"{"Plaintext":"AAEC"}"#).chunked());
-    assert_eq!(client.send(&random(3)).unwrap().plaintext.unwrap().expose(), &[0, 1, 2]);
+    assert_eq!(
+        client.send(&random(3)).unwrap().plaintext.unwrap().expose(),
+        &[0, 1, 2]
+    );
 
     fake.queue(TestResponse::json(200, vec![b' '; MAX_RESPONSE_LEN + 1]));
     let error = client.send(&random(3)).unwrap_err();
@@ -366,7 +442,10 @@ fn answers_are_bounded_and_chunked_ones_decode() {
 
     fake.queue(TestResponse::json(200, "<html>proxy login</html>"));
     let error = client.send(&random(3)).unwrap_err();
-    assert!(matches!(error, ClientError::Kms(KmsError::MalformedResponse { .. })), "{error:?}");
+    assert!(
+        matches!(error, ClientError::Kms(KmsError::MalformedResponse { .. })),
+        "{error:?}"
+    );
 }
 
 #[test]
@@ -378,13 +457,24 @@ fn an_absent_endpoint_is_retried_then_named() {
         .port();
     let sleeper = Arc::new(RecordingSleeper::default());
     let client = KmsClient::new(
-        ClientConfig::new(REGION, Endpoint::tcp("127.0.0.1", port), Transport::PlainHttpForEmulator),
+        ClientConfig::new(
+            REGION,
+            Endpoint::tcp("127.0.0.1", port),
+            Transport::PlainHttpForEmulator,
+        ),
         Arc::new(StaticCredentials::new(credentials(None))),
     )
     .unwrap()
     .with_sleeper(sleeper.clone());
     let error = client.send(&random(1)).unwrap_err();
-    assert!(matches!(error, ClientError::GaveUp { attempts: 3, .. }), "{error:?}");
-    assert!(error.to_string().contains(&format!("cannot connect to tcp://127.0.0.1:{port}")));
+    assert!(
+        matches!(error, ClientError::GaveUp { attempts: 3, .. }),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains(&format!("cannot connect to tcp://127.0.0.1:{port}"))
+    );
     assert_eq!(sleeper.waits().len(), 2);
 }

@@ -5,9 +5,9 @@ use super::protocol::{self, DEFAULT_PORT};
 use super::{Credentials, CredentialsError, CredentialsSource, Refreshing};
 use crate::net::vsock::CID_PARENT;
 use crate::net::{Endpoint, Stream, Timeouts, TransportError, VsockAddr};
+use alloc::string::String;
 use std::format;
 use std::io;
-use alloc::string::String;
 
 /// Fetches credentials from the parent's credentials service (one connection per fetch).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -43,9 +43,9 @@ use crate::clock::{Clock, SystemClock};
 use crate::net::TransportError;
 use crate::sigv4::SigV4Error;
 use crate::time::UnixMillis;
-use core::fmt;
 use alloc::boxed::Box;
 use alloc::string::String;
+use core::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -221,7 +221,9 @@ impl<S: CredentialsSource> CredentialsProvider for Refreshing<S> {
             Err(error) => match &cache.current {
                 Some(current)
                     if !cache.invalidated
-                        && current.expiration().is_none_or(|expiration| now < expiration) =>
+                        && current
+                            .expiration()
+                            .is_none_or(|expiration| now < expiration) =>
                 {
                     Ok(Arc::clone(current))
                 }
@@ -410,7 +412,6 @@ mod tests {
         let provider = Refreshing::new(source).with_clock(clock.clone());
         (clock, provider)
     }
-
 
     #[test]
     fn cached_until_five_minutes_before_expiry() {

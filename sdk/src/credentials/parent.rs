@@ -16,17 +16,17 @@ use crate::http::{self, HttpError};
 use crate::net::{Endpoint, Listener, Stream, Timeouts};
 use crate::secret::SecretBytes;
 use crate::time::UnixMillis;
-use core::fmt;
-use serde::Deserialize;
-use std::collections::BTreeMap;
-use std::io;
 use alloc::borrow::ToOwned;
 use alloc::boxed::Box;
 use alloc::string::{String, ToString};
+use core::fmt;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::format;
+use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use std::format;
 use zeroize::Zeroizing;
 
 /// IMDS's address (link-local, reachable from the instance only).
@@ -113,12 +113,13 @@ impl CredentialsSource for Environment {
         let access_key_id = required("AWS_ACCESS_KEY_ID")?;
         let secret = Zeroizing::new(required("AWS_SECRET_ACCESS_KEY")?);
         let token = self.var("AWS_SESSION_TOKEN");
-        let credentials = Credentials::new(access_key_id, secret.as_str(), token).map_err(
-            |error| CredentialsError::Invalid {
-                from: self.describe(),
-                error,
-            },
-        )?;
+        let credentials =
+            Credentials::new(access_key_id, secret.as_str(), token).map_err(|error| {
+                CredentialsError::Invalid {
+                    from: self.describe(),
+                    error,
+                }
+            })?;
         match self.var("AWS_CREDENTIAL_EXPIRATION") {
             None => Ok(credentials),
             Some(text) => UnixMillis::parse(&text)
@@ -176,12 +177,12 @@ impl Imds {
     /// [`CredentialsError::Environment`] if that variable is not an `http://host[:port]` URL.
     pub fn new() -> Result<Self, CredentialsError> {
         match std::env::var(IMDS_ENDPOINT_VARIABLE) {
-            Ok(url) if !url.is_empty() => Self::with_endpoint(&url).map_err(|_| {
-                CredentialsError::Environment {
+            Ok(url) if !url.is_empty() => {
+                Self::with_endpoint(&url).map_err(|_| CredentialsError::Environment {
                     variable: IMDS_ENDPOINT_VARIABLE,
                     problem: "is not an http://host[:port] URL",
-                }
-            }),
+                })
+            }
             _ => Self::with_endpoint(IMDS_ENDPOINT),
         }
     }
@@ -201,7 +202,9 @@ impl Imds {
             .filter(|rest| !rest.is_empty() && !rest.contains('/'))
             .ok_or_else(invalid)?;
         let (host, port) = match authority.rsplit_once(':') {
-            Some((host, port)) if !host.ends_with(':') && (!host.contains(':') || host.ends_with(']')) => {
+            Some((host, port))
+                if !host.ends_with(':') && (!host.contains(':') || host.ends_with(']')) =>
+            {
                 (host, port.parse::<u16>().map_err(|_| invalid())?)
             }
             _ => (authority, 80),
@@ -262,10 +265,12 @@ impl Imds {
         if let Some((name, value)) = header {
             builder = builder.header(name, value);
         }
-        let request = builder.body(&[][..]).map_err(|_| CredentialsError::Malformed {
-            from: self.describe(),
-            detail: format!("cannot build a request for {path:?}"),
-        })?;
+        let request = builder
+            .body(&[][..])
+            .map_err(|_| CredentialsError::Malformed {
+                from: self.describe(),
+                detail: format!("cannot build a request for {path:?}"),
+            })?;
         let received = http::exchange(&mut stream, &request, IMDS_MAX_RESPONSE)
             .map_err(|e: HttpError| unreachable(e.at(&self.endpoint, self.timeouts.io)))?;
         let status = received.response.status().as_u16();
@@ -290,7 +295,8 @@ impl Imds {
             return Ok(token.clone());
         }
         let ttl = IMDS_TOKEN_TTL_SECS.to_string();
-        let (status, body) = self.call(::http::Method::PUT, TOKEN_PATH, Some((TTL_HEADER, &ttl)))?;
+        let (status, body) =
+            self.call(::http::Method::PUT, TOKEN_PATH, Some((TTL_HEADER, &ttl)))?;
         if status != 200 {
             return Err(self.status_error(TOKEN_PATH, status));
         }
@@ -303,9 +309,8 @@ impl Imds {
                 from: self.describe(),
                 detail: "the session token is empty or not visible ASCII".into(),
             })?;
-        let until = UnixMillis(
-            now.0 + u64::from(IMDS_TOKEN_TTL_SECS) * 1000 - IMDS_TOKEN_MARGIN_MILLIS,
-        );
+        let until =
+            UnixMillis(now.0 + u64::from(IMDS_TOKEN_TTL_SECS) * 1000 - IMDS_TOKEN_MARGIN_MILLIS);
         *cached = Some((token.clone(), until));
         Ok(token)
     }
@@ -474,7 +479,10 @@ impl fmt::Display for ServeEvent<'_> {
                 write!(f, "credentials: connection from {peer} failed: {error}")
             }
             Self::TooManyConnections { peer } => {
-                write!(f, "credentials: turned {peer} away (too many open connections)")
+                write!(
+                    f,
+                    "credentials: turned {peer} away (too many open connections)"
+                )
             }
         }
     }

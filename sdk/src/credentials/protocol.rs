@@ -6,11 +6,11 @@
 
 use super::{Credentials, CredentialsError};
 use crate::time::UnixMillis;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
 use core::fmt;
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
-use alloc::string::{String, ToString};
-use alloc::vec::Vec;
 use std::{format, vec};
 use zeroize::Zeroizing;
 
@@ -118,7 +118,11 @@ pub fn write_frame<W: Write + ?Sized>(stream: &mut W, payload: &[u8]) -> io::Res
         ));
     }
     let mut frame = Zeroizing::new(Vec::with_capacity(4 + payload.len()));
-    frame.extend_from_slice(&u32::try_from(payload.len()).unwrap_or(u32::MAX).to_be_bytes());
+    frame.extend_from_slice(
+        &u32::try_from(payload.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
     frame.extend_from_slice(payload);
     stream.write_all(&frame)?;
     stream.flush()
@@ -338,20 +342,36 @@ mod tests {
 
     #[test]
     fn requests_and_rejections() {
-        assert_eq!(encode_request(), br#"{"version":1,"type":"get_credentials"}"#);
-        assert_eq!(decode_request(&encode_request()), Ok(Request::GetCredentials));
+        assert_eq!(
+            encode_request(),
+            br#"{"version":1,"type":"get_credentials"}"#
+        );
+        assert_eq!(
+            decode_request(&encode_request()),
+            Ok(Request::GetCredentials)
+        );
         assert_eq!(
             decode_request(br#"{"type":"get_credentials","version":1,"future":true}"#),
             Ok(Request::GetCredentials)
         );
         for (payload, code) in [
-            (&br#"{"version":2,"type":"get_credentials"}"#[..], ErrorCode::UnsupportedVersion),
+            (
+                &br#"{"version":2,"type":"get_credentials"}"#[..],
+                ErrorCode::UnsupportedVersion,
+            ),
             (br#"{"version":1,"type":"steal"}"#, ErrorCode::BadRequest),
-            (br#"{"version":1,"type":"error","code":"x"}"#, ErrorCode::BadRequest),
+            (
+                br#"{"version":1,"type":"error","code":"x"}"#,
+                ErrorCode::BadRequest,
+            ),
             (b"not json", ErrorCode::BadRequest),
             (br#"{"type":"get_credentials"}"#, ErrorCode::BadRequest),
         ] {
-            assert_eq!(decode_request(payload).unwrap_err().code, code, "{payload:?}");
+            assert_eq!(
+                decode_request(payload).unwrap_err().code,
+                code,
+                "{payload:?}"
+            );
         }
     }
 
@@ -377,10 +397,13 @@ mod tests {
             "test",
         )
         .unwrap();
-        assert_eq!((long_term.session_token(), long_term.expiration()), (None, None));
+        assert_eq!(
+            (long_term.session_token(), long_term.expiration()),
+            (None, None)
+        );
 
-        let refused = decode_answer(&encode_error(ErrorCode::Unavailable, "IMDS down\n"), "p")
-            .unwrap_err();
+        let refused =
+            decode_answer(&encode_error(ErrorCode::Unavailable, "IMDS down\n"), "p").unwrap_err();
         assert!(
             matches!(&refused, CredentialsError::Refused { code, message, .. }
                 if code == "unavailable" && message == "IMDS down ")

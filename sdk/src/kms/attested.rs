@@ -24,17 +24,17 @@
 
 use super::client::{ClientError, Event, KmsClient};
 use super::{
-    DecryptRequest, DeriveSharedSecretRequest, EncryptRequest, EncryptResponse,
-    GenerateDataKeyPairRequest, GenerateDataKeyRequest, GenerateRandomRequest, KmsError,
-    Operation, Recipient, RecipientResponse, DataKeyPairSpec,
+    DataKeyPairSpec, DecryptRequest, DeriveSharedSecretRequest, EncryptRequest, EncryptResponse,
+    GenerateDataKeyPairRequest, GenerateDataKeyRequest, GenerateRandomRequest, KmsError, Operation,
+    Recipient, RecipientResponse,
 };
 use crate::crypto::{AwsLc, AwsLcRsaKey, Crypto, RsaDecryptionKey};
 use crate::nsm::Nsm;
 use crate::secret::SecretBytes;
 use crate::time::UnixMillis;
+use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use alloc::format;
 use core::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -133,7 +133,10 @@ impl fmt::Debug for AttestedKmsClient {
             .field("kms", &self.kms)
             .field("nsm", &self.nsm)
             .field("rotation", &self.rotation)
-            .field("public_key_sha256", &hex::encode(self.current().spki_sha256))
+            .field(
+                "public_key_sha256",
+                &hex::encode(self.current().spki_sha256),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -226,7 +229,11 @@ impl AttestedKmsClient {
     }
 
     /// A fresh attestation document for `key`.
-    fn recipient(&self, key: &RecipientKey, operation: Operation) -> Result<Recipient, ClientError> {
+    fn recipient(
+        &self,
+        key: &RecipientKey,
+        operation: Operation,
+    ) -> Result<Recipient, ClientError> {
         let document = self
             .nsm
             .attestation(None, None, Some(key.key.public_key_spki()))
@@ -306,9 +313,9 @@ impl AttestedKmsClient {
             public_key: response
                 .public_key
                 .ok_or_else(|| missing(Operation::GenerateDataKeyPair, "PublicKey"))?,
-            private_key_ciphertext_blob: response.private_key_ciphertext_blob.ok_or_else(
-                || missing(Operation::GenerateDataKeyPair, "PrivateKeyCiphertextBlob"),
-            )?,
+            private_key_ciphertext_blob: response.private_key_ciphertext_blob.ok_or_else(|| {
+                missing(Operation::GenerateDataKeyPair, "PrivateKeyCiphertextBlob")
+            })?,
             key_id: response.key_id,
             key_pair_spec: response.key_pair_spec,
         })

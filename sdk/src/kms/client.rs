@@ -728,7 +728,9 @@ impl KmsClient {
             amz_date: signed.amz_date(),
             recipient: request.recipient().is_some(),
         });
-        let received = self.exchange(&http_request).map_err(ClientError::Transport)?;
+        let received = self
+            .exchange(&http_request)
+            .map_err(ClientError::Transport)?;
         let received_at = self.clock.now();
         let response = received.response;
         let status = response.status().as_u16();
@@ -832,10 +834,7 @@ mod tests {
         assert_eq!(config.endpoint.to_string(), "vsock://3:8000");
         assert_eq!(config.transport, Transport::Tls(TrustAnchors::AmazonRoots));
         assert_eq!(config.host(), "kms.eu-west-1.amazonaws.com");
-        assert_eq!(
-            config.clone().with_host("localhost").host(),
-            "localhost"
-        );
+        assert_eq!(config.clone().with_host("localhost").host(), "localhost");
         assert_eq!(config.retry.max_attempts, 3);
     }
 

@@ -5,9 +5,9 @@
 //! failures too.
 
 use alloc::boxed::Box;
+use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use alloc::format;
 
 pub mod vsock;
 
@@ -436,7 +436,10 @@ impl fmt::Display for TransportError {
                  tcp://127.0.0.1:4443, unix:///run/ccc.sock)"
             ),
             Self::Resolve { endpoint, source } => {
-                write!(f, "cannot resolve {endpoint}: {source}; check the host name")
+                write!(
+                    f,
+                    "cannot resolve {endpoint}: {source}; check the host name"
+                )
             }
             Self::VsockUnsupported { endpoint } => write!(
                 f,
@@ -516,9 +519,9 @@ impl fmt::Display for TransportError {
 impl std::error::Error for TransportError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Resolve { source, .. } | Self::Connect { source, .. } | Self::Io { source, .. } => {
-                Some(source)
-            }
+            Self::Resolve { source, .. }
+            | Self::Connect { source, .. }
+            | Self::Io { source, .. } => Some(source),
             Self::Tls { error, .. } => Some(error.as_ref()),
             Self::Http { error, .. } => Some(error),
             _ => None,
@@ -575,12 +578,15 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let error = Stream::connect(&Endpoint::tcp("127.0.0.1", port), &Timeouts::default())
-            .unwrap_err();
+        let error =
+            Stream::connect(&Endpoint::tcp("127.0.0.1", port), &Timeouts::default()).unwrap_err();
         assert!(matches!(error, TransportError::Connect { .. }), "{error:?}");
         assert!(error.is_transient());
         let shown = error.to_string();
-        assert!(shown.contains(&format!("tcp://127.0.0.1:{port}")), "{shown}");
+        assert!(
+            shown.contains(&format!("tcp://127.0.0.1:{port}")),
+            "{shown}"
+        );
         assert!(shown.contains("is the server running"), "{shown}");
     }
 
@@ -598,11 +604,18 @@ mod tests {
             TransportError::ConnectTimeout { timeout, .. } => {
                 assert_eq!(*timeout, Duration::from_millis(300));
             }
-            TransportError::Connect { source, .. } if source.raw_os_error() == Some(libc::ENODEV) => {
-                assert!(shown.contains("no vsock transport reaches CID 3"), "{shown}");
+            TransportError::Connect { source, .. }
+                if source.raw_os_error() == Some(libc::ENODEV) =>
+            {
+                assert!(
+                    shown.contains("no vsock transport reaches CID 3"),
+                    "{shown}"
+                );
                 assert!(!error.is_transient());
             }
-            TransportError::Connect { .. } => assert!(shown.contains("vsock-proxy 8000"), "{shown}"),
+            TransportError::Connect { .. } => {
+                assert!(shown.contains("vsock-proxy 8000"), "{shown}")
+            }
             other => panic!("unexpected {other:?}"),
         }
     }

@@ -2,7 +2,6 @@
 //! connect with a deadline, read/write timeouts; the system calls are in the crate's `sys`
 //! module.
 
-
 use crate::sys::vsock as sys;
 use core::fmt;
 use std::fs::File;
@@ -225,8 +224,8 @@ mod tests {
 
     #[test]
     fn zero_timeouts_are_refused() {
-        let error = VsockStream::connect(VsockAddr::new(CID_PARENT, 8000), Duration::ZERO)
-            .unwrap_err();
+        let error =
+            VsockStream::connect(VsockAddr::new(CID_PARENT, 8000), Duration::ZERO).unwrap_err();
         // Either no vsock at all, or the explicit refusal before connecting.
         assert!(
             error.kind() == io::ErrorKind::InvalidInput
@@ -241,8 +240,9 @@ mod tests {
             Ok(listener) => {
                 assert_ne!(listener.local_addr().port, PORT_ANY);
                 // A second listener on the same port is refused.
-                let again = VsockListener::bind(VsockAddr::new(CID_ANY, listener.local_addr().port))
-                    .unwrap_err();
+                let again =
+                    VsockListener::bind(VsockAddr::new(CID_ANY, listener.local_addr().port))
+                        .unwrap_err();
                 assert_eq!(again.raw_os_error(), Some(libc::EADDRINUSE), "{again:?}");
             }
             Err(error) => assert_eq!(error.raw_os_error(), Some(libc::EAFNOSUPPORT), "{error:?}"),

@@ -18,7 +18,6 @@
 //!
 //! The socket level of the vsock options is `AF_VSOCK` itself.
 
-
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -198,7 +197,12 @@ fn wait_writable(fd: BorrowedFd<'_>, deadline: Instant) -> io::Result<bool> {
 /// Connects `fd` to `(cid, port)` within `timeout` (non-blocking `connect` + `poll`, with the
 /// kernel's own vsock connect timeout set to the same value), then makes it blocking again.
 /// A timeout is reported as [`io::ErrorKind::TimedOut`].
-pub(crate) fn connect(fd: BorrowedFd<'_>, cid: u32, port: u32, timeout: Duration) -> io::Result<()> {
+pub(crate) fn connect(
+    fd: BorrowedFd<'_>,
+    cid: u32,
+    port: u32,
+    timeout: Duration,
+) -> io::Result<()> {
     if timeout.is_zero() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -211,13 +215,8 @@ pub(crate) fn connect(fd: BorrowedFd<'_>, cid: u32, port: u32, timeout: Duration
     let address = SockaddrVm::new(cid, port);
     // SAFETY: `address` is a live `struct sockaddr_vm` and the length passed is its exact
     // size; the kernel only reads it. `fd` is borrowed for the call.
-    let status = unsafe {
-        libc::connect(
-            fd.as_raw_fd(),
-            (&raw const address).cast(),
-            SOCKADDR_VM_LEN,
-        )
-    };
+    let status =
+        unsafe { libc::connect(fd.as_raw_fd(), (&raw const address).cast(), SOCKADDR_VM_LEN) };
     if status < 0 {
         let error = io::Error::last_os_error();
         if error.raw_os_error() != Some(libc::EINPROGRESS) {

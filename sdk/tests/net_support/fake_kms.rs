@@ -96,9 +96,12 @@ fn server_now(state: &FakeState) -> UnixMillis {
 }
 
 fn error(status: u16, code: &str, message: &str, state: &FakeState) -> TestResponse {
-    TestResponse::json(status, json!({"__type": code, "message": message}).to_string())
-        .header("x-amzn-RequestId", "fake-request-id")
-        .header("Date", &http_date(server_now(state)))
+    TestResponse::json(
+        status,
+        json!({"__type": code, "message": message}).to_string(),
+    )
+    .header("x-amzn-RequestId", "fake-request-id")
+    .header("Date", &http_date(server_now(state)))
 }
 
 fn handle(state: &FakeState, request: &TestRequest) -> TestResponse {
@@ -114,7 +117,12 @@ fn handle(state: &FakeState, request: &TestRequest) -> TestResponse {
         .map(|(n, v)| (n.as_str(), v.as_str()))
         .collect();
     let Some(authorization) = request.header("authorization") else {
-        return error(400, "MissingAuthenticationTokenException", "no Authorization", state);
+        return error(
+            400,
+            "MissingAuthenticationTokenException",
+            "no Authorization",
+            state,
+        );
     };
     let key_id = match Authorization::parse(authorization) {
         Ok(a) => a.access_key_id.to_owned(),
@@ -128,12 +136,27 @@ fn handle(state: &FakeState, request: &TestRequest) -> TestResponse {
         .find(|c| c.access_key_id() == key_id)
         .cloned()
     else {
-        return error(400, "UnrecognizedClientException", "The security token included in the request is invalid.", state);
+        return error(
+            400,
+            "UnrecognizedClientException",
+            "The security token included in the request is invalid.",
+            state,
+        );
     };
     if let Some(token) = request.header("x-amz-security-token")
-        && state.expired_tokens.lock().unwrap().iter().any(|t| t == token)
+        && state
+            .expired_tokens
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|t| t == token)
     {
-        return error(400, "ExpiredTokenException", "The security token included in the request is expired", state);
+        return error(
+            400,
+            "ExpiredTokenException",
+            "The security token included in the request is expired",
+            state,
+        );
     }
     let signed = ccc_sdk::sigv4::Request {
         method: &request.method,
@@ -144,50 +167,63 @@ fn handle(state: &FakeState, request: &TestRequest) -> TestResponse {
     };
     match SigV4::new().verify(&AwsLc, &credentials, &signed, Some(server_now(state)), true) {
         Ok(()) => {}
-        Err(e @ (SigV4Error::SignatureExpired { .. } | SigV4Error::SignatureNotYetCurrent { .. })) => {
+        Err(
+            e @ (SigV4Error::SignatureExpired { .. } | SigV4Error::SignatureNotYetCurrent { .. }),
+        ) => {
             return error(400, "InvalidSignatureException", &e.to_string(), state);
         }
         Err(e) => return error(400, "InvalidSignatureException", &e.to_string(), state),
     }
     let body: Value = serde_json::from_slice(&request.body).unwrap();
     let target = request.header("x-amz-target").unwrap_or_default();
-    let recipient_key = body["Recipient"]["AttestationDocument"].as_str().map(|doc| {
-        let document = B64.decode(doc).unwrap();
-        state.documents.lock().unwrap().push(document.clone());
-        let parsed = ccc_sdk::attestation::parse(&document).unwrap();
-        parsed.document.public_key.unwrap().to_vec()
-    });
+    let recipient_key = body["Recipient"]["AttestationDocument"]
+        .as_str()
+        .map(|doc| {
+            let document = B64.decode(doc).unwrap();
+            state.documents.lock().unwrap().push(document.clone());
+            let parsed = ccc_sdk::attestation::parse(&document).unwrap();
+            parsed.document.public_key.unwrap().to_vec()
+        });
     // The secret member, either in plaintext or as CiphertextForRecipient.
-    let secret = |name: &str, value: &[u8], out: &mut serde_json::Map<String, Value>| {
-        match (&recipient_key, state.ignore_recipient.load(Ordering::SeqCst)) {
-            (Some(spki), false) => {
-                let envelope = build(spki, value, ContentLayout::Chunked).unwrap();
-                out.insert("CiphertextForRecipient".into(), B64.encode(envelope).into());
-            }
-            _ => {
-                out.insert(name.into(), B64.encode(value).into());
-            }
+    let secret = |name: &str, value: &[u8], out: &mut serde_json::Map<String, Value>| match (
+        &recipient_key,
+        state.ignore_recipient.load(Ordering::SeqCst),
+    ) {
+        (Some(spki), false) => {
+            let envelope = build(spki, value, ContentLayout::Chunked).unwrap();
+            out.insert("CiphertextForRecipient".into(), B64.encode(envelope).into());
+        }
+        _ => {
+            out.insert(name.into(), B64.encode(value).into());
         }
     };
     let mut out = serde_json::Map::new();
     let key_arn = "arn:aws:kms:us-east-1:111122223333:key/fake";
     match target {
         "TrentService.Decrypt" => {
-            let blob = B64.decode(body["CiphertextBlob"].as_str().unwrap()).unwrap();
+            let blob = B64
+                .decode(body["CiphertextBlob"].as_str().unwrap())
+                .unwrap();
             let plain = [b"plain:".as_slice(), &blob].concat();
             secret("Plaintext", &plain, &mut out);
             out.insert("KeyId".into(), key_arn.into());
         }
         "TrentService.Encrypt" => {
             let plain = B64.decode(body["Plaintext"].as_str().unwrap()).unwrap();
-            out.insert("CiphertextBlob".into(), B64.encode([b"ct:".as_slice(), &plain].concat()).into());
+            out.insert(
+                "CiphertextBlob".into(),
+                B64.encode([b"ct:".as_slice(), &plain].concat()).into(),
+            );
             out.insert("KeyId".into(), key_arn.into());
         }
         "TrentService.GenerateDataKey" => {
             let n = body["NumberOfBytes"].as_u64().unwrap_or(32) as usize;
             let key = vec![0x5a; n];
             secret("Plaintext", &key, &mut out);
-            out.insert("CiphertextBlob".into(), B64.encode([b"wrapped:".as_slice(), &key].concat()).into());
+            out.insert(
+                "CiphertextBlob".into(),
+                B64.encode([b"wrapped:".as_slice(), &key].concat()).into(),
+            );
             out.insert("KeyId".into(), key_arn.into());
         }
         "TrentService.GenerateRandom" => {
@@ -197,13 +233,20 @@ fn handle(state: &FakeState, request: &TestRequest) -> TestResponse {
         "TrentService.GenerateDataKeyPair" => {
             secret("PrivateKeyPlaintext", b"pkcs8-private-key", &mut out);
             out.insert("PublicKey".into(), B64.encode(b"spki-public-key").into());
-            out.insert("PrivateKeyCiphertextBlob".into(), B64.encode(b"wrapped-private").into());
+            out.insert(
+                "PrivateKeyCiphertextBlob".into(),
+                B64.encode(b"wrapped-private").into(),
+            );
             out.insert("KeyPairSpec".into(), body["KeyPairSpec"].clone());
             out.insert("KeyId".into(), key_arn.into());
         }
         "TrentService.DeriveSharedSecret" => {
             let peer = B64.decode(body["PublicKey"].as_str().unwrap()).unwrap();
-            secret("SharedSecret", &[b"shared-with:".as_slice(), &peer].concat(), &mut out);
+            secret(
+                "SharedSecret",
+                &[b"shared-with:".as_slice(), &peer].concat(),
+                &mut out,
+            );
             out.insert("KeyAgreementAlgorithm".into(), "ECDH".into());
             out.insert("KeyId".into(), key_arn.into());
         }

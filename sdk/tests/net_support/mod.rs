@@ -1,7 +1,13 @@
 //! A real HTTP/1.1 server on 127.0.0.1 for the network tests (plain or TLS with a test CA),
 //! written independently of the SDK's HTTP client: httparse on the server side, one thread
 //! per connection, keep-alive unless the handler closes. Every request is recorded.
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 pub mod fake_kms;
 
@@ -197,10 +203,17 @@ fn serve<S: Read + Write>(
             }
             out.extend_from_slice(b"0\r\n\r\n");
         } else {
-            out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", response.body.len()).as_bytes());
+            out.extend_from_slice(
+                format!("Content-Length: {}\r\n\r\n", response.body.len()).as_bytes(),
+            );
             out.extend_from_slice(&response.body);
         }
-        if stream.write_all(&out).and_then(|()| stream.flush()).is_err() || response.close {
+        if stream
+            .write_all(&out)
+            .and_then(|()| stream.flush())
+            .is_err()
+            || response.close
+        {
             return;
         }
     }
@@ -219,7 +232,11 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-fn read_request<S: Read>(stream: &mut S, buffer: &mut Vec<u8>, connection: usize) -> Option<TestRequest> {
+fn read_request<S: Read>(
+    stream: &mut S,
+    buffer: &mut Vec<u8>,
+    connection: usize,
+) -> Option<TestRequest> {
     loop {
         let mut headers = [httparse::EMPTY_HEADER; 64];
         let mut parsed = httparse::Request::new(&mut headers);
@@ -227,7 +244,12 @@ fn read_request<S: Read>(stream: &mut S, buffer: &mut Vec<u8>, connection: usize
             let headers: Vec<(String, String)> = parsed
                 .headers
                 .iter()
-                .map(|h| (h.name.to_owned(), String::from_utf8_lossy(h.value).into_owned()))
+                .map(|h| {
+                    (
+                        h.name.to_owned(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
                 .collect();
             let length: usize = headers
                 .iter()
