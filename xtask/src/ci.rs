@@ -57,7 +57,7 @@ fn steps() -> Vec<Step> {
             run: |sh| {
                 Ok(cmd!(
                     sh,
-                    "cargo test -p ccc-sdk --features simulator --locked --lib --test simulator_roundtrip"
+                    "cargo test -p ccc-sdk --features simulator --locked --lib --test simulator_roundtrip --test kms_attested"
                 )
                 .run()?)
             },
