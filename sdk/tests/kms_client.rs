@@ -6,6 +6,7 @@
 mod net_support;
 
 use ccc_sdk::clock::{ManualClock, RecordingSleeper};
+use ccc_sdk::credentials::enclave::FromParent;
 use ccc_sdk::credentials::{
     Credentials, CredentialsError, CredentialsProvider, CredentialsSource, Refreshing,
     StaticCredentials,
@@ -477,4 +478,35 @@ fn an_absent_endpoint_is_retried_then_named() {
             .contains(&format!("cannot connect to tcp://127.0.0.1:{port}"))
     );
     assert_eq!(sleeper.waits().len(), 2);
+}
+
+#[test]
+fn an_absent_credentials_service_is_retried_then_named() {
+    let fake = FakeKms::start(credentials(None));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let parent = Refreshing::new(FromParent::new(Endpoint::tcp("127.0.0.1", port)));
+    let (client, sleeper, _) = plain_client(&fake, Arc::new(parent));
+    let error = client.send(&random(1)).unwrap_err();
+    match &error {
+        ClientError::GaveUp { attempts: 3, last } => assert!(
+            matches!(
+                **last,
+                ClientError::Credentials(CredentialsError::Unreachable { .. })
+            ),
+            "{last:?}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        error.to_string().contains(&format!(
+            "the parent's credentials service at tcp://127.0.0.1:{port}"
+        )),
+        "{error}"
+    );
+    assert_eq!(sleeper.waits().len(), 2);
+    assert_eq!(fake.server.request_count(), 0, "nothing unsigned was sent");
 }

@@ -150,7 +150,7 @@ impl AttestedKmsClient {
     /// # Errors
     /// [`ClientError::Key`] if key generation fails.
     pub fn new(kms: KmsClient, nsm: Nsm) -> Result<Self, ClientError> {
-        let key = RecipientKey::generate(kms.now())?;
+        let key = RecipientKey::generate(kms.local_now())?;
         let client = Self {
             nsm,
             rotation: KeyRotation::default(),
@@ -204,7 +204,7 @@ impl AttestedKmsClient {
     }
 
     fn replace(&self, reason: &'static str) -> Result<(), ClientError> {
-        let fresh = Arc::new(RecipientKey::generate(self.kms.now())?);
+        let fresh = Arc::new(RecipientKey::generate(self.kms.local_now())?);
         let sha = fresh.spki_sha256;
         *self.key.write().unwrap_or_else(|p| p.into_inner()) = fresh;
         self.kms.emit(&Event::KeyRotated {
@@ -217,13 +217,13 @@ impl AttestedKmsClient {
     /// The key for a new call, rotated first if it is due.
     fn key_for_call(&self) -> Result<Arc<RecipientKey>, ClientError> {
         let key = self.current();
-        if key.due(&self.rotation, self.kms.now()).is_none() {
+        if key.due(&self.rotation, self.kms.local_now()).is_none() {
             return Ok(key);
         }
         let _one_at_a_time = self.rotating.lock().unwrap_or_else(|p| p.into_inner());
         // Another call may have rotated while this one waited.
         let key = self.current();
-        if let Some(reason) = key.due(&self.rotation, self.kms.now()) {
+        if let Some(reason) = key.due(&self.rotation, self.kms.local_now()) {
             self.replace(reason)?;
             return Ok(self.current());
         }

@@ -5,7 +5,8 @@
 //! # Retries
 //! Every KMS operation used here is safe to repeat (a repeated `GenerateRandom` or
 //! `GenerateDataKey` just returns other bytes), so a failed attempt is sent again:
-//! - broken or refused connections, timeouts, throttling and KMS 5xx errors: up to
+//! - broken or refused connections (to KMS's proxy or to the parent's credentials service),
+//!   timeouts, throttling and KMS 5xx errors: up to
 //!   [`RetryPolicy::max_attempts`] attempts, waiting a random time up to
 //!   `min(max_backoff, initial_backoff * 2^(attempt-1))` between them ("full jitter");
 //! - "Signature expired" / "Signature not yet current": once, at once, with the clock
@@ -567,6 +568,11 @@ impl KmsClient {
         self.clock_offset_millis.load(Ordering::SeqCst)
     }
 
+    /// The local clock, uncorrected (for measuring ages, which the offset must not change).
+    pub(crate) fn local_now(&self) -> UnixMillis {
+        self.clock.now()
+    }
+
     /// The corrected current time.
     #[must_use]
     pub fn now(&self) -> UnixMillis {
@@ -602,6 +608,13 @@ impl KmsClient {
             let error = failure.error;
             let advice = match &error {
                 ClientError::Transport(e) if e.is_transient() => RetryAdvice::Backoff,
+                // The parent's credentials service restarting is as transient as a proxy
+                // restarting.
+                ClientError::Credentials(CredentialsError::Unreachable { error, .. })
+                    if error.is_transient() =>
+                {
+                    RetryAdvice::Backoff
+                }
                 ClientError::Kms(e) => e.retry_advice(),
                 _ => RetryAdvice::DoNotRetry,
             };
