@@ -27,9 +27,11 @@ const TARGETS: &[(&str, &str, Shared)] = &[
     ("sigv4_authorization", "sigv4_authorization", Shared::None),
     ("eif_read", "eif", Shared::None),
     ("nsm_codec", "nsm_codec", Shared::None),
+    ("http_response", "http_response", Shared::None),
+    ("credentials_frame", "credentials_frame", Shared::None),
 ];
 /// Long enough for libFuzzer to get past the seeds into mutations; short enough that the
-/// seven targets add about two and a half minutes to CI.
+/// nine targets add about three minutes to CI.
 const SECONDS_PER_TARGET: u64 = 20;
 
 /// `target/tools/bin/cargo-fuzz`, installed on first use.

@@ -459,10 +459,12 @@ impl fmt::Display for TransportError {
                     }
                     Endpoint::Vsock(address) => write!(
                         f,
-                        "nothing listens on vsock port {} of CID {}: on the parent run the \
-                         proxy (for KMS: `vsock-proxy {} kms.<region>.amazonaws.com 443`) or \
-                         the CCC parent service for credentials",
-                        address.port, address.cid, address.port
+                        "nothing listens on vsock port {port} of CID {}: start the parent-side \
+                         service for that port (the KMS proxy: `vsock-proxy {port} \
+                         kms.<region>.amazonaws.com 443`; the credentials service: \
+                         ccc_sdk::credentials::parent::serve)",
+                        address.cid,
+                        port = address.port
                     ),
                     _ => f.write_str("is the server running and listening there?"),
                 }
