@@ -6,7 +6,7 @@
 //! The Amazon roots are taken from the `webpki-roots` crate (Mozilla's root program) by
 //! subject: Amazon Root CA 1–4 and Starfield Services Root Certificate Authority - G2, the
 //! anchors of every AWS service endpoint ("Amazon Trust Services" repository,
-//! https://www.amazontrust.com/repository/). Nothing is downloaded.
+//! <https://www.amazontrust.com/repository/>). Nothing is downloaded.
 
 use alloc::borrow::ToOwned;
 use alloc::boxed::Box;
