@@ -194,6 +194,7 @@ impl VsockListener {
 }
 
 #[cfg(test)]
+#[allow(clippy::panic)]
 mod tests {
     use super::*;
     use alloc::string::ToString;
@@ -220,6 +221,21 @@ mod tests {
         // The deadline is enforced by poll(); allow generous scheduling slack, this checks
         // that the call is bounded at all, not how fast it is.
         assert!(started.elapsed() < Duration::from_secs(30));
+    }
+
+    #[test]
+    fn connect_timeouts_are_enforced_by_poll() {
+        // CID 1 is the local loopback transport. Without the vsock_loopback module (this
+        // development host, a Firecracker guest) the connect neither fails nor completes, so
+        // the poll deadline must end it; elsewhere it fails at once or is refused.
+        let timeout = Duration::from_millis(200);
+        match VsockStream::connect(VsockAddr::new(1, 9), timeout) {
+            Err(error) if error.kind() == io::ErrorKind::TimedOut => {
+                assert_eq!(error.to_string(), "vsock connect timed out");
+            }
+            Err(error) => assert!(is_expected_absence(&error), "{error:?}"),
+            Ok(stream) => panic!("nothing listens on vsock://1:9, yet connected: {stream:?}"),
+        }
     }
 
     #[test]
