@@ -1,3 +1,64 @@
-//! The template's enclave side.
+//! The enclave binary: reads its settings, opens the NSM, runs the start-up sequence and
+//! serves the API until the enclave stops. The application itself is in `app.rs`.
 
-fn main() {}
+use enclave::config::{NsmChoice, Settings};
+use enclave::console::Console;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let console = Console::stderr();
+    match run(&console) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            console.line(format_args!("FATAL: {message}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(console: &Console) -> Result<(), String> {
+    let settings = Settings::from_process().map_err(|e| e.to_string())?;
+    let nsm = open_nsm(settings.nsm, console)?;
+    let started = enclave::start(&settings, nsm, console.clone()).map_err(|e| e.to_string())?;
+    let error = started.wait();
+    Err(format!("the API server stopped: {error}"))
+}
+
+/// The NSM the settings name: the device, or (development builds only) the simulator. Never
+/// one in place of the other.
+fn open_nsm(choice: NsmChoice, console: &Console) -> Result<ccc_sdk::nsm::Nsm, String> {
+    match choice {
+        NsmChoice::Device => ccc_sdk::nsm::Nsm::open().map_err(|e| e.to_string()),
+        NsmChoice::Simulator => simulator(console),
+        _ => Err("unknown NSM choice".into()),
+    }
+}
+
+#[cfg(feature = "simulator")]
+fn simulator(console: &Console) -> Result<ccc_sdk::nsm::Nsm, String> {
+    use ccc_sdk::nsm::{Simulator, SimulatorConfig};
+    let simulator = Simulator::new(SimulatorConfig::default()).map_err(|e| e.to_string())?;
+    console.line(format_args!(
+        "NSM SIMULATOR SELECTED (CCC_APP_NSM=simulator): attestation documents are signed by \
+         a development root generated now, NOT by AWS; no real KMS key policy accepts them"
+    ));
+    // The emulator must trust this root: `cargo xtask kms-emulator --trust simulator:FILE`.
+    if let Some(path) = std::env::var_os("CCC_SIMULATOR_ROOT_OUT") {
+        std::fs::write(&path, simulator.root_pem())
+            .map_err(|e| format!("cannot write the simulator's root: {e}"))?;
+        console.line(format_args!(
+            "NSM simulator root written to {}",
+            std::path::Path::new(&path).display()
+        ));
+    }
+    Ok(ccc_sdk::nsm::Nsm::simulator(simulator))
+}
+
+#[cfg(not(feature = "simulator"))]
+fn simulator(_: &Console) -> Result<ccc_sdk::nsm::Nsm, String> {
+    Err(
+        "CCC_APP_NSM=simulator, but this binary was built without the `simulator` feature \
+         (release images never have it); build with `--features simulator` for development"
+            .into(),
+    )
+}
