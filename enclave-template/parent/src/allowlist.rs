@@ -278,8 +278,7 @@ impl Allowlist {
                 text.len()
             ));
         }
-        let text = String::from_utf8(text)
-            .map_err(|_| format!("{}: not UTF-8", path.display()))?;
+        let text = String::from_utf8(text).map_err(|_| format!("{}: not UTF-8", path.display()))?;
         Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
@@ -336,9 +335,8 @@ impl Allowlist {
                     (Address::Ip(_), _) => continue,
                     (Address::Name(allowed), Address::Name(name)) if allowed == name => true,
                     (Address::Name(allowed), _) => {
-                        let addresses = cache.get_or_insert_with(|| {
-                            resolver.resolve(allowed).unwrap_or_default()
-                        });
+                        let addresses = cache
+                            .get_or_insert_with(|| resolver.resolve(allowed).unwrap_or_default());
                         addresses.contains(&ip)
                     }
                 };
@@ -450,7 +448,11 @@ mod yaml {
         let parts = split_top(text, ':');
         let (key, value) = match parts.as_slice() {
             [key, rest @ ..] if !rest.is_empty() => (*key, text.get(key.len() + 1..).unwrap_or("")),
-            _ => return Err(format!("line {line}: expected `key: value`, found `{text}`")),
+            _ => {
+                return Err(format!(
+                    "line {line}: expected `key: value`, found `{text}`"
+                ));
+            }
         };
         if !value.is_empty() && !value.starts_with(' ') {
             return Err(format!("line {line}: expected a space after `{key}:`"));
@@ -635,9 +637,11 @@ mod yaml {
             entries.push(partial.finish()?);
         }
         if !seen_key {
-            return Err("no `allowlist:` key (vsock-proxy's format: `allowlist:` then a list of \
+            return Err(
+                "no `allowlist:` key (vsock-proxy's format: `allowlist:` then a list of \
                         `{address, port}`)"
-                .into());
+                    .into(),
+            );
         }
         Ok(entries)
     }
@@ -673,31 +677,67 @@ allowlist:
         );
         let block = "---\nallowlist:\n  - address: \"Example.COM.\"  # a comment\n    port: 8443\n  - address: '10.0.0.1'\n    port: 80\n  -\n    address: ::1\n    port: 22\n";
         let list = Allowlist::parse(block).unwrap();
-        let addresses: Vec<String> = list.entries().iter().map(|e| e.address.to_string()).collect();
+        let addresses: Vec<String> = list
+            .entries()
+            .iter()
+            .map(|e| e.address.to_string())
+            .collect();
         assert_eq!(addresses, ["example.com", "10.0.0.1", "::1"]);
         assert_eq!(list.entries()[2].port, 22);
         let flow = "allowlist: [{address: a.example, port: 1}, {port: 2, address: \"b.example\"}]";
         assert_eq!(Allowlist::parse(flow).unwrap().entries().len(), 2);
-        assert!(Allowlist::parse("allowlist: []").unwrap().entries().is_empty());
+        assert!(
+            Allowlist::parse("allowlist: []")
+                .unwrap()
+                .entries()
+                .is_empty()
+        );
     }
 
     #[test]
     fn malformed_files_name_the_line() {
         let cases = [
             ("", "no `allowlist:` key"),
-            ("alowlist:\n- {address: a, port: 1}", "unknown top-level key `alowlist`"),
-            ("allowlist:\n- {address: a, prot: 1}", "line 2: unknown key `prot`"),
-            ("allowlist:\n- {address: a}", "line 2: the entry has no `port`"),
-            ("allowlist:\n- {address: a, port: 70000}", "line 2: port `70000`"),
+            (
+                "alowlist:\n- {address: a, port: 1}",
+                "unknown top-level key `alowlist`",
+            ),
+            (
+                "allowlist:\n- {address: a, prot: 1}",
+                "line 2: unknown key `prot`",
+            ),
+            (
+                "allowlist:\n- {address: a}",
+                "line 2: the entry has no `port`",
+            ),
+            (
+                "allowlist:\n- {address: a, port: 70000}",
+                "line 2: port `70000`",
+            ),
             ("allowlist:\n- {address: a, port: 0}", "line 2: port `0`"),
-            ("allowlist:\n- {address: 'a b', port: 1}", "line 2: `a b` is not a host name"),
-            ("allowlist:\n- address: a\n   port: 1", "line 3: indented 3 spaces"),
-            ("allowlist:\n- address: a\n  address: b", "line 3: `address` given twice"),
+            (
+                "allowlist:\n- {address: 'a b', port: 1}",
+                "line 2: `a b` is not a host name",
+            ),
+            (
+                "allowlist:\n- address: a\n   port: 1",
+                "line 3: indented 3 spaces",
+            ),
+            (
+                "allowlist:\n- address: a\n  address: b",
+                "line 3: `address` given twice",
+            ),
             ("allowlist:\n\t- {address: a, port: 1}", "line 2: tabs"),
             ("- {address: a, port: 1}", "line 1: a list item outside"),
             ("allowlist:\n  port: 1", "line 2: `port: 1` is not inside"),
-            ("allowlist:\n- {address: a, port: 1}\nallowlist:", "line 3: `allowlist` given twice"),
-            ("allowlist:\n- {address: &x a, port: 1}", "not a plain value"),
+            (
+                "allowlist:\n- {address: a, port: 1}\nallowlist:",
+                "line 3: `allowlist` given twice",
+            ),
+            (
+                "allowlist:\n- {address: &x a, port: 1}",
+                "not a plain value",
+            ),
         ];
         for (text, needle) in cases {
             let error = Allowlist::parse(text).unwrap_err();
@@ -724,7 +764,11 @@ allowlist:
         resolver.set("kms.example", vec![ip("52.0.0.1"), ip("52.0.0.2")]);
         resolver.set("alias.example", vec![ip("52.0.0.2")]);
         resolver.set("rebound.example", vec![ip("127.0.0.1")]);
-        let allow = list(&[("kms.example", 443), ("10.1.2.3", 8443), ("127.0.0.1", 9999)]);
+        let allow = list(&[
+            ("kms.example", 443),
+            ("10.1.2.3", 8443),
+            ("127.0.0.1", 9999),
+        ]);
 
         // 1. The same name: every address it resolves to.
         assert_eq!(
@@ -754,7 +798,11 @@ allowlist:
         resolver.set("evil.example", vec![ip("6.6.6.6")]);
         resolver.set("metadata.example", vec![ip("169.254.169.254")]);
         resolver.set("gone.example", vec![]);
-        let allow = list(&[("kms.example", 443), ("10.1.2.3", 8443), ("rebind.example", 443)]);
+        let allow = list(&[
+            ("kms.example", 443),
+            ("10.1.2.3", 8443),
+            ("rebind.example", 443),
+        ]);
         resolver.set("rebind.example", vec![ip("127.0.0.1")]);
         let cases: [(&str, u16, &str); 9] = [
             ("kms.example", 80, "no allowlist entry has port 80"),
@@ -769,10 +817,16 @@ allowlist:
         ];
         for (host, port, needle) in cases {
             let refusal = allow.admit(host, port, &resolver).unwrap_err();
-            assert!(refusal.to_string().contains(needle), "{host}:{port}: {refusal}");
+            assert!(
+                refusal.to_string().contains(needle),
+                "{host}:{port}: {refusal}"
+            );
         }
         // IPv4-mapped IPv6 loopback through a name is loopback too.
-        resolver.set("rebind.example", vec![IpAddr::V6(Ipv4Addr::LOCALHOST.to_ipv6_mapped())]);
+        resolver.set(
+            "rebind.example",
+            vec![IpAddr::V6(Ipv4Addr::LOCALHOST.to_ipv6_mapped())],
+        );
         assert!(allow.admit("rebind.example", 443, &resolver).is_err());
     }
 }

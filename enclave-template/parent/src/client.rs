@@ -41,13 +41,20 @@ fn context_pair(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("`{text}`: expected KEY=VALUE"))
 }
 
-fn hex_bytes(text: &str) -> Result<Vec<u8>, String> {
-    hex::decode(text).map_err(|e| format!("not hex: {e}"))
+/// Bytes given on the command line (a newtype: clap reads `Option<Vec<u8>>` as a list).
+#[derive(Debug, Clone)]
+pub struct Bytes(pub Vec<u8>);
+
+fn hex_bytes(text: &str) -> Result<Bytes, String> {
+    hex::decode(text)
+        .map(Bytes)
+        .map_err(|e| format!("not hex: {e}"))
 }
 
-fn b64_bytes(text: &str) -> Result<Vec<u8>, String> {
+fn b64_bytes(text: &str) -> Result<Bytes, String> {
     STANDARD
         .decode(text.trim())
+        .map(Bytes)
         .map_err(|e| format!("not base64: {e}"))
 }
 
@@ -59,10 +66,10 @@ pub enum Op {
     Attest {
         /// Nonce to bind, hex (at most 1024 bytes).
         #[arg(long, value_parser = hex_bytes)]
-        nonce: Option<Vec<u8>>,
+        nonce: Option<Bytes>,
         /// User data to bind, hex (at most 1024 bytes).
         #[arg(long, value_parser = hex_bytes)]
-        user_data: Option<Vec<u8>>,
+        user_data: Option<Bytes>,
         /// Verify the document: `aws` (the AWS Nitro root), a PEM file (the NSM simulator's
         /// development root), or `insecure-qemu-unsigned` (QEMU's unsigned documents, which
         /// prove nothing).
@@ -100,7 +107,7 @@ pub enum Op {
     Unseal {
         /// The sealed blob, base64.
         #[arg(long, value_parser = b64_bytes, conflicts_with = "sealed_file")]
-        sealed: Option<Vec<u8>>,
+        sealed: Option<Bytes>,
         /// The sealed blob, raw, from a file.
         #[arg(long, value_name = "PATH")]
         sealed_file: Option<PathBuf>,
@@ -121,7 +128,7 @@ pub enum Op {
     Hmac {
         /// The KMS ciphertext, base64 (from generate-data-key).
         #[arg(long, value_parser = b64_bytes, conflicts_with = "blob_file")]
-        blob: Option<Vec<u8>>,
+        blob: Option<Bytes>,
         /// The KMS ciphertext, raw, from a file.
         #[arg(long, value_name = "PATH")]
         blob_file: Option<PathBuf>,
@@ -130,7 +137,7 @@ pub enum Op {
         message: Option<String>,
         /// The message, hex.
         #[arg(long, value_parser = hex_bytes)]
-        message_hex: Option<Vec<u8>>,
+        message_hex: Option<Bytes>,
         /// Encryption context of the ciphertext, KEY=VALUE (repeatable).
         #[arg(long = "context", value_parser = context_pair)]
         context: Vec<(String, String)>,
@@ -166,8 +173,8 @@ fn request(op: &Op) -> Result<Request> {
         Op::Attest {
             nonce, user_data, ..
         } => Request::Attest {
-            nonce: nonce.clone(),
-            user_data: user_data.clone(),
+            nonce: nonce.as_ref().map(|b| b.0.clone()),
+            user_data: user_data.as_ref().map(|b| b.0.clone()),
         },
         Op::GenerateDataKey { key_id, context: c } => Request::GenerateDataKey {
             key_id: key_id.clone(),
@@ -194,7 +201,7 @@ fn request(op: &Op) -> Result<Request> {
             ..
         } => Request::Unseal {
             sealed: one_of(
-                sealed.clone(),
+                sealed.as_ref().map(|b| b.0.clone()),
                 sealed_file.as_ref(),
                 "sealed blob (--sealed or --sealed-file)",
             )?,
@@ -209,13 +216,13 @@ fn request(op: &Op) -> Result<Request> {
             context: c,
         } => Request::Hmac {
             ciphertext_blob: one_of(
-                blob.clone(),
+                blob.as_ref().map(|b| b.0.clone()),
                 blob_file.as_ref(),
                 "ciphertext (--blob or --blob-file)",
             )?,
             message: match (message, message_hex) {
                 (Some(text), _) => text.as_bytes().to_vec(),
-                (None, Some(bytes)) => bytes.clone(),
+                (None, Some(bytes)) => bytes.0.clone(),
                 (None, None) => bail!("give the message (--message or --message-hex)"),
             },
             context: context(c.clone()),
@@ -321,7 +328,9 @@ pub fn run(args: &Args) -> Result<Outcome> {
     let mut client = Client::new(stream);
     let response = match client.call(&request) {
         Ok(response) => response,
-        Err(ProtocolError::Refused(failure)) => return Ok(Outcome::Refused(failure_json(&failure))),
+        Err(ProtocolError::Refused(failure)) => {
+            return Ok(Outcome::Refused(failure_json(&failure)));
+        }
         Err(e) => return Err(e).with_context(|| format!("calling {}", args.enclave)),
     };
     let mut value = serde_json::to_value(&response).context("encoding the answer")?;
@@ -337,13 +346,18 @@ pub fn run(args: &Args) -> Result<Outcome> {
         ) => {
             value["summary"] = attest_summary(
                 document,
-                nonce.as_deref(),
-                user_data.as_deref(),
+                nonce.as_ref().map(|b| b.0.as_slice()),
+                user_data.as_ref().map(|b| b.0.as_slice()),
                 root.as_deref(),
                 expect_pcr,
             )?;
         }
-        (Op::Unseal { out: Some(path), .. }, Response::Unseal { data }) => {
+        (
+            Op::Unseal {
+                out: Some(path), ..
+            },
+            Response::Unseal { data },
+        ) => {
             std::fs::write(path, data.expose())
                 .with_context(|| format!("cannot write {}", path.display()))?;
             value = json!({"type": "unseal", "bytes": data.len(), "out": path});

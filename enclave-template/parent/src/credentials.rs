@@ -210,7 +210,9 @@ pub fn serve(
                 }
             });
         if let Err(e) = spawned {
-            log.line(format_args!("credentials: cannot start a connection thread: {e}"));
+            log.line(format_args!(
+                "credentials: cannot start a connection thread: {e}"
+            ));
         }
     })
 }

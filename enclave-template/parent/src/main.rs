@@ -211,7 +211,9 @@ fn serve(
     if let Some(args) = proxy {
         let mut routes = args.routes.clone();
         if let Some(region) = &args.region
-            && !routes.iter().any(|r| r.port == ccc_sdk::net::KMS_PROXY_PORT)
+            && !routes
+                .iter()
+                .any(|r| r.port == ccc_sdk::net::KMS_PROXY_PORT)
         {
             routes.push(Route {
                 port: ccc_sdk::net::KMS_PROXY_PORT,

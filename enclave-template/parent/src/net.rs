@@ -398,7 +398,9 @@ mod tests {
             assert!(bad.parse::<Family>().is_err(), "{bad}");
         }
         assert_eq!(
-            "vhost-uds:///tmp/run/vm.vsock:5000".parse::<Target>().unwrap(),
+            "vhost-uds:///tmp/run/vm.vsock:5000"
+                .parse::<Target>()
+                .unwrap(),
             Target::VhostUds {
                 path: "/tmp/run/vm.vsock".into(),
                 port: 5000

@@ -216,8 +216,9 @@ impl Proxy {
         let conn = match Conn::from_stream(stream, self.limits.idle_timeout) {
             Ok(conn) => conn,
             Err(e) => {
-                self.log
-                    .line(format_args!("proxy: {peer}: cannot set up the connection: {e}"));
+                self.log.line(format_args!(
+                    "proxy: {peer}: cannot set up the connection: {e}"
+                ));
                 return;
             }
         };
@@ -252,7 +253,9 @@ impl Proxy {
 
     fn connection(&self, mut client: Conn, peer: &str, destination: &Destination) {
         let (label, host, port) = match destination {
-            Destination::Route(route) => (format!("{route}"), route.host.clone(), route.remote_port),
+            Destination::Route(route) => {
+                (format!("{route}"), route.host.clone(), route.remote_port)
+            }
             Destination::Connect => match read_connect(&mut client) {
                 Ok((host, port)) => (format!("CONNECT {host}:{port}"), host, port),
                 Err(reason) => {
@@ -421,8 +424,10 @@ fn pump(mut from: Conn, mut to: Conn, activity: &Activity, idle: Duration) -> u6
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e)
-                if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
-                    && activity.idle_for() < idle => {}
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) && activity.idle_for() < idle => {}
             Err(_) => {
                 // Idle past the limit, reset, or shut down by the drain deadline.
                 from.shutdown(false);
@@ -491,7 +496,9 @@ mod tests {
     #[test]
     fn routes_parse() {
         assert_eq!(
-            "8000=kms.eu-west-1.amazonaws.com:443".parse::<Route>().unwrap(),
+            "8000=kms.eu-west-1.amazonaws.com:443"
+                .parse::<Route>()
+                .unwrap(),
             Route {
                 port: 8000,
                 host: "kms.eu-west-1.amazonaws.com".into(),
@@ -501,7 +508,13 @@ mod tests {
         let v6: Route = "8001=[::1]:8443".parse().unwrap();
         assert_eq!(v6.host, "::1");
         assert_eq!(v6.to_string(), "8001 → [::1]:8443");
-        for bad in ["8000", "8000=host", "x=host:1", "8000=:443", "8000=host:99999"] {
+        for bad in [
+            "8000",
+            "8000=host",
+            "x=host:1",
+            "8000=:443",
+            "8000=host:99999",
+        ] {
             assert!(bad.parse::<Route>().is_err(), "{bad}");
         }
     }

@@ -50,6 +50,12 @@ impl Log {
         }
     }
 
+    /// Lines to `sink` (tests hand in a channel).
+    #[must_use]
+    pub fn with_sink(sink: Arc<dyn Fn(&str) + Send + Sync>, connections: bool) -> Self {
+        Self { sink, connections }
+    }
+
     /// Lines kept in the returned list (tests).
     #[must_use]
     pub fn capture(connections: bool) -> (Self, Arc<Mutex<Vec<String>>>) {
@@ -278,7 +284,10 @@ fn accept_loop(
                         | io::ErrorKind::Interrupted
                         | io::ErrorKind::ConnectionAborted
                 ) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EMFILE) || e.raw_os_error() == Some(libc::ENFILE) => {
+            Err(e)
+                if e.raw_os_error() == Some(libc::EMFILE)
+                    || e.raw_os_error() == Some(libc::ENFILE) =>
+            {
                 // Out of descriptors: wait for connections to end instead of spinning.
                 log.line(format_args!(
                     "{}: accept: {e}; waiting 100 ms for connections to close",
