@@ -57,13 +57,15 @@ const PASSED_THROUGH_PREFIXES: &[&str] = &["CARGO_HTTP_", "CARGO_NET_", "CARGO_R
 /// The facts about the checkout a release records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct GitState {
-    /// `git rev-parse HEAD`.
+    /// The latest commit that changed an input (a tracked file outside `release/`): HEAD,
+    /// unless the commits since only touched `release/` (such as the one publishing a
+    /// release). Recording it instead of HEAD keeps a re-run after publishing a no-op.
     pub(crate) commit: String,
     /// Tracked files outside `release/` differ from HEAD.
     pub(crate) dirty: bool,
     /// The changed files (`git status --porcelain` lines), for the warning.
     pub(crate) changes: Vec<String>,
-    /// Commit time of the latest commit that touched anything outside `release/`.
+    /// The commit time of [`GitState::commit`].
     pub(crate) epoch: SourceDateEpoch,
 }
 
@@ -72,11 +74,6 @@ pub(crate) struct GitState {
 /// # Errors
 /// `root` is not a git checkout, or git's output is unexpected.
 pub(crate) fn git_state(root: &Path) -> Result<GitState> {
-    let commit = git(root, &["rev-parse", "HEAD"])?.trim().to_owned();
-    ensure!(
-        commit.len() == 40 && commit.bytes().all(|b| b.is_ascii_hexdigit()),
-        "`git rev-parse HEAD` printed `{commit}`, expected a 40-digit commit id"
-    );
     let mut status = vec!["status", "--porcelain=v1", "--untracked-files=no"];
     status.extend(INPUTS_PATHSPEC);
     let changes: Vec<String> = git(root, &status)?
@@ -84,17 +81,26 @@ pub(crate) fn git_state(root: &Path) -> Result<GitState> {
         .filter(|l| !l.trim().is_empty())
         .map(str::to_owned)
         .collect();
-    let mut log = vec!["log", "-1", "--format=%ct"];
+    let mut log = vec!["log", "-1", "--format=%H %ct"];
     log.extend(INPUTS_PATHSPEC);
-    let mut secs = git(root, &log)?.trim().to_owned();
-    if secs.is_empty() {
-        // No commit touches an input (a repository holding only release/): use HEAD's time.
-        secs = git(root, &["log", "-1", "--format=%ct"])?.trim().to_owned();
+    let mut line = git(root, &log)?.trim().to_owned();
+    if line.is_empty() {
+        // No commit touches an input (a repository holding only release/): use HEAD.
+        line = git(root, &["log", "-1", "--format=%H %ct"])?
+            .trim()
+            .to_owned();
     }
-    let epoch = SourceDateEpoch::parse(&secs)
+    let (commit, secs) = line
+        .split_once(' ')
+        .with_context(|| format!("`git log` printed `{line}`, expected `<commit> <time>`"))?;
+    ensure!(
+        commit.len() == 40 && commit.bytes().all(|b| b.is_ascii_hexdigit()),
+        "`git log` printed commit `{commit}`, expected 40 hex digits"
+    );
+    let epoch = SourceDateEpoch::parse(secs)
         .with_context(|| format!("git printed commit time `{secs}`"))?;
     Ok(GitState {
-        commit,
+        commit: commit.to_owned(),
         dirty: !changes.is_empty(),
         changes,
         epoch,
@@ -673,6 +679,13 @@ mod tests {
         let state = git_state(&dir).unwrap();
         assert_eq!(state.epoch, SourceDateEpoch::from_secs(1_700_000_000));
         assert!(!state.dirty);
+        // The recorded commit is the one that changed the code, not the publishing one.
+        let head = Command::new("git")
+            .args(["rev-parse", "HEAD~1"])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert_eq!(state.commit, String::from_utf8(head.stdout).unwrap().trim());
         // A changed published file is not a changed input.
         std::fs::write(dir.join("release/0.1.0/SHA256SUMS"), "y\n").unwrap();
         assert!(!git_state(&dir).unwrap().dirty);

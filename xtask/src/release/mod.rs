@@ -721,7 +721,14 @@ fn rebuild_commands(ctx: &ReleaseContext<'_>) -> Vec<String> {
     };
     vec![
         "git clone <this repository> ccc && cd ccc".to_owned(),
-        format!("git checkout {}", ctx.git.commit),
+        format!(
+            "git checkout <the commit that published release/{}>",
+            ctx.version
+        ),
+        format!(
+            "git diff --stat {} HEAD -- . ':(exclude)release'   # must print nothing",
+            ctx.git.commit
+        ),
         format!("cargo xtask verify-release {}{kernel}", ctx.version),
     ]
 }
@@ -893,11 +900,11 @@ fn reproduce_md(ctx: &ReleaseContext<'_>, names: &ReleaseFiles, rebuild: &[Strin
     };
     let placeholder = if ctx.principal.is_placeholder() {
         format!(
-            "\nThe template names `ACCOUNT` and `ROLE`: replace them with your account id and the \
-             name of the parent instance's IAM role (or run `cargo xtask release --version \
-             {version} --account 111122223333 --role NAME --out DIR`), then \
-             `aws kms put-key-policy --key-id KEY --policy-name default --policy \
-             file://{}`.\n",
+            "\nThe template names `ACCOUNT` and `ROLE`: replace them with your account id and \
+             the\nname of the parent instance's IAM role (or run `cargo xtask release --version \
+             {version}\n--account 111122223333 --role NAME --out DIR`), then:\n\n    \
+             aws kms put-key-policy --key-id KEY --policy-name default --policy \
+             file://{}\n",
             names.key_policy
         )
     } else {
@@ -906,7 +913,9 @@ fn reproduce_md(ctx: &ReleaseContext<'_>, names: &ReleaseFiles, rebuild: &[Strin
     format!(
         "# Reproducing CCC release {version}
 
-Written by `cargo xtask release --version {version}{args}` at commit `{commit}`.{dirty}
+Written by `cargo xtask release --version {version}{args}` from commit `{commit}` (the latest
+commit that changed anything outside `release/`; its commit time is the build's
+`SOURCE_DATE_EPOCH`).{dirty}
 
 | file | content |
 |---|---|
@@ -935,7 +944,9 @@ run first):
 
 `verify-release` rebuilds ccc-init, the application and the EIF from the checkout and prints,
 for PCR0, PCR1 and PCR2, `match` or `MISMATCH` with both values; it exits non-zero on any
-mismatch. {kernel_text}
+mismatch.
+
+{kernel_text}
 
 To compare every byte instead, build the whole release into a scratch directory and check it
 against the published sums:
@@ -954,7 +965,9 @@ from the checkout (umask 022, TZ UTC0, LC_ALL C), then from a fresh copy of the 
 `target/ccc-release/second/src` with its own target and temporary directories, umask 077,
 TZ CCC-12:45 and LC_ALL C.UTF-8. It publishes only when all five are byte-identical. Build paths
 are remapped (`--remap-path-prefix`, `-ffile-prefix-map`), the environment is cleared, the build
-is `--locked`, and `SOURCE_DATE_EPOCH` is the commit time. {full_text}
+is `--locked`, and `SOURCE_DATE_EPOCH` is the commit time.
+
+{full_text}
 
 ## Key policy
 
@@ -1040,6 +1053,13 @@ pub(crate) fn verify(args: &VerifyArgs) -> Result<()> {
         git.commit,
         if git.dirty { " (DIRTY)" } else { "" }
     );
+    if git.commit != manifest.git.commit || git.dirty {
+        eprintln!(
+            "verify-release: WARNING: this checkout's inputs are not those of release {version} \
+             (see `git diff --stat {} -- . ':(exclude)release'`): expect mismatches",
+            manifest.git.commit
+        );
+    }
     let out = root.join(WORK_DIR).join("verify");
     let image = build_image(&app, args.kernel.clone(), &out, |spec| {
         spec.identity.image_name = manifest.image_name.clone();
