@@ -1092,8 +1092,9 @@ pub(crate) fn verify(args: &VerifyArgs) -> Result<()> {
     eprintln!("verify-release: done in {}", elapsed(started.elapsed()));
     ensure!(
         mismatches == 0,
-        "{mismatches} of 3 PCRs differ from release/{version}: this checkout does not rebuild \
-         release {version} (check out commit {} and build on Debian 12)",
+        "{mismatches} of 3 PCRs differ from {}: this checkout does not rebuild release \
+         {version} (check out commit {} and build on Debian 12)",
+        dir.display(),
         manifest.git.commit
     );
     Ok(())
