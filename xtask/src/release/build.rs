@@ -341,6 +341,8 @@ impl HostPaths {
         let out = Command::new("rustc")
             .args(["--print", "sysroot"])
             .current_dir(source)
+            // The toolchain rust-toolchain.toml pins, not one `cargo +x` chose for xtask.
+            .env_remove("RUSTUP_TOOLCHAIN")
             .output()
             .context("cannot run `rustc --print sysroot`")?;
         ensure!(out.status.success(), "`rustc --print sysroot` failed");
@@ -552,6 +554,7 @@ pub(crate) fn tool_versions(root: &Path) -> Vec<(&'static str, String)> {
         Command::new(program)
             .args(args)
             .current_dir(root)
+            .env_remove("RUSTUP_TOOLCHAIN")
             .stdin(Stdio::null())
             .output()
             .ok()
@@ -591,6 +594,7 @@ pub(crate) fn rustc_verbose_version(root: &Path) -> Result<String> {
     let out = Command::new("rustc")
         .arg("-vV")
         .current_dir(root)
+        .env_remove("RUSTUP_TOOLCHAIN")
         .output()
         .context("cannot run `rustc -vV`")?;
     ensure!(out.status.success(), "`rustc -vV` failed");
