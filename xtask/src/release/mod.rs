@@ -1121,6 +1121,56 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// Two passes whose customer ramdisks differ: the comparison names that artefact and the
+    /// offset, and passes the identical ones.
+    #[test]
+    fn a_difference_between_the_passes_stops_the_release() {
+        let dir = std::env::temp_dir().join(format!("ccc-compare-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let pass = |name: &str, customer: &[u8]| -> Built {
+            let d = dir.join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            let file = |f: &str, bytes: &[u8]| {
+                std::fs::write(d.join(f), bytes).unwrap();
+                d.join(f)
+            };
+            Built {
+                binaries: Binaries {
+                    init: file("init", b"init"),
+                    app: file("app", b"app"),
+                },
+                image: Image {
+                    eif: file("x.eif", b"eif"),
+                    bootstrap: file("bootstrap.cpio", b"boot"),
+                    customer: file("customer.cpio", customer),
+                    measurements: ccc_eif::Measurements {
+                        pcr0: ccc_eif::Pcr([1; 48]),
+                        pcr1: ccc_eif::Pcr([2; 48]),
+                        pcr2: ccc_eif::Pcr([3; 48]),
+                        pcr8: None,
+                    },
+                    len: 3,
+                },
+            }
+        };
+        let app = AppSpec::template();
+        let a = pass("a", b"rootfs/bin/app 0644");
+        let b = pass("b", b"rootfs/bin/app 0644");
+        compare(&a, &b, &app).unwrap();
+        let c = pass("c", b"rootfs/bin/app 0600");
+        let err = compare(&a, &c, &app).unwrap_err().to_string();
+        assert!(err.contains("NOT published"), "{err}");
+        assert!(
+            err.contains("customer ramdisk: first difference at byte offset 17"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("EIF:"),
+            "only the differing artefact is listed: {err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn release_directories_hold_only_release_files() {
         let names = ReleaseFiles::new("ccc-enclave", "0.1.0");
