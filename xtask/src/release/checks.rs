@@ -133,6 +133,46 @@ pub(crate) fn check_published(dir: &Path, version: &str, image_name: &str) -> Re
     Ok(eif.measurements)
 }
 
+/// When this checkout's inputs are exactly those the committed `release/<V>/` was built from,
+/// the rebuilt EIF must be the published one, byte for byte (its SHA-256 in the published
+/// SHA256SUMS). Otherwise there is nothing to compare, and the step says so.
+///
+/// # Errors
+/// The inputs match but the EIF differs.
+fn compare_with_published(out: &Path, version: &str) -> Result<()> {
+    let root = crate::workspace_root();
+    let published = root.join("release").join(version);
+    let Ok(manifest) = Manifest::load(&published.join(MANIFEST_FILE)) else {
+        eprintln!("release-reproducible: no release/{version}/ to compare with");
+        return Ok(());
+    };
+    let git = super::build::git_state(&root)?;
+    if manifest.git.commit != git.commit || git.dirty || manifest.git.dirty {
+        eprintln!(
+            "release-reproducible: release/{version}/ was built from commit {}, this checkout's \
+             inputs are at {}{}: the published EIF is not expected to match, not compared",
+            manifest.git.commit,
+            git.commit,
+            if git.dirty { " (dirty)" } else { "" }
+        );
+        return Ok(());
+    }
+    let eif = super::eif_file_name(&manifest.image_name, version);
+    let sums = std::fs::read_to_string(published.join(SUMS_FILE))?;
+    let want = sums
+        .lines()
+        .find_map(|l| l.strip_suffix(&format!("  {eif}")))
+        .with_context(|| format!("release/{version}/SHA256SUMS does not list {eif}"))?;
+    let got = crate::hash::sha256_file(&out.join(&eif))?;
+    ensure!(
+        got == want,
+        "the committed release {version} no longer rebuilds bit for bit from its own commit: \
+         {eif} has SHA-256 {got}, release/{version}/SHA256SUMS says {want}"
+    );
+    eprintln!("release-reproducible: {eif} is byte-identical to the published release {version}");
+    Ok(())
+}
+
 /// CI step `release-reproducible`.
 ///
 /// # Errors
@@ -143,6 +183,7 @@ pub(crate) fn reproducible() -> Result<()> {
     let version = env!("CARGO_PKG_VERSION");
     check_published(&out, version, super::image::TEMPLATE_IMAGE_NAME)?;
     eprintln!("release-reproducible: {} checked", out.display());
+    compare_with_published(&out, version)?;
     std::fs::remove_dir_all(&out)?;
     Ok(())
 }
