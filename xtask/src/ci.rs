@@ -74,6 +74,19 @@ fn steps() -> Vec<Step> {
             },
         },
         Step {
+            // A whole release into a scratch directory (never release/): both passes must be
+            // byte-identical, then SHA256SUMS, the EIF's PCRs, the SDK's policy loader and the
+            // key policy are checked. Builds the kernel on a fresh machine (cached after).
+            name: "release-reproducible",
+            run: |_| crate::release::checks::reproducible(),
+        },
+        Step {
+            // Another application (`--app ccc-init --example nsm_probe`) through the same
+            // pipeline: same PCR1 as the template, different PCR2.
+            name: "release-other-app",
+            run: |_| crate::release::checks::other_app(),
+        },
+        Step {
             name: "no-std",
             run: |sh| Ok(cmd!(sh, "cargo check -p ccc-sdk --no-default-features --locked").run()?),
         },

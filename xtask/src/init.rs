@@ -56,7 +56,7 @@ fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
 /// Whether a little-endian ELF64 x86-64 executable has a `PT_INTERP` program header (i.e. is
 /// dynamically linked). Layout from the System V gABI: `e_phoff` at 0x20, `e_phentsize` at
 /// 0x36, `e_phnum` at 0x38; each program header starts with its `p_type`.
-fn has_interpreter(elf: &[u8]) -> Result<bool> {
+pub(crate) fn has_interpreter(elf: &[u8]) -> Result<bool> {
     ensure!(
         elf.get(..4) == Some(b"\x7fELF".as_slice()),
         "not an ELF file"

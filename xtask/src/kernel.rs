@@ -334,6 +334,17 @@ fn cache_key(pin: &Pin, config: &[u8]) -> Result<String> {
     Ok(digest.get(..16).unwrap_or(&digest).to_owned())
 }
 
+/// True when CCC's kernel for the current inputs is already in the cache (so [`build`] will not
+/// compile).
+///
+/// # Errors
+/// The pin or the config cannot be read.
+pub(crate) fn is_cached() -> Result<bool> {
+    let inputs = Inputs::load()?;
+    let out_dir = inputs.kernel_dir().join(&inputs.key);
+    Ok(out_dir.join("bzImage").is_file() && out_dir.join("config").is_file())
+}
+
 /// Builds CCC's kernel, or returns the cached one.
 ///
 /// # Errors
@@ -383,7 +394,10 @@ pub(crate) fn build(options: &BuildOptions) -> Result<KernelArtifact> {
 }
 
 /// Builds the kernel a second time in another directory and requires identical bytes.
-fn verify_reproducible(first: &KernelArtifact) -> Result<()> {
+///
+/// # Errors
+/// The rebuild fails or its bytes differ (both trees are then kept).
+pub(crate) fn verify_reproducible(first: &KernelArtifact) -> Result<()> {
     let inputs = Inputs::load()?;
     let started = Instant::now();
     let parent = inputs.kernel_dir().join("verify").join(&inputs.key);

@@ -15,6 +15,7 @@ mod kms_emulator;
 mod nsm;
 mod progress;
 mod qemu;
+mod release;
 mod setup;
 mod sigv4;
 
@@ -37,12 +38,13 @@ enum Command {
     /// Run every check CI runs (formatting, clippy, tests, no_std, fuzz smoke, ...) and print
     /// `ci: N passed, M failed`. Installs what it needs as root, or names the command to run.
     Ci(ci::Args),
-    /// Build the default template into a reproducible EIF and publish release/<V>/.
-    Release {
-        /// Release version (default: the workspace version).
-        #[arg(long)]
-        version: Option<String>,
-    },
+    /// Build the enclave template (or --app CRATE) into a reproducible EIF, twice in different
+    /// directories, and publish release/<V>/ (EIF, PCRs, KMS policy template, manifest,
+    /// SHA256SUMS, REPRODUCE.md) only if every byte matches.
+    Release(release::Args),
+    /// Rebuild a published release from this checkout and compare its PCRs (exit status 1 on
+    /// any mismatch).
+    VerifyRelease(release::VerifyArgs),
     /// NSM developer tools: `nsm simulate-attestation --out FILE` writes a document signed by
     /// the simulator's development chain (not AWS) and that chain's root.
     Nsm(nsm::Args),
@@ -96,15 +98,8 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Ci(args) => ci::run(&args),
-        Command::Release { version } => {
-            let version = version.unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned());
-            anyhow::bail!(
-                "`cargo xtask release --version {version}` is not available yet: the EIF \
-                 pipeline (kernel, init, initramfs, EIF, PCRs) lands with the release issue. \
-                 It will build the default template twice in different directories, refuse to \
-                 publish if any byte differs, and write release/{version}/."
-            )
-        }
+        Command::Release(args) => release::run(&args),
+        Command::VerifyRelease(args) => release::verify(&args),
         Command::Nsm(args) => nsm::run(&args),
         Command::Attestation(command) => attestation::run(command),
         Command::DescribeEif { path } => eif::run(&path),

@@ -1,0 +1,1235 @@
+//! `cargo xtask release` and `cargo xtask verify-release`: the reproducible enclave image and
+//! its published measurements.
+//!
+//! `release` builds the image twice — once from the checkout, once from a fresh copy of the
+//! tracked files in another directory, with another umask, time zone, locale, temporary
+//! directory and target directory — and refuses to publish unless `ccc-init`, the application,
+//! both ramdisks and the EIF are byte-identical. Then it writes `release/<V>/` (see
+//! [`publish`] for the formats) and records the PCRs in `release/pcr-expectations.json`.
+//! `verify-release V` rebuilds from the current checkout and compares PCR by PCR with what
+//! `release/<V>/` publishes.
+//!
+//! [`build_image`] is the programmatic entry point (one pass, same bytes as the release of this
+//! checkout) for other tasks that need an image, e.g. emulation and its tampered variants.
+
+mod build;
+pub(crate) mod checks;
+mod image;
+mod publish;
+
+use anyhow::{Context, Result, bail, ensure};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+pub(crate) use build::{AppSpec, AppTarget};
+pub(crate) use image::{Image, ImageSpec};
+
+use crate::init::MUSL_TARGET;
+use crate::kernel::{self, KernelArtifact};
+use crate::progress::elapsed;
+use build::{Binaries, GitState, Pass};
+use publish::{
+    Expectations, FileDigest, KernelRecord, Manifest, MeasurementsFile, PcrValues, Principal,
+    Recorded,
+};
+
+/// Where the passes build, relative to the workspace root.
+const WORK_DIR: &str = "target/ccc-release";
+
+/// The cross-release record of PCRs, relative to the workspace root.
+pub(crate) const EXPECTATIONS_FILE: &str = "release/pcr-expectations.json";
+
+/// Timings of the last `release` run (read by `cargo xtask bench eif`), inside [`WORK_DIR`].
+pub(crate) const TIMINGS_FILE: &str = "last-run.json";
+
+/// Format version of `build-manifest.json`.
+const MANIFEST_FORMAT: u32 = 1;
+
+/// Options of `cargo xtask release`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Release version (default: the workspace version).
+    #[arg(long)]
+    version: Option<String>,
+    /// The workspace package whose binary the enclave runs (default: the enclave template,
+    /// ccc-template-enclave). Its binary of the same name is used unless --bin or --example
+    /// names another.
+    #[arg(long, value_name = "CRATE")]
+    app: Option<String>,
+    /// The binary of --app to run.
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "app",
+        conflicts_with = "example"
+    )]
+    bin: Option<String>,
+    /// An example of --app to run instead of a binary (e.g. `--app ccc-init --example nsm_probe`).
+    #[arg(long, value_name = "NAME", requires = "app")]
+    example: Option<String>,
+    /// Use this bzImage instead of CCC's kernel (a `<PATH>.config` next to it is picked up).
+    #[arg(long, value_name = "PATH")]
+    kernel: Option<PathBuf>,
+    /// AWS account id for the key-policy template (12 digits; default: the placeholder ACCOUNT).
+    #[arg(long, value_name = "ID", requires = "role")]
+    account: Option<String>,
+    /// Name of the parent instance's IAM role, the principal that calls KMS for the enclave
+    /// (default: the placeholder ROLE).
+    #[arg(long, value_name = "NAME", requires = "account")]
+    role: Option<String>,
+    /// Output directory (default: release/<VERSION>/). Only the default updates
+    /// release/pcr-expectations.json.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Replace the PCRs recorded for an existing version in release/pcr-expectations.json.
+    #[arg(long)]
+    force: bool,
+    /// Also rebuild CCC's kernel in another directory and compare (about 5 more minutes on 2
+    /// cores); without it the kernel is built once (or taken from its cache) for both passes.
+    #[arg(long, conflicts_with = "kernel")]
+    full: bool,
+}
+
+/// Options of `cargo xtask verify-release`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct VerifyArgs {
+    /// The published version to check (release/<VERSION>/).
+    version: String,
+    /// The published directory (default: release/<VERSION>/).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// The bzImage, when the release was built with --kernel.
+    #[arg(long, value_name = "PATH")]
+    kernel: Option<PathBuf>,
+}
+
+impl Args {
+    fn app_spec(&self) -> AppSpec {
+        match &self.app {
+            None => AppSpec::template(),
+            Some(package) => AppSpec {
+                package: package.clone(),
+                target: match (&self.bin, &self.example) {
+                    (_, Some(example)) => AppTarget::Example(example.clone()),
+                    (Some(bin), None) => AppTarget::Bin(bin.clone()),
+                    (None, None) => AppTarget::Bin(package.clone()),
+                },
+            },
+        }
+    }
+}
+
+/// The image name (metadata `ImageName`, EIF file stem): `ccc-enclave` for the template, the
+/// binary's name otherwise.
+fn image_name(app: &AppSpec) -> String {
+    if app.is_template() {
+        image::TEMPLATE_IMAGE_NAME.to_owned()
+    } else {
+        app.name().to_owned()
+    }
+}
+
+fn eif_file_name(image_name: &str, version: &str) -> String {
+    format!("{image_name}-{version}.eif")
+}
+
+fn measurements_file_name(version: &str) -> String {
+    format!("pcr-measurements-{version}.json")
+}
+
+fn key_policy_file_name(version: &str) -> String {
+    format!("kms-policy-template-{version}.json")
+}
+
+fn iam_policy_file_name(version: &str) -> String {
+    format!("iam-policy-template-{version}.json")
+}
+
+const MANIFEST_FILE: &str = "build-manifest.json";
+const REPRODUCE_FILE: &str = "REPRODUCE.md";
+const SUMS_FILE: &str = "SHA256SUMS";
+
+/// The two passes of a release.
+fn passes(root: &Path) -> (Pass, Pass) {
+    let work = root.join(WORK_DIR);
+    let first = Pass {
+        name: "first",
+        source: root.to_path_buf(),
+        dir: work.join("first"),
+        umask: "022",
+        tz: "UTC0",
+        locale: "C",
+    };
+    let second_dir = work.join("second");
+    let second = Pass {
+        name: "second",
+        source: second_dir.join("src"),
+        dir: second_dir,
+        umask: "077",
+        // A POSIX TZ string (no tzdata needed): UTC+12:45, a zone offset nobody builds in.
+        tz: "CCC-12:45",
+        locale: "C.UTF-8",
+    };
+    (first, second)
+}
+
+/// What one pass produced.
+struct Built {
+    binaries: Binaries,
+    image: Image,
+}
+
+/// Compiles and assembles one pass.
+fn build_pass(
+    pass: &Pass,
+    app: &AppSpec,
+    kernel: &KernelArtifact,
+    git: &GitState,
+    version: &str,
+    customize: impl FnOnce(&mut ImageSpec<'_>),
+) -> Result<Built> {
+    let binaries = build::compile(pass, app, git.epoch)?;
+    let name = image_name(app);
+    let identity = image::identity(&name, version, git.epoch, kernel)?;
+    let mut spec = ImageSpec::new(kernel, &binaries.init, &binaries.app, app.name(), identity);
+    customize(&mut spec);
+    let out = pass.out_dir();
+    if out.exists() {
+        std::fs::remove_dir_all(&out).with_context(|| format!("cannot empty {}", out.display()))?;
+    }
+    let image = image::assemble(&spec, &out, &eif_file_name(&name, version))?;
+    Ok(Built { binaries, image })
+}
+
+/// Builds the EIF of `app` from this checkout into `out_dir` in one pass: the same kernel,
+/// init, command line, layout and metadata as `cargo xtask release` (so, for the enclave
+/// template and no customisation, the same bytes as the release of this commit). `customize`
+/// may change the image before it is written — another `/env`, extra arguments, another
+/// command line — which is how a deliberately different ("tampered") image is made. The
+/// kernel is CCC's (built or cached) unless `kernel` names a bzImage.
+///
+/// The compile reuses the release's first-pass target directory (warm after one release).
+///
+/// # Errors
+/// A missing prerequisite, a failed build, or an image that cannot be written.
+pub(crate) fn build_image(
+    app: &AppSpec,
+    kernel: Option<PathBuf>,
+    out_dir: &Path,
+    customize: impl FnOnce(&mut ImageSpec<'_>),
+) -> Result<Image> {
+    let root = crate::workspace_root();
+    crate::setup::ensure_base()?;
+    app.check(&root)?;
+    let git = build::git_state(&root)?;
+    let kernel = kernel::resolve(kernel)?;
+    let (first, _) = passes(&root);
+    let built = build_pass(
+        &first,
+        app,
+        &kernel,
+        &git,
+        env!("CARGO_PKG_VERSION"),
+        customize,
+    )?;
+    std::fs::create_dir_all(out_dir)?;
+    let move_into = |from: &Path| -> Result<PathBuf> {
+        let to = out_dir.join(from.file_name().context("no file name")?);
+        std::fs::copy(from, &to)
+            .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
+        Ok(to)
+    };
+    Ok(Image {
+        eif: move_into(&built.image.eif)?,
+        bootstrap: move_into(&built.image.bootstrap)?,
+        customer: move_into(&built.image.customer)?,
+        ..built.image
+    })
+}
+
+/// The first byte where two files differ, as a sentence; `None` when they are identical.
+fn first_difference(a: &Path, b: &Path) -> Result<Option<String>> {
+    let x = std::fs::read(a).with_context(|| format!("cannot read {}", a.display()))?;
+    let y = std::fs::read(b).with_context(|| format!("cannot read {}", b.display()))?;
+    if x == y {
+        return Ok(None);
+    }
+    let common = x.iter().zip(&y).take_while(|(p, q)| p == q).count();
+    Ok(Some(if common == x.len().min(y.len()) {
+        format!(
+            "the first {common} bytes are equal, then one file ends ({} vs {} bytes)",
+            x.len(),
+            y.len()
+        )
+    } else {
+        format!(
+            "first difference at byte offset {common} (0x{common:x}): 0x{:02x} vs 0x{:02x} \
+             ({} vs {} bytes)",
+            x.get(common).copied().unwrap_or_default(),
+            y.get(common).copied().unwrap_or_default(),
+            x.len(),
+            y.len()
+        )
+    }))
+}
+
+/// Compares every artifact of the two passes; the error lists each difference.
+fn compare(first: &Built, second: &Built, app: &AppSpec) -> Result<()> {
+    let pairs = [
+        ("ccc-init", &first.binaries.init, &second.binaries.init),
+        (app.name(), &first.binaries.app, &second.binaries.app),
+        (
+            "bootstrap ramdisk",
+            &first.image.bootstrap,
+            &second.image.bootstrap,
+        ),
+        (
+            "customer ramdisk",
+            &first.image.customer,
+            &second.image.customer,
+        ),
+        ("EIF", &first.image.eif, &second.image.eif),
+    ];
+    let mut differences = Vec::new();
+    for (name, a, b) in pairs {
+        match first_difference(a, b)? {
+            None => eprintln!(
+                "release: {name}: identical ({} bytes)",
+                std::fs::metadata(a)?.len()
+            ),
+            Some(how) => {
+                eprintln!("release: {name}: DIFFERENT: {how}");
+                differences.push(format!(
+                    "{name}: {how}\n    {}\n    {}",
+                    a.display(),
+                    b.display()
+                ));
+            }
+        }
+    }
+    if differences.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "the two builds differ, so this release is not reproducible and is NOT published:\n  \
+         {}\nBoth copies are kept for inspection (e.g. `diffoscope A B`); the first differing \
+         artifact is usually the cause of the others",
+        differences.join("\n  ")
+    )
+}
+
+/// Timings of a run, for `cargo xtask bench eif`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Timings {
+    pub(crate) version: String,
+    pub(crate) app: String,
+    /// The whole command.
+    pub(crate) total_secs: f64,
+    pub(crate) kernel_secs: f64,
+    /// The kernel was compiled in this run (not taken from its cache).
+    pub(crate) kernel_built: bool,
+    pub(crate) first_pass_secs: f64,
+    pub(crate) second_pass_secs: f64,
+    /// The first pass's target directory did not exist (everything compiled from scratch).
+    pub(crate) first_pass_cold: bool,
+    pub(crate) eif_bytes: u64,
+    /// Available CPUs and the 1-minute load average when the run ended.
+    pub(crate) cpus: usize,
+    pub(crate) load_average: String,
+}
+
+/// `cargo xtask release`.
+///
+/// # Errors
+/// A missing prerequisite (with its fix), a failed build, a difference between the two passes,
+/// all-zero PCRs, PCRs that contradict release/pcr-expectations.json (without `--force`), or a
+/// write failure.
+pub(crate) fn run(args: &Args) -> Result<()> {
+    let started = Instant::now();
+    let root = crate::workspace_root();
+    let version = args
+        .version
+        .clone()
+        .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned());
+    publish::check_version(&version)?;
+    let principal = match (&args.account, &args.role) {
+        (Some(account), Some(role)) => Principal::new(account, role)?,
+        _ => Principal::placeholders(),
+    };
+    let app = args.app_spec();
+    crate::setup::ensure_base()?;
+    app.check(&root)?;
+    let git = build::git_state(&root)?;
+    warn_about_the_tree(&git);
+
+    let default_out = root.join("release").join(&version);
+    let out = match &args.out {
+        Some(dir) if dir.is_absolute() => dir.clone(),
+        Some(dir) => std::env::current_dir()?.join(dir),
+        None => default_out.clone(),
+    };
+    let publishing = out == default_out;
+    let names = ReleaseFiles::new(&image_name(&app), &version);
+    names.check_directory(&out)?;
+    let expectations_path = root.join(EXPECTATIONS_FILE);
+    let mut expectations = Expectations::load(&expectations_path)?;
+
+    let t = Instant::now();
+    let kernel_built = args.kernel.is_none() && !kernel::is_cached()?;
+    let kernel = kernel::resolve(args.kernel.clone())?;
+    if args.full {
+        kernel::verify_reproducible(&kernel)?;
+    }
+    let kernel_time = t.elapsed();
+
+    let (first_pass, second_pass) = passes(&root);
+    let first_pass_cold = !first_pass.target_dir().exists();
+    let t = Instant::now();
+    let first = build_pass(&first_pass, &app, &kernel, &git, &version, |_| {})?;
+    let first_time = t.elapsed();
+
+    let t = Instant::now();
+    for dir in [second_pass.source.clone(), second_pass.tmp_dir()] {
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)
+                .with_context(|| format!("cannot remove {}", dir.display()))?;
+        }
+    }
+    let copied = build::export_tracked(&root, &second_pass.source)?;
+    eprintln!(
+        "release: [second] copied {copied} tracked files into {}",
+        second_pass.source.display()
+    );
+    let second = build_pass(&second_pass, &app, &kernel, &git, &version, |_| {})?;
+    let second_time = t.elapsed();
+
+    compare(&first, &second, &app)?;
+    let measurements = first.image.measurements;
+    publish::refuse_debug_pcrs(&measurements)?;
+    let pcrs = PcrValues::of(&measurements, true);
+    if publishing {
+        // Refuses here, before anything is written, unless --force (recorded after writing).
+        expectations.clone().record(&version, &pcrs, args.force)?;
+    } else if let Some(recorded) = expectations.get(&version)
+        && !recorded.same_pcrs(&pcrs)
+    {
+        eprintln!(
+            "release: WARNING: these PCRs differ from the ones published for {version} in \
+             {EXPECTATIONS_FILE}:\n{}",
+            publish::pcr_table(recorded, &pcrs)
+        );
+    }
+
+    let context = ReleaseContext {
+        root: &root,
+        version: &version,
+        app: &app,
+        git: &git,
+        kernel: &kernel,
+        custom_kernel: args.kernel.is_some(),
+        full: args.full,
+        principal: &principal,
+        first: &first,
+    };
+    write_release(&context, &names, &out)?;
+
+    if publishing {
+        let recorded = expectations.record(&version, &pcrs, args.force)?;
+        std::fs::write(&expectations_path, expectations.to_json()?)
+            .with_context(|| format!("cannot write {}", expectations_path.display()))?;
+        match recorded {
+            Recorded::Added => eprintln!("release: recorded {version} in {EXPECTATIONS_FILE}"),
+            Recorded::Unchanged => {
+                eprintln!("release: {EXPECTATIONS_FILE} already holds these PCRs for {version}");
+            }
+            Recorded::Replaced(old) => eprintln!(
+                "release: --force: replaced the PCRs of {version} in {EXPECTATIONS_FILE}:\n{}",
+                publish::pcr_table(&old, &pcrs)
+            ),
+        }
+    } else {
+        eprintln!(
+            "release: {} is not release/{version}/, so {EXPECTATIONS_FILE} is left as it is",
+            out.display()
+        );
+    }
+
+    let timings = Timings {
+        version: version.clone(),
+        app: app.name().to_owned(),
+        total_secs: started.elapsed().as_secs_f64(),
+        kernel_secs: kernel_time.as_secs_f64(),
+        kernel_built,
+        first_pass_secs: first_time.as_secs_f64(),
+        second_pass_secs: second_time.as_secs_f64(),
+        first_pass_cold,
+        eif_bytes: first.image.len,
+        cpus: std::thread::available_parallelism().map_or(1, usize::from),
+        load_average: load_average(),
+    };
+    let timings_path = root.join(WORK_DIR).join(TIMINGS_FILE);
+    std::fs::write(
+        &timings_path,
+        serde_json::to_string_pretty(&timings)? + "\n",
+    )?;
+
+    eprintln!(
+        "release: {version} published in {} (kernel {}, first pass {}, second pass {}); EIF \
+         {} bytes",
+        out.display(),
+        elapsed(kernel_time),
+        elapsed(first_time),
+        elapsed(second_time),
+        first.image.len
+    );
+    if git.dirty {
+        eprintln!("release: WARNING: built from a DIRTY tree (recorded as dirty: true)");
+    }
+    let total = started.elapsed();
+    println!("{}", serde_json::to_string_pretty(&pcrs)?);
+    eprintln!("release: total {}", elapsed(total));
+    Ok(())
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split(' ').next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
+}
+
+fn warn_about_the_tree(git: &GitState) {
+    if git.dirty {
+        let bar = "!".repeat(78);
+        eprintln!(
+            "{bar}\nrelease: WARNING: the working tree has uncommitted changes to tracked \
+             files:\n  {}\nThe release is built from them (both passes), recorded as dirty: \
+             true, and nobody can rebuild it from commit {}. Commit first for a real \
+             release.\n{bar}",
+            git.changes.join("\n  "),
+            git.commit
+        );
+    }
+    if let Ok(value) = std::env::var("SOURCE_DATE_EPOCH")
+        && value != git.epoch.secs().to_string()
+    {
+        eprintln!(
+            "release: note: SOURCE_DATE_EPOCH={value} in the environment is ignored; a release's \
+             epoch is its commit time ({}), so that anyone rebuilding derives the same one",
+            git.epoch.secs()
+        );
+    }
+}
+
+/// Everything the published files are written from.
+struct ReleaseContext<'a> {
+    root: &'a Path,
+    version: &'a str,
+    app: &'a AppSpec,
+    git: &'a GitState,
+    kernel: &'a KernelArtifact,
+    custom_kernel: bool,
+    full: bool,
+    principal: &'a Principal,
+    first: &'a Built,
+}
+
+/// The file names of one release directory.
+struct ReleaseFiles {
+    eif: String,
+    measurements: String,
+    key_policy: String,
+    iam_policy: String,
+}
+
+impl ReleaseFiles {
+    fn new(image_name: &str, version: &str) -> Self {
+        Self {
+            eif: eif_file_name(image_name, version),
+            measurements: measurements_file_name(version),
+            key_policy: key_policy_file_name(version),
+            iam_policy: iam_policy_file_name(version),
+        }
+    }
+
+    /// Every file a release directory holds, SHA256SUMS last.
+    fn all(&self) -> Vec<String> {
+        vec![
+            self.eif.clone(),
+            self.measurements.clone(),
+            self.key_policy.clone(),
+            self.iam_policy.clone(),
+            MANIFEST_FILE.to_owned(),
+            REPRODUCE_FILE.to_owned(),
+            SUMS_FILE.to_owned(),
+        ]
+    }
+
+    /// An existing output directory may hold only files a release writes (SHA256SUMS covers the
+    /// whole directory, so a stray file would go unlisted).
+    fn check_directory(&self, dir: &Path) -> Result<()> {
+        if !dir.exists() {
+            return Ok(());
+        }
+        let ours = self.all();
+        let mut stray = Vec::new();
+        for entry in
+            std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?
+        {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            if !ours.contains(&name) {
+                stray.push(name);
+            }
+        }
+        ensure!(
+            stray.is_empty(),
+            "{} holds files a release does not write ({}); remove them (SHA256SUMS must cover \
+             every file of a release directory)",
+            dir.display(),
+            stray.join(", ")
+        );
+        Ok(())
+    }
+}
+
+fn write_release(ctx: &ReleaseContext<'_>, names: &ReleaseFiles, out: &Path) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let write = |name: &str, text: &str| -> Result<()> {
+        let path = out.join(name);
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+    };
+    let measurements = &ctx.first.image.measurements;
+    let eif_path = out.join(&names.eif);
+    std::fs::copy(&ctx.first.image.eif, &eif_path)
+        .with_context(|| format!("cannot write {}", eif_path.display()))?;
+
+    let tools: BTreeMap<String, String> = build::tool_versions(ctx.root)
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    let kernel_record = kernel_record(ctx)?;
+    let rebuild = rebuild_commands(ctx);
+    let measurements_file = MeasurementsFile {
+        version: ctx.version.to_owned(),
+        build_timestamp: ctx.git.epoch.rfc3339(),
+        measurements: PcrValues::of(measurements, true),
+        kms_policy_conditions: publish::policy_conditions(measurements)?,
+        verification: publish::Verification {
+            commit: ctx.git.commit.clone(),
+            dirty: ctx.git.dirty,
+            toolchain: tools.get("rustc").cloned().unwrap_or_default(),
+            target: MUSL_TARGET.to_owned(),
+            app: app_description(ctx.app),
+            kernel: kernel_record.clone(),
+            tools: tools.clone(),
+            rebuild: rebuild.clone(),
+        },
+    };
+    write(&names.measurements, &measurements_file.to_json()?)?;
+    write(
+        &names.key_policy,
+        &publish::key_policy(measurements, ctx.principal)?,
+    )?;
+    write(&names.iam_policy, &publish::iam_policy(measurements)?)?;
+    write(REPRODUCE_FILE, &reproduce_md(ctx, names, &rebuild))?;
+
+    let mut outputs = BTreeMap::new();
+    for name in [
+        &names.eif,
+        &names.measurements,
+        &names.key_policy,
+        &names.iam_policy,
+    ] {
+        outputs.insert(name.clone(), FileDigest::of(&out.join(name))?);
+    }
+    outputs.insert(
+        REPRODUCE_FILE.to_owned(),
+        FileDigest::of(&out.join(REPRODUCE_FILE))?,
+    );
+    let manifest = manifest(ctx, tools, kernel_record, outputs)?;
+    write(MANIFEST_FILE, &manifest.to_json()?)?;
+    let listed: Vec<String> = names.all().into_iter().filter(|n| n != SUMS_FILE).collect();
+    write(SUMS_FILE, &publish::sha256sums(out, &listed)?)?;
+    Ok(())
+}
+
+fn app_description(app: &AppSpec) -> String {
+    format!("{} {} of package {}", app.kind(), app.name(), app.package)
+}
+
+fn kernel_record(ctx: &ReleaseContext<'_>) -> Result<KernelRecord> {
+    let config_sha256 = match &ctx.kernel.config {
+        Some(path) => Some(crate::hash::sha256_file(path)?),
+        None => None,
+    };
+    if ctx.custom_kernel {
+        return Ok(KernelRecord {
+            origin: "custom".to_owned(),
+            package: None,
+            package_version: None,
+            deb_sha256: None,
+            config_sha256,
+            source: ctx
+                .kernel
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            version: ctx.kernel.version.clone(),
+            bzimage_sha256: ctx.kernel.sha256.clone(),
+        });
+    }
+    let pin = kernel::Pin::load(ctx.root)?;
+    Ok(KernelRecord {
+        origin: "ccc".to_owned(),
+        package: Some(pin.package),
+        package_version: Some(pin.version),
+        deb_sha256: Some(pin.deb_sha256),
+        config_sha256,
+        source: format!(
+            "kernel-config/{} (fragment kernel-config/{})",
+            pin.config, pin.fragment
+        ),
+        version: ctx.kernel.version.clone(),
+        bzimage_sha256: ctx.kernel.sha256.clone(),
+    })
+}
+
+/// The arguments that select what a release builds (for the rebuild commands).
+fn selection_args(ctx: &ReleaseContext<'_>) -> String {
+    let mut args = String::new();
+    if !ctx.app.is_template() {
+        args.push_str(&format!(" --app {}", ctx.app.package));
+        match &ctx.app.target {
+            AppTarget::Bin(name) if *name == ctx.app.package => {}
+            AppTarget::Bin(name) => args.push_str(&format!(" --bin {name}")),
+            AppTarget::Example(name) => args.push_str(&format!(" --example {name}")),
+        }
+    }
+    if ctx.custom_kernel {
+        args.push_str(" --kernel <the same bzImage>");
+    }
+    args
+}
+
+fn rebuild_commands(ctx: &ReleaseContext<'_>) -> Vec<String> {
+    let kernel = if ctx.custom_kernel {
+        " --kernel <the same bzImage>"
+    } else {
+        ""
+    };
+    vec![
+        "git clone <this repository> ccc && cd ccc".to_owned(),
+        format!(
+            "git checkout <the commit that published release/{}>",
+            ctx.version
+        ),
+        format!(
+            "git diff --stat {} HEAD -- . ':(exclude)release'   # must print nothing",
+            ctx.git.commit
+        ),
+        format!("cargo xtask verify-release {}{kernel}", ctx.version),
+    ]
+}
+
+fn manifest(
+    ctx: &ReleaseContext<'_>,
+    tools: BTreeMap<String, String>,
+    kernel: KernelRecord,
+    outputs: BTreeMap<String, FileDigest>,
+) -> Result<Manifest> {
+    let image = &ctx.first.image;
+    let mut inputs = BTreeMap::new();
+    inputs.insert("kernel".to_owned(), FileDigest::of(&ctx.kernel.path)?);
+    inputs.insert(
+        "cmdline".to_owned(),
+        FileDigest::of_bytes(image::CMDLINE.as_bytes())?,
+    );
+    inputs.insert("init".to_owned(), FileDigest::of(&ctx.first.binaries.init)?);
+    inputs.insert("app".to_owned(), FileDigest::of(&ctx.first.binaries.app)?);
+    inputs.insert(
+        "bootstrap-ramdisk".to_owned(),
+        FileDigest::of(&image.bootstrap)?,
+    );
+    inputs.insert(
+        "customer-ramdisk".to_owned(),
+        FileDigest::of(&image.customer)?,
+    );
+    let kernel_note = if ctx.custom_kernel {
+        "supplied with --kernel (file name and SHA-256 above), not built by CCC; both passes \
+         used the same file"
+            .to_owned()
+    } else if ctx.full {
+        "built (or taken from target/kernel/<key>/, keyed by the pinned .deb, the config, the \
+         build environment and the recipe) and then rebuilt from scratch in \
+         target/kernel/verify/<key>/ (--full): byte-identical; both passes used it"
+            .to_owned()
+    } else {
+        "built once (or taken from target/kernel/<key>/, keyed by the pinned .deb, the config, \
+         the build environment and the recipe) and used by both passes; NOT rebuilt by this run: \
+         its own reproducibility check is `cargo xtask kernel --verify-reproducible` (or \
+         `cargo xtask release --full`)"
+            .to_owned()
+    };
+    let (first, second) = passes(Path::new("."));
+    let describe = |pass: &Pass, source: &str| {
+        format!(
+            "{source}; CARGO_TARGET_DIR {}; TMPDIR {}; umask {}; TZ {}; LC_ALL {}",
+            relative(&pass.target_dir()),
+            relative(&pass.tmp_dir()),
+            pass.umask,
+            pass.tz,
+            pass.locale
+        )
+    };
+    Ok(Manifest {
+        format: MANIFEST_FORMAT,
+        version: ctx.version.to_owned(),
+        image_name: image_name(ctx.app),
+        app: publish::AppRecord {
+            package: ctx.app.package.clone(),
+            kind: ctx.app.kind().to_owned(),
+            name: ctx.app.name().to_owned(),
+        },
+        git: publish::GitRecord {
+            commit: ctx.git.commit.clone(),
+            dirty: ctx.git.dirty,
+            changes: ctx.git.changes.clone(),
+            source_date_epoch: ctx.git.epoch.secs(),
+            source_date: ctx.git.epoch.rfc3339(),
+            epoch_rule: "commit time of the latest commit that changed a tracked file outside \
+                         release/ (git log -1 --format=%ct -- . ':(exclude)release'); it is the \
+                         EIF metadata's BuildTime and the compilers' SOURCE_DATE_EPOCH. Ramdisk \
+                         entries carry mtime 0, so PCRs do not depend on it"
+                .to_owned(),
+        },
+        toolchain: publish::ToolchainRecord {
+            rustc: build::rustc_verbose_version(ctx.root)?
+                .lines()
+                .map(str::to_owned)
+                .collect(),
+            target: MUSL_TARGET.to_owned(),
+            cargo_build: format!(
+                "cargo build --locked --release --target {MUSL_TARGET} -p ccc-init --bin \
+                 ccc-init -p {} --{} {}",
+                ctx.app.package,
+                ctx.app.kind(),
+                ctx.app.name()
+            ),
+            profile: "release ([profile.release] of the workspace Cargo.toml)".to_owned(),
+            path_remapping: vec![
+                "rustup toolchain -> /rust-toolchain".to_owned(),
+                "CARGO_HOME -> /cargo".to_owned(),
+                "workspace -> /ccc".to_owned(),
+                "CARGO_TARGET_DIR -> /ccc-target".to_owned(),
+                "rustc: --remap-path-prefix in CARGO_ENCODED_RUSTFLAGS; C: -ffile-prefix-map in \
+                 CFLAGS_x86_64_unknown_linux_musl and CXXFLAGS_x86_64_unknown_linux_musl"
+                    .to_owned(),
+            ],
+            environment: "cleared; set: PATH (cargo's directory, then /usr/local/sbin:\
+                          /usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin), SOURCE_DATE_EPOCH, TZ, \
+                          LC_ALL, LANG, TMPDIR, CARGO_TARGET_DIR, CARGO_ENCODED_RUSTFLAGS, \
+                          CARGO_INCREMENTAL=0, CFLAGS/CXXFLAGS for the musl target; passed \
+                          through: HOME, USER, CARGO_HOME, RUSTUP_HOME, RUSTUP_AUTO_INSTALL, \
+                          proxies, SSL_CERT_*, CARGO_HTTP_*, CARGO_NET_*, CARGO_REGISTRIES_*"
+                .to_owned(),
+        },
+        tools,
+        cargo_lock_sha256: crate::hash::sha256_file(&ctx.root.join("Cargo.lock"))?,
+        kernel,
+        cmdline: image::CMDLINE.to_owned(),
+        inputs,
+        outputs,
+        measurements: PcrValues::of(&image.measurements, true),
+        reproducibility: publish::ReproducibilityRecord {
+            rebuilt_twice: vec![
+                "ccc-init".to_owned(),
+                ctx.app.name().to_owned(),
+                "bootstrap ramdisk".to_owned(),
+                "customer ramdisk".to_owned(),
+                "EIF".to_owned(),
+            ],
+            comparison: "byte for byte; any difference stops the release before anything is \
+                         published"
+                .to_owned(),
+            first_pass: describe(&first, "the checkout itself"),
+            second_pass: describe(
+                &second,
+                &format!(
+                    "a fresh copy of the tracked files (git ls-files, working-tree content) in \
+                     {}",
+                    relative(&second.source)
+                ),
+            ),
+            kernel: kernel_note,
+        },
+    })
+}
+
+/// A pass path relative to the workspace root, for the manifest (no host paths in published
+/// files).
+fn relative(path: &Path) -> String {
+    path.strip_prefix(".").unwrap_or(path).display().to_string()
+}
+
+fn reproduce_md(ctx: &ReleaseContext<'_>, names: &ReleaseFiles, rebuild: &[String]) -> String {
+    let version = ctx.version;
+    let m = &ctx.first.image.measurements;
+    let dirty = if ctx.git.dirty {
+        "\n\n**Warning: built from a working tree with uncommitted changes (`dirty: true` in the \
+         manifest). Nobody can rebuild it from the commit alone.**"
+    } else {
+        ""
+    };
+    let args = selection_args(ctx);
+    let kernel_text = if ctx.custom_kernel {
+        "The kernel was supplied with `--kernel` (its SHA-256 is in the manifest); bring the \
+         same file."
+    } else {
+        "The kernel is built from the Debian package pinned in `kernel-config/source.json` with \
+         the committed `kernel-config/config-6.12-x86_64` (about 5 minutes on 2 cores; cached \
+         under `target/kernel/`)."
+    };
+    let full_text = if ctx.full {
+        "This release ran with `--full`: the kernel was also rebuilt in another directory and \
+         compared, byte for byte."
+    } else {
+        "The kernel was built once and used by both passes; its own reproducibility is checked \
+         by `cargo xtask kernel --verify-reproducible` (or `cargo xtask release --full`)."
+    };
+    let placeholder = if ctx.principal.is_placeholder() {
+        format!(
+            "\nThe template names `ACCOUNT` and `ROLE`: replace them with your account id and \
+             the\nname of the parent instance's IAM role (or run `cargo xtask release --version \
+             {version}\n--account 111122223333 --role NAME --out DIR`), then:\n\n    \
+             aws kms put-key-policy --key-id KEY --policy-name default --policy \
+             file://{}\n",
+            names.key_policy
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "# Reproducing CCC release {version}
+
+Written by `cargo xtask release --version {version}{args}` from commit `{commit}` (the latest
+commit that changed anything outside `release/`; its commit time is the build's
+`SOURCE_DATE_EPOCH`).{dirty}
+
+| file | content |
+|---|---|
+| `{eif}` | the enclave image (not in git: rebuild it, below) |
+| `{meas}` | PCR0, PCR1, PCR2 and the KMS condition values |
+| `{kms}` | KMS key policy pinning this image |
+| `{iam}` | IAM policy for the parent's role: `kms:GenerateRandom` for this image |
+| `build-manifest.json` | commit, toolchain, kernel source, SHA-256 of every input and output |
+| `SHA256SUMS` | `sha256sum` of every other file here |
+
+## Measurements
+
+    PCR0 {pcr0}
+    PCR1 {pcr1}
+    PCR2 {pcr2}
+
+PCR0 covers the kernel, the command line and both ramdisks; PCR1 the kernel, the command line
+and the bootstrap ramdisk (ccc-init); PCR2 the application ramdisk.
+
+## Rebuild and compare
+
+On Debian 12 (x86_64), as root (otherwise the commands stop with the exact `apt-get install` to
+run first):
+
+    {rebuild}
+
+`verify-release` rebuilds ccc-init, the application and the EIF from the checkout and prints,
+for PCR0, PCR1 and PCR2, `match` or `MISMATCH` with both values; it exits non-zero on any
+mismatch.
+
+{kernel_text}
+
+To compare every byte instead, build the whole release into a scratch directory and check it
+against the published sums:
+
+    cargo xtask release --version {version}{args} --out /tmp/ccc-{version}
+    cd /tmp/ccc-{version} && sha256sum -c <checkout>/release/{version}/SHA256SUMS
+
+Every line must say `OK`. `{meas}` and `build-manifest.json` also record the host's compiler
+and linker versions (the musl target links with the host's `cc` and `ld`): on a machine with
+other Debian package versions those two files differ, and usually the binaries with them.
+
+## What was built twice, and how it was compared
+
+`cargo xtask release` builds `ccc-init`, the application, both ramdisks and the EIF twice: first
+from the checkout (umask 022, TZ UTC0, LC_ALL C), then from a fresh copy of the tracked files in
+`target/ccc-release/second/src` with its own target and temporary directories, umask 077,
+TZ CCC-12:45 and LC_ALL C.UTF-8. It publishes only when all five are byte-identical. Build paths
+are remapped (`--remap-path-prefix`, `-ffile-prefix-map`), the environment is cleared, the build
+is `--locked`, and `SOURCE_DATE_EPOCH` is the commit time.
+
+{full_text}
+
+## Key policy
+
+`{kms}` has three statements:
+
+1. `KeyAdministrationByTheAccount`: the account (`arn:aws:iam::ACCOUNT:root`, i.e. whoever IAM
+   in that account allows) keeps key administration, including `kms:PutKeyPolicy`, so the key is
+   never orphaned (without it nobody could ever change, disable or delete the key; KMS itself
+   refuses a policy that locks its caller out). It lists actions one by one and leaves out
+   everything that reveals plaintext or routes around the attestation: `kms:Decrypt`,
+   `kms:GenerateDataKey*`, `kms:ReEncrypt*`, `kms:CreateGrant`. Whoever may call
+   `kms:PutKeyPolicy` can still replace the policy: restrict that to an administrator role and
+   watch for it in CloudTrail.
+2. `SealSecretsForTheEnclave`: the account may `kms:Encrypt` (sealing a secret for the enclave
+   reveals nothing).
+3. `EnclaveUseOnlyWithThisImage`: the parent instance's role may call `kms:Decrypt` and
+   `kms:GenerateDataKey` only with an attestation document (`Recipient`) whose PCR0
+   (`kms:RecipientAttestation:ImageSha384`), PCR1 and PCR2 equal this release's
+   (`StringEqualsIgnoreCase`). A debug-mode enclave reports all-zero PCRs and is refused; the
+   release tool never writes a policy with all-zero PCRs.
+{placeholder}
+`kms:GenerateRandom` is not in the key policy: it uses no key, so KMS authorises it through IAM
+policies only (KMS API reference, GenerateRandom: \"Required permissions: kms:GenerateRandom (IAM
+policy)\"). Attach `{iam}` to the parent's role to allow it for this image only (the attestation
+condition keys apply to GenerateRandom in IAM policies).
+",
+        commit = ctx.git.commit,
+        eif = names.eif,
+        meas = names.measurements,
+        kms = names.key_policy,
+        iam = names.iam_policy,
+        pcr0 = m.pcr0.hex(),
+        pcr1 = m.pcr1.hex(),
+        pcr2 = m.pcr2.hex(),
+        rebuild = rebuild.join("\n    "),
+    )
+}
+
+/// `cargo xtask verify-release V`.
+///
+/// # Errors
+/// The published files are missing or malformed, the rebuild fails, or any PCR differs.
+pub(crate) fn verify(args: &VerifyArgs) -> Result<()> {
+    let started = Instant::now();
+    let root = crate::workspace_root();
+    let version = &args.version;
+    publish::check_version(version)?;
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| root.join("release").join(version));
+    let published = MeasurementsFile::load(&dir.join(measurements_file_name(version)))?;
+    let manifest = Manifest::load(&dir.join(MANIFEST_FILE))?;
+    ensure!(
+        published.version == *version && manifest.version == *version,
+        "{} describes version {} (manifest: {}), not {version}",
+        dir.display(),
+        published.version,
+        manifest.version
+    );
+    let app = AppSpec {
+        package: manifest.app.package.clone(),
+        target: match manifest.app.kind.as_str() {
+            "bin" => AppTarget::Bin(manifest.app.name.clone()),
+            "example" => AppTarget::Example(manifest.app.name.clone()),
+            other => bail!("the manifest names an app of kind `{other}`"),
+        },
+    };
+    if manifest.kernel.origin == "custom" {
+        ensure!(
+            args.kernel.is_some(),
+            "release {version} was built with its own kernel ({}, sha256 {}): pass it with \
+             --kernel PATH",
+            manifest.kernel.source,
+            manifest.kernel.bzimage_sha256
+        );
+    }
+    let git = build::git_state(&root)?;
+    eprintln!(
+        "verify-release: published from commit {}{}; rebuilding from {}{}",
+        manifest.git.commit,
+        if manifest.git.dirty { " (DIRTY)" } else { "" },
+        git.commit,
+        if git.dirty { " (DIRTY)" } else { "" }
+    );
+    if git.commit != manifest.git.commit || git.dirty {
+        eprintln!(
+            "verify-release: WARNING: this checkout's inputs are not those of release {version} \
+             (see `git diff --stat {} -- . ':(exclude)release'`): expect mismatches",
+            manifest.git.commit
+        );
+    }
+    let out = root.join(WORK_DIR).join("verify");
+    let image = build_image(&app, args.kernel.clone(), &out, |spec| {
+        spec.identity.image_name = manifest.image_name.clone();
+        spec.identity.image_version = version.clone();
+    })?;
+    let built = PcrValues::of(&image.measurements, true);
+    let mut mismatches = 0;
+    println!("verify-release {version}:");
+    for ((name, want), (_, got)) in published.measurements.pcrs().iter().zip(built.pcrs()) {
+        if want.eq_ignore_ascii_case(got) {
+            println!("  {name} match     {got}");
+        } else {
+            mismatches += 1;
+            println!("  {name} MISMATCH\n    published {want}\n    rebuilt   {got}");
+        }
+    }
+    let eif_name = eif_file_name(&manifest.image_name, version);
+    let eif_sha = crate::hash::sha256_file(&image.eif)?;
+    match manifest.outputs.get(&eif_name) {
+        Some(digest) if digest.sha256 == eif_sha => {
+            println!("  EIF match     sha256 {eif_sha} (byte-identical to the published image)");
+        }
+        Some(digest) => println!(
+            "  EIF differs   sha256 {eif_sha}, published {} (the metadata holds the commit time \
+             and tool version; PCRs are what policies pin)",
+            digest.sha256
+        ),
+        None => println!("  EIF           the manifest lists no {eif_name}"),
+    }
+    eprintln!("verify-release: done in {}", elapsed(started.elapsed()));
+    ensure!(
+        mismatches == 0,
+        "{mismatches} of 3 PCRs differ from {}: this checkout does not rebuild release \
+         {version} (check out commit {} and build on Debian 12)",
+        dir.display(),
+        manifest.git.commit
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn differences_are_located() {
+        let dir = std::env::temp_dir().join(format!("ccc-diff-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (a, b, c, d) = (dir.join("a"), dir.join("b"), dir.join("c"), dir.join("d"));
+        std::fs::write(&a, b"abcdef").unwrap();
+        std::fs::write(&b, b"abcdef").unwrap();
+        std::fs::write(&c, b"abcXef").unwrap();
+        std::fs::write(&d, b"abcdefgh").unwrap();
+        assert_eq!(first_difference(&a, &b).unwrap(), None);
+        let how = first_difference(&a, &c).unwrap().unwrap();
+        assert!(how.contains("byte offset 3 (0x3): 0x64 vs 0x58"), "{how}");
+        let how = first_difference(&a, &d).unwrap().unwrap();
+        assert!(how.contains("first 6 bytes are equal"), "{how}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Two passes whose customer ramdisks differ: the comparison names that artefact and the
+    /// offset, and passes the identical ones.
+    #[test]
+    fn a_difference_between_the_passes_stops_the_release() {
+        let dir = std::env::temp_dir().join(format!("ccc-compare-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let pass = |name: &str, customer: &[u8]| -> Built {
+            let d = dir.join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            let file = |f: &str, bytes: &[u8]| {
+                std::fs::write(d.join(f), bytes).unwrap();
+                d.join(f)
+            };
+            Built {
+                binaries: Binaries {
+                    init: file("init", b"init"),
+                    app: file("app", b"app"),
+                },
+                image: Image {
+                    eif: file("x.eif", b"eif"),
+                    bootstrap: file("bootstrap.cpio", b"boot"),
+                    customer: file("customer.cpio", customer),
+                    measurements: ccc_eif::Measurements {
+                        pcr0: ccc_eif::Pcr([1; 48]),
+                        pcr1: ccc_eif::Pcr([2; 48]),
+                        pcr2: ccc_eif::Pcr([3; 48]),
+                        pcr8: None,
+                    },
+                    len: 3,
+                },
+            }
+        };
+        let app = AppSpec::template();
+        let a = pass("a", b"rootfs/bin/app 0644");
+        let b = pass("b", b"rootfs/bin/app 0644");
+        compare(&a, &b, &app).unwrap();
+        let c = pass("c", b"rootfs/bin/app 0600");
+        let err = compare(&a, &c, &app).unwrap_err().to_string();
+        assert!(err.contains("NOT published"), "{err}");
+        assert!(
+            err.contains("customer ramdisk: first difference at byte offset 17"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("EIF:"),
+            "only the differing artefact is listed: {err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn release_directories_hold_only_release_files() {
+        let names = ReleaseFiles::new("ccc-enclave", "0.1.0");
+        assert_eq!(
+            names.all(),
+            [
+                "ccc-enclave-0.1.0.eif",
+                "pcr-measurements-0.1.0.json",
+                "kms-policy-template-0.1.0.json",
+                "iam-policy-template-0.1.0.json",
+                "build-manifest.json",
+                "REPRODUCE.md",
+                "SHA256SUMS"
+            ]
+        );
+        let dir = std::env::temp_dir().join(format!("ccc-reldir-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        names.check_directory(&dir).unwrap();
+        std::fs::write(dir.join("SHA256SUMS"), "").unwrap();
+        names.check_directory(&dir).unwrap();
+        std::fs::write(dir.join("notes.txt"), "").unwrap();
+        let err = names.check_directory(&dir).unwrap_err().to_string();
+        assert!(err.contains("notes.txt"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn app_selection() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: Args,
+        }
+        let parse = |words: &[&str]| {
+            Cli::try_parse_from(std::iter::once("release").chain(words.iter().copied()))
+                .map(|c| c.args.app_spec())
+        };
+        assert_eq!(parse(&[]).unwrap(), AppSpec::template());
+        assert_eq!(parse(&["--app", "x"]).unwrap(), AppSpec::bin("x", "x"));
+        assert_eq!(
+            parse(&["--app", "x", "--bin", "y"]).unwrap(),
+            AppSpec::bin("x", "y")
+        );
+        assert_eq!(
+            parse(&["--app", "ccc-init", "--example", "nsm_probe"]).unwrap(),
+            AppSpec {
+                package: "ccc-init".into(),
+                target: AppTarget::Example("nsm_probe".into())
+            }
+        );
+        assert!(parse(&["--bin", "y"]).is_err(), "--bin needs --app");
+        assert!(parse(&["--app", "x", "--bin", "y", "--example", "z"]).is_err());
+        assert!(
+            parse(&["--account", "111122223333"]).is_err(),
+            "--account needs --role"
+        );
+        assert!(parse(&["--full", "--kernel", "/k"]).is_err());
+        assert_eq!(image_name(&AppSpec::template()), "ccc-enclave");
+        assert_eq!(image_name(&AppSpec::bin("x", "y")), "y");
+    }
+}

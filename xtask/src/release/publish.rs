@@ -1,0 +1,1015 @@
+//! The published files of a release and their formats: the PCR measurements
+//! (`pcr-measurements-V.json`), the KMS key-policy and IAM-policy templates, the build
+//! manifest, `SHA256SUMS`, `REPRODUCE.md`, and the cross-release `release/pcr-expectations.json`.
+//!
+//! Every writer here is deterministic (fixed key order, no clock, no host paths), so rebuilding a
+//! release from the same commit on the same kind of machine rewrites the same bytes.
+
+use anyhow::{Context, Result, bail, ensure};
+use ccc_eif::{Measurements, Pcr};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The KMS condition key for PCR0 (AWS KMS developer guide, "Condition keys for Nitro
+/// Enclaves": `ImageSha384` corresponds to PCR0 of the attestation document).
+pub(crate) const CONDITION_IMAGE_SHA384: &str = "kms:RecipientAttestation:ImageSha384";
+/// The KMS condition key for PCR1.
+pub(crate) const CONDITION_PCR1: &str = "kms:RecipientAttestation:PCR1";
+/// The KMS condition key for PCR2.
+pub(crate) const CONDITION_PCR2: &str = "kms:RecipientAttestation:PCR2";
+
+/// Placeholder for the AWS account id in the templates.
+pub(crate) const ACCOUNT_PLACEHOLDER: &str = "ACCOUNT";
+/// Placeholder for the IAM role name in the templates.
+pub(crate) const ROLE_PLACEHOLDER: &str = "ROLE";
+
+/// Longest IAM role name (IAM API reference, `CreateRole`: `RoleName` is 1 to 64 characters).
+const MAX_ROLE_NAME: usize = 64;
+
+/// Key-administration actions the account keeps (so the key is never orphaned: without a
+/// principal allowed `kms:PutKeyPolicy`, nobody could ever change or recover it). Deliberately
+/// absent: everything that reveals plaintext or would let an administrator route around the
+/// attestation conditions — `kms:Decrypt`, `kms:GenerateDataKey*`, `kms:ReEncrypt*`
+/// (`ReEncryptFrom` decrypts under this key to re-encrypt under one the caller controls),
+/// `kms:CreateGrant` (a grant can allow `Decrypt` without conditions), and wildcards such as
+/// `kms:*`, `kms:Create*` or `kms:Re*` that would pull those in.
+pub(crate) const ADMIN_ACTIONS: &[&str] = &[
+    "kms:CancelKeyDeletion",
+    "kms:CreateAlias",
+    "kms:DeleteAlias",
+    "kms:DescribeKey",
+    "kms:DisableKey",
+    "kms:DisableKeyRotation",
+    "kms:EnableKey",
+    "kms:EnableKeyRotation",
+    "kms:GetKeyPolicy",
+    "kms:GetKeyRotationStatus",
+    "kms:ListGrants",
+    "kms:ListKeyPolicies",
+    "kms:ListKeyRotations",
+    "kms:ListResourceTags",
+    "kms:PutKeyPolicy",
+    "kms:RetireGrant",
+    "kms:RevokeGrant",
+    "kms:RotateKeyOnDemand",
+    "kms:ScheduleKeyDeletion",
+    "kms:TagResource",
+    "kms:UntagResource",
+    "kms:UpdateAlias",
+    "kms:UpdateKeyDescription",
+];
+
+/// What the enclave (through its parent's role) may do with the key, only with an attestation
+/// document of this image.
+pub(crate) const ENCLAVE_ACTIONS: &[&str] = &["kms:Decrypt", "kms:GenerateDataKey"];
+
+/// The principal named in the key policy: the parent instance's IAM role (the enclave calls KMS
+/// with its parent's credentials) in the key's account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Principal {
+    account: String,
+    role: String,
+}
+
+impl Principal {
+    /// `ACCOUNT` and `ROLE` placeholders, to be filled in by the user.
+    pub(crate) fn placeholders() -> Self {
+        Self {
+            account: ACCOUNT_PLACEHOLDER.to_owned(),
+            role: ROLE_PLACEHOLDER.to_owned(),
+        }
+    }
+
+    /// A real account id and role name.
+    ///
+    /// # Errors
+    /// The account id is not 12 digits, or the role name is not 1..=64 characters of IAM's
+    /// role-name set (letters, digits and `+=,.@_-`).
+    pub(crate) fn new(account: &str, role: &str) -> Result<Self> {
+        ensure!(
+            account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()),
+            "--account `{account}`: an AWS account id is exactly 12 digits"
+        );
+        ensure!(
+            !role.is_empty()
+                && role.len() <= MAX_ROLE_NAME
+                && role
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b)),
+            "--role `{role}`: an IAM role name is 1 to {MAX_ROLE_NAME} characters of letters, \
+             digits and +=,.@_- (give the name, not the ARN)"
+        );
+        Ok(Self {
+            account: account.to_owned(),
+            role: role.to_owned(),
+        })
+    }
+
+    /// True while the placeholders are in place.
+    pub(crate) fn is_placeholder(&self) -> bool {
+        self.account == ACCOUNT_PLACEHOLDER
+    }
+
+    fn role_arn(&self) -> String {
+        format!("arn:aws:iam::{}:role/{}", self.account, self.role)
+    }
+
+    fn account_root_arn(&self) -> String {
+        format!("arn:aws:iam::{}:root", self.account)
+    }
+}
+
+/// Refuses all-zero PCRs: they are what a debug-mode enclave reports (AWS Nitro Enclaves user
+/// guide, `nitro-cli run-enclave --debug-mode`), so a policy pinning them would release keys to
+/// any enclave whose memory the parent can read.
+///
+/// # Errors
+/// PCR0, PCR1 or PCR2 is all zeros.
+pub(crate) fn refuse_debug_pcrs(measurements: &Measurements) -> Result<()> {
+    for (index, pcr) in [
+        (0, measurements.pcr0),
+        (1, measurements.pcr1),
+        (2, measurements.pcr2),
+    ] {
+        ensure!(
+            pcr != Pcr::ZERO,
+            "PCR{index} is all zeros, the value debug-mode enclaves report: refusing to write a \
+             policy that would release keys to any debug enclave"
+        );
+    }
+    Ok(())
+}
+
+/// The three attestation conditions, key → lowercase hex (sorted: ImageSha384, PCR1, PCR2).
+///
+/// # Errors
+/// As [`refuse_debug_pcrs`].
+pub(crate) fn policy_conditions(measurements: &Measurements) -> Result<BTreeMap<String, String>> {
+    refuse_debug_pcrs(measurements)?;
+    Ok(BTreeMap::from([
+        (CONDITION_IMAGE_SHA384.to_owned(), measurements.pcr0.hex()),
+        (CONDITION_PCR1.to_owned(), measurements.pcr1.hex()),
+        (CONDITION_PCR2.to_owned(), measurements.pcr2.hex()),
+    ]))
+}
+
+#[derive(Serialize)]
+struct PolicyDocument {
+    #[serde(rename = "Version")]
+    version: &'static str,
+    #[serde(rename = "Statement")]
+    statement: Vec<Statement>,
+}
+
+#[derive(Serialize)]
+struct Statement {
+    #[serde(rename = "Sid")]
+    sid: &'static str,
+    #[serde(rename = "Effect")]
+    effect: &'static str,
+    #[serde(rename = "Principal", skip_serializing_if = "Option::is_none")]
+    principal: Option<BTreeMap<&'static str, String>>,
+    #[serde(rename = "Action")]
+    action: Vec<&'static str>,
+    #[serde(rename = "Resource")]
+    resource: &'static str,
+    #[serde(rename = "Condition", skip_serializing_if = "Option::is_none")]
+    condition: Option<BTreeMap<&'static str, BTreeMap<String, String>>>,
+}
+
+/// The KMS key policy for this image (pretty JSON): the account keeps key administration (not
+/// decryption), the account may encrypt (sealing secrets for the enclave reveals nothing), and
+/// the parent's role may `Decrypt` and `GenerateDataKey` only with an attestation document whose
+/// PCR0, PCR1 and PCR2 are this image's (`StringEqualsIgnoreCase`, as AWS's examples).
+///
+/// `kms:GenerateRandom` is not in it: that operation uses no key, so KMS authorises it with IAM
+/// policies only (KMS API reference, GenerateRandom: "Required permissions: kms:GenerateRandom
+/// (IAM policy)"); see [`iam_policy`].
+///
+/// # Errors
+/// As [`refuse_debug_pcrs`].
+pub(crate) fn key_policy(measurements: &Measurements, principal: &Principal) -> Result<String> {
+    let conditions = policy_conditions(measurements)?;
+    let document = PolicyDocument {
+        version: "2012-10-17",
+        statement: vec![
+            Statement {
+                sid: "KeyAdministrationByTheAccount",
+                effect: "Allow",
+                principal: Some(BTreeMap::from([("AWS", principal.account_root_arn())])),
+                action: ADMIN_ACTIONS.to_vec(),
+                resource: "*",
+                condition: None,
+            },
+            Statement {
+                sid: "SealSecretsForTheEnclave",
+                effect: "Allow",
+                principal: Some(BTreeMap::from([("AWS", principal.account_root_arn())])),
+                action: vec!["kms:Encrypt"],
+                resource: "*",
+                condition: None,
+            },
+            Statement {
+                sid: "EnclaveUseOnlyWithThisImage",
+                effect: "Allow",
+                principal: Some(BTreeMap::from([("AWS", principal.role_arn())])),
+                action: ENCLAVE_ACTIONS.to_vec(),
+                resource: "*",
+                condition: Some(BTreeMap::from([("StringEqualsIgnoreCase", conditions)])),
+            },
+        ],
+    };
+    Ok(serde_json::to_string_pretty(&document)? + "\n")
+}
+
+/// The IAM policy to attach to the parent's role for `kms:GenerateRandom` from the enclave,
+/// under the same three conditions (they apply to GenerateRandom in IAM policies: AWS KMS
+/// developer guide, "Condition keys for Nitro Enclaves").
+///
+/// # Errors
+/// As [`refuse_debug_pcrs`].
+pub(crate) fn iam_policy(measurements: &Measurements) -> Result<String> {
+    let conditions = policy_conditions(measurements)?;
+    let document = PolicyDocument {
+        version: "2012-10-17",
+        statement: vec![Statement {
+            sid: "EnclaveRandomOnlyWithThisImage",
+            effect: "Allow",
+            principal: None,
+            action: vec!["kms:GenerateRandom"],
+            resource: "*",
+            condition: Some(BTreeMap::from([("StringEqualsIgnoreCase", conditions)])),
+        }],
+    };
+    Ok(serde_json::to_string_pretty(&document)? + "\n")
+}
+
+/// PCR0/1/2 as published (nitro-cli's `Measurements` object: `HashAlgorithm` first, then the
+/// PCRs, lowercase hex).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct PcrValues {
+    #[serde(
+        rename = "HashAlgorithm",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
+    pub(crate) hash_algorithm: Option<String>,
+    #[serde(rename = "PCR0")]
+    pub(crate) pcr0: String,
+    #[serde(rename = "PCR1")]
+    pub(crate) pcr1: String,
+    #[serde(rename = "PCR2")]
+    pub(crate) pcr2: String,
+}
+
+impl PcrValues {
+    /// The published form of `measurements`, with or without `HashAlgorithm`.
+    pub(crate) fn of(measurements: &Measurements, with_algorithm: bool) -> Self {
+        Self {
+            hash_algorithm: with_algorithm.then(|| Measurements::HASH_ALGORITHM.to_owned()),
+            pcr0: measurements.pcr0.hex(),
+            pcr1: measurements.pcr1.hex(),
+            pcr2: measurements.pcr2.hex(),
+        }
+    }
+
+    /// `(name, value)` of PCR0, PCR1, PCR2.
+    pub(crate) fn pcrs(&self) -> [(&'static str, &str); 3] {
+        [
+            ("PCR0", &self.pcr0),
+            ("PCR1", &self.pcr1),
+            ("PCR2", &self.pcr2),
+        ]
+    }
+
+    /// PCR0, PCR1 and PCR2 are equal (hex compared case-insensitively).
+    pub(crate) fn same_pcrs(&self, other: &Self) -> bool {
+        self.pcrs()
+            .iter()
+            .zip(other.pcrs())
+            .all(|((_, a), (_, b))| a.eq_ignore_ascii_case(b))
+    }
+}
+
+/// Where the kernel came from, and its identity.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct KernelRecord {
+    /// `ccc` (built from kernel-config/) or `custom` (`--kernel PATH`).
+    pub(crate) origin: String,
+    /// Debian source package (CCC's kernel only).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub(crate) package: Option<String>,
+    /// Its exact version.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub(crate) package_version: Option<String>,
+    /// SHA-256 of the `.deb`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub(crate) deb_sha256: Option<String>,
+    /// SHA-256 of the kernel configuration, when known.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub(crate) config_sha256: Option<String>,
+    /// The bzImage's file name (custom kernels) or `kernel-config/<config>` (CCC's).
+    pub(crate) source: String,
+    /// The bzImage's version string.
+    pub(crate) version: String,
+    /// SHA-256 of the bzImage.
+    pub(crate) bzimage_sha256: String,
+}
+
+/// `verification` in the measurements file: enough to rebuild and to know what to expect.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Verification {
+    pub(crate) commit: String,
+    pub(crate) dirty: bool,
+    pub(crate) toolchain: String,
+    pub(crate) target: String,
+    pub(crate) app: String,
+    pub(crate) kernel: KernelRecord,
+    pub(crate) tools: BTreeMap<String, String>,
+    pub(crate) rebuild: Vec<String>,
+}
+
+/// `pcr-measurements-V.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct MeasurementsFile {
+    pub(crate) version: String,
+    /// RFC 3339 of the release's `SOURCE_DATE_EPOCH`.
+    pub(crate) build_timestamp: String,
+    pub(crate) measurements: PcrValues,
+    pub(crate) kms_policy_conditions: BTreeMap<String, String>,
+    pub(crate) verification: Verification,
+}
+
+impl MeasurementsFile {
+    /// Reads a published file.
+    ///
+    /// # Errors
+    /// Missing or malformed.
+    pub(crate) fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{} is malformed", path.display()))
+    }
+
+    /// Pretty JSON with a trailing newline.
+    ///
+    /// # Errors
+    /// Serialisation fails (it does not for these types).
+    pub(crate) fn to_json(&self) -> Result<String> {
+        Ok(serde_json::to_string_pretty(self)? + "\n")
+    }
+}
+
+/// SHA-256 and length of one file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct FileDigest {
+    pub(crate) sha256: String,
+    pub(crate) bytes: u64,
+}
+
+impl FileDigest {
+    /// Hashes a file.
+    ///
+    /// # Errors
+    /// The file cannot be read.
+    pub(crate) fn of(path: &Path) -> Result<Self> {
+        Ok(Self {
+            sha256: crate::hash::sha256_file(path)?,
+            bytes: std::fs::metadata(path)
+                .with_context(|| format!("cannot stat {}", path.display()))?
+                .len(),
+        })
+    }
+
+    /// Hashes bytes.
+    ///
+    /// # Errors
+    /// `sha256sum` is missing.
+    pub(crate) fn of_bytes(bytes: &[u8]) -> Result<Self> {
+        Ok(Self {
+            sha256: crate::hash::sha256(bytes)?,
+            bytes: bytes.len() as u64,
+        })
+    }
+}
+
+/// `build-manifest.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Manifest {
+    /// Format version of this file.
+    pub(crate) format: u32,
+    pub(crate) version: String,
+    pub(crate) image_name: String,
+    pub(crate) app: AppRecord,
+    pub(crate) git: GitRecord,
+    pub(crate) toolchain: ToolchainRecord,
+    pub(crate) tools: BTreeMap<String, String>,
+    pub(crate) cargo_lock_sha256: String,
+    pub(crate) kernel: KernelRecord,
+    pub(crate) cmdline: String,
+    /// What went into the EIF: kernel, cmdline, init, app, both ramdisks.
+    pub(crate) inputs: BTreeMap<String, FileDigest>,
+    /// The published files (all but this manifest, REPRODUCE.md and SHA256SUMS).
+    pub(crate) outputs: BTreeMap<String, FileDigest>,
+    pub(crate) measurements: PcrValues,
+    pub(crate) reproducibility: ReproducibilityRecord,
+}
+
+/// Which application the image runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct AppRecord {
+    pub(crate) package: String,
+    /// `bin` or `example`.
+    pub(crate) kind: String,
+    pub(crate) name: String,
+}
+
+/// The checkout.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct GitRecord {
+    pub(crate) commit: String,
+    pub(crate) dirty: bool,
+    /// `git status --porcelain` lines of a dirty tree.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub(crate) changes: Vec<String>,
+    pub(crate) source_date_epoch: u32,
+    pub(crate) source_date: String,
+    pub(crate) epoch_rule: String,
+}
+
+/// The Rust side of the build.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ToolchainRecord {
+    /// `rustc -vV`, one line per entry.
+    pub(crate) rustc: Vec<String>,
+    pub(crate) target: String,
+    pub(crate) cargo_build: String,
+    pub(crate) profile: String,
+    pub(crate) path_remapping: Vec<String>,
+    pub(crate) environment: String,
+}
+
+/// What was built twice and how it was compared.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ReproducibilityRecord {
+    pub(crate) rebuilt_twice: Vec<String>,
+    pub(crate) comparison: String,
+    pub(crate) first_pass: String,
+    pub(crate) second_pass: String,
+    pub(crate) kernel: String,
+}
+
+impl Manifest {
+    /// Reads a published manifest.
+    ///
+    /// # Errors
+    /// Missing or malformed.
+    pub(crate) fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{} is malformed", path.display()))
+    }
+
+    /// Pretty JSON with a trailing newline.
+    ///
+    /// # Errors
+    /// Serialisation fails (it does not for these types).
+    pub(crate) fn to_json(&self) -> Result<String> {
+        Ok(serde_json::to_string_pretty(self)? + "\n")
+    }
+}
+
+/// `SHA256SUMS` for the named files of `dir`, in `sha256sum`'s text format (`<hex>  <name>`),
+/// sorted by name.
+///
+/// # Errors
+/// A file cannot be hashed.
+pub(crate) fn sha256sums(dir: &Path, names: &[String]) -> Result<String> {
+    let mut names = names.to_vec();
+    names.sort();
+    let mut out = String::new();
+    for name in names {
+        ensure!(
+            !name.contains(['/', '\n', '\\']),
+            "`{name}` cannot be listed in SHA256SUMS"
+        );
+        let digest = crate::hash::sha256_file(&dir.join(&name))?;
+        out.push_str(&format!("{digest}  {name}\n"));
+    }
+    Ok(out)
+}
+
+/// `release/pcr-expectations.json`: every published version's PCRs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Expectations {
+    releases: BTreeMap<String, PcrValues>,
+}
+
+/// What [`Expectations::record`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Recorded {
+    /// The version was new.
+    Added,
+    /// The version was there with the same PCRs: nothing changed.
+    Unchanged,
+    /// `--force` replaced other PCRs.
+    Replaced(PcrValues),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectationsFile {
+    #[allow(dead_code)]
+    comment: String,
+    releases: BTreeMap<String, PcrValues>,
+}
+
+const EXPECTATIONS_COMMENT: &str = "PCRs of every published CCC release, by version, written by \
+    `cargo xtask release`. A version's PCRs never change: a different build is a new version \
+    (`--force` overrides, for a release that was never used).";
+
+impl Expectations {
+    /// Reads the file; a missing file is an empty history.
+    ///
+    /// # Errors
+    /// The file exists but is malformed.
+    pub(crate) fn load(path: &Path) -> Result<Self> {
+        if !path.exists() {
+            return Ok(Self::default());
+        }
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let file: ExpectationsFile = serde_json::from_str(&text)
+            .with_context(|| format!("{} is malformed", path.display()))?;
+        Ok(Self {
+            releases: file.releases,
+        })
+    }
+
+    /// The recorded PCRs of `version`.
+    pub(crate) fn get(&self, version: &str) -> Option<&PcrValues> {
+        self.releases.get(version)
+    }
+
+    /// Records `version`'s PCRs.
+    ///
+    /// # Errors
+    /// The version is recorded with other PCRs and `force` is false.
+    pub(crate) fn record(
+        &mut self,
+        version: &str,
+        pcrs: &PcrValues,
+        force: bool,
+    ) -> Result<Recorded> {
+        let pcrs = PcrValues {
+            hash_algorithm: None,
+            ..pcrs.clone()
+        };
+        match self.releases.get(version) {
+            Some(old) if old.same_pcrs(&pcrs) => Ok(Recorded::Unchanged),
+            Some(old) if !force => bail!(
+                "release {version} is already published with other PCRs:\n{}\nA published \
+                 version's PCRs never change: bump the version (`--version`), or pass --force \
+                 if release {version} was never used in a key policy",
+                pcr_table(old, &pcrs)
+            ),
+            old => {
+                let old = old.cloned();
+                self.releases.insert(version.to_owned(), pcrs);
+                Ok(old.map_or(Recorded::Added, Recorded::Replaced))
+            }
+        }
+    }
+
+    /// The file's text: versions in version order (numeric parts compared as numbers).
+    ///
+    /// # Errors
+    /// Serialisation fails (it does not for these types).
+    pub(crate) fn to_json(&self) -> Result<String> {
+        struct Ordered<'a>(Vec<(&'a String, &'a PcrValues)>);
+        impl Serialize for Ordered<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeMap;
+                let mut map = s.serialize_map(Some(self.0.len()))?;
+                for (k, v) in &self.0 {
+                    map.serialize_entry(k, v)?;
+                }
+                map.end()
+            }
+        }
+        #[derive(Serialize)]
+        struct Out<'a> {
+            comment: &'a str,
+            releases: Ordered<'a>,
+        }
+        let mut entries: Vec<(&String, &PcrValues)> = self.releases.iter().collect();
+        entries.sort_by_key(|a| version_key(a.0));
+        let out = Out {
+            comment: EXPECTATIONS_COMMENT,
+            releases: Ordered(entries),
+        };
+        Ok(serde_json::to_string_pretty(&out)? + "\n")
+    }
+}
+
+/// Sort key for versions: dot/dash/plus-separated parts, numbers before words and compared as
+/// numbers (`0.2.0` < `0.10.0`).
+fn version_key(version: &str) -> Vec<(u8, u64, String)> {
+    version
+        .split(['.', '-', '+'])
+        .map(|part| match part.parse::<u64>() {
+            Ok(n) => (0, n, String::new()),
+            Err(_) => (1, 0, part.to_owned()),
+        })
+        .collect()
+}
+
+/// `PCRn  recorded  built` lines for an error message.
+pub(crate) fn pcr_table(recorded: &PcrValues, built: &PcrValues) -> String {
+    recorded
+        .pcrs()
+        .iter()
+        .zip(built.pcrs())
+        .map(|((name, a), (_, b))| {
+            let verdict = if a.eq_ignore_ascii_case(b) {
+                "match"
+            } else {
+                "MISMATCH"
+            };
+            format!("  {name} {verdict}\n    published {a}\n    built     {b}")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Checks a version string is usable in file names and JSON keys.
+///
+/// # Errors
+/// Empty, too long, or holding characters other than letters, digits and `.+-`.
+pub(crate) fn check_version(version: &str) -> Result<()> {
+    ensure!(
+        !version.is_empty()
+            && version.len() <= 64
+            && !version.starts_with('.')
+            && version
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".+-".contains(&b)),
+        "version `{version}`: use 1 to 64 letters, digits and .+- (for example 0.2.0), not \
+         starting with a dot"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn measurements(seed: u8) -> Measurements {
+        Measurements {
+            pcr0: Pcr([seed; 48]),
+            pcr1: Pcr([seed.wrapping_add(1); 48]),
+            pcr2: Pcr([seed.wrapping_add(2); 48]),
+            pcr8: None,
+        }
+    }
+
+    fn hex_of(byte: u8) -> String {
+        hex::encode([byte; 48])
+    }
+
+    #[test]
+    fn principals_are_validated() {
+        let p = Principal::new("111122223333", "Enclave-Parent_1").unwrap();
+        assert_eq!(
+            p.role_arn(),
+            "arn:aws:iam::111122223333:role/Enclave-Parent_1"
+        );
+        assert_eq!(p.account_root_arn(), "arn:aws:iam::111122223333:root");
+        assert!(!p.is_placeholder());
+        assert!(Principal::placeholders().is_placeholder());
+        for (account, role) in [
+            ("11112222333", "r"),
+            ("1111222233334", "r"),
+            ("11112222333x", "r"),
+            ("111122223333", ""),
+            ("111122223333", "arn:aws:iam::111122223333:role/r"),
+            ("111122223333", "a/b"),
+            ("111122223333", "has space"),
+            ("111122223333", &"r".repeat(65)),
+        ] {
+            assert!(Principal::new(account, role).is_err(), "{account} {role}");
+        }
+        assert!(Principal::new("111122223333", &"r".repeat(64)).is_ok());
+    }
+
+    #[test]
+    fn debug_pcrs_are_refused() {
+        for index in 0..3 {
+            let mut m = measurements(7);
+            match index {
+                0 => m.pcr0 = Pcr::ZERO,
+                1 => m.pcr1 = Pcr::ZERO,
+                _ => m.pcr2 = Pcr::ZERO,
+            }
+            let err = key_policy(&m, &Principal::placeholders()).unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains(&format!("PCR{index} is all zeros")),
+                "{err}"
+            );
+            assert!(iam_policy(&m).is_err());
+        }
+    }
+
+    #[test]
+    fn key_policy_shape() {
+        let m = measurements(0xab);
+        let text = key_policy(&m, &Principal::placeholders()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["Version"], "2012-10-17");
+        let statements = v["Statement"].as_array().unwrap();
+        assert_eq!(statements.len(), 3);
+        assert_eq!(
+            statements[0]["Principal"]["AWS"],
+            "arn:aws:iam::ACCOUNT:root"
+        );
+        assert_eq!(
+            statements[2]["Principal"]["AWS"],
+            "arn:aws:iam::ACCOUNT:role/ROLE"
+        );
+        assert_eq!(
+            statements[2]["Action"],
+            serde_json::json!(["kms:Decrypt", "kms:GenerateDataKey"])
+        );
+        let conditions = &statements[2]["Condition"]["StringEqualsIgnoreCase"];
+        assert_eq!(conditions[CONDITION_IMAGE_SHA384], hex_of(0xab));
+        assert_eq!(conditions[CONDITION_PCR1], hex_of(0xac));
+        assert_eq!(conditions[CONDITION_PCR2], hex_of(0xad));
+        // Nothing but the conditioned statement lets anyone read plaintext.
+        for s in &statements[..2] {
+            assert!(s.get("Condition").is_none());
+            for action in s["Action"].as_array().unwrap() {
+                let action = action.as_str().unwrap();
+                assert!(!action.contains('*'), "{action}");
+                for secret in ["Decrypt", "GenerateDataKey", "ReEncrypt", "CreateGrant"] {
+                    assert!(!action.contains(secret), "{action}");
+                }
+            }
+        }
+        assert!(!text.contains("GenerateRandom"));
+        let iam: serde_json::Value = serde_json::from_str(&iam_policy(&m).unwrap()).unwrap();
+        assert_eq!(
+            iam["Statement"][0]["Action"],
+            serde_json::json!(["kms:GenerateRandom"])
+        );
+        assert!(iam["Statement"][0].get("Principal").is_none());
+        assert_eq!(
+            iam["Statement"][0]["Condition"]["StringEqualsIgnoreCase"][CONDITION_PCR2],
+            hex_of(0xad)
+        );
+    }
+
+    /// The KMS emulator's policy engine (AWS's evaluation order) accepts the template and lets
+    /// only this image, through the named role, decrypt.
+    #[test]
+    fn emulator_policy_engine_enforces_the_template() {
+        use ccc_emulator::policy::{Policy, RequestContext};
+        let m = measurements(0x3c);
+        let principal = Principal::new("111122223333", "EnclaveParent").unwrap();
+        let policy = Policy::parse(&key_policy(&m, &principal).unwrap()).unwrap();
+        // The placeholder template is a valid policy document too.
+        Policy::parse(&key_policy(&m, &Principal::placeholders()).unwrap()).unwrap();
+        // The IAM template's condition block means the same to the engine (given a principal,
+        // which identity policies do not name).
+        let mut iam: serde_json::Value = serde_json::from_str(&iam_policy(&m).unwrap()).unwrap();
+        iam["Statement"][0]["Principal"] =
+            serde_json::json!({"AWS": "arn:aws:iam::111122223333:root"});
+        let iam = Policy::parse(&iam.to_string()).unwrap();
+
+        let request = |principal: &str, action: &str, pcrs: Option<(String, String, String)>| {
+            let mut ctx = RequestContext {
+                principal_arn: principal.to_owned(),
+                action: action.to_owned(),
+                resource: "arn:aws:kms:eu-west-1:111122223333:key/k".to_owned(),
+                ..RequestContext::default()
+            };
+            if let Some((p0, p1, p2)) = pcrs {
+                ctx.set(CONDITION_IMAGE_SHA384, p0);
+                ctx.set(CONDITION_PCR1, p1);
+                ctx.set(CONDITION_PCR2, p2);
+            }
+            policy.evaluate(&ctx)
+        };
+        let role = "arn:aws:sts::111122223333:assumed-role/EnclaveParent/i-0123";
+        let good = || Some((hex_of(0x3c), hex_of(0x3d), hex_of(0x3e)));
+        for action in ["kms:Decrypt", "kms:GenerateDataKey"] {
+            assert!(request(role, action, good()).is_allowed(), "{action}");
+            // Upper-case hex matches too (StringEqualsIgnoreCase).
+            let upper = Some((
+                hex_of(0x3c).to_uppercase(),
+                hex_of(0x3d),
+                hex_of(0x3e).to_uppercase(),
+            ));
+            assert!(request(role, action, upper).is_allowed());
+            // Another image: any one PCR off denies.
+            for wrong in 0..3 {
+                let mut pcrs = good().unwrap();
+                match wrong {
+                    0 => pcrs.0 = hex_of(0x99),
+                    1 => pcrs.1 = hex_of(0x99),
+                    _ => pcrs.2 = hex_of(0x99),
+                }
+                assert!(
+                    !request(role, action, Some(pcrs)).is_allowed(),
+                    "PCR {wrong}"
+                );
+            }
+            // Debug-mode enclaves (all-zero PCRs) and requests without attestation: denied.
+            let zeros = Some((hex_of(0), hex_of(0), hex_of(0)));
+            assert!(!request(role, action, zeros).is_allowed());
+            assert!(!request(role, action, None).is_allowed());
+            // Another role, or the account's administrators, with the right PCRs: denied.
+            let other = "arn:aws:sts::111122223333:assumed-role/Other/s";
+            assert!(!request(other, action, good()).is_allowed());
+            assert!(!request("arn:aws:iam::111122223333:user/admin", action, None).is_allowed());
+            let foreign = "arn:aws:sts::444455556666:assumed-role/EnclaveParent/s";
+            assert!(!request(foreign, action, good()).is_allowed());
+        }
+        let random = |pcrs: Option<(String, String, String)>| {
+            let mut ctx = RequestContext {
+                principal_arn: role.to_owned(),
+                action: "kms:GenerateRandom".to_owned(),
+                resource: "*".to_owned(),
+                ..RequestContext::default()
+            };
+            if let Some((p0, p1, p2)) = pcrs {
+                ctx.set(CONDITION_IMAGE_SHA384, p0);
+                ctx.set(CONDITION_PCR1, p1);
+                ctx.set(CONDITION_PCR2, p2);
+            }
+            iam.evaluate(&ctx).is_allowed()
+        };
+        assert!(random(good()));
+        assert!(!random(None));
+        assert!(!random(Some((hex_of(0x3c), hex_of(0x3d), hex_of(0x3f)))));
+        // Administration and encryption stay with the account; the routes around attestation
+        // stay closed.
+        let admin = "arn:aws:iam::111122223333:user/admin";
+        assert!(request(admin, "kms:PutKeyPolicy", None).is_allowed());
+        assert!(request(admin, "kms:ScheduleKeyDeletion", None).is_allowed());
+        assert!(request(admin, "kms:Encrypt", None).is_allowed());
+        for action in [
+            "kms:CreateGrant",
+            "kms:ReEncryptFrom",
+            "kms:GenerateDataKeyWithoutPlaintext",
+        ] {
+            assert!(!request(admin, action, None).is_allowed(), "{action}");
+            assert!(!request(role, action, good()).is_allowed(), "{action}");
+        }
+    }
+
+    #[test]
+    fn measurements_file_is_read_by_the_sdk_policy() {
+        let m = measurements(0x10);
+        let file = MeasurementsFile {
+            version: "0.1.0".into(),
+            build_timestamp: "2026-01-01T00:00:00+00:00".into(),
+            measurements: PcrValues::of(&m, true),
+            kms_policy_conditions: policy_conditions(&m).unwrap(),
+            verification: Verification {
+                commit: "0".repeat(40),
+                dirty: false,
+                toolchain: "rustc 1.95.0".into(),
+                target: "x86_64-unknown-linux-musl".into(),
+                app: "ccc-template-enclave".into(),
+                kernel: KernelRecord {
+                    origin: "ccc".into(),
+                    package: Some("linux-source-6.12".into()),
+                    package_version: Some("6.12.117-1~deb12u1".into()),
+                    deb_sha256: Some("e8".repeat(32)),
+                    config_sha256: Some("c0".repeat(32)),
+                    source: "kernel-config/config-6.12-x86_64".into(),
+                    version: "6.12.117".into(),
+                    bzimage_sha256: "b1".repeat(32),
+                },
+                tools: BTreeMap::new(),
+                rebuild: vec!["cargo xtask verify-release 0.1.0".into()],
+            },
+        };
+        let text = file.to_json().unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["measurements"]["HashAlgorithm"], "Sha384 { ... }");
+        assert_eq!(value["measurements"]["PCR0"], hex_of(0x10));
+        let keys: Vec<&String> = value["measurements"].as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["HashAlgorithm", "PCR0", "PCR1", "PCR2"]);
+        let policy = ccc_sdk::attestation::Policy::from_measurements_json(&text).unwrap();
+        let expected: BTreeMap<u8, Vec<u8>> = [
+            (0, vec![0x10; 48]),
+            (1, vec![0x11; 48]),
+            (2, vec![0x12; 48]),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(policy.expected_pcrs(), &expected);
+        // The file round-trips through its own reader.
+        let dir = std::env::temp_dir().join(format!("ccc-measure-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("m.json");
+        std::fs::write(&path, &text).unwrap();
+        assert_eq!(
+            MeasurementsFile::load(&path).unwrap().measurements,
+            file.measurements
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn expectations_accumulate_in_version_order_and_never_change_silently() {
+        let mut e = Expectations::default();
+        let a = PcrValues::of(&measurements(1), true);
+        let b = PcrValues::of(&measurements(5), false);
+        assert_eq!(e.record("0.10.0", &a, false).unwrap(), Recorded::Added);
+        assert_eq!(e.record("0.2.0", &b, false).unwrap(), Recorded::Added);
+        assert_eq!(e.record("0.2.0", &b, false).unwrap(), Recorded::Unchanged);
+        let upper = PcrValues {
+            pcr0: b.pcr0.to_uppercase(),
+            ..b.clone()
+        };
+        assert_eq!(
+            e.record("0.2.0", &upper, false).unwrap(),
+            Recorded::Unchanged
+        );
+        let err = e.record("0.2.0", &a, false).unwrap_err().to_string();
+        assert!(err.contains("already published with other PCRs"), "{err}");
+        assert!(err.contains("PCR0 MISMATCH"), "{err}");
+        assert_eq!(e.get("0.2.0").unwrap().pcr0, b.pcr0);
+        assert_eq!(
+            e.record("0.2.0", &a, true).unwrap(),
+            Recorded::Replaced(PcrValues {
+                hash_algorithm: None,
+                ..b
+            })
+        );
+        let text = e.to_json().unwrap();
+        let first = text.find("\"0.2.0\"").unwrap();
+        let second = text.find("\"0.10.0\"").unwrap();
+        assert!(first < second, "{text}");
+        assert!(!text.contains("HashAlgorithm"));
+        // Round trip.
+        let dir = std::env::temp_dir().join(format!("ccc-expect-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("e.json");
+        std::fs::write(&path, &text).unwrap();
+        let back = Expectations::load(&path).unwrap();
+        assert_eq!(back, e);
+        assert_eq!(back.to_json().unwrap(), text);
+        assert_eq!(
+            Expectations::load(&dir.join("absent")).unwrap(),
+            Expectations::default()
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn sha256sums_format_is_what_sha256sum_checks() {
+        let dir = std::env::temp_dir().join(format!("ccc-sums-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("b.json"), "{}\n").unwrap();
+        std::fs::write(dir.join("a.eif"), b"abc").unwrap();
+        let sums = sha256sums(&dir, &["b.json".into(), "a.eif".into()]).unwrap();
+        assert_eq!(
+            sums.lines().next().unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad  a.eif"
+        );
+        std::fs::write(dir.join("SHA256SUMS"), &sums).unwrap();
+        let status = std::process::Command::new("sha256sum")
+            .args(["-c", "--quiet", "SHA256SUMS"])
+            .current_dir(&dir)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::fs::write(dir.join("a.eif"), b"abd").unwrap();
+        let status = std::process::Command::new("sha256sum")
+            .args(["-c", "--quiet", "SHA256SUMS"])
+            .current_dir(&dir)
+            .stderr(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(!status.success());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn versions() {
+        for ok in ["0.1.0", "1.0.0-rc.1", "2.0.0+build.5"] {
+            check_version(ok).unwrap();
+        }
+        for bad in ["", "../x", ".1", "1 0", "a/b", &"9".repeat(65)] {
+            assert!(check_version(bad).is_err(), "{bad}");
+        }
+        assert!(version_key("0.2.0") < version_key("0.10.0"));
+        assert!(version_key("0.9.9") < version_key("1.0.0"));
+    }
+}
