@@ -125,7 +125,7 @@ impl App {
             .generate_data_key(GenerateDataKeyRequest {
                 key_id,
                 key_spec: Some(DataKeySpec::Aes256),
-                encryption_context: with_purpose(context, "data-key"),
+                encryption_context: context,
                 ..GenerateDataKeyRequest::default()
             })
             .map_err(|e| failure::kms("kms GenerateDataKey with Recipient", &e))?;
@@ -211,7 +211,7 @@ impl App {
             .kms
             .decrypt(DecryptRequest {
                 ciphertext_blob,
-                encryption_context: with_purpose(context, "data-key"),
+                encryption_context: context,
                 ..DecryptRequest::default()
             })
             .map_err(|e| failure::kms("kms Decrypt with Recipient", &e))?;
@@ -235,8 +235,9 @@ impl App {
 }
 
 /// The caller's encryption context plus `ccc:purpose=<purpose>` (see
-/// [`crate::protocol::PURPOSE_KEY`]): a data key made for sealing cannot be used by `hmac`,
-/// nor the other way round, because KMS refuses a `Decrypt` whose context differs.
+/// [`crate::protocol::PURPOSE_KEY`]): a data key made for sealing cannot be fed to `hmac` (or
+/// any operation you add without this purpose), because KMS refuses a `Decrypt` whose context
+/// differs, and callers cannot send `ccc:` keys themselves.
 fn with_purpose(mut context: BTreeMap<String, String>, purpose: &str) -> BTreeMap<String, String> {
     context.insert(PURPOSE_KEY.to_owned(), purpose.to_owned());
     context

@@ -63,10 +63,10 @@ pub const MAX_KEY_ID_LEN: usize = 2048;
 /// Longest KMS `CiphertextBlob`: 6144 bytes (KMS API reference, `Decrypt`).
 pub const MAX_CIPHERTEXT_BLOB_LEN: usize = 6144;
 
-/// The encryption-context key the template reserves for domain separation: `seal` adds
-/// `ccc:purpose=seal`, `generate_data_key` and `hmac` add `ccc:purpose=data-key`, so a data key
-/// made for one use is refused by KMS for the other. Callers may not set keys starting with
-/// `ccc:`.
+/// The encryption-context key the template reserves for domain separation: `seal` and
+/// `unseal` add `ccc:purpose=seal`, so a sealed blob's data key is refused by KMS for `hmac`
+/// (which, like `generate_data_key`, uses the caller's context as given). Callers may not set
+/// keys starting with `ccc:`.
 pub const PURPOSE_KEY: &str = "ccc:purpose";
 
 /// One request. Each variant is one operation; see `app.rs` for what each does.
@@ -89,7 +89,7 @@ pub enum Request {
         /// The KMS key (default: the enclave's configured key).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         key_id: Option<String>,
-        /// Encryption context (the enclave adds `ccc:purpose=data-key`).
+        /// Encryption context (as given; `hmac` needs the same).
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         context: BTreeMap<String, String>,
     },
@@ -123,14 +123,13 @@ pub enum Request {
     /// obtains with `Decrypt` + `Recipient` and never returns: proof that the enclave, and
     /// only it, holds the secret.
     Hmac {
-        /// A KMS ciphertext (from `generate_data_key`, or `Encrypt` with context
-        /// `ccc:purpose=data-key`).
+        /// A KMS ciphertext (from `generate_data_key`, or KMS `Encrypt` of a secret).
         #[serde(with = "b64::bytes")]
         ciphertext_blob: Vec<u8>,
         /// The message to authenticate.
         #[serde(with = "b64::bytes")]
         message: Vec<u8>,
-        /// Encryption context of the ciphertext (the enclave adds `ccc:purpose=data-key`).
+        /// Encryption context of the ciphertext.
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         context: BTreeMap<String, String>,
     },

@@ -318,7 +318,7 @@ fn every_operation_round_trips() {
 fn hmac_is_keyed_by_the_secret_only_the_enclave_can_open() {
     let world = World::start("hmac", PCRS, false);
     let secret = [0x5a; 32];
-    let blob = world.encrypt(&secret, purpose("data-key"));
+    let blob = world.encrypt(&secret, BTreeMap::new());
     let message = b"prove you hold the secret".to_vec();
     let Response::Hmac { mac } = world
         .call(&Request::Hmac {
@@ -336,9 +336,9 @@ fn hmac_is_keyed_by_the_secret_only_the_enclave_can_open() {
     );
     assert_eq!(mac, expected.as_ref());
 
-    // Domain separation: a ciphertext made without `ccc:purpose=data-key` (e.g. a sealed
-    // blob's data key) is refused by KMS for hmac.
-    let other = world.encrypt(&secret, BTreeMap::new());
+    // Domain separation: a ciphertext made for sealing (`ccc:purpose=seal`) is refused by KMS
+    // for hmac.
+    let other = world.encrypt(&secret, purpose("seal"));
     let failure = world
         .call(&Request::Hmac {
             ciphertext_blob: other,
@@ -428,7 +428,7 @@ fn tampered_sealed_blobs_are_refused() {
 fn a_policy_pinning_another_image_is_reported_with_the_pcr() {
     let other = [PCRS[0], PCRS[1], [0xee; 48]];
     let world = World::start("denied", other, true);
-    let blob = world.encrypt(&[1; 32], purpose("data-key"));
+    let blob = world.encrypt(&[1; 32], BTreeMap::new());
     let failure = world
         .call(&Request::Hmac {
             ciphertext_blob: blob,
