@@ -1,6 +1,12 @@
 //! Helpers shared by the parent's integration tests: scratch directories, a TCP echo server,
 //! and the parent binary run as a child process whose log lines are read as they come.
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
