@@ -2,7 +2,8 @@
 //! enclave, as one static binary (`ccc-template-parent`).
 //!
 //! - [`proxy`]: vsock → TCP forwarding to allowlisted destinations ([`allowlist`]: nitro-cli
-//!   vsock-proxy's YAML format), bounded and with timeouts.
+//!   vsock-proxy's YAML format), bounded and with timeouts; [`relay`]: its zero-copy byte
+//!   relay (`splice` + `poll`, one thread per connection).
 //! - [`credentials`]: the instance role's credentials for the enclave (IMDSv2, environment or
 //!   file), over the SDK's credentials protocol.
 //! - [`heartbeat`]: the enclave-ready echo, for QEMU emulation.
@@ -17,5 +18,6 @@ pub mod credentials;
 pub mod heartbeat;
 pub mod net;
 pub mod proxy;
+pub mod relay;
 pub mod service;
 pub mod sys;

@@ -243,23 +243,49 @@ fn vsock_file(stream: &VsockStream) -> io::Result<File> {
     Ok(File::from(stream.as_fd().try_clone_to_owned()?))
 }
 
-impl Read for Conn {
+impl AsFd for Conn {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Self::Tcp(s) => s.as_fd(),
+            Self::Unix(s) => s.as_fd(),
+            Self::Vsock(f) => f.as_fd(),
+        }
+    }
+}
+
+impl Read for &Conn {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            Self::Tcp(s) => s.read(buf),
-            Self::Unix(s) => s.read(buf),
-            Self::Vsock(f) => f.read(buf),
+            Conn::Tcp(s) => { s }.read(buf),
+            Conn::Unix(s) => { s }.read(buf),
+            Conn::Vsock(f) => { f }.read(buf),
         }
+    }
+}
+
+impl Write for &Conn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Conn::Tcp(s) => { s }.write(buf),
+            Conn::Unix(s) => { s }.write(buf),
+            Conn::Vsock(f) => { f }.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        { &*self }.read(buf)
     }
 }
 
 impl Write for Conn {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Self::Tcp(s) => s.write(buf),
-            Self::Unix(s) => s.write(buf),
-            Self::Vsock(f) => f.write(buf),
-        }
+        { &*self }.write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -16,13 +16,15 @@
 //! # Bounds
 //! At most `max_connections` proxied connections at once (more are closed at once and
 //! logged); connecting upstream gives up after `connect_timeout`; a connection on which
-//! nothing moves either way for `idle_timeout` is closed (detected between one and two idle
-//! periods); a write the peer does not drain for `idle_timeout` fails. A slow or dead
-//! upstream holds only its own connection's threads. Bytes are copied as they come, without
-//! looking at them (the enclave's TLS runs end to end).
+//! nothing moves either way for `idle_timeout` is closed (a peer that does not drain what is
+//! written to it counts as nothing moving). A slow or dead upstream holds only its own
+//! connection's thread. Bytes are relayed as they come ([`crate::relay`]: `splice` through a
+//! pipe per direction, so they never enter user space), without looking at them (the
+//! enclave's TLS runs end to end).
 
 use crate::allowlist::{Allowlist, Refusal, Resolver};
 use crate::net::Conn;
+use crate::relay::relay;
 use crate::service::{CONNECTION_STACK, Closer, Log, Services, Tracker};
 use ccc_sdk::net::Stream;
 use std::fmt;
@@ -32,10 +34,6 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-
-/// Bytes copied per read. vsock-proxy uses 8 KiB; 32 KiB lets loopback throughput reach the
-/// direct connection's (`cargo xtask bench proxy`) at 64 KiB of buffers per connection.
-pub const COPY_BUFFER: usize = 32 * 1024;
 
 /// Largest CONNECT request head read (RFC 9110 sets no limit; a CONNECT carries a host
 /// name and a few headers).
@@ -309,7 +307,8 @@ impl Proxy {
         }
         let started = Instant::now();
         let upstream = Conn::Tcp(upstream);
-        let (up, down) = self.copy_both_ways(client, upstream);
+        let relayed = relay(&client, &upstream, self.limits.idle_timeout);
+        let (up, down) = (relayed.up, relayed.down);
         self.stats.completed.fetch_add(1, Ordering::Relaxed);
         if self.log.connections {
             self.log.line(format_args!(
@@ -347,94 +346,6 @@ impl Proxy {
             }
         }
         Err(last)
-    }
-
-    /// Copies client → upstream on a new thread and upstream → client on this one; returns
-    /// the byte counts (up, down).
-    fn copy_both_ways(&self, client: Conn, upstream: Conn) -> (u64, u64) {
-        let activity = Arc::new(Activity::new());
-        let idle = self.limits.idle_timeout;
-        let (client_reader, upstream_writer) = match (client.try_clone(), upstream.try_clone()) {
-            (Ok(a), Ok(b)) => (a, b),
-            _ => return (0, 0),
-        };
-        let up_activity = Arc::clone(&activity);
-        let upward = std::thread::Builder::new()
-            .name("ccc-parent-proxy-up".into())
-            .stack_size(CONNECTION_STACK)
-            .spawn(move || pump(client_reader, upstream_writer, &up_activity, idle));
-        let down = match upward {
-            Ok(_) => pump(upstream, client, &activity, idle),
-            Err(_) => 0,
-        };
-        let up = match upward {
-            Ok(handle) => handle.join().unwrap_or(0),
-            Err(_) => 0,
-        };
-        (up, down)
-    }
-}
-
-/// When bytes last moved on a connection (either way), in milliseconds since it started.
-#[derive(Debug)]
-struct Activity {
-    started: Instant,
-    last: AtomicU64,
-}
-
-impl Activity {
-    fn new() -> Self {
-        Self {
-            started: Instant::now(),
-            last: AtomicU64::new(0),
-        }
-    }
-
-    fn touch(&self) {
-        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last.store(now, Ordering::Relaxed);
-    }
-
-    fn idle_for(&self) -> Duration {
-        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        Duration::from_millis(now.saturating_sub(self.last.load(Ordering::Relaxed)))
-    }
-}
-
-/// Copies `from` → `to` until end of file (then half-closes `to`), an error, or both
-/// directions idle for `idle` (then closes both). Returns the bytes copied.
-fn pump(mut from: Conn, mut to: Conn, activity: &Activity, idle: Duration) -> u64 {
-    let mut buffer = vec![0u8; COPY_BUFFER];
-    let mut copied = 0u64;
-    loop {
-        match from.read(&mut buffer) {
-            Ok(0) => {
-                to.shutdown(true);
-                return copied;
-            }
-            Ok(n) => {
-                let chunk = buffer.get(..n).unwrap_or_default();
-                if to.write_all(chunk).is_err() {
-                    from.shutdown(false);
-                    to.shutdown(false);
-                    return copied;
-                }
-                copied += n as u64;
-                activity.touch();
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) && activity.idle_for() < idle => {}
-            Err(_) => {
-                // Idle past the limit, reset, or shut down by the drain deadline.
-                from.shutdown(false);
-                to.shutdown(false);
-                return copied;
-            }
-        }
     }
 }
 

@@ -1,11 +1,12 @@
 //! The system calls the parent makes that std does not wrap: `poll` (an accept loop that
-//! also wakes on shutdown), `fcntl(O_NONBLOCK)` and `shutdown` on any socket (vsock
-//! included), and `setrlimit(RLIMIT_NOFILE)`. The only `unsafe` in the crate; each block
+//! also wakes on shutdown; the proxy's relay), `fcntl(O_NONBLOCK)` and `shutdown` on any
+//! socket (vsock included), `pipe2`/`splice` (the proxy moves bytes between sockets without
+//! copying them through user space), and `setrlimit(RLIMIT_NOFILE)`. The only `unsafe` in the crate; each block
 //! says why it is sound.
 #![allow(unsafe_code)]
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -101,6 +102,112 @@ pub fn shutdown(fd: BorrowedFd<'_>, write_only: bool) -> io::Result<()> {
         check(libc::shutdown(fd.as_raw_fd(), how))?;
     }
     Ok(())
+}
+
+/// One descriptor for [`poll`]: `None` (or no `events`) leaves it out of the call, so a
+/// hung-up socket nobody waits on does not wake the caller again and again.
+#[derive(Debug, Clone, Copy)]
+pub struct PollFd<'a> {
+    /// The descriptor.
+    pub fd: Option<BorrowedFd<'a>>,
+    /// `POLLIN` and/or `POLLOUT` wanted.
+    pub events: libc::c_short,
+    /// What happened (`POLLIN`, `POLLOUT`, `POLLHUP`, `POLLERR`...), set by [`poll`].
+    pub revents: libc::c_short,
+}
+
+/// `poll(2)` over up to four descriptors; returns how many have events (0: `timeout` passed).
+/// Retries on `EINTR`.
+///
+/// # Errors
+/// The `poll` failure; more than four descriptors (`InvalidInput`).
+pub fn poll(fds: &mut [PollFd<'_>], timeout: Duration) -> io::Result<usize> {
+    let mut raw = [libc::pollfd {
+        fd: -1,
+        events: 0,
+        revents: 0,
+    }; 4];
+    if fds.len() > raw.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "poll: at most four descriptors",
+        ));
+    }
+    for (slot, fd) in raw.iter_mut().zip(fds.iter()) {
+        slot.fd = match fd.fd {
+            Some(raw) if fd.events != 0 => raw.as_raw_fd(),
+            _ => -1,
+        };
+        slot.events = fd.events;
+    }
+    let millis = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    let count = libc::nfds_t::try_from(fds.len()).unwrap_or(0);
+    let ready = loop {
+        // SAFETY: `raw` is a live, writable array of at least `count` `pollfd`s; the
+        // descriptors in it are borrowed (by `fds`) for the call; -1 entries are ignored.
+        let ready = unsafe { libc::poll(raw.as_mut_ptr(), count, millis) };
+        match check(ready) {
+            Ok(n) => break n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    };
+    for (fd, slot) in fds.iter_mut().zip(raw.iter()) {
+        fd.revents = slot.revents;
+    }
+    Ok(usize::try_from(ready).unwrap_or(0))
+}
+
+/// A pipe (read end, write end), close-on-exec, for [`splice`]. Asks the kernel for
+/// `capacity` bytes of buffer (it may give less; the default is 64 KiB) and returns the size
+/// it has.
+///
+/// # Errors
+/// The `pipe2` failure (usually the open-file limit).
+pub fn pipe(capacity: usize) -> io::Result<(OwnedFd, OwnedFd, usize)> {
+    let mut ends = [-1 as libc::c_int; 2];
+    // SAFETY: `ends` is a live, writable array of two ints, as pipe2 requires.
+    unsafe {
+        check(libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC))?;
+    }
+    let [read, write] = ends;
+    // SAFETY: pipe2 succeeded, so both are open descriptors that nothing else owns.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(read), OwnedFd::from_raw_fd(write)) };
+    let wanted = libc::c_int::try_from(capacity).unwrap_or(libc::c_int::MAX);
+    // SAFETY: F_SETPIPE_SZ/F_GETPIPE_SZ take and return plain integers; `write` is open.
+    let size = unsafe {
+        // A refusal (EPERM above /proc/sys/fs/pipe-max-size) keeps the default size.
+        let _ = libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, wanted);
+        check(libc::fcntl(write.as_raw_fd(), libc::F_GETPIPE_SZ))?
+    };
+    Ok((read, write, usize::try_from(size).unwrap_or(0)))
+}
+
+/// `splice(2)` of up to `len` bytes from `from` to `to` (one of them a pipe), without
+/// blocking on the pipe (`SPLICE_F_NONBLOCK`; a socket's own `O_NONBLOCK` governs the
+/// socket). Returns the bytes moved (0: end of file on `from`).
+///
+/// # Errors
+/// The `splice` failure: `WouldBlock` when nothing can move now; `EINVAL` when a descriptor
+/// does not support splicing.
+pub fn splice(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize) -> io::Result<usize> {
+    // SAFETY: null offsets mean "the descriptors' own positions"; both descriptors are
+    // borrowed for the call and no user memory is passed.
+    let moved = unsafe {
+        libc::splice(
+            from.as_raw_fd(),
+            std::ptr::null_mut(),
+            to.as_raw_fd(),
+            std::ptr::null_mut(),
+            len,
+            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+        )
+    };
+    if moved < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(usize::try_from(moved).unwrap_or(0))
+    }
 }
 
 /// Raises the soft limit on open files to the hard limit (a proxy holds two descriptors per
