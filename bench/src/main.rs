@@ -5,6 +5,7 @@ mod attestation;
 mod eif;
 mod harness;
 mod kms;
+mod proxy;
 
 use anyhow::{Result, bail};
 
@@ -16,6 +17,7 @@ const BENCHMARKS: &[Benchmark] = &[
     ("attestation", attestation::run),
     ("eif", eif::run),
     ("kms", kms::run),
+    ("proxy", proxy::run),
 ];
 
 fn main() -> Result<()> {

@@ -1,66 +1,64 @@
-//! The template's enclave side (minimal placeholder until the template proper lands): asks the
-//! real NSM (`/dev/nsm`, never a simulator) for an attestation document and prints its summary
-//! on the console: module id, timestamp, PCR0/1/2 and whether the enclave runs in debug mode.
-//! Exits 0 when that worked; without `/dev/nsm` it prints why and exits 1.
+//! The enclave binary: reads its settings, opens the NSM, runs the start-up sequence and
+//! serves the API until the enclave stops. The application itself is in `app.rs`.
 
+use enclave::config::{NsmChoice, Settings};
+use enclave::console::Console;
 use std::process::ExitCode;
 
-use ccc_sdk::attestation;
-use ccc_sdk::nsm::Nsm;
-
-/// The PCRs an image's measurements pin (kernel + cmdline + ramdisks, bootstrap, application).
-const IMAGE_PCRS: [u8; 3] = [0, 1, 2];
-
 fn main() -> ExitCode {
-    match run() {
+    let console = Console::stderr();
+    match run(&console) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("ccc-template-enclave: error: {message}");
+            console.line(format_args!("FATAL: {message}"));
             ExitCode::FAILURE
         }
     }
 }
 
-fn run() -> Result<(), String> {
-    let nsm = Nsm::open().map_err(|e| e.to_string())?;
-    let document = nsm
-        .attestation(None, None, None)
-        .map_err(|e| format!("the NSM refused an attestation document: {e}"))?;
-    let parsed = attestation::parse(&document)
-        .map_err(|e| format!("the NSM returned a document that does not parse: {e}"))?;
-    let doc = &parsed.document;
-    println!(
-        "ccc-template-enclave: attestation document, {} bytes",
-        document.len()
-    );
-    println!("ccc-template-enclave: module_id {}", doc.module_id);
-    println!("ccc-template-enclave: timestamp {}", doc.timestamp);
-    let mut all_zero = true;
-    for index in IMAGE_PCRS {
-        let value = doc
-            .pcrs
-            .get(index)
-            .ok_or_else(|| format!("the document has no PCR{index}"))?;
-        all_zero &= value.iter().all(|&b| b == 0);
-        println!("ccc-template-enclave: PCR{index} {}", hex(value));
-    }
-    // Debug-mode enclaves report all-zero image PCRs (AWS Nitro Enclaves user guide,
-    // `nitro-cli run-enclave --debug-mode`): KMS policies pinning real PCRs refuse them.
-    println!(
-        "ccc-template-enclave: debug mode: {}",
-        if all_zero {
-            "YES (PCR0/1/2 are zero: no key policy pinning this image will release keys)"
-        } else {
-            "no"
-        }
-    );
-    Ok(())
+fn run(console: &Console) -> Result<(), String> {
+    let settings = Settings::from_process().map_err(|e| e.to_string())?;
+    let nsm = open_nsm(settings.nsm, console)?;
+    let started = enclave::start(&settings, nsm, console.clone()).map_err(|e| e.to_string())?;
+    let error = started.wait();
+    Err(format!("the API server stopped: {error}"))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::new(), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
+/// The NSM the settings name: the device, or (development builds only) the simulator. Never
+/// one in place of the other.
+fn open_nsm(choice: NsmChoice, console: &Console) -> Result<ccc_sdk::nsm::Nsm, String> {
+    match choice {
+        NsmChoice::Device => ccc_sdk::nsm::Nsm::open().map_err(|e| e.to_string()),
+        NsmChoice::Simulator => simulator(console),
+        _ => Err("unknown NSM choice".into()),
+    }
+}
+
+#[cfg(feature = "simulator")]
+fn simulator(console: &Console) -> Result<ccc_sdk::nsm::Nsm, String> {
+    use ccc_sdk::nsm::{Simulator, SimulatorConfig};
+    let simulator = Simulator::new(SimulatorConfig::default()).map_err(|e| e.to_string())?;
+    console.line(format_args!(
+        "NSM SIMULATOR SELECTED (CCC_APP_NSM=simulator): attestation documents are signed by \
+         a development root generated now, NOT by AWS; no real KMS key policy accepts them"
+    ));
+    // The emulator must trust this root: `cargo xtask kms-emulator --trust simulator:FILE`.
+    if let Some(path) = std::env::var_os("CCC_SIMULATOR_ROOT_OUT") {
+        std::fs::write(&path, simulator.root_pem())
+            .map_err(|e| format!("cannot write the simulator's root: {e}"))?;
+        console.line(format_args!(
+            "NSM simulator root written to {}",
+            std::path::Path::new(&path).display()
+        ));
+    }
+    Ok(ccc_sdk::nsm::Nsm::simulator(simulator))
+}
+
+#[cfg(not(feature = "simulator"))]
+fn simulator(_: &Console) -> Result<ccc_sdk::nsm::Nsm, String> {
+    Err(
+        "CCC_APP_NSM=simulator, but this binary was built without the `simulator` feature \
+         (release images never have it); build with `--features simulator` for development"
+            .into(),
+    )
 }

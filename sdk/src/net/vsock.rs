@@ -150,6 +150,14 @@ pub struct VsockListener {
     local: VsockAddr,
 }
 
+/// The listening socket, for `poll` (a server waiting on several listeners and a shutdown
+/// signal at once).
+impl AsFd for VsockListener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 /// Pending connections the kernel queues (`SOMAXCONN`-sized queues are pointless here: one
 /// enclave connects at a time).
 const LISTEN_BACKLOG: i32 = 16;

@@ -1,0 +1,72 @@
+//! The enclave's console log: one line per step, `ccc-enclave: ...`, written to stderr (the
+//! serial console under the init, what `nitro-cli console` shows in debug mode).
+//!
+//! Every attestation and KMS step gets a line (the SDK's [`Event`]s), and every request its
+//! outcome, so a refused key release can be diagnosed from the console alone. No line ever
+//! holds a secret: events carry lengths and public-key hashes, errors carry KMS's messages.
+
+use ccc_sdk::kms::client::{Event, Observer};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+/// The prefix of every line.
+pub const PREFIX: &str = "ccc-enclave";
+
+/// Where lines go.
+#[derive(Clone)]
+pub struct Console {
+    sink: Arc<dyn Fn(&str) + Send + Sync>,
+}
+
+impl fmt::Debug for Console {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Console")
+    }
+}
+
+impl Console {
+    /// Lines to stderr.
+    #[must_use]
+    pub fn stderr() -> Self {
+        Self {
+            sink: Arc::new(|line: &str| eprintln!("{line}")),
+        }
+    }
+
+    /// Lines to stderr and into the returned list (tests assert on what the console shows).
+    #[must_use]
+    pub fn capture() -> (Self, Arc<Mutex<Vec<String>>>) {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let kept = Arc::clone(&lines);
+        let console = Self {
+            sink: Arc::new(move |line: &str| {
+                eprintln!("{line}");
+                kept.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(line.to_owned());
+            }),
+        };
+        (console, lines)
+    }
+
+    /// Writes `ccc-enclave: <text>`.
+    pub fn line(&self, text: fmt::Arguments<'_>) {
+        (self.sink)(&format!("{PREFIX}: {text}"));
+    }
+
+    /// The KMS client's observer: `ccc-enclave: kms <step>`.
+    #[must_use]
+    pub fn kms_observer(&self) -> Arc<dyn Observer> {
+        Arc::new(KmsSteps(self.clone()))
+    }
+}
+
+/// Prints the SDK's KMS and attestation events.
+#[derive(Debug)]
+struct KmsSteps(Console);
+
+impl Observer for KmsSteps {
+    fn event(&self, event: &Event<'_>) {
+        self.0.line(format_args!("kms {event}"));
+    }
+}

@@ -1,0 +1,63 @@
+//! Turning the SDK's errors into error frames that name the step that failed, so the caller
+//! (and the console) can tell a key policy that refused this image from an unreachable proxy
+//! or a parent without credentials.
+
+use crate::protocol::{ErrorCode, Failure};
+use ccc_sdk::credentials::CredentialsError;
+use ccc_sdk::kms::client::ClientError;
+use ccc_sdk::kms::{ErrorKind, KmsError};
+use ccc_sdk::nsm::NsmError;
+
+/// The failure of a KMS call made for `step` (e.g. `"kms Decrypt with Recipient"`). When the
+/// call failed before reaching KMS, the step says where: getting the attestation document or
+/// the credentials.
+#[must_use]
+pub fn kms(step: &str, error: &ClientError) -> Failure {
+    let message = error.to_string();
+    match innermost(error) {
+        ClientError::Nsm(_) => Failure::new(
+            ErrorCode::Nsm,
+            format!("nsm Attestation (for {step})"),
+            message,
+        ),
+        ClientError::Key(_) => Failure::new(
+            ErrorCode::Internal,
+            format!("enclave RSA key (for {step})"),
+            message,
+        ),
+        ClientError::Credentials(e) => Failure::new(
+            ErrorCode::Credentials,
+            format!("credentials from the parent (for {step})"),
+            credentials_message(e, &message),
+        ),
+        ClientError::Transport(_) => Failure::new(ErrorCode::KmsUnreachable, step, message),
+        ClientError::Kms(KmsError::Service(service)) if service.kind == ErrorKind::AccessDenied => {
+            Failure::new(ErrorCode::KmsAccessDenied, step, message)
+        }
+        _ => Failure::new(ErrorCode::Kms, step, message),
+    }
+}
+
+/// The last error behind retries.
+fn innermost(error: &ClientError) -> &ClientError {
+    match error {
+        ClientError::GaveUp { last, .. } => innermost(last),
+        other => other,
+    }
+}
+
+fn credentials_message(error: &CredentialsError, shown: &str) -> String {
+    match error {
+        CredentialsError::Unreachable { .. } => format!(
+            "{shown} (is `ccc-template-parent run` or `ccc-template-parent credentials` \
+             running on the parent?)"
+        ),
+        _ => shown.to_owned(),
+    }
+}
+
+/// The failure of an NSM request made for `step`.
+#[must_use]
+pub fn nsm(step: &str, error: &NsmError) -> Failure {
+    Failure::new(ErrorCode::Nsm, step, error.to_string())
+}

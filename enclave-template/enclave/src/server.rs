@@ -1,0 +1,174 @@
+//! The API server: accepts connections on the configured endpoint (vsock in an enclave, TCP
+//! or a Unix socket on a laptop), reads request frames, lets [`App`] answer, writes the
+//! answer frames, and prints one console line per request and one per outcome.
+
+use crate::app::App;
+use crate::console::Console;
+use crate::protocol::{self, ErrorCode, Failure, ProtocolError, Response};
+use ccc_sdk::net::{Endpoint, Listener, Stream, VsockListener};
+use std::io;
+use std::net::TcpListener;
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::UnixListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// How long a connection may sit between requests (and a write may block) before it is
+/// closed. Long enough for a parent that keeps one connection for a batch of calls.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Binds the API's listener.
+///
+/// # Errors
+/// The `bind`/`listen` failure (`EADDRINUSE`, no vsock in this kernel, ...). A stale Unix
+/// socket file at the path is replaced.
+pub fn bind(endpoint: &Endpoint) -> io::Result<Box<dyn Listener>> {
+    match endpoint {
+        Endpoint::Vsock(address) => Ok(Box::new(VsockListener::bind(*address)?)),
+        Endpoint::Tcp { host, port } => Ok(Box::new(TcpListener::bind((host.as_str(), *port))?)),
+        Endpoint::Unix(path) => {
+            if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+                std::fs::remove_file(path)?;
+            }
+            Ok(Box::new(UnixListener::bind(path)?))
+        }
+        other => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("cannot listen on {other}"),
+        )),
+    }
+}
+
+/// Numbers requests for the console.
+static REQUESTS: AtomicU64 = AtomicU64::new(1);
+
+/// Gives the connection slot back when its thread ends.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Serves until `accept` fails for good; returns that error. One thread per connection, at
+/// most `max_connections` at once (more are closed at once, with a console line).
+pub fn serve(
+    listener: &dyn Listener,
+    app: Arc<App>,
+    console: Console,
+    max_connections: usize,
+) -> io::Error {
+    let open = Arc::new(AtomicUsize::new(0));
+    loop {
+        let stream = match listener.accept_stream() {
+            Ok(stream) => stream,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => return e,
+        };
+        let peer = stream.describe_peer();
+        if open.fetch_add(1, Ordering::SeqCst) >= max_connections {
+            open.fetch_sub(1, Ordering::SeqCst);
+            console.line(format_args!(
+                "turned {peer} away: {max_connections} connections are open \
+                 (CCC_APP_MAX_CONNECTIONS)"
+            ));
+            continue;
+        }
+        let slot = Slot(Arc::clone(&open));
+        let app = Arc::clone(&app);
+        let console = console.clone();
+        let spawned = std::thread::Builder::new()
+            .name("ccc-enclave-api".into())
+            .spawn(move || {
+                let _slot = slot;
+                connection(stream, &peer, &app, &console);
+            });
+        if let Err(e) = spawned {
+            return e;
+        }
+    }
+}
+
+fn send(stream: &mut Stream, response: &Response) -> io::Result<()> {
+    protocol::write_frame(stream, &protocol::encode_response(response))
+}
+
+/// Answers requests on one connection until the peer closes it or breaks the framing.
+fn connection(mut stream: Stream, peer: &str, app: &App, console: &Console) {
+    if let Err(e) = stream.set_timeouts(IDLE_TIMEOUT) {
+        console.line(format_args!(
+            "connection from {peer}: cannot set timeouts: {e}"
+        ));
+        return;
+    }
+    loop {
+        let payload = match protocol::read_frame(&mut stream) {
+            Ok(Some(payload)) => payload,
+            Ok(None) => return,
+            Err(ProtocolError::FrameLength(n)) => {
+                let failure = Failure::new(
+                    ErrorCode::TooLarge,
+                    "read the request frame",
+                    format!(
+                        "the frame announces {n} bytes; frames carry 1 to {} (closing the \
+                         connection)",
+                        protocol::MAX_FRAME_LEN
+                    ),
+                );
+                console.line(format_args!("connection from {peer}: {failure}"));
+                let _ = send(&mut stream, &Response::Error(failure));
+                return;
+            }
+            Err(ProtocolError::Io(e))
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                console.line(format_args!(
+                    "connection from {peer}: idle for {IDLE_TIMEOUT:?}, closed"
+                ));
+                return;
+            }
+            Err(e) => {
+                console.line(format_args!("connection from {peer}: {e}"));
+                return;
+            }
+        };
+        let id = REQUESTS.fetch_add(1, Ordering::Relaxed);
+        let response = match protocol::decode_request(&payload) {
+            Ok(request) => {
+                let op = request.op();
+                console.line(format_args!("#{id} {op} from {peer}"));
+                match app.handle(request) {
+                    Ok(response) => {
+                        console.line(format_args!("#{id} {op}: ok"));
+                        response
+                    }
+                    Err(failure) => {
+                        console.line(format_args!("#{id} {op}: FAILED at {failure}"));
+                        Response::Error(failure)
+                    }
+                }
+            }
+            Err(failure) => {
+                console.line(format_args!("#{id} from {peer}: refused: {failure}"));
+                Response::Error(failure)
+            }
+        };
+        drop(payload);
+        if let Err(e) = send(&mut stream, &response) {
+            console.line(format_args!("#{id}: cannot send the answer to {peer}: {e}"));
+            return;
+        }
+    }
+}

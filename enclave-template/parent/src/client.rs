@@ -1,0 +1,380 @@
+//! `ccc-template-parent client`: calls one operation of the enclave's API and prints the
+//! answer as one JSON object on stdout (binary members in base64, as on the wire). An error
+//! frame is printed the same way (`{"type":"error","code":...,"step":...,"message":...}`)
+//! and the exit status is 2; a connection failure exits 1 with a message on stderr.
+
+use crate::net::Target;
+use anyhow::{Context, Result, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use ccc_sdk::attestation::{self, Algorithm, Policy, RootOfTrust, VerifyOptions};
+use ccc_sdk::crypto::AwsLc;
+use ccc_sdk::net::Timeouts;
+use ccc_sdk::secret::SecretBytes;
+use ccc_sdk::time::UnixMillis;
+use enclave::protocol::{Client, Failure, ProtocolError, Request, Response};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Options of `client`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The enclave's API: vsock://CID:PORT (Nitro; the enclave's CID from `nitro-cli
+    /// describe-enclaves`), vhost-uds://<uds-path>:PORT (QEMU emulation), tcp://HOST:PORT or
+    /// unix:///PATH (the enclave binary on a laptop).
+    #[arg(long, value_name = "TARGET")]
+    pub enclave: Target,
+    /// Seconds to wait for the connection and for the answer (KMS retries take a while).
+    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
+    pub timeout: f64,
+    /// The operation.
+    #[command(subcommand)]
+    pub op: Op,
+}
+
+/// An encryption-context pair, `key=value`.
+fn context_pair(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("`{text}`: expected KEY=VALUE"))
+}
+
+/// Bytes given on the command line (a newtype: clap reads `Option<Vec<u8>>` as a list).
+#[derive(Debug, Clone)]
+pub struct Bytes(pub Vec<u8>);
+
+fn hex_bytes(text: &str) -> Result<Bytes, String> {
+    hex::decode(text)
+        .map(Bytes)
+        .map_err(|e| format!("not hex: {e}"))
+}
+
+fn b64_bytes(text: &str) -> Result<Bytes, String> {
+    STANDARD
+        .decode(text.trim())
+        .map(Bytes)
+        .map_err(|e| format!("not base64: {e}"))
+}
+
+/// One operation.
+#[derive(Debug, clap::Subcommand)]
+pub enum Op {
+    /// An attestation document (public_key = the enclave's RSA key); printed with its
+    /// summary, and verified when --root is given.
+    Attest {
+        /// Nonce to bind, hex (at most 1024 bytes).
+        #[arg(long, value_parser = hex_bytes)]
+        nonce: Option<Bytes>,
+        /// User data to bind, hex (at most 1024 bytes).
+        #[arg(long, value_parser = hex_bytes)]
+        user_data: Option<Bytes>,
+        /// Verify the document: `aws` (the AWS Nitro root), a PEM file (the NSM simulator's
+        /// development root), or `insecure-qemu-unsigned` (QEMU's unsigned documents, which
+        /// prove nothing).
+        #[arg(long, value_name = "ROOT")]
+        root: Option<String>,
+        /// With --root: require PCR N to be HEX (repeatable).
+        #[arg(long = "expect-pcr", value_name = "N=HEX", requires = "root")]
+        expect_pcr: Vec<String>,
+    },
+    /// A data key: prints its KMS ciphertext (the plaintext stays in the enclave).
+    GenerateDataKey {
+        /// The KMS key (default: the enclave's).
+        #[arg(long)]
+        key_id: Option<String>,
+        /// Encryption context, KEY=VALUE (repeatable).
+        #[arg(long = "context", value_parser = context_pair)]
+        context: Vec<(String, String)>,
+    },
+    /// Seals data; prints the sealed blob.
+    Seal {
+        /// The data, as text.
+        #[arg(long, conflicts_with = "data_file")]
+        data: Option<String>,
+        /// The data, from a file.
+        #[arg(long, value_name = "PATH")]
+        data_file: Option<PathBuf>,
+        /// The KMS key (default: the enclave's).
+        #[arg(long)]
+        key_id: Option<String>,
+        /// Encryption context, KEY=VALUE (repeatable; unseal needs the same).
+        #[arg(long = "context", value_parser = context_pair)]
+        context: Vec<(String, String)>,
+    },
+    /// Unseals a sealed blob; prints the data (base64), or writes it to --out.
+    Unseal {
+        /// The sealed blob, base64.
+        #[arg(long, value_parser = b64_bytes, conflicts_with = "sealed_file")]
+        sealed: Option<Bytes>,
+        /// The sealed blob, raw, from a file.
+        #[arg(long, value_name = "PATH")]
+        sealed_file: Option<PathBuf>,
+        /// Encryption context given to seal, KEY=VALUE (repeatable).
+        #[arg(long = "context", value_parser = context_pair)]
+        context: Vec<(String, String)>,
+        /// Write the data here instead of printing it.
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
+    },
+    /// N random bytes (1..=1024) from KMS GenerateRandom.
+    Random {
+        /// How many bytes.
+        n: u32,
+    },
+    /// HMAC-SHA256 of a message under the secret inside a KMS ciphertext, computed inside
+    /// the enclave (the secret never leaves).
+    Hmac {
+        /// The KMS ciphertext, base64 (from generate-data-key).
+        #[arg(long, value_parser = b64_bytes, conflicts_with = "blob_file")]
+        blob: Option<Bytes>,
+        /// The KMS ciphertext, raw, from a file.
+        #[arg(long, value_name = "PATH")]
+        blob_file: Option<PathBuf>,
+        /// The message, as text.
+        #[arg(long, conflicts_with = "message_hex")]
+        message: Option<String>,
+        /// The message, hex.
+        #[arg(long, value_parser = hex_bytes)]
+        message_hex: Option<Bytes>,
+        /// Encryption context of the ciphertext, KEY=VALUE (repeatable).
+        #[arg(long = "context", value_parser = context_pair)]
+        context: Vec<(String, String)>,
+    },
+}
+
+/// What `client` ended with.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The answer, to print (exit 0).
+    Answer(Value),
+    /// The enclave's error frame, to print (exit 2).
+    Refused(Value),
+}
+
+fn one_of(inline: Option<Vec<u8>>, file: Option<&PathBuf>, what: &str) -> Result<Vec<u8>> {
+    match (inline, file) {
+        (Some(bytes), _) => Ok(bytes),
+        (None, Some(path)) => {
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+        }
+        (None, None) => bail!("give the {what} (see --help)"),
+    }
+}
+
+fn context(pairs: Vec<(String, String)>) -> BTreeMap<String, String> {
+    pairs.into_iter().collect()
+}
+
+/// The request an operation sends (and, for attest, how to check the answer).
+fn request(op: &Op) -> Result<Request> {
+    Ok(match op {
+        Op::Attest {
+            nonce, user_data, ..
+        } => Request::Attest {
+            nonce: nonce.as_ref().map(|b| b.0.clone()),
+            user_data: user_data.as_ref().map(|b| b.0.clone()),
+        },
+        Op::GenerateDataKey { key_id, context: c } => Request::GenerateDataKey {
+            key_id: key_id.clone(),
+            context: context(c.clone()),
+        },
+        Op::Seal {
+            data,
+            data_file,
+            key_id,
+            context: c,
+        } => Request::Seal {
+            data: SecretBytes::new(one_of(
+                data.as_ref().map(|d| d.as_bytes().to_vec()),
+                data_file.as_ref(),
+                "data (--data or --data-file)",
+            )?),
+            key_id: key_id.clone(),
+            context: context(c.clone()),
+        },
+        Op::Unseal {
+            sealed,
+            sealed_file,
+            context: c,
+            ..
+        } => Request::Unseal {
+            sealed: one_of(
+                sealed.as_ref().map(|b| b.0.clone()),
+                sealed_file.as_ref(),
+                "sealed blob (--sealed or --sealed-file)",
+            )?,
+            context: context(c.clone()),
+        },
+        Op::Random { n } => Request::Random { n: *n },
+        Op::Hmac {
+            blob,
+            blob_file,
+            message,
+            message_hex,
+            context: c,
+        } => Request::Hmac {
+            ciphertext_blob: one_of(
+                blob.as_ref().map(|b| b.0.clone()),
+                blob_file.as_ref(),
+                "ciphertext (--blob or --blob-file)",
+            )?,
+            message: match (message, message_hex) {
+                (Some(text), _) => text.as_bytes().to_vec(),
+                (None, Some(bytes)) => bytes.0.clone(),
+                (None, None) => bail!("give the message (--message or --message-hex)"),
+            },
+            context: context(c.clone()),
+        },
+    })
+}
+
+/// The attestation summary (and verification) printed with an `attest` answer.
+fn attest_summary(
+    document: &[u8],
+    nonce: Option<&[u8]>,
+    user_data: Option<&[u8]>,
+    root: Option<&str>,
+    expect_pcr: &[String],
+) -> Result<Value> {
+    let parsed = attestation::parse(document).context("the document does not parse")?;
+    let doc = &parsed.document;
+    let pcrs: BTreeMap<String, String> = doc
+        .pcrs
+        .iter()
+        .map(|(i, v)| (i.to_string(), hex::encode(v)))
+        .collect();
+    let mut summary = json!({
+        "module_id": doc.module_id,
+        "timestamp": doc.timestamp.to_string(),
+        "signature": match parsed.cose.algorithm {
+            Algorithm::Es384 => "ES384",
+            Algorithm::QemuUnsigned => "none (QEMU emulation: unsigned)",
+            _ => "unknown",
+        },
+        "pcrs": pcrs,
+        "verified": Value::Null,
+    });
+    let Some(root) = root else {
+        return Ok(summary);
+    };
+    let root = match root {
+        "aws" => RootOfTrust::AwsNitro,
+        "insecure-qemu-unsigned" => RootOfTrust::InsecureQemuUnsigned,
+        path => {
+            let pem = std::fs::read_to_string(path)
+                .with_context(|| format!("--root {path}: cannot read the PEM"))?;
+            RootOfTrust::custom_pem(&pem).with_context(|| format!("--root {path}"))?
+        }
+    };
+    let mut policy = Policy::new();
+    if let Some(n) = nonce {
+        policy = policy.expect_nonce(n);
+    }
+    if let Some(u) = user_data {
+        policy = policy.require_user_data(u);
+    }
+    for pin in expect_pcr {
+        let (index, value) = pin
+            .split_once('=')
+            .with_context(|| format!("--expect-pcr {pin}: expected N=HEX"))?;
+        let index: u8 = index
+            .parse()
+            .with_context(|| format!("--expect-pcr {pin}: N is not a PCR index"))?;
+        policy = policy
+            .expect_pcr_hex(index, value)
+            .with_context(|| format!("--expect-pcr {pin}"))?;
+    }
+    if matches!(root, RootOfTrust::InsecureQemuUnsigned) {
+        // QEMU's enclaves are not in debug mode, but nothing in an unsigned document is
+        // evidence anyway; only the shape is checked.
+        policy = policy.allow_debug_mode();
+    }
+    let verified = attestation::verify(
+        document,
+        &VerifyOptions::new(UnixMillis::now())
+            .with_root(root)
+            .with_policy(policy),
+        &AwsLc,
+    )
+    .context("the attestation document did not verify")?;
+    summary["verified"] = json!({
+        "trust": format!("{:?}", verified.trust),
+        "chain": verified.chain.iter().map(|c| c.subject_cn.clone()).collect::<Vec<_>>(),
+    });
+    Ok(summary)
+}
+
+/// Runs `client`.
+///
+/// # Errors
+/// The connection failed, the answer was malformed, an input could not be read, or the
+/// attestation document did not verify.
+pub fn run(args: &Args) -> Result<Outcome> {
+    let timeout = Duration::try_from_secs_f64(args.timeout).context("--timeout")?;
+    let request = request(&args.op)?;
+    request
+        .check()
+        .map_err(|f| anyhow::anyhow!("{}", f.message))?;
+    let timeouts = Timeouts {
+        connect: timeout,
+        io: timeout,
+    };
+    let stream = args
+        .enclave
+        .connect(&timeouts)
+        .with_context(|| format!("cannot reach the enclave at {}", args.enclave))?;
+    let mut client = Client::new(stream);
+    let response = match client.call(&request) {
+        Ok(response) => response,
+        Err(ProtocolError::Refused(failure)) => {
+            return Ok(Outcome::Refused(failure_json(&failure)));
+        }
+        Err(e) => return Err(e).with_context(|| format!("calling {}", args.enclave)),
+    };
+    let mut value = serde_json::to_value(&response).context("encoding the answer")?;
+    match (&args.op, &response) {
+        (
+            Op::Attest {
+                nonce,
+                user_data,
+                root,
+                expect_pcr,
+            },
+            Response::Attest { document, .. },
+        ) => {
+            value["summary"] = attest_summary(
+                document,
+                nonce.as_ref().map(|b| b.0.as_slice()),
+                user_data.as_ref().map(|b| b.0.as_slice()),
+                root.as_deref(),
+                expect_pcr,
+            )?;
+        }
+        (
+            Op::Unseal {
+                out: Some(path), ..
+            },
+            Response::Unseal { data },
+        ) => {
+            std::fs::write(path, data.expose())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            value = json!({"type": "unseal", "bytes": data.len(), "out": path});
+        }
+        (Op::Hmac { .. }, Response::Hmac { mac }) => {
+            value["mac_hex"] = Value::String(hex::encode(mac));
+        }
+        _ => {}
+    }
+    Ok(Outcome::Answer(value))
+}
+
+fn failure_json(failure: &Failure) -> Value {
+    json!({
+        "type": "error",
+        "code": failure.code.as_str(),
+        "step": failure.step,
+        "message": failure.message,
+    })
+}

@@ -1,0 +1,21 @@
+//! The parent side of the CCC enclave template: what runs on the EC2 instance next to the
+//! enclave, as one static binary (`ccc-template-parent`).
+//!
+//! - [`proxy`]: vsock → TCP forwarding to allowlisted destinations ([`allowlist`]: nitro-cli
+//!   vsock-proxy's YAML format), bounded and with timeouts.
+//! - [`credentials`]: the instance role's credentials for the enclave (IMDSv2, environment or
+//!   file), over the SDK's credentials protocol.
+//! - [`heartbeat`]: the enclave-ready echo, for QEMU emulation.
+//! - [`client`]: calls the enclave's API (`enclave::protocol`) and prints JSON.
+//! - [`net`]: listening on vsock, vhost-device-vsock's Unix sockets or TCP; reaching the
+//!   enclave on each; [`service`]: accept loops, connection tracking, clean shutdown.
+//! - [`sys`]: the few raw system calls (the only `unsafe`).
+
+pub mod allowlist;
+pub mod client;
+pub mod credentials;
+pub mod heartbeat;
+pub mod net;
+pub mod proxy;
+pub mod service;
+pub mod sys;
