@@ -598,6 +598,20 @@ impl Boot {
     /// A tool is missing or cannot be built, the EIF does not exist, or a process fails to
     /// start.
     pub(crate) fn start(&self) -> Result<Running> {
+        self.start_with(|_| Ok(()))
+    }
+
+    /// As [`Boot::start`], calling `before_guest` with [`Boot::vsock_uds`] once
+    /// vhost-device-vsock listens and before QEMU starts: the place to bind the host's
+    /// listeners (`<vsock_uds>_<port>`) the guest connects to, so the guest never races them.
+    /// When it fails, the boot is torn down and its error returned.
+    ///
+    /// # Errors
+    /// As [`Boot::start`], and `before_guest`'s error.
+    pub(crate) fn start_with(
+        &self,
+        before_guest: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<Running> {
         ensure!(self.eif.is_file(), "no EIF at {}", self.eif.display());
         let qemu = ensure()?;
         let vhost = vhost_device_vsock()?;
@@ -642,6 +656,7 @@ impl Boot {
             let path = PathBuf::from(format!("{}_{HEARTBEAT_PORT}", self.vsock_uds().display()));
             running.heartbeat = Some(HeartbeatListener::start(&path, running.started)?);
         }
+        before_guest(&self.vsock_uds())?;
 
         let machine = format!("nitro-enclave,vsock=vsock0,id={}", self.enclave_id);
         let chardev = format!("socket,id=vsock0,path={}", socket.display());
@@ -860,7 +875,7 @@ impl Running {
 /// [`Running`]'s `Drop`. Falls back to starting the program directly when `setpriv` is absent.
 /// Note: the signal follows the *thread* that spawned the child, so a boot must be started
 /// and waited for on one thread that outlives it.
-fn orphan_proof(program: &Path) -> Command {
+pub(crate) fn orphan_proof(program: &Path) -> Command {
     match which_setpriv() {
         Some(setpriv) => {
             let mut command = Command::new(setpriv);

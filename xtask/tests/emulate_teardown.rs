@@ -81,19 +81,23 @@ impl Run {
     /// Reads the transcript until the line naming the started processes.
     fn wait_until_running(&mut self) -> Started {
         loop {
-            let line = self.lines.recv_timeout(STARTUP_DEADLINE).unwrap_or_else(|_| {
-                panic!(
-                    "no `running:` line; transcript:\n{}",
-                    self.transcript.join("\n")
-                )
-            });
+            let line = self
+                .lines
+                .recv_timeout(STARTUP_DEADLINE)
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "no `running:` line; transcript:\n{}",
+                        self.transcript.join("\n")
+                    )
+                });
             eprintln!("{line}");
             self.transcript.push(line.clone());
             if line.contains("| running: qemu=") {
                 let started = Started::parse(&line);
                 assert!(
-                    started.pids.iter().any(|(k, _)| k == "qemu")
-                        && started.pids.iter().any(|(k, _)| k == "vhost")
+                    ["qemu", "vhost", "parent"]
+                        .iter()
+                        .all(|name| started.pids.iter().any(|(k, _)| k == name))
                         && !started.dirs.is_empty(),
                     "{line}"
                 );
@@ -169,9 +173,9 @@ fn interrupted(signal: &str) {
         assert_nothing_left(&started, false);
     } else {
         assert!(
-            transcript
-                .iter()
-                .any(|l| l.contains("VERDICT") && l.contains(&format!("interrupted by SIG{signal}"))),
+            transcript.iter().any(
+                |l| l.contains("VERDICT") && l.contains(&format!("interrupted by SIG{signal}"))
+            ),
             "the transcript does not report the interruption"
         );
         assert_nothing_left(&started, true);

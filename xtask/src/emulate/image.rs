@@ -257,7 +257,8 @@ pub(crate) struct Subject {
 
 impl Subject {
     fn open(eif: &Path, origin: String) -> Result<Self> {
-        let read = Eif::open(eif).with_context(|| format!("{} is not a valid EIF", eif.display()))?;
+        let read =
+            Eif::open(eif).with_context(|| format!("{} is not a valid EIF", eif.display()))?;
         Ok(Self {
             eif: eif.to_path_buf(),
             measurements: read.measurements,
@@ -327,7 +328,10 @@ pub(crate) fn resolve(
     transcript: &Transcript,
 ) -> Result<Resolved> {
     let (subject, rebuilt) = match eif {
-        Some(path) => (Subject::open(path, format!("--eif {}", path.display()))?, false),
+        Some(path) => (
+            Subject::open(path, format!("--eif {}", path.display()))?,
+            false,
+        ),
         None => match release.published_eif(transcript)? {
             Some(path) => (
                 Subject::open(&path, format!("the published {}", release.eif_name()))?,
@@ -356,10 +360,7 @@ pub(crate) fn resolve(
     };
     transcript.line(
         "image",
-        format!(
-            "booting {} ({} bytes)",
-            subject.origin, subject.len
-        ),
+        format!("booting {} ({} bytes)", subject.origin, subject.len),
     );
     let published = PcrValues::of(&release.measurements, false);
     let ours = PcrValues::of(&subject.measurements, false);
@@ -402,7 +403,10 @@ pub(crate) fn resolve(
             short(&release.manifest.git.commit)
         )
     } else {
-        format!("{} is not release {}'s image", subject.origin, release.version)
+        format!(
+            "{} is not release {}'s image",
+            subject.origin, release.version
+        )
     };
     let bar = "!".repeat(78);
     transcript.line(
@@ -539,8 +543,7 @@ pub(crate) fn tamper_elf(bytes: &mut [u8]) -> Result<Tamper> {
             usize::from(u16_at(bytes, 0x3E)?),
         ))
     };
-    let (shoff, shentsize, shnum, shstrndx) =
-        header().context("the ELF header is truncated")?;
+    let (shoff, shentsize, shnum, shstrndx) = header().context("the ELF header is truncated")?;
     ensure!(
         shentsize == ELF64_SHDR_LEN && shnum > 0,
         "the application has no usable section headers (e_shentsize {shentsize}, e_shnum {shnum})"
@@ -616,7 +619,7 @@ mod tests {
         out.extend_from_slice(comment);
         let names_off = out.len();
         out.extend_from_slice(names);
-        while out.len() % 8 != 0 {
+        while !out.len().is_multiple_of(8) {
             out.push(0);
         }
         let shoff = out.len();
@@ -705,13 +708,14 @@ mod tests {
         let principal = Principal::new("111122223333", "ccc-emulator-parent").unwrap();
         let filled: serde_json::Value =
             serde_json::from_str(&release.filled_key_policy(&principal).unwrap()).unwrap();
-        let tool: serde_json::Value = serde_json::from_str(
-            &publish::key_policy(&release.measurements, &principal).unwrap(),
-        )
-        .unwrap();
+        let tool: serde_json::Value =
+            serde_json::from_str(&publish::key_policy(&release.measurements, &principal).unwrap())
+                .unwrap();
         assert_eq!(filled, tool);
         let mut edited = release;
-        edited.key_policy_template = edited.key_policy_template.replacen("kms:Decrypt", "kms:*", 1);
+        edited.key_policy_template = edited
+            .key_policy_template
+            .replacen("kms:Decrypt", "kms:*", 1);
         assert!(edited.filled_key_policy(&principal).is_err());
     }
 

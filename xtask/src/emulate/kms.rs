@@ -73,8 +73,7 @@ impl Kms {
     /// The emulator does not start, or its account or principal are not the ones the policy
     /// was filled in for.
     pub(crate) fn start(dir: &Path, policy: &str, transcript: &Transcript) -> Result<Self> {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         transcript.line(
             "kms",
             "starting the KMS emulator with trust mode INSECURE-qemu-unsigned: QEMU's NSM \
@@ -94,7 +93,10 @@ impl Kms {
         );
         let role_session = format!(":assumed-role/{EMULATOR_ROLE}/");
         ensure!(
-            running.credentials().principal_arn().contains(&role_session),
+            running
+                .credentials()
+                .principal_arn()
+                .contains(&role_session),
             "the KMS emulator's principal is {}, the key policy names role {EMULATOR_ROLE}",
             running.credentials().principal_arn()
         );

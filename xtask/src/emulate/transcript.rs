@@ -50,6 +50,23 @@ impl Transcript {
     }
 }
 
+/// Whether a console line is shown as it arrives: the init's and the application's lines, and
+/// the kernel's alarms. Other kernel lines (a boot prints about 200) are kept and printed only
+/// when the run fails.
+pub(crate) fn is_app_line(line: &str) -> bool {
+    const SHOWN: [&str; 8] = [
+        "Linux version",
+        "ccc-",
+        "Kernel panic",
+        "BUG:",
+        "Oops",
+        "WARNING:",
+        "Run /init",
+        "qemu exited",
+    ];
+    SHOWN.iter().any(|marker| line.contains(marker))
+}
+
 /// Length of a PCR in hex.
 const PCR_HEX_LEN: usize = 2 * ccc_eif::pcr::PCR_LEN;
 
@@ -73,10 +90,7 @@ pub(crate) fn printed_pcrs(console: &str) -> Result<BTreeMap<u8, Pcr>, String> {
                 .get(digits.len()..)
                 .unwrap_or_default()
                 .trim_start_matches([' ', '=', ':']);
-            let hex: String = value
-                .chars()
-                .take_while(char::is_ascii_hexdigit)
-                .collect();
+            let hex: String = value.chars().take_while(char::is_ascii_hexdigit).collect();
             if hex.len() != PCR_HEX_LEN {
                 continue;
             }
@@ -116,6 +130,19 @@ mod tests {
         assert_eq!(pcrs[&0].hex(), a);
         assert_eq!(pcrs[&1].hex(), b.to_lowercase());
         assert_eq!(pcrs[&2].hex(), a);
+    }
+
+    #[test]
+    fn app_and_alarm_lines_are_shown_kernel_chatter_is_not() {
+        assert!(is_app_line("ccc-init: app exited with status 0"));
+        assert!(is_app_line("ccc-enclave: #2 hmac: FAILED at kms Decrypt"));
+        assert!(is_app_line(
+            "Kernel panic - not syncing: Attempted to kill init!"
+        ));
+        assert!(!is_app_line("clocksource: Switched to clocksource tsc"));
+        assert!(!is_app_line(
+            "virtio-mmio: Registering device virtio-mmio.0"
+        ));
     }
 
     #[test]
