@@ -576,8 +576,8 @@ impl Boot {
     }
 
     /// The host side of the guest's vsock: a guest `connect(2, P)` reaches a Unix socket
-    /// listening at this path plus `_P` (bind it before [`Boot::start`]); the host connects
-    /// here and sends `CONNECT P\n` to reach a guest listener on port P.
+    /// listening at this path plus `_P` (bind it in [`Boot::start_with`]'s `before_guest`);
+    /// the host connects here and sends `CONNECT P\n` to reach a guest listener on port P.
     pub(crate) fn vsock_uds(&self) -> PathBuf {
         self.run_dir.join("vm.vsock")
     }

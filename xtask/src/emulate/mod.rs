@@ -31,9 +31,9 @@ use ccc_eif::Measurements;
 use ccc_sdk::crypto::{AwsLc, Crypto};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::progress::elapsed;
@@ -258,7 +258,6 @@ fn emulate(args: &Args, interrupt: &Interrupt, transcript: &Transcript) -> Resul
     let t = Instant::now();
     let console = transcript.clone();
     let (console_tx, console_rx) = channel::<String>();
-    let console_tx = Mutex::new(console_tx);
     let boot = qemu::Boot::new(&subject.eif)
         .timeout(Duration::from_secs(args.timeout))
         .memory_mib(args.memory)
@@ -273,9 +272,7 @@ fn emulate(args: &Args, interrupt: &Interrupt, transcript: &Transcript) -> Resul
             if transcript::is_app_line(line) {
                 console.console(line);
             }
-            if let Ok(tx) = console_tx.lock() {
-                let _ = tx.send(line.to_owned());
-            }
+            let _ = console_tx.send(line.to_owned());
         });
     transcript.line(
         "emulate",
