@@ -309,11 +309,25 @@ fn build_release_image(
         .with_context(|| format!("cannot lock {}", lock_path.display()))?;
     let image_name = release.manifest.image_name.clone();
     let version = release.version.clone();
-    release::build_image(&app, None, &build_dir(&release.version, what), |spec| {
+    let mut image = release::build_image(&app, None, &build_dir(&release.version, what), |spec| {
         spec.identity.image_name = image_name;
         spec.identity.image_version = version;
         customize(spec);
-    })
+    })?;
+    // build_image names the file after the workspace's version; the transcript should show the
+    // release's name (the file name is not measured).
+    let named = image.eif.with_file_name(release.eif_name());
+    if named != image.eif {
+        std::fs::rename(&image.eif, &named).with_context(|| {
+            format!(
+                "cannot rename {} to {}",
+                image.eif.display(),
+                named.display()
+            )
+        })?;
+        image.eif = named;
+    }
+    Ok(image)
 }
 
 /// Picks the image of the default scenario: `--eif`, the published EIF, or a rebuild; compares
