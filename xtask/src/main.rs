@@ -7,6 +7,7 @@ mod attestation;
 mod ci;
 mod cms;
 mod eif;
+mod emulate;
 mod fuzz;
 mod hash;
 mod init;
@@ -74,6 +75,11 @@ enum Command {
     /// Build/install QEMU with the nitro-enclave machine and vhost-device-vsock (cached under
     /// target/tools/), or boot an EIF with them.
     Qemu(qemu::Args),
+    /// Boot the released EIF under QEMU's nitro-enclave machine (TCG) with the parent side
+    /// and the KMS emulator, compare the guest's PCRs with the published ones and run the
+    /// attested key release (`--scenario tampered`: one byte of the app changed, KMS must
+    /// refuse). Prints a transcript and the verdict; tears everything down, also on Ctrl-C.
+    Emulate(emulate::Args),
     /// Run the KMS emulator (HTTPS on 127.0.0.1, SigV4, Recipient, key policies) in the
     /// foreground; prints the endpoint, the CA to trust, credentials and the default key.
     KmsEmulator(kms_emulator::Args),
@@ -115,6 +121,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Kernel(args) => kernel::run(&args),
         Command::Qemu(args) => qemu::run(&args),
         Command::KmsEmulator(args) => kms_emulator::run(&args),
+        Command::Emulate(args) => emulate::run(&args),
         Command::Bench { name } => {
             let sh = xshell::Shell::new()?;
             sh.change_dir(workspace_root());

@@ -467,7 +467,19 @@ pub(crate) struct Boot {
     timeout: Duration,
     heartbeat: bool,
     echo_console: bool,
+    on_line: Option<LineSink>,
+    cancel: Option<Arc<AtomicBool>>,
     run_dir: PathBuf,
+}
+
+/// A function called with each console line as it arrives.
+#[derive(Clone)]
+pub(crate) struct LineSink(Arc<dyn Fn(&str) + Send + Sync>);
+
+impl std::fmt::Debug for LineSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LineSink")
+    }
 }
 
 /// Distinguishes the run directories of boots started by one process.
@@ -490,8 +502,29 @@ impl Boot {
             timeout: Duration::from_secs(120),
             heartbeat: true,
             echo_console: false,
+            on_line: None,
+            cancel: None,
             run_dir,
         }
+    }
+
+    /// Calls `sink` with every console line as it arrives (from the console thread).
+    pub(crate) fn on_console_line(mut self, sink: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.on_line = Some(LineSink(Arc::new(sink)));
+        self
+    }
+
+    /// Ends the boot (as the timeout does) as soon as `flag` is set, e.g. by a SIGINT/SIGTERM
+    /// handler; [`BootOutcome::interrupted`] then says so.
+    pub(crate) fn cancel_on(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.cancel = Some(flag);
+        self
+    }
+
+    /// Where this boot keeps its sockets, logs and QEMU's temporary files (removed when the
+    /// boot ends).
+    pub(crate) fn run_dir(&self) -> &Path {
+        &self.run_dir
     }
 
     /// Guest memory (`-m`; the EIF header's default is ignored by QEMU).
@@ -543,8 +576,8 @@ impl Boot {
     }
 
     /// The host side of the guest's vsock: a guest `connect(2, P)` reaches a Unix socket
-    /// listening at this path plus `_P` (bind it before [`Boot::start`]); the host connects
-    /// here and sends `CONNECT P\n` to reach a guest listener on port P.
+    /// listening at this path plus `_P` (bind it in [`Boot::start_with`]'s `before_guest`);
+    /// the host connects here and sends `CONNECT P\n` to reach a guest listener on port P.
     pub(crate) fn vsock_uds(&self) -> PathBuf {
         self.run_dir.join("vm.vsock")
     }
@@ -565,6 +598,20 @@ impl Boot {
     /// A tool is missing or cannot be built, the EIF does not exist, or a process fails to
     /// start.
     pub(crate) fn start(&self) -> Result<Running> {
+        self.start_with(|_| Ok(()))
+    }
+
+    /// As [`Boot::start`], calling `before_guest` with [`Boot::vsock_uds`] once
+    /// vhost-device-vsock listens and before QEMU starts: the place to bind the host's
+    /// listeners (`<vsock_uds>_<port>`) the guest connects to, so the guest never races them.
+    /// When it fails, the boot is torn down and its error returned.
+    ///
+    /// # Errors
+    /// As [`Boot::start`], and `before_guest`'s error.
+    pub(crate) fn start_with(
+        &self,
+        before_guest: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<Running> {
         ensure!(self.eif.is_file(), "no EIF at {}", self.eif.display());
         let qemu = ensure()?;
         let vhost = vhost_device_vsock()?;
@@ -581,6 +628,7 @@ impl Boot {
             heartbeat: None,
             started: Instant::now(),
             timeout: self.timeout,
+            cancel: self.cancel.clone(),
         };
 
         let socket = self.run_dir.join("vhost.sock");
@@ -592,7 +640,7 @@ impl Boot {
             self.vsock_uds().display()
         );
         running.vhost = Some(
-            Command::new(&vhost)
+            orphan_proof(&vhost)
                 .args(["--vm", &vm])
                 .stdin(Stdio::null())
                 .stdout(std::fs::File::create(&vhost_log)?)
@@ -608,10 +656,11 @@ impl Boot {
             let path = PathBuf::from(format!("{}_{HEARTBEAT_PORT}", self.vsock_uds().display()));
             running.heartbeat = Some(HeartbeatListener::start(&path, running.started)?);
         }
+        before_guest(&self.vsock_uds())?;
 
         let machine = format!("nitro-enclave,vsock=vsock0,id={}", self.enclave_id);
         let chardev = format!("socket,id=vsock0,path={}", socket.display());
-        let mut command = Command::new(&qemu);
+        let mut command = orphan_proof(&qemu);
         command
             .args(["-M", &machine, "-kernel"])
             .arg(&self.eif)
@@ -644,6 +693,7 @@ impl Boot {
         running.qemu = Some(child);
         let console = Arc::clone(&running.console);
         let echo = self.echo_console;
+        let on_line = self.on_line.clone();
         running.console_thread = Some(std::thread::spawn(move || {
             for line in BufReader::new(stdout).split(b'\n') {
                 let Ok(line) = line else { break };
@@ -651,6 +701,9 @@ impl Boot {
                 let line = line.trim_end_matches('\r');
                 if echo {
                     eprintln!("console| {line}");
+                }
+                if let Some(LineSink(sink)) = &on_line {
+                    sink(line);
                 }
                 if let Ok(mut text) = console.lock() {
                     text.push_str(line);
@@ -673,6 +726,7 @@ pub(crate) struct Running {
     heartbeat: Option<HeartbeatListener>,
     started: Instant,
     timeout: Duration,
+    cancel: Option<Arc<AtomicBool>>,
 }
 
 /// How a boot ended.
@@ -684,6 +738,8 @@ pub(crate) struct BootOutcome {
     pub(crate) status: Option<ExitStatus>,
     /// True when the timeout killed QEMU.
     pub(crate) timed_out: bool,
+    /// True when the cancel flag ([`Boot::cancel_on`]) killed QEMU.
+    pub(crate) interrupted: bool,
     /// When the heartbeat was answered, counted from the start (`None`: never).
     pub(crate) heartbeat: Option<Duration>,
     /// From start to QEMU's end.
@@ -740,14 +796,16 @@ impl Running {
     /// # Errors
     /// Waiting on QEMU failed.
     pub(crate) fn wait(mut self) -> Result<BootOutcome> {
-        let mut timed_out = false;
+        let (mut timed_out, mut interrupted) = (false, false);
         let status = loop {
+            let cancelled = self.is_cancelled();
             let qemu = self.qemu.as_mut().context("QEMU is not running")?;
             if let Some(status) = qemu.try_wait()? {
                 break Some(status);
             }
-            if self.started.elapsed() >= self.timeout {
-                timed_out = true;
+            if cancelled || self.started.elapsed() >= self.timeout {
+                timed_out = !cancelled;
+                interrupted = cancelled;
                 let _ = qemu.kill();
                 let _ = qemu.wait();
                 break None;
@@ -768,10 +826,71 @@ impl Running {
             console,
             status,
             timed_out,
+            interrupted,
             heartbeat,
             wall,
         })
     }
+
+    /// The cancel flag of [`Boot::cancel_on`] is set.
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(|flag| flag.load(Ordering::SeqCst))
+    }
+
+    /// QEMU has exited (by itself or killed); its status once known.
+    ///
+    /// # Errors
+    /// Waiting on QEMU failed.
+    pub(crate) fn qemu_exited(&mut self) -> Result<Option<ExitStatus>> {
+        let qemu = self.qemu.as_mut().context("QEMU is not running")?;
+        Ok(qemu.try_wait()?)
+    }
+
+    /// Time since the boot started.
+    pub(crate) fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The process ids of QEMU and vhost-device-vsock (for the transcript, and for checking
+    /// that they are gone after teardown).
+    pub(crate) fn pids(&self) -> (Option<u32>, Option<u32>) {
+        (
+            self.qemu.as_ref().map(Child::id),
+            self.vhost.as_ref().map(Child::id),
+        )
+    }
+
+    /// The run directory (sockets, logs; removed on drop).
+    pub(crate) fn run_dir(&self) -> &Path {
+        &self.run_dir
+    }
+}
+
+/// A command for `program` that dies with the thread that spawns it: run through util-linux's
+/// `setpriv --pdeathsig KILL` (which sets `PR_SET_PDEATHSIG` and then execs the program, so the
+/// process id is the program's), so that even a SIGKILL of the xtask leaves no QEMU or
+/// vhost-device-vsock behind. Orderly ends (timeout, Ctrl-C, errors) go through
+/// [`Running`]'s `Drop`. Falls back to starting the program directly when `setpriv` is absent.
+/// Note: the signal follows the *thread* that spawned the child, so a boot must be started
+/// and waited for on one thread that outlives it.
+pub(crate) fn orphan_proof(program: &Path) -> Command {
+    match which_setpriv() {
+        Some(setpriv) => {
+            let mut command = Command::new(setpriv);
+            command.args(["--pdeathsig", "KILL", "--"]).arg(program);
+            command
+        }
+        None => Command::new(program),
+    }
+}
+
+fn which_setpriv() -> Option<PathBuf> {
+    ["/usr/bin/setpriv", "/bin/setpriv"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
 }
 
 impl Drop for Running {

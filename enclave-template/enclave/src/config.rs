@@ -49,8 +49,8 @@ const ENV_KNOWN: &str = "CCC_APP_REGION, CCC_APP_KEY_ID, CCC_APP_PORT, CCC_APP_P
      CCC_APP_MAX_CONNECTIONS";
 
 /// The command-line switches read, for error messages.
-const CMDLINE_KNOWN: &str =
-    "ccc_app.kms_ca=<base64 DER>, ccc_app.region=, ccc_app.key_id=, ccc_app.port=";
+const CMDLINE_KNOWN: &str = "ccc_app.kms_ca=<base64 DER>, ccc_app.region=, ccc_app.key_id=, \
+     ccc_app.port=, ccc_app.exit_after=<requests>";
 
 /// Which NSM the binary opens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +108,10 @@ pub struct Settings {
     pub max_connections: usize,
     /// `ccc.emulation=1` was on the command line.
     pub emulation: bool,
+    /// Emulation only (`ccc_app.exit_after=N`): answer N requests, then exit with status 0
+    /// once the caller closed the connection of the Nth, so a QEMU run ends by itself. `None`
+    /// (always outside emulation): serve until the enclave is stopped.
+    pub exit_after: Option<u64>,
     /// Each setting as printed at start: name, value, origin. Holds nothing secret.
     pub report: Vec<(String, String, Origin)>,
 }
@@ -217,7 +221,7 @@ fn parse_cmdline(text: &str) -> Result<Cmdline, ConfigError> {
             "ccc.emulation" => cmdline.emulation = value == "1",
             _ => {
                 if let Some(name) = key.strip_prefix(CMDLINE_PREFIX) {
-                    if !matches!(name, "kms_ca" | "region" | "key_id" | "port") {
+                    if !matches!(name, "kms_ca" | "region" | "key_id" | "port" | "exit_after") {
                         return Err(ConfigError::UnknownSwitch(word));
                     }
                     app_words.push(key.to_owned());
@@ -433,6 +437,20 @@ impl Settings {
             Some((v, _)) => number::<usize>("CCC_APP_MAX_CONNECTIONS", &v, "a count")?.max(1),
             None => DEFAULT_MAX_CONNECTIONS,
         };
+        let exit_after = match sources.pick("EXIT_AFTER", Some("exit_after"), None) {
+            // Only the command line can set it (no CCC_APP_EXIT_AFTER), and only with
+            // ccc.emulation=1 (checked with the other switches).
+            Some((v, Origin::Cmdline)) => Some(
+                number::<u64>("ccc_app.exit_after", &v, "a number of requests, at least 1")
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| ConfigError::BadValue {
+                        name: "ccc_app.exit_after".into(),
+                        expected: "a number of requests, at least 1",
+                    })?,
+            ),
+            _ => None,
+        };
         if cmdline.emulation {
             sources
                 .report
@@ -449,6 +467,7 @@ impl Settings {
             nsm,
             max_connections,
             emulation: cmdline.emulation,
+            exit_after,
             report: sources.report,
         })
     }
@@ -571,6 +590,44 @@ mod tests {
             let error = Settings::from_sources(&env(vars), line).unwrap_err();
             assert!(error.to_string().contains(needle), "{error}");
         }
+    }
+
+    /// `ccc_app.exit_after` is emulation's way to end a QEMU run: only on the command line,
+    /// only with `ccc.emulation=1`, a positive count, reported with its origin.
+    #[test]
+    fn exit_after_is_an_emulation_only_positive_count() {
+        let s = Settings::from_sources(&env(&[]), "console=ttyS0").unwrap();
+        assert_eq!(s.exit_after, None);
+
+        let s = Settings::from_sources(&env(&[]), "ccc.emulation=1 ccc_app.exit_after=2").unwrap();
+        assert_eq!(s.exit_after, Some(2));
+        assert!(
+            s.report
+                .iter()
+                .any(|(n, v, o)| n == "ccc_app.exit_after" && v == "2" && *o == Origin::Cmdline),
+            "{:?}",
+            s.report
+        );
+
+        let outside = Settings::from_sources(&env(&[]), "ccc_app.exit_after=2").unwrap_err();
+        assert_eq!(
+            outside,
+            ConfigError::SwitchOutsideEmulation("ccc_app.exit_after".into())
+        );
+        for bad in ["0", "-1", "two", ""] {
+            let line = format!("ccc.emulation=1 ccc_app.exit_after={bad}");
+            let error = Settings::from_sources(&env(&[]), &line).unwrap_err();
+            assert!(
+                matches!(&error, ConfigError::BadValue { name, .. } if name == "ccc_app.exit_after"),
+                "{bad}: {error}"
+            );
+        }
+        // No environment variable sets it: an image's /env cannot make a release exit.
+        let error = Settings::from_sources(&env(&[("CCC_APP_EXIT_AFTER", "1")]), "").unwrap_err();
+        assert_eq!(
+            error,
+            ConfigError::UnknownVariable("CCC_APP_EXIT_AFTER".into())
+        );
     }
 
     #[test]

@@ -39,10 +39,11 @@ use ccc_sdk::time::UnixMillis;
 use ccc_sdk::tls::TrustAnchors;
 use config::Settings;
 use console::Console;
+pub use server::Stop;
 use std::fmt;
 use std::io;
 use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::sync::mpsc::{Receiver, channel};
 
 /// The PCRs printed at start: the image (0), kernel and bootstrap (1), application (2),
 /// parent's IAM role (3), parent instance (4), signing certificate (8).
@@ -85,12 +86,12 @@ impl fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
-/// A started enclave: its listener's address and the serving thread.
+/// A started enclave: its listener's address and how serving ends.
 #[derive(Debug)]
 pub struct Started {
     address: String,
     app: Arc<app::App>,
-    thread: JoinHandle<io::Error>,
+    stop: Receiver<Stop>,
 }
 
 impl Started {
@@ -106,12 +107,13 @@ impl Started {
         &self.app
     }
 
-    /// Waits until serving stops (only when `accept` fails for good) and returns why.
+    /// Waits until serving stops — when `accept` fails for good, or (emulation,
+    /// `ccc_app.exit_after`) when the request budget is spent — and returns why.
     #[must_use]
-    pub fn wait(self) -> io::Error {
-        self.thread
-            .join()
-            .unwrap_or_else(|_| io::Error::other("the server thread panicked"))
+    pub fn wait(self) -> Stop {
+        self.stop
+            .recv()
+            .unwrap_or_else(|_| Stop::Failed(io::Error::other("the server thread panicked")))
     }
 }
 
@@ -228,11 +230,22 @@ pub fn start(settings: &Settings, nsm: Nsm, console: Console) -> Result<Started,
         protocol::VERSION,
         protocol::OPERATIONS
     ));
+    let (stop, stopped) = channel();
+    let exit_after = settings.exit_after.map(|limit| {
+        console.line(format_args!(
+            "EMULATION (ccc_app.exit_after={limit}): this enclave EXITS after answering \
+             {limit} request(s)"
+        ));
+        Arc::new(server::ExitAfter::new(limit, stop.clone()))
+    });
     let serving = Arc::clone(&app);
     let max = settings.max_connections;
-    let thread = std::thread::Builder::new()
+    std::thread::Builder::new()
         .name("ccc-enclave-accept".into())
-        .spawn(move || server::serve(listener.as_ref(), serving, console, max))
+        .spawn(move || {
+            let error = server::serve(listener.as_ref(), serving, console, max, exit_after);
+            let _ = stop.send(Stop::Failed(error));
+        })
         .map_err(|error| StartError::Listen {
             endpoint: address.clone(),
             error,
@@ -240,6 +253,6 @@ pub fn start(settings: &Settings, nsm: Nsm, console: Console) -> Result<Started,
     Ok(Started {
         address,
         app,
-        thread,
+        stop: stopped,
     })
 }

@@ -1,6 +1,7 @@
 //! The enclave binary: reads its settings, opens the NSM, runs the start-up sequence and
 //! serves the API until the enclave stops. The application itself is in `app.rs`.
 
+use enclave::Stop;
 use enclave::config::{NsmChoice, Settings};
 use enclave::console::Console;
 use std::process::ExitCode;
@@ -20,8 +21,16 @@ fn run(console: &Console) -> Result<(), String> {
     let settings = Settings::from_process().map_err(|e| e.to_string())?;
     let nsm = open_nsm(settings.nsm, console)?;
     let started = enclave::start(&settings, nsm, console.clone()).map_err(|e| e.to_string())?;
-    let error = started.wait();
-    Err(format!("the API server stopped: {error}"))
+    match started.wait() {
+        Stop::Served(n) => {
+            console.line(format_args!(
+                "EMULATION: {n} request(s) answered (ccc_app.exit_after): exiting with status 0"
+            ));
+            Ok(())
+        }
+        Stop::Failed(error) => Err(format!("the API server stopped: {error}")),
+        _ => Err("the API server stopped".into()),
+    }
 }
 
 /// The NSM the settings name: the device, or (development builds only) the simulator. Never

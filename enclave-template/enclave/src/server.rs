@@ -1,17 +1,19 @@
 //! The API server: accepts connections on the configured endpoint (vsock in an enclave, TCP
 //! or a Unix socket on a laptop), reads request frames, lets [`App`] answer, writes the
-//! answer frames, and prints one console line per request and one per outcome.
+//! answer frames, and prints one console line per request and one per outcome. In emulation
+//! ([`ExitAfter`], `ccc_app.exit_after=N`) it stops after N answered requests.
 
 use crate::app::App;
 use crate::console::Console;
 use crate::protocol::{self, ErrorCode, Failure, ProtocolError, Response};
 use ccc_sdk::net::{Endpoint, Listener, Stream, VsockListener};
-use std::io;
+use std::io::{self, Read};
 use std::net::TcpListener;
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::Sender;
 use std::time::Duration;
 
 /// How long a connection may sit between requests (and a write may block) before it is
@@ -40,6 +42,63 @@ pub fn bind(endpoint: &Endpoint) -> io::Result<Box<dyn Listener>> {
     }
 }
 
+/// Why serving stopped.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Stop {
+    /// Emulation only: the [`ExitAfter`] budget of this many requests was answered and the
+    /// caller closed the connection of the last one.
+    Served(u64),
+    /// `accept` failed for good (or the server thread ended abnormally).
+    Failed(io::Error),
+}
+
+/// Emulation's request budget (`ccc_app.exit_after=N`, accepted only with
+/// `ccc.emulation=1`): after the Nth answered request (an error frame counts), the server
+/// waits until the caller closes that connection — so the answer has certainly left the
+/// enclave — and then reports [`Stop::Served`], on which the binary exits with status 0 and
+/// the init powers the guest off. Without it the enclave serves until it is stopped.
+#[derive(Debug)]
+pub struct ExitAfter {
+    limit: u64,
+    answered: AtomicU64,
+    stop: Sender<Stop>,
+}
+
+impl ExitAfter {
+    /// A budget of `limit` requests; [`Stop::Served`] is sent on `stop` when it is spent.
+    #[must_use]
+    pub fn new(limit: u64, stop: Sender<Stop>) -> Self {
+        Self {
+            limit,
+            answered: AtomicU64::new(0),
+            stop,
+        }
+    }
+
+    /// Counts one answered request; true for the one that spends the budget.
+    fn count(&self) -> bool {
+        self.answered
+            .fetch_add(1, Ordering::SeqCst)
+            .saturating_add(1)
+            == self.limit
+    }
+
+    /// Waits for the caller to close `stream` (anything it still sends is ignored), then
+    /// reports the budget as spent.
+    fn spend(&self, mut stream: Stream, peer: &str, console: &Console) {
+        console.line(format_args!(
+            "EMULATION: answered {} request(s) (ccc_app.exit_after); exiting once {peer} \
+             closes the connection",
+            self.limit
+        ));
+        let mut sink = [0u8; 512];
+        while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+        drop(stream);
+        let _ = self.stop.send(Stop::Served(self.limit));
+    }
+}
+
 /// Numbers requests for the console.
 static REQUESTS: AtomicU64 = AtomicU64::new(1);
 
@@ -53,12 +112,14 @@ impl Drop for Slot {
 }
 
 /// Serves until `accept` fails for good; returns that error. One thread per connection, at
-/// most `max_connections` at once (more are closed at once, with a console line).
+/// most `max_connections` at once (more are closed at once, with a console line). With
+/// `exit_after` (emulation), its budget's end is reported through its channel.
 pub fn serve(
     listener: &dyn Listener,
     app: Arc<App>,
     console: Console,
     max_connections: usize,
+    exit_after: Option<Arc<ExitAfter>>,
 ) -> io::Error {
     let open = Arc::new(AtomicUsize::new(0));
     loop {
@@ -86,11 +147,12 @@ pub fn serve(
         let slot = Slot(Arc::clone(&open));
         let app = Arc::clone(&app);
         let console = console.clone();
+        let exit_after = exit_after.clone();
         let spawned = std::thread::Builder::new()
             .name("ccc-enclave-api".into())
             .spawn(move || {
                 let _slot = slot;
-                connection(stream, &peer, &app, &console);
+                connection(stream, &peer, &app, &console, exit_after.as_deref());
             });
         if let Err(e) = spawned {
             return e;
@@ -102,8 +164,15 @@ fn send(stream: &mut Stream, response: &Response) -> io::Result<()> {
     protocol::write_frame(stream, &protocol::encode_response(response))
 }
 
-/// Answers requests on one connection until the peer closes it or breaks the framing.
-fn connection(mut stream: Stream, peer: &str, app: &App, console: &Console) {
+/// Answers requests on one connection until the peer closes it or breaks the framing (or,
+/// in emulation, the [`ExitAfter`] budget is spent).
+fn connection(
+    mut stream: Stream,
+    peer: &str,
+    app: &App,
+    console: &Console,
+    exit_after: Option<&ExitAfter>,
+) {
     if let Err(e) = stream.set_timeouts(IDLE_TIMEOUT) {
         console.line(format_args!(
             "connection from {peer}: cannot set timeouts: {e}"
@@ -168,6 +237,10 @@ fn connection(mut stream: Stream, peer: &str, app: &App, console: &Console) {
         drop(payload);
         if let Err(e) = send(&mut stream, &response) {
             console.line(format_args!("#{id}: cannot send the answer to {peer}: {e}"));
+            return;
+        }
+        if let Some(budget) = exit_after.filter(|b| b.count()) {
+            budget.spend(stream, peer, console);
             return;
         }
     }

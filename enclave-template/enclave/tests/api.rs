@@ -79,6 +79,11 @@ impl World {
     /// KMS pins `pinned`; the enclave measures [`PCRS`]. `default_key`: whether the enclave
     /// gets `CCC_APP_KEY_ID`.
     fn start(name: &str, pinned: [[u8; 48]; 3], default_key: bool) -> Self {
+        Self::start_with(name, pinned, default_key, "console=ttyS0")
+    }
+
+    /// As [`World::start`], with `cmdline` as the kernel command line.
+    fn start_with(name: &str, pinned: [[u8; 48]; 3], default_key: bool, cmdline: &str) -> Self {
         let mut config = SimulatorConfig::default();
         for (index, value) in (0u16..).zip(PCRS) {
             config = config.with_pcr(index, value);
@@ -122,7 +127,7 @@ impl World {
             env.insert("CCC_APP_KEY_ID", running.default_key_id().to_owned());
         }
         let env = env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-        let settings = Settings::from_sources(&env, "console=ttyS0").unwrap();
+        let settings = Settings::from_sources(&env, cmdline).unwrap();
         let (console, lines) = Console::capture();
         let enclave = enclave::start(&settings, Nsm::simulator(simulator), console).unwrap();
         Self {
@@ -179,6 +184,48 @@ impl World {
 
 fn purpose(value: &str) -> BTreeMap<String, String> {
     BTreeMap::from([(PURPOSE_KEY.to_owned(), value.to_owned())])
+}
+
+/// Emulation's `ccc_app.exit_after=N`: after the Nth answer (an error frame counts) the
+/// server waits for the caller to close, then reports `Stop::Served(N)`.
+#[test]
+fn exit_after_stops_serving_once_the_budget_is_answered_and_closed() {
+    let world = World::start_with(
+        "exit-after",
+        PCRS,
+        true,
+        "console=ttyS0 ccc.emulation=1 ccc_app.exit_after=2",
+    );
+    let mut client = world.client();
+    let attest = Request::Attest {
+        nonce: Some(b"n".to_vec()),
+        user_data: None,
+    };
+    assert!(matches!(client.call(&attest), Ok(Response::Attest { .. })));
+    // The second request is refused (no such blob); it still spends the budget.
+    let refused = client.call(&Request::Unseal {
+        sealed: b"not a sealed blob".to_vec(),
+        context: BTreeMap::new(),
+    });
+    assert!(
+        matches!(&refused, Err(ProtocolError::Refused(f)) if f.code == ErrorCode::Unseal),
+        "{refused:?}"
+    );
+    drop(client);
+    let World {
+        enclave, console, ..
+    } = world;
+    match enclave.wait() {
+        enclave::Stop::Served(n) => assert_eq!(n, 2),
+        other => panic!("{other:?}"),
+    }
+    let lines = console.lock().unwrap().clone();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("ccc_app.exit_after=2") && l.contains("EXITS")),
+        "{lines:?}"
+    );
 }
 
 #[test]

@@ -15,14 +15,14 @@
 mod build;
 pub(crate) mod checks;
 mod image;
-mod publish;
+pub(crate) mod publish;
 
 use anyhow::{Context, Result, bail, ensure};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-pub(crate) use build::{AppSpec, AppTarget};
+pub(crate) use build::{AppSpec, AppTarget, git_state};
 pub(crate) use image::{Image, ImageSpec};
 
 use crate::init::MUSL_TARGET;
@@ -130,15 +130,15 @@ fn image_name(app: &AppSpec) -> String {
     }
 }
 
-fn eif_file_name(image_name: &str, version: &str) -> String {
+pub(crate) fn eif_file_name(image_name: &str, version: &str) -> String {
     format!("{image_name}-{version}.eif")
 }
 
-fn measurements_file_name(version: &str) -> String {
+pub(crate) fn measurements_file_name(version: &str) -> String {
     format!("pcr-measurements-{version}.json")
 }
 
-fn key_policy_file_name(version: &str) -> String {
+pub(crate) fn key_policy_file_name(version: &str) -> String {
     format!("kms-policy-template-{version}.json")
 }
 
@@ -146,7 +146,7 @@ fn iam_policy_file_name(version: &str) -> String {
     format!("iam-policy-template-{version}.json")
 }
 
-const MANIFEST_FILE: &str = "build-manifest.json";
+pub(crate) const MANIFEST_FILE: &str = "build-manifest.json";
 const REPRODUCE_FILE: &str = "REPRODUCE.md";
 const SUMS_FILE: &str = "SHA256SUMS";
 

@@ -111,11 +111,11 @@ impl Principal {
         self.account == ACCOUNT_PLACEHOLDER
     }
 
-    fn role_arn(&self) -> String {
+    pub(crate) fn role_arn(&self) -> String {
         format!("arn:aws:iam::{}:role/{}", self.account, self.role)
     }
 
-    fn account_root_arn(&self) -> String {
+    pub(crate) fn account_root_arn(&self) -> String {
         format!("arn:aws:iam::{}:root", self.account)
     }
 }

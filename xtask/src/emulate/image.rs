@@ -1,0 +1,742 @@
+//! The images an emulation boots and what the key policy pins.
+//!
+//! - The release: `release/<V>/`'s EIF when it is present and is the published file (its
+//!   SHA-256 in the manifest), otherwise rebuilt from this checkout with the release pipeline
+//!   ([`crate::release::build_image`]) and compared with the published PCRs.
+//! - The tampered image: the same image with one byte of the application changed, in a section
+//!   the program never loads (`.comment`), so it runs exactly as the original — only its
+//!   measurement (PCR2, and so PCR0) differs.
+//!
+//! # When the checkout does not reproduce the published PCRs
+//! That is a finding and the transcript says so loudly. Two cases:
+//! - the checkout's inputs are the release's (its commit, clean tree): the release no longer
+//!   rebuilds, which is a failure — there is nothing honest to emulate;
+//! - the inputs moved on since the release (the usual state between releases): the emulation
+//!   continues with the image this checkout builds and a key policy pinning *its* PCRs,
+//!   written by the same function that wrote the published template
+//!   ([`publish::key_policy`]). The verdict then names what was pinned, so a PASS never
+//!   claims more than was checked.
+
+use anyhow::{Context, Result, bail, ensure};
+use ccc_eif::{Eif, Measurements, Pcr};
+use std::path::{Path, PathBuf};
+
+use crate::release::publish::{self, Manifest, MeasurementsFile, PcrValues, Principal};
+use crate::release::{self, AppSpec, AppTarget};
+
+use super::transcript::Transcript;
+
+/// The published files of one release.
+#[derive(Debug)]
+pub(crate) struct Release {
+    /// The version (`release/<version>/`).
+    pub(crate) version: String,
+    /// `release/<version>/`.
+    pub(crate) dir: PathBuf,
+    /// PCR0/1/2 from `pcr-measurements-<V>.json`.
+    pub(crate) measurements: Measurements,
+    /// `kms-policy-template-<V>.json` as published (placeholders `ACCOUNT`, `ROLE`).
+    pub(crate) key_policy_template: String,
+    /// `build-manifest.json`.
+    pub(crate) manifest: Manifest,
+}
+
+impl Release {
+    /// The newest version recorded in `release/pcr-expectations.json`.
+    ///
+    /// # Errors
+    /// The file is missing, malformed or empty.
+    pub(crate) fn latest(root: &Path) -> Result<String> {
+        let path = root.join(release::EXPECTATIONS_FILE);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not JSON", path.display()))?;
+        let versions = value
+            .get("releases")
+            .and_then(serde_json::Value::as_object)
+            .with_context(|| format!("{} has no `releases` object", path.display()))?;
+        versions
+            .keys()
+            .max_by_key(|v| version_key(v))
+            .cloned()
+            .with_context(|| {
+                format!(
+                    "{} records no release yet: run `cargo xtask release` first",
+                    path.display()
+                )
+            })
+    }
+
+    /// Loads `release/<version>/`.
+    ///
+    /// # Errors
+    /// A file is missing or malformed, or the files disagree about the version.
+    pub(crate) fn load(root: &Path, version: &str) -> Result<Self> {
+        let dir = root.join("release").join(version);
+        ensure!(
+            dir.is_dir(),
+            "no published release {version}: {} does not exist (published versions are listed \
+             in {})",
+            dir.display(),
+            release::EXPECTATIONS_FILE
+        );
+        let measurements_file =
+            MeasurementsFile::load(&dir.join(release::measurements_file_name(version)))?;
+        let manifest = Manifest::load(&dir.join(release::MANIFEST_FILE))?;
+        ensure!(
+            measurements_file.version == version && manifest.version == version,
+            "{} describes version {} (manifest: {}), not {version}",
+            dir.display(),
+            measurements_file.version,
+            manifest.version
+        );
+        let template_path = dir.join(release::key_policy_file_name(version));
+        let key_policy_template = std::fs::read_to_string(&template_path)
+            .with_context(|| format!("cannot read {}", template_path.display()))?;
+        Ok(Self {
+            version: version.to_owned(),
+            measurements: measurements(&measurements_file.measurements)?,
+            dir,
+            key_policy_template,
+            manifest,
+        })
+    }
+
+    /// The application the release runs, as its manifest records it.
+    ///
+    /// # Errors
+    /// An application kind this xtask does not know.
+    pub(crate) fn app(&self) -> Result<AppSpec> {
+        let app = &self.manifest.app;
+        Ok(AppSpec {
+            package: app.package.clone(),
+            target: match app.kind.as_str() {
+                "bin" => AppTarget::Bin(app.name.clone()),
+                "example" => AppTarget::Example(app.name.clone()),
+                other => bail!("the manifest names an app of kind `{other}`"),
+            },
+        })
+    }
+
+    /// The EIF's file name in `release/<V>/`.
+    pub(crate) fn eif_name(&self) -> String {
+        release::eif_file_name(&self.manifest.image_name, &self.version)
+    }
+
+    /// `release/<V>/<eif>` when it exists and is the published file (SHA-256 as in the
+    /// manifest); `Ok(None)` when it is absent (EIFs are not committed) or another file.
+    ///
+    /// # Errors
+    /// The file cannot be read.
+    pub(crate) fn published_eif(&self, transcript: &Transcript) -> Result<Option<PathBuf>> {
+        let path = self.dir.join(self.eif_name());
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let sha = crate::hash::sha256_file(&path)?;
+        match self.manifest.outputs.get(&self.eif_name()) {
+            Some(digest) if digest.sha256 == sha => Ok(Some(path)),
+            _ => {
+                transcript.line(
+                    "image",
+                    format!(
+                        "{} is not the published EIF (SHA-256 {sha} is not the manifest's): \
+                         ignored, rebuilding",
+                        path.display()
+                    ),
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    /// The published key-policy template with the placeholders replaced by `principal`'s
+    /// account and role, after checking that the template is exactly what the release tool
+    /// writes for the published PCRs (so the file on disk pins what `pcr-measurements` says).
+    ///
+    /// # Errors
+    /// The template is not JSON, or differs from what the tool writes.
+    pub(crate) fn filled_key_policy(&self, principal: &Principal) -> Result<String> {
+        let published: serde_json::Value = serde_json::from_str(&self.key_policy_template)
+            .context("the published key-policy template is not JSON")?;
+        let expected: serde_json::Value = serde_json::from_str(&publish::key_policy(
+            &self.measurements,
+            &Principal::placeholders(),
+        )?)?;
+        ensure!(
+            published == expected,
+            "{} is not the key policy the release tool writes for the PCRs in {}: the published \
+             files disagree (re-publish the release, or restore the template from git)",
+            self.dir
+                .join(release::key_policy_file_name(&self.version))
+                .display(),
+            release::measurements_file_name(&self.version)
+        );
+        let filled = fill_placeholders(&published, principal);
+        Ok(serde_json::to_string_pretty(&filled)? + "\n")
+    }
+}
+
+/// Orders versions `a.b.c` numerically (anything else sorts first).
+fn version_key(version: &str) -> Vec<u64> {
+    version
+        .split('.')
+        .map(|part| part.parse().unwrap_or(0))
+        .collect()
+}
+
+/// Replaces `ACCOUNT` and `ROLE` in the principal ARNs of a policy document.
+fn fill_placeholders(policy: &serde_json::Value, principal: &Principal) -> serde_json::Value {
+    let account_root = format!("arn:aws:iam::{}:root", publish::ACCOUNT_PLACEHOLDER);
+    let role = format!(
+        "arn:aws:iam::{}:role/{}",
+        publish::ACCOUNT_PLACEHOLDER,
+        publish::ROLE_PLACEHOLDER
+    );
+    match policy {
+        serde_json::Value::String(s) if *s == account_root => {
+            serde_json::Value::String(principal.account_root_arn())
+        }
+        serde_json::Value::String(s) if *s == role => {
+            serde_json::Value::String(principal.role_arn())
+        }
+        serde_json::Value::Array(items) => serde_json::Value::Array(
+            items
+                .iter()
+                .map(|v| fill_placeholders(v, principal))
+                .collect(),
+        ),
+        serde_json::Value::Object(map) => serde_json::Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), fill_placeholders(v, principal)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// Published hex PCRs as measurements.
+fn measurements(values: &PcrValues) -> Result<Measurements> {
+    let pcr = |name: &str, hex: &str| {
+        Pcr::from_hex(hex).with_context(|| format!("the published {name} is not 96 hex digits"))
+    };
+    Ok(Measurements {
+        pcr0: pcr("PCR0", &values.pcr0)?,
+        pcr1: pcr("PCR1", &values.pcr1)?,
+        pcr2: pcr("PCR2", &values.pcr2)?,
+        pcr8: None,
+    })
+}
+
+/// What the key policy of an emulation pins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Pinned {
+    /// The published release's PCRs (its template, placeholders filled in).
+    Published,
+    /// The PCRs of the image this checkout builds, because it no longer reproduces the
+    /// published ones; the reason is printed.
+    Checkout {
+        /// Why the published PCRs could not be used.
+        reason: String,
+    },
+}
+
+/// An EIF to boot.
+#[derive(Debug, Clone)]
+pub(crate) struct Subject {
+    /// The file.
+    pub(crate) eif: PathBuf,
+    /// Its PCRs as ccc-eif computes them from the file.
+    pub(crate) measurements: Measurements,
+    /// Its size in bytes.
+    pub(crate) len: u64,
+    /// Where it came from, for the transcript.
+    pub(crate) origin: String,
+}
+
+impl Subject {
+    fn open(eif: &Path, origin: String) -> Result<Self> {
+        let read =
+            Eif::open(eif).with_context(|| format!("{} is not a valid EIF", eif.display()))?;
+        Ok(Self {
+            eif: eif.to_path_buf(),
+            measurements: read.measurements,
+            len: read.len,
+            origin,
+        })
+    }
+}
+
+/// The image the default scenario boots, and what its key policy pins.
+#[derive(Debug, Clone)]
+pub(crate) struct Resolved {
+    /// The EIF.
+    pub(crate) subject: Subject,
+    /// What the policy pins.
+    pub(crate) pinned: Pinned,
+    /// The PCRs the policy pins (the published ones, or the subject's).
+    pub(crate) pinned_measurements: Measurements,
+}
+
+/// Where the emulation builds images: `target/ccc-emulate/<V>/<what>/`.
+fn build_dir(version: &str, what: &str) -> PathBuf {
+    crate::workspace_root()
+        .join("target")
+        .join("ccc-emulate")
+        .join(version)
+        .join(what)
+}
+
+/// Builds the release's image from this checkout (one pass of the release pipeline, metadata
+/// as the release's), optionally changed by `customize`.
+fn build_release_image(
+    release: &Release,
+    what: &str,
+    customize: impl FnOnce(&mut release::ImageSpec<'_>),
+) -> Result<release::Image> {
+    let app = release.app()?;
+    // Concurrent emulations would clobber each other's build directories (and the release
+    // pipeline's first pass): one build at a time.
+    let lock_path = crate::workspace_root()
+        .join("target")
+        .join("ccc-emulate")
+        .join("build.lock");
+    std::fs::create_dir_all(lock_path.parent().unwrap_or(&lock_path))?;
+    let lock = std::fs::File::create(&lock_path)
+        .with_context(|| format!("cannot create {}", lock_path.display()))?;
+    lock.lock()
+        .with_context(|| format!("cannot lock {}", lock_path.display()))?;
+    let image_name = release.manifest.image_name.clone();
+    let version = release.version.clone();
+    let mut image = release::build_image(&app, None, &build_dir(&release.version, what), |spec| {
+        spec.identity.image_name = image_name;
+        spec.identity.image_version = version;
+        customize(spec);
+    })?;
+    // build_image names the file after the workspace's version; the transcript should show the
+    // release's name (the file name is not measured).
+    let named = image.eif.with_file_name(release.eif_name());
+    if named != image.eif {
+        std::fs::rename(&image.eif, &named).with_context(|| {
+            format!(
+                "cannot rename {} to {}",
+                image.eif.display(),
+                named.display()
+            )
+        })?;
+        image.eif = named;
+    }
+    Ok(image)
+}
+
+/// Picks the image of the default scenario: `--eif`, the published EIF, or a rebuild; compares
+/// its PCRs with the published ones and decides what the policy pins (module docs).
+///
+/// # Errors
+/// The EIF is invalid, the build fails, or the checkout is the release's and still does not
+/// reproduce its PCRs.
+pub(crate) fn resolve(
+    release: &Release,
+    eif: Option<&Path>,
+    transcript: &Transcript,
+) -> Result<Resolved> {
+    let (subject, rebuilt) = match eif {
+        Some(path) => (
+            Subject::open(path, format!("--eif {}", path.display()))?,
+            false,
+        ),
+        None => match release.published_eif(transcript)? {
+            Some(path) => (
+                Subject::open(&path, format!("the published {}", release.eif_name()))?,
+                false,
+            ),
+            None => {
+                transcript.line(
+                    "image",
+                    format!(
+                        "release/{}/{} is not here (EIFs are not committed): rebuilding it \
+                         from this checkout with the release pipeline",
+                        release.version,
+                        release.eif_name()
+                    ),
+                );
+                let image = build_release_image(release, "release", |_| {})?;
+                (
+                    Subject::open(
+                        &image.eif,
+                        format!("rebuilt from this checkout ({})", image.eif.display()),
+                    )?,
+                    true,
+                )
+            }
+        },
+    };
+    transcript.line(
+        "image",
+        format!("booting {} ({} bytes)", subject.origin, subject.len),
+    );
+    let published = PcrValues::of(&release.measurements, false);
+    let ours = PcrValues::of(&subject.measurements, false);
+    if published.same_pcrs(&ours) {
+        transcript.line(
+            "check",
+            format!(
+                "PCR0/1/2 of the image equal release/{}/{}: ok",
+                release.version,
+                release::measurements_file_name(&release.version)
+            ),
+        );
+        return Ok(Resolved {
+            subject,
+            pinned: Pinned::Published,
+            pinned_measurements: release.measurements,
+        });
+    }
+    let table = publish::pcr_table(&published, &ours);
+    let git = release::git_state(&crate::workspace_root())?;
+    let same_inputs = git.commit == release.manifest.git.commit && !git.dirty;
+    if rebuilt && same_inputs {
+        bail!(
+            "FINDING: this checkout is release {}'s commit {} (clean), yet its rebuilt image has \
+             other PCRs than the published ones:\n{table}\nThe release no longer reproduces \
+             (toolchain, kernel cache or host packages differ?); `cargo xtask verify-release {}` \
+             shows the same. Nothing honest to emulate.",
+            release.version,
+            git.commit,
+            release.version
+        );
+    }
+    let reason = if rebuilt {
+        format!(
+            "this checkout's inputs (commit {}{}) are not release {}'s (commit {}), and its \
+             image has other PCRs",
+            short(&git.commit),
+            if git.dirty { ", dirty" } else { "" },
+            release.version,
+            short(&release.manifest.git.commit)
+        )
+    } else {
+        format!(
+            "{} is not release {}'s image",
+            subject.origin, release.version
+        )
+    };
+    let bar = "!".repeat(78);
+    transcript.line(
+        "FINDING",
+        format!(
+            "{bar}\nthe image does NOT reproduce the PCRs published in release/{}/:\n{table}\n{reason}.\n\
+             The emulation continues with this image and a key policy pinning ITS PCRs (what \
+             `cargo xtask release` would publish from here); the verdict says so.\n{bar}",
+            release.version
+        ),
+    );
+    let pinned_measurements = subject.measurements;
+    Ok(Resolved {
+        subject,
+        pinned: Pinned::Checkout { reason },
+        pinned_measurements,
+    })
+}
+
+fn short(commit: &str) -> &str {
+    commit.get(..12).unwrap_or(commit)
+}
+
+/// The key policy an emulation installs: the published template filled in, or (when the
+/// checkout's PCRs are pinned) the same tool's policy for those PCRs.
+///
+/// # Errors
+/// As [`Release::filled_key_policy`] and [`publish::key_policy`].
+pub(crate) fn key_policy(
+    release: &Release,
+    resolved: &Resolved,
+    principal: &Principal,
+) -> Result<String> {
+    match resolved.pinned {
+        Pinned::Published => release.filled_key_policy(principal),
+        Pinned::Checkout { .. } => publish::key_policy(&resolved.pinned_measurements, principal),
+    }
+}
+
+/// The one-byte change made to the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Tamper {
+    /// The ELF section holding the byte.
+    pub(crate) section: String,
+    /// The byte's offset in the file.
+    pub(crate) offset: u64,
+    /// Its value before and after.
+    pub(crate) before: u8,
+    pub(crate) after: u8,
+    /// The application's size (unchanged).
+    pub(crate) len: u64,
+}
+
+impl std::fmt::Display for Tamper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "one byte of the application changed: file offset {} (0x{:x}) in section {} \
+             (not loaded at run time), 0x{:02x} -> 0x{:02x}; same size ({} bytes)",
+            self.offset, self.offset, self.section, self.before, self.after, self.len
+        )
+    }
+}
+
+/// Builds the tampered image: the release's application with one byte changed
+/// ([`tamper_elf`]).
+///
+/// # Errors
+/// The build fails or the application has no section to change.
+pub(crate) fn build_tampered(release: &Release) -> Result<(Subject, Tamper)> {
+    let dir = build_dir(&release.version, "tampered");
+    let mut tampered: Option<Result<Tamper>> = None;
+    let image = build_release_image(release, "tampered", |spec| {
+        let copy = dir.join(format!("{}.tampered", spec.app_name));
+        let result = std::fs::create_dir_all(&dir)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| std::fs::read(&spec.app).map_err(anyhow::Error::from))
+            .and_then(|mut bytes| {
+                let tamper = tamper_elf(&mut bytes)?;
+                std::fs::write(&copy, &bytes)?;
+                Ok(tamper)
+            });
+        if result.is_ok() {
+            spec.app = copy;
+        }
+        tampered = Some(result);
+    })?;
+    let tamper = tampered.context("the image was built without calling customize")??;
+    let subject = Subject::open(
+        &image.eif,
+        format!("the TAMPERED image ({})", image.eif.display()),
+    )?;
+    Ok((subject, tamper))
+}
+
+/// ELF section flag: occupies memory at run time (System V gABI).
+const SHF_ALLOC: u64 = 0x2;
+/// ELF section type: occupies no file space.
+const SHT_NOBITS: u32 = 8;
+/// Size of an ELF64 section header.
+const ELF64_SHDR_LEN: usize = 64;
+
+fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?))
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+}
+
+/// Changes one byte of a little-endian ELF64 file inside a section that is not loaded at run
+/// time (`.comment` when there is one, else another non-`SHF_ALLOC` section with file
+/// contents other than the section-name table): the program runs exactly as before, only its
+/// bytes — and so its measurement — differ. Layout from the System V gABI: `e_shoff` at 0x28,
+/// `e_shentsize` 0x3A, `e_shnum` 0x3C, `e_shstrndx` 0x3E; a section header holds `sh_name`
+/// (+0), `sh_type` (+4), `sh_flags` (+8), `sh_offset` (+24), `sh_size` (+32).
+///
+/// # Errors
+/// Not an ELF64 little-endian file, or no such section.
+pub(crate) fn tamper_elf(bytes: &mut [u8]) -> Result<Tamper> {
+    ensure!(
+        bytes.get(..4) == Some(b"\x7fELF") && bytes.get(4) == Some(&2) && bytes.get(5) == Some(&1),
+        "the application is not a little-endian ELF64 file"
+    );
+    let header = || -> Option<(usize, usize, usize, usize)> {
+        Some((
+            usize::try_from(u64_at(bytes, 0x28)?).ok()?,
+            usize::from(u16_at(bytes, 0x3A)?),
+            usize::from(u16_at(bytes, 0x3C)?),
+            usize::from(u16_at(bytes, 0x3E)?),
+        ))
+    };
+    let (shoff, shentsize, shnum, shstrndx) = header().context("the ELF header is truncated")?;
+    ensure!(
+        shentsize == ELF64_SHDR_LEN && shnum > 0,
+        "the application has no usable section headers (e_shentsize {shentsize}, e_shnum {shnum})"
+    );
+    let section = |index: usize| -> Option<(u32, u32, u64, u64, u64)> {
+        let at = shoff.checked_add(index.checked_mul(ELF64_SHDR_LEN)?)?;
+        Some((
+            u32_at(bytes, at)?,
+            u32_at(bytes, at + 4)?,
+            u64_at(bytes, at + 8)?,
+            u64_at(bytes, at + 24)?,
+            u64_at(bytes, at + 32)?,
+        ))
+    };
+    let (_, _, _, names_offset, names_size) =
+        section(shstrndx).context("the section-name table is outside the file")?;
+    let name_of = |name: u32| -> String {
+        let start = usize::try_from(names_offset.saturating_add(u64::from(name))).unwrap_or(0);
+        let end = usize::try_from(names_offset.saturating_add(names_size)).unwrap_or(0);
+        bytes
+            .get(start..end)
+            .and_then(|s| s.split(|&b| b == 0).next())
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .unwrap_or_default()
+    };
+    let mut candidates = Vec::new();
+    for index in 0..shnum {
+        let (name, kind, flags, offset, size) =
+            section(index).context("a section header is outside the file")?;
+        if index != shstrndx && kind != SHT_NOBITS && flags & SHF_ALLOC == 0 && size > 0 {
+            candidates.push((name_of(name), offset, size));
+        }
+    }
+    let (name, offset, size) = candidates
+        .iter()
+        .find(|(name, _, _)| name == ".comment")
+        .or_else(|| candidates.first())
+        .cloned()
+        .context("the application has no section that is not loaded at run time")?;
+    let at = offset.saturating_add(size / 2);
+    let len = bytes.len() as u64;
+    let byte = usize::try_from(at)
+        .ok()
+        .and_then(|i| bytes.get_mut(i))
+        .with_context(|| format!("section {name} lies outside the file"))?;
+    let before = *byte;
+    *byte ^= 0x01;
+    Ok(Tamper {
+        section: name,
+        offset: at,
+        before,
+        after: *byte,
+        len,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A minimal ELF64 with sections: null, .text (ALLOC), .comment, .shstrtab.
+    fn elf() -> Vec<u8> {
+        let names = b"\0.text\0.comment\0.shstrtab\0";
+        let text = [0x90u8; 16];
+        let comment = b"rustc version 1.95.0\0";
+        let mut out = vec![0u8; 64];
+        out[..4].copy_from_slice(b"\x7fELF");
+        out[4] = 2;
+        out[5] = 1;
+        let text_off = out.len();
+        out.extend_from_slice(&text);
+        let comment_off = out.len();
+        out.extend_from_slice(comment);
+        let names_off = out.len();
+        out.extend_from_slice(names);
+        while !out.len().is_multiple_of(8) {
+            out.push(0);
+        }
+        let shoff = out.len();
+        let mut header = |name: u32, kind: u32, flags: u64, offset: usize, size: usize| {
+            let mut h = [0u8; 64];
+            h[0..4].copy_from_slice(&name.to_le_bytes());
+            h[4..8].copy_from_slice(&kind.to_le_bytes());
+            h[8..16].copy_from_slice(&flags.to_le_bytes());
+            h[24..32].copy_from_slice(&(offset as u64).to_le_bytes());
+            h[32..40].copy_from_slice(&(size as u64).to_le_bytes());
+            out.extend_from_slice(&h);
+        };
+        header(0, 0, 0, 0, 0);
+        header(1, 1, SHF_ALLOC | 0x4, text_off, text.len());
+        header(7, 1, 0x30, comment_off, comment.len());
+        header(16, 3, 0, names_off, names.len());
+        out[0x28..0x30].copy_from_slice(&(shoff as u64).to_le_bytes());
+        out[0x3A..0x3C].copy_from_slice(&64u16.to_le_bytes());
+        out[0x3C..0x3E].copy_from_slice(&4u16.to_le_bytes());
+        out[0x3E..0x40].copy_from_slice(&3u16.to_le_bytes());
+        out
+    }
+
+    #[test]
+    fn one_byte_of_the_comment_section_changes() {
+        let original = elf();
+        let mut bytes = original.clone();
+        let tamper = tamper_elf(&mut bytes).unwrap();
+        assert_eq!(tamper.section, ".comment");
+        let differing: Vec<usize> = (0..bytes.len())
+            .filter(|&i| bytes[i] != original[i])
+            .collect();
+        assert_eq!(differing, [tamper.offset as usize]);
+        assert_eq!(bytes.len(), original.len());
+        assert_eq!(tamper.before ^ tamper.after, 1);
+        // Inside .comment (which starts at 64 + 16 and is 21 bytes long).
+        assert!((80..101).contains(&tamper.offset), "{tamper}");
+    }
+
+    #[test]
+    fn the_real_app_is_tamperable_and_not_elf_is_refused() {
+        // This very test binary is an ELF64 with non-loaded sections.
+        let mut me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let before = me.clone();
+        let tamper = tamper_elf(&mut me).unwrap();
+        assert_ne!(me, before);
+        assert_eq!(
+            me.iter().zip(&before).filter(|(a, b)| a != b).count(),
+            1,
+            "{tamper}"
+        );
+        assert!(tamper_elf(&mut b"#!/bin/sh\n".to_vec()).is_err());
+        let mut truncated = elf();
+        truncated.truncate(0x30);
+        assert!(tamper_elf(&mut truncated).is_err());
+    }
+
+    #[test]
+    fn placeholders_are_filled_only_in_principals() {
+        let template = serde_json::json!({
+            "Statement": [
+                {"Principal": {"AWS": "arn:aws:iam::ACCOUNT:root"}, "Sid": "ACCOUNT"},
+                {"Principal": {"AWS": "arn:aws:iam::ACCOUNT:role/ROLE"}}
+            ]
+        });
+        let principal = Principal::new("111122223333", "ccc-emulator-parent").unwrap();
+        let filled = fill_placeholders(&template, &principal);
+        assert_eq!(
+            filled,
+            serde_json::json!({
+                "Statement": [
+                    {"Principal": {"AWS": "arn:aws:iam::111122223333:root"}, "Sid": "ACCOUNT"},
+                    {"Principal": {"AWS": "arn:aws:iam::111122223333:role/ccc-emulator-parent"}}
+                ]
+            })
+        );
+    }
+
+    /// The committed release's template is what the tool writes for its PCRs, and filling it
+    /// gives the tool's policy for the emulator's principal.
+    #[test]
+    fn the_committed_template_fills_to_the_tools_policy() {
+        let root = crate::workspace_root();
+        let version = Release::latest(&root).unwrap();
+        let release = Release::load(&root, &version).unwrap();
+        let principal = Principal::new("111122223333", "ccc-emulator-parent").unwrap();
+        let filled: serde_json::Value =
+            serde_json::from_str(&release.filled_key_policy(&principal).unwrap()).unwrap();
+        let tool: serde_json::Value =
+            serde_json::from_str(&publish::key_policy(&release.measurements, &principal).unwrap())
+                .unwrap();
+        assert_eq!(filled, tool);
+        let mut edited = release;
+        edited.key_policy_template = edited
+            .key_policy_template
+            .replacen("kms:Decrypt", "kms:*", 1);
+        assert!(edited.filled_key_policy(&principal).is_err());
+    }
+
+    #[test]
+    fn versions_order_numerically() {
+        let mut versions = ["0.10.0", "0.9.1", "0.2.0"];
+        versions.sort_by_key(|v| version_key(v));
+        assert_eq!(versions, ["0.2.0", "0.9.1", "0.10.0"]);
+    }
+}

@@ -1,0 +1,285 @@
+//! The emulation's parent instance: the enclave template's own parent binary
+//! (`ccc-template-parent`), started on vhost-device-vsock's Unix sockets as a real parent runs
+//! on vsock — the KMS proxy on port 8000 (one route, to the KMS emulator, and an allowlist
+//! admitting only that address) and the credentials service on port 8002 (the emulator's fixed
+//! credentials from a cleared environment: never the caller's real ones) — and its `client`
+//! command for the enclave API calls, so the harness drives the enclave exactly as an operator
+//! would.
+
+use anyhow::{Context, Result, bail, ensure};
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+use crate::progress::elapsed;
+
+use super::kms::Kms;
+use super::transcript::Transcript;
+
+/// The parent binary's package and binary name.
+const PARENT_PACKAGE: &str = "ccc-template-parent";
+
+/// The port the enclave's KMS traffic arrives on (`ccc_sdk::net::KMS_PROXY_PORT`).
+const KMS_PROXY_PORT: u32 = ccc_sdk::net::KMS_PROXY_PORT;
+
+/// The enclave API's vsock port (docs/enclave-api.md).
+pub(crate) const API_PORT: u32 = 5000;
+
+/// How long the parent may take to print `ready` (it binds three Unix sockets).
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often waits look at the cancel flag and the deadline.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Builds the parent binary for the host (`cargo build -p ccc-template-parent`, the
+/// workspace's target directory; quick when it is up to date) and returns its path.
+///
+/// # Errors
+/// The build fails or cargo names no executable.
+pub(crate) fn build(transcript: &Transcript) -> Result<PathBuf> {
+    let t = Instant::now();
+    let output = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args(["build", "--locked", "--quiet", "--message-format=json"])
+        .args(["-p", PARENT_PACKAGE, "--bin", PARENT_PACKAGE])
+        .current_dir(crate::workspace_root())
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cannot run cargo to build the parent")?;
+    ensure!(
+        output.status.success(),
+        "cargo build -p {PARENT_PACKAGE} failed ({})",
+        output.status
+    );
+    let mut found = None;
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if message["reason"] == "compiler-artifact"
+            && message["target"]["name"] == PARENT_PACKAGE
+            && let Some(path) = message["executable"].as_str()
+        {
+            found = Some(PathBuf::from(path));
+        }
+    }
+    let path = found.with_context(|| format!("cargo named no executable for {PARENT_PACKAGE}"))?;
+    transcript.line(
+        "parent",
+        format!("{} ready in {}", path.display(), elapsed(t.elapsed())),
+    );
+    Ok(path)
+}
+
+/// A running `ccc-template-parent run`. Dropping it kills it.
+#[derive(Debug)]
+pub(crate) struct Parent {
+    child: Child,
+}
+
+impl Parent {
+    /// Starts the parent on the Unix sockets `<uds>_<port>` and waits until it prints
+    /// `ready` (all listeners bound). `dir` receives the allowlist file.
+    ///
+    /// # Errors
+    /// The parent cannot start, exits, or is not ready within [`READY_TIMEOUT`].
+    pub(crate) fn start(
+        binary: &Path,
+        uds: &Path,
+        dir: &Path,
+        kms: &Kms,
+        transcript: &Transcript,
+    ) -> Result<Self> {
+        let running = kms.running()?;
+        let upstream = running.addr();
+        let allowlist = dir.join("allowlist.yaml");
+        std::fs::write(
+            &allowlist,
+            format!(
+                "# The emulation's parent may reach the KMS emulator and nothing else.\n\
+                 allowlist:\n- {{address: {}, port: {}}}\n",
+                upstream.ip(),
+                upstream.port()
+            ),
+        )
+        .with_context(|| format!("cannot write {}", allowlist.display()))?;
+        let credentials = running.credentials();
+        let listen = format!("uds:{}", uds.display());
+        let route = format!("{KMS_PROXY_PORT}={}:{}", upstream.ip(), upstream.port());
+        let mut command = crate::qemu::orphan_proof(binary);
+        command
+            .args(["run", "--listen", &listen, "--route", &route, "--allowlist"])
+            .arg(&allowlist)
+            .args(["--credentials", "environment", "--drain-timeout", "2"])
+            // Only the emulator's credentials: nothing of the caller's environment (its AWS_*
+            // variables above all) reaches the parent.
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("AWS_ACCESS_KEY_ID", credentials.access_key_id())
+            .env("AWS_SECRET_ACCESS_KEY", credentials.secret_access_key())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(token) = credentials.session_token() {
+            command.env("AWS_SESSION_TOKEN", token);
+        }
+        transcript.line(
+            "parent",
+            format!(
+                "starting: {} run --listen {listen} --route {route} --allowlist {} \
+                 --credentials environment (the KMS emulator's credentials for {}, in a \
+                 cleared environment)",
+                binary.display(),
+                allowlist.display(),
+                credentials.principal_arn()
+            ),
+        );
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let stderr = child
+            .stderr
+            .take()
+            .context("the parent's stderr is not piped")?;
+        let (ready_tx, ready) = channel();
+        let lines = transcript.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if line.ends_with(": ready") || line == "ready" {
+                    let _ = ready_tx.send(());
+                }
+                lines.line("parent", line);
+            }
+        });
+        let mut parent = Self { child };
+        parent.wait_ready(&ready)?;
+        Ok(parent)
+    }
+
+    fn wait_ready(&mut self, ready: &Receiver<()>) -> Result<()> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            match ready.recv_timeout(POLL) {
+                Ok(()) => return Ok(()),
+                Err(RecvTimeoutError::Disconnected) => {
+                    bail!("the parent closed its stderr before it was ready")
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            if let Some(status) = self.child.try_wait()? {
+                bail!("the parent exited before it was ready ({status})");
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "the parent was not ready within {READY_TIMEOUT:?}"
+            );
+        }
+    }
+
+    /// The parent's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Parent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What one `client` call returned.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// Exit status 0: the answer object.
+    Answer(serde_json::Value),
+    /// Exit status 2: the enclave's error frame.
+    Refused(serde_json::Value),
+}
+
+/// Runs `ccc-template-parent client --enclave vhost-uds://<uds>:5000 <args>`, killing it when
+/// `cancel` is set or `deadline` passes. Its stderr goes to the transcript.
+///
+/// # Errors
+/// The client cannot run, fails (exit status 1: no connection, malformed answer), prints no
+/// JSON, or is stopped.
+pub(crate) fn client(
+    binary: &Path,
+    uds: &Path,
+    args: &[String],
+    deadline: Instant,
+    cancel: &Arc<AtomicBool>,
+    transcript: &Transcript,
+) -> Result<Answer> {
+    let target = format!("vhost-uds://{}:{API_PORT}", uds.display());
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    ensure!(
+        !remaining.is_zero(),
+        "no time left for the enclave API call"
+    );
+    let timeout = format!("{:.1}", remaining.as_secs_f64());
+    let mut child = crate::qemu::orphan_proof(binary)
+        .args(["client", "--enclave", &target, "--timeout", &timeout])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {} client", binary.display()))?;
+    let mut stdout = child
+        .stdout
+        .take()
+        .context("the client's stdout is not piped")?;
+    let out = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        text
+    });
+    let stderr = child
+        .stderr
+        .take()
+        .context("the client's stderr is not piped")?;
+    let lines = transcript.clone();
+    let err = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            lines.line("client", line);
+        }
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if cancel.load(Ordering::SeqCst) || Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = err.join();
+            bail!(
+                "the client call was stopped ({})",
+                if cancel.load(Ordering::SeqCst) {
+                    "interrupted"
+                } else {
+                    "the emulation's timeout passed"
+                }
+            );
+        }
+        std::thread::sleep(POLL);
+    };
+    let text = out.join().unwrap_or_default();
+    let _ = err.join();
+    let value = || -> Result<serde_json::Value> {
+        serde_json::from_str(text.trim())
+            .with_context(|| format!("the client printed no JSON answer: {}", text.trim()))
+    };
+    match status.code() {
+        Some(0) => Ok(Answer::Answer(value()?)),
+        Some(2) => Ok(Answer::Refused(value()?)),
+        _ => bail!("the client failed ({status})"),
+    }
+}
