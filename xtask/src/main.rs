@@ -4,6 +4,7 @@
 //! interpolated into a shell string).
 
 mod attestation;
+mod bench_boot;
 mod ci;
 mod cms;
 mod eif;
@@ -83,10 +84,15 @@ enum Command {
     /// Run the KMS emulator (HTTPS on 127.0.0.1, SigV4, Recipient, key policies) in the
     /// foreground; prints the endpoint, the CA to trust, credentials and the default key.
     KmsEmulator(kms_emulator::Args),
-    /// Run a side-by-side benchmark against its peers and print ratios.
+    /// Run a side-by-side benchmark against its peers and print ratios. `boot` (boot → first
+    /// attestation under QEMU, template vs a one-line-init reference) runs here in the xtask;
+    /// the others run in `ccc-bench`.
     Bench {
-        /// Which benchmark (see `ccc-bench` for the list).
+        /// Which benchmark (`boot`, or see `ccc-bench` for the list).
         name: String,
+        /// Options of the benchmark (`cargo xtask bench boot --help`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        options: Vec<String>,
     },
 }
 
@@ -122,12 +128,13 @@ fn run(cli: Cli) -> Result<()> {
         Command::Qemu(args) => qemu::run(&args),
         Command::KmsEmulator(args) => kms_emulator::run(&args),
         Command::Emulate(args) => emulate::run(&args),
-        Command::Bench { name } => {
+        Command::Bench { name, options } if name == "boot" => bench_boot::run(&options),
+        Command::Bench { name, options } => {
             let sh = xshell::Shell::new()?;
             sh.change_dir(workspace_root());
             xshell::cmd!(
                 sh,
-                "cargo run --quiet --locked --profile bench -p ccc-bench -- {name}"
+                "cargo run --quiet --locked --profile bench -p ccc-bench -- {name} {options...}"
             )
             .run()?;
             Ok(())

@@ -848,6 +848,11 @@ impl Running {
         Ok(qemu.try_wait()?)
     }
 
+    /// When the boot started (just before vhost-device-vsock was spawned).
+    pub(crate) fn started_at(&self) -> Instant {
+        self.started
+    }
+
     /// Time since the boot started.
     pub(crate) fn elapsed(&self) -> Duration {
         self.started.elapsed()
