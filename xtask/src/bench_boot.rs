@@ -316,7 +316,11 @@ impl Image {
         )?;
         let (kernel, cmdline, init, identity) =
             parts.context("the release pipeline did not describe the reference's image")?;
-        let ramdisk = initramfs::bootstrap_ramdisk(SourceDateEpoch::UNIX_EPOCH, Init::File(&init))?;
+        // Compressed like the release's ramdisks, so both kernels unpack gzip.
+        let ramdisk = crate::release::image::ramdisk_bytes(&initramfs::bootstrap_ramdisk(
+            SourceDateEpoch::UNIX_EPOCH,
+            Init::File(&init),
+        )?)?;
         let kernel = FileSource::open(&kernel)
             .with_context(|| format!("cannot open the kernel {}", kernel.display()))?;
         let eif = dir.join(format!("{REFERENCE_PACKAGE}.eif"));

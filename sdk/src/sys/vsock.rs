@@ -93,10 +93,15 @@ fn set_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> io::Result<()> {
 }
 
 fn timeval(duration: Duration) -> libc::timeval {
-    libc::timeval {
-        tv_sec: libc::time_t::try_from(duration.as_secs()).unwrap_or(libc::time_t::MAX),
-        tv_usec: libc::suseconds_t::from(duration.subsec_micros().min(999_999) as i32),
-    }
+    // The field types are inferred: libc deprecates naming `time_t`/`suseconds_t` on musl
+    // (they change width in musl 1.2); both are signed and at least 32 bits wide.
+    let mut value = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 0,
+    };
+    value.tv_sec = duration.as_secs().try_into().unwrap_or(i32::MAX.into());
+    value.tv_usec = duration.subsec_micros().min(999_999).try_into().unwrap_or(0);
+    value
 }
 
 /// Sets a `struct timeval` socket option (`SO_RCVTIMEO`, `SO_SNDTIMEO`,

@@ -14,7 +14,7 @@
 
 mod build;
 pub(crate) mod checks;
-mod image;
+pub(crate) mod image;
 pub(crate) mod publish;
 
 use anyhow::{Context, Result, bail, ensure};
