@@ -27,12 +27,14 @@
 //! reference reboots by itself).
 //!
 //! # Stalls
-//! Under TCG, some boots (about 1 in 5 on the 2-core CI machine kind while another build ran)
-//! stall at the first NSM request: the console stops after the program's start line, the
-//! kernel's `random: crng init done` has not appeared yet (the NSM driver's hwrng feeds the
-//! kernel's RNG through the same virtqueue), and the request only returns when the driver's
-//! 120 s timeout fires. It hits both images alike. Such a boot is killed at `--timeout`, counted,
-//! reported, and tried again (`--retries`); it never enters the timings.
+//! Under TCG on a loaded host, the guest's clocksource watchdog sometimes marks the TSC
+//! unstable (tens of milliseconds of skew against jiffies) and falls back to `refined-jiffies`;
+//! the guest's random pool then never initialises and the first NSM request does not return
+//! before the driver's 120 s timeout (1 in 18 boots before the fix; every stalled console had
+//! "Marking clocksource 'tsc' as unstable", no attesting one did). Every emulated boot now
+//! appends `tsc=reliable` (see `qemu::Boot`), and no stall was seen in the 22 boots after it.
+//! Should one still happen, the boot is killed at `--timeout`, counted, reported, and tried
+//! again (`--retries`); it never enters the timings.
 //!
 //! # Memory
 //! A binary search, in steps of `--memory-step` MiB between `--memory-floor` and the timed

@@ -11,7 +11,7 @@
 //! Facts behind the recipe (flags, patches, pitfalls) are in the emulation notes: the `+ds`
 //! tarball lacks the edk2 blobs (meson.build must not unpack them), meson must come from
 //! bookworm-backports, and under TCG the guest needs `tsc_early_khz=` (PIT calibration
-//! sometimes hangs) and `reboot=t` (the microvm has no keyboard controller to reset through).
+//! sometimes hangs), `tsc=reliable` (see [`TSC_RELIABLE`]) and `reboot=t` (the microvm has no keyboard controller to reset through).
 
 use anyhow::{Context, Result, bail, ensure};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -446,13 +446,21 @@ const HEARTBEAT_BYTE: u8 = 0xB7;
 /// hangs under TCG (5 of 31 boots in the notes' measurements).
 const TSC_EARLY_KHZ: &str = "tsc_early_khz=2600000";
 
+/// `tsc=reliable`: no clocksource watchdog on the TSC. Under TCG on a loaded host the watchdog
+/// sometimes sees tens of milliseconds of skew against jiffies, marks the TSC unstable and
+/// falls back to `refined-jiffies`; with no one-shot LAPIC timer in the microvm the guest then
+/// never finishes initialising its random pool and the first NSM request never returns (1 of
+/// 18 boots in `cargo xtask bench boot`, each time with "Marking clocksource 'tsc' as
+/// unstable" on the console, and in no boot that attested).
+const TSC_RELIABLE: &str = "tsc=reliable";
+
 /// How long vhost-device-vsock may take to listen on its socket.
 const VHOST_READY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One boot of an EIF under `qemu-system-x86_64 -M nitro-enclave` (TCG).
 ///
-/// Kernel command-line words added with QEMU's `-append` (never measured): `tsc_early_khz=`
-/// and `reboot=t` always; `ccc.emulation=1 ccc.parent_cid=2` unless [`Boot::ccc_switches`]
+/// Kernel command-line words added with QEMU's `-append` (never measured): `tsc_early_khz=`,
+/// `tsc=reliable` and `reboot=t` always; `ccc.emulation=1 ccc.parent_cid=2` unless [`Boot::ccc_switches`]
 /// turns them off (vhost-device-vsock's Unix-socket backend delivers only to CID 2: a guest
 /// connection to CID 2 port P reaches the host socket `<vsock_uds>_P`).
 #[derive(Debug, Clone)]
@@ -584,7 +592,11 @@ impl Boot {
 
     /// The kernel command-line words this boot appends.
     pub(crate) fn append_line(&self) -> String {
-        let mut words = vec![TSC_EARLY_KHZ.to_owned(), "reboot=t".to_owned()];
+        let mut words = vec![
+            TSC_EARLY_KHZ.to_owned(),
+            TSC_RELIABLE.to_owned(),
+            "reboot=t".to_owned(),
+        ];
         if self.ccc_switches {
             words.extend(["ccc.emulation=1".to_owned(), "ccc.parent_cid=2".to_owned()]);
         }
@@ -973,11 +985,12 @@ mod tests {
         let boot = Boot::new("x.eif").append("printk.time=1");
         assert_eq!(
             boot.append_line(),
-            "tsc_early_khz=2600000 reboot=t ccc.emulation=1 ccc.parent_cid=2 printk.time=1"
+            "tsc_early_khz=2600000 tsc=reliable reboot=t ccc.emulation=1 ccc.parent_cid=2 \
+             printk.time=1"
         );
         assert_eq!(
             Boot::new("x.eif").ccc_switches(false).append_line(),
-            "tsc_early_khz=2600000 reboot=t"
+            "tsc_early_khz=2600000 tsc=reliable reboot=t"
         );
     }
 
