@@ -229,7 +229,10 @@ pub(crate) fn ramdisk_bytes(archive: &ccc_eif::cpio::Archive) -> Result<Vec<u8>>
     let mut encoder = flate2::GzBuilder::new()
         .mtime(0)
         .operating_system(255)
-        .write(Vec::with_capacity(cpio.len() / 2), flate2::Compression::best());
+        .write(
+            Vec::with_capacity(cpio.len() / 2),
+            flate2::Compression::best(),
+        );
     std::io::Write::write_all(&mut encoder, &cpio).context("cannot compress a ramdisk")?;
     let mut bytes = encoder.finish().context("cannot compress a ramdisk")?;
     bytes.resize(bytes.len().next_multiple_of(4), 0);
