@@ -100,11 +100,7 @@ fn timeval(duration: Duration) -> libc::timeval {
         tv_usec: 0,
     };
     value.tv_sec = duration.as_secs().try_into().unwrap_or(i32::MAX.into());
-    value.tv_usec = duration
-        .subsec_micros()
-        .min(999_999)
-        .try_into()
-        .unwrap_or(0);
+    value.tv_usec = duration.subsec_micros().min(999_999).into();
     value
 }
 
