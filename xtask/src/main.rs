@@ -97,8 +97,14 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    match run(Cli::parse()) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    let cli = Cli::parse();
+    // `ci` decides its exit code itself: its summary line must stay the last line printed.
+    let result = match &cli.command {
+        Command::Ci(args) => ci::run(args),
+        _ => run(cli).map(|()| std::process::ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
         Err(error) => {
             // `{:#}` prints the whole context chain on one line, without a backtrace.
             eprintln!("error: {error:#}");
@@ -109,7 +115,8 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Ci(args) => ci::run(&args),
+        // `main` calls `ci::run` itself, for its exit code.
+        Command::Ci(args) => ci::run(&args).map(drop),
         Command::Release(args) => release::run(&args),
         Command::VerifyRelease(args) => release::verify(&args),
         Command::Nsm(args) => nsm::run(&args),
