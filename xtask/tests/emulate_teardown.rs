@@ -147,8 +147,17 @@ fn alive(pid: u32) -> bool {
 }
 
 fn assert_nothing_left(started: &Started, check_dirs: bool) {
+    // A child killed by the parent-death signal (or by the teardown) needs a moment to exit
+    // and be reaped: wait for that, up to the teardown deadline, checking every 20 ms.
+    let deadline = std::time::Instant::now() + TEARDOWN_DEADLINE;
     for (name, pid) in &started.pids {
-        assert!(!alive(*pid), "{name} (pid {pid}) is still running");
+        while alive(*pid) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            !alive(*pid),
+            "{name} (pid {pid}) is still running {TEARDOWN_DEADLINE:?} after the run ended"
+        );
     }
     for dir in &started.dirs {
         if check_dirs {
