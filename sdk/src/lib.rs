@@ -59,8 +59,6 @@ pub mod net;
 pub mod nsm;
 pub mod secret;
 pub mod sigv4;
-#[cfg(all(feature = "std", target_os = "linux"))]
-mod sys;
 pub mod time;
 #[cfg(all(feature = "std", target_os = "linux"))]
 pub mod tls;

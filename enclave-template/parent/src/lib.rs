@@ -10,7 +10,9 @@
 //! - [`client`]: calls the enclave's API (`enclave::protocol`) and prints JSON.
 //! - [`net`]: listening on vsock, vhost-device-vsock's Unix sockets or TCP; reaching the
 //!   enclave on each; [`service`]: accept loops, connection tracking, clean shutdown.
-//! - [`sys`]: the few raw system calls (the only `unsafe`).
+//!
+//! The system calls std does not wrap (`poll`, `splice`, `shutdown` on a vsock socket, the
+//! open-files limit) are ccc-sys's; this crate has no `unsafe`.
 
 pub mod allowlist;
 pub mod client;
@@ -20,4 +22,3 @@ pub mod net;
 pub mod proxy;
 pub mod relay;
 pub mod service;
-pub mod sys;

@@ -6,10 +6,10 @@ use anyhow::{Context, Result, bail};
 use ccc_template_parent::allowlist::{Allowlist, Resolver, SystemResolver, TableResolver};
 use ccc_template_parent::client::{self, Outcome};
 use ccc_template_parent::credentials::{self, Source};
+use ccc_template_parent::heartbeat;
 use ccc_template_parent::net::Family;
 use ccc_template_parent::proxy::{Limits, Proxy, Route};
 use ccc_template_parent::service::{Log, Services};
-use ccc_template_parent::{heartbeat, sys};
 use clap::{Parser, Subcommand};
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -198,7 +198,7 @@ fn serve(
     heartbeat: bool,
 ) -> Result<ExitCode> {
     let log = Log::stderr(!listen.quiet);
-    match sys::raise_open_files_limit() {
+    match ccc_sys::process::raise_open_files_limit() {
         Ok((before, after)) if after > before => log.line(format_args!(
             "open-file limit raised from {before} to {after}"
         )),

@@ -10,7 +10,6 @@
 //! [`Family`] names a listening transport for every port of a service; [`Target`] names one
 //! enclave endpoint for the `client` command.
 
-use crate::sys;
 use ccc_sdk::net::vsock::CID_ANY;
 use ccc_sdk::net::{Endpoint, Listener, Stream, Timeouts, VsockAddr, VsockListener, VsockStream};
 use std::fmt;
@@ -95,7 +94,7 @@ impl Family {
                 )
             }
         };
-        sys::set_nonblocking(bound.as_fd())?;
+        ccc_sys::fd::set_nonblocking(bound.as_fd(), true)?;
         Ok(bound)
     }
 }
@@ -232,7 +231,7 @@ impl Conn {
         let _ = match self {
             Self::Tcp(s) => s.shutdown(how),
             Self::Unix(s) => s.shutdown(how),
-            Self::Vsock(f) => sys::shutdown(f.as_fd(), write_only),
+            Self::Vsock(f) => ccc_sys::socket::shutdown(f.as_fd(), how),
         };
     }
 }

@@ -393,7 +393,7 @@ fn routes_are_checked_at_start_and_again_for_every_connection() {
 #[test]
 fn a_thousand_connections_are_held_and_served_at_once() {
     const CONNECTIONS: usize = 1000;
-    let (_, limit) = ccc_template_parent::sys::raise_open_files_limit().unwrap();
+    let (_, limit) = ccc_sys::process::raise_open_files_limit().unwrap();
     assert!(
         limit >= 5 * CONNECTIONS as u64,
         "the open-file limit is {limit}; this test needs {} (ulimit -Hn)",

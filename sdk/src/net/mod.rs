@@ -161,7 +161,7 @@ impl Stream {
                     endpoint: endpoint.clone(),
                     timeout: timeouts.connect,
                 }
-            } else if source.raw_os_error() == Some(libc::EAFNOSUPPORT) {
+            } else if source.raw_os_error() == Some(ccc_sys::libc::EAFNOSUPPORT) {
                 TransportError::VsockUnsupported {
                     endpoint: endpoint.clone(),
                 }
@@ -411,7 +411,12 @@ impl TransportError {
         match self {
             Self::Connect { source, .. } => !matches!(
                 source.raw_os_error(),
-                Some(libc::ENODEV | libc::EINVAL | libc::EACCES | libc::EPERM)
+                Some(
+                    ccc_sys::libc::ENODEV
+                        | ccc_sys::libc::EINVAL
+                        | ccc_sys::libc::EACCES
+                        | ccc_sys::libc::EPERM
+                )
             ),
             Self::ConnectTimeout { .. } | Self::Io { .. } | Self::Timeout { .. } => true,
             Self::Http { error, .. } => error.is_transient(),
@@ -449,7 +454,9 @@ impl fmt::Display for TransportError {
             Self::Connect { endpoint, source } => {
                 write!(f, "cannot connect to {endpoint}: {source}; ")?;
                 match endpoint {
-                    Endpoint::Vsock(address) if source.raw_os_error() == Some(libc::ENODEV) => {
+                    Endpoint::Vsock(address)
+                        if source.raw_os_error() == Some(ccc_sys::libc::ENODEV) =>
+                    {
                         write!(
                             f,
                             "no vsock transport reaches CID {} (CID 3 exists only inside a \
@@ -607,7 +614,7 @@ mod tests {
                 assert_eq!(*timeout, Duration::from_millis(300));
             }
             TransportError::Connect { source, .. }
-                if source.raw_os_error() == Some(libc::ENODEV) =>
+                if source.raw_os_error() == Some(ccc_sys::libc::ENODEV) =>
             {
                 assert!(
                     shown.contains("no vsock transport reaches CID 3"),
