@@ -49,8 +49,9 @@ pub fn socket() -> io::Result<OwnedFd> {
 /// the kernel's own vsock connect timeout set to the same value), then makes it blocking again.
 ///
 /// # Errors
-/// `InvalidInput` for a zero timeout (before any system call); `TimedOut` when the deadline
-/// passes; otherwise the kernel's answer: `ENODEV` when no transport reaches the CID,
+/// `InvalidInput` for a zero timeout (before any system call); `TimedOut` ("vsock connect
+/// timed out") when the deadline passes, whichever of `poll` and the kernel's timer notices
+/// first; otherwise the kernel's answer: `ENODEV` when no transport reaches the CID,
 /// `ECONNREFUSED`/`ECONNRESET` when nothing listens on the port.
 pub fn connect(socket: BorrowedFd<'_>, cid: u32, port: u32, timeout: Duration) -> io::Result<()> {
     if timeout.is_zero() {
@@ -75,19 +76,31 @@ pub fn connect(socket: BorrowedFd<'_>, cid: u32, port: u32, timeout: Duration) -
     if status < 0 {
         let error = io::Error::last_os_error();
         if error.raw_os_error() != Some(libc::EINPROGRESS) {
-            return Err(error);
+            return Err(timeout_as_such(error));
         }
         if !wait_writable(socket, deadline)? {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "vsock connect timed out",
-            ));
+            return Err(timed_out());
         }
         if let Some(error) = crate::socket::take_error(socket)? {
-            return Err(error);
+            return Err(timeout_as_such(error));
         }
     }
     crate::fd::set_nonblocking(socket, false)
+}
+
+/// The error of a connect whose deadline passed.
+fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "vsock connect timed out")
+}
+
+/// The kernel's own connect timeout (`ETIMEDOUT`, set to the same deadline) reported as
+/// [`timed_out`], so that callers see one error for one cause.
+fn timeout_as_such(error: io::Error) -> io::Error {
+    if error.raw_os_error() == Some(libc::ETIMEDOUT) {
+        timed_out()
+    } else {
+        error
+    }
 }
 
 /// Waits until `socket` is writable or `deadline` passes; `Ok(false)` on timeout.
@@ -249,6 +262,15 @@ mod tests {
         crate::fd::set_nonblocking(fd.as_fd(), true).unwrap();
         let error = accept(fd.as_fd()).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::WouldBlock, "{error}");
+    }
+
+    #[test]
+    fn the_kernels_connect_timeout_reads_as_the_deadline() {
+        let error = timeout_as_such(io::Error::from_raw_os_error(libc::ETIMEDOUT));
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(error.to_string(), "vsock connect timed out");
+        let other = timeout_as_such(io::Error::from_raw_os_error(libc::ECONNREFUSED));
+        assert_eq!(other.raw_os_error(), Some(libc::ECONNREFUSED));
     }
 
     #[test]
