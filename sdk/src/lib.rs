@@ -24,6 +24,7 @@
 //! - [`kms`]: the KMS JSON 1.1 codec (requests, responses, typed errors with the likely fix)
 //!   and the opening of attested (`Recipient`) responses.
 //! - [`sigv4`]: AWS Signature Version 4 signing (and verification), with its intermediate strings.
+//! - [`blob`]: binary JSON members as base64, for serde (KMS's blobs, the template's frames).
 //!
 //! With `std` (Linux):
 //! - [`net`]: vsock, TCP and Unix streams with timeouts; listeners; the transport error.
@@ -44,6 +45,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod attestation;
+pub mod blob;
 #[cfg(feature = "std")]
 pub mod clock;
 pub mod cms;
