@@ -168,9 +168,7 @@ pub mod secret_option {
     ///
     /// # Errors
     /// Neither `null` nor a string, or not standard padded base64.
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<SecretBytes>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SecretBytes>, D::Error> {
         Ok(d.deserialize_option(OptionVisitor)?.map(SecretBytes::new))
     }
 }
@@ -203,14 +201,10 @@ mod tests {
         };
         let json = serde_json::to_string(&members).unwrap();
         // The standard alphabet (+ and /) with padding, not the URL-safe one.
-        assert_eq!(
-            json,
-            r#"{"plain":"+/8=","key":"aw==","maybe_key":"a2s="}"#
-        );
+        assert_eq!(json, r#"{"plain":"+/8=","key":"aw==","maybe_key":"a2s="}"#);
         assert_eq!(serde_json::from_str::<Members>(&json).unwrap(), members);
         let with_null: Members =
-            serde_json::from_str(r#"{"plain":"","maybe":null,"key":"","maybe_key":null}"#)
-                .unwrap();
+            serde_json::from_str(r#"{"plain":"","maybe":null,"key":"","maybe_key":null}"#).unwrap();
         assert_eq!((with_null.maybe, with_null.maybe_key), (None, None));
     }
 
@@ -220,11 +214,19 @@ mod tests {
             r#"{"plain":"c2VjcmV0","key":"c2VjcmV0"}"#.replace("c2VjcmV0\",\"key", "-_8\",\"key"),
             r#"{"plain":"","key":"c2VjcmV0c2VjcmV0c"}"#.to_string(),
         ] {
-            let error = serde_json::from_str::<Members>(&bad).unwrap_err().to_string();
+            let error = serde_json::from_str::<Members>(&bad)
+                .unwrap_err()
+                .to_string();
             assert!(error.starts_with(NOT_BASE64), "{error}");
-            assert!(!error.contains("c2VjcmV0") && !error.contains("-_8"), "{error}");
+            assert!(
+                !error.contains("c2VjcmV0") && !error.contains("-_8"),
+                "{error}"
+            );
         }
         let error = serde_json::from_str::<Members>(r#"{"plain":7,"key":""}"#).unwrap_err();
-        assert!(error.to_string().contains("a standard base64 string"), "{error}");
+        assert!(
+            error.to_string().contains("a standard base64 string"),
+            "{error}"
+        );
     }
 }

@@ -78,10 +78,18 @@ pub enum Request {
     /// whose `public_key` is the enclave's current RSA key (DER SPKI).
     Attest {
         /// Caller's freshness challenge.
-        #[serde(default, skip_serializing_if = "Option::is_none", with = "ccc_sdk::blob::option")]
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            with = "ccc_sdk::blob::option"
+        )]
         nonce: Option<Vec<u8>>,
         /// Caller's data to bind.
-        #[serde(default, skip_serializing_if = "Option::is_none", with = "ccc_sdk::blob::option")]
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            with = "ccc_sdk::blob::option"
+        )]
         user_data: Option<Vec<u8>>,
     },
     /// A fresh AES-256 data key: the KMS ciphertext comes back, the plaintext never does.

@@ -24,7 +24,6 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::format;
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use zeroize::Zeroizing;
@@ -591,15 +590,6 @@ pub fn serve_connection(
     }
 }
 
-/// Decrements the open-connection count when a connection thread ends.
-struct Slot(Arc<AtomicUsize>);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 /// Serves the credentials protocol on `listener`, one thread per connection, until `accept`
 /// fails with something other than an aborted connection or a signal; returns that error.
 /// Run it on a thread of its own.
@@ -619,44 +609,20 @@ pub fn serve(
     provider: Arc<dyn CredentialsProvider>,
     options: ServeOptions,
 ) -> io::Error {
-    let open = Arc::new(AtomicUsize::new(0));
-    loop {
-        let stream = match listener.accept_stream() {
-            Ok(stream) => stream,
-            Err(error)
-                if matches!(
-                    error.kind(),
-                    io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue;
+    let max_connections = options.max_connections;
+    let turned_away = options.clone();
+    crate::net::accept_loop(
+        listener,
+        max_connections,
+        "ccc-credentials",
+        &|peer| turned_away.emit(&ServeEvent::TooManyConnections { peer }),
+        move |stream, peer| {
+            if let Err(error) = serve_connection(stream, provider.as_ref(), &options) {
+                options.emit(&ServeEvent::ConnectionFailed {
+                    peer,
+                    error: &error,
+                });
             }
-            Err(error) => return error,
-        };
-        if open.fetch_add(1, Ordering::SeqCst) >= options.max_connections {
-            open.fetch_sub(1, Ordering::SeqCst);
-            options.emit(&ServeEvent::TooManyConnections {
-                peer: &stream.describe_peer(),
-            });
-            continue;
-        }
-        let slot = Slot(Arc::clone(&open));
-        let provider = Arc::clone(&provider);
-        let options = options.clone();
-        let spawned = std::thread::Builder::new()
-            .name("ccc-credentials".into())
-            .spawn(move || {
-                let _slot = slot;
-                let peer = stream.describe_peer();
-                if let Err(error) = serve_connection(stream, provider.as_ref(), &options) {
-                    options.emit(&ServeEvent::ConnectionFailed {
-                        peer: &peer,
-                        error: &error,
-                    });
-                }
-            });
-        if let Err(error) = spawned {
-            return error;
-        }
-    }
+        },
+    )
 }

@@ -238,7 +238,11 @@ pub struct DecryptResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption_algorithm: Option<EncryptionAlgorithm>,
     /// The plaintext as CMS EnvelopedData for the recipient key (with `Recipient`).
-    #[serde(default, with = "crate::blob::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::blob::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ciphertext_for_recipient: Option<Vec<u8>>,
     /// The key material version used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -275,7 +279,11 @@ pub struct EncryptRequest {
 #[serde(rename_all = "PascalCase")]
 pub struct EncryptResponse {
     /// The ciphertext.
-    #[serde(default, with = "crate::blob::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::blob::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ciphertext_blob: Option<Vec<u8>>,
     /// The key ARN used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -318,7 +326,11 @@ pub struct GenerateDataKeyRequest {
 #[serde(rename_all = "PascalCase")]
 pub struct GenerateDataKeyResponse {
     /// The data key encrypted under the KMS key (always present).
-    #[serde(default, with = "crate::blob::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::blob::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ciphertext_blob: Option<Vec<u8>>,
     /// The plaintext data key; absent with `Recipient`.
     #[serde(
@@ -331,7 +343,11 @@ pub struct GenerateDataKeyResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
     /// The plaintext data key for the recipient (with `Recipient`).
-    #[serde(default, with = "crate::blob::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::blob::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ciphertext_for_recipient: Option<Vec<u8>>,
     /// The key material version used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -372,7 +388,11 @@ pub struct GenerateRandomResponse {
     )]
     pub plaintext: Option<SecretBytes>,
     /// The random bytes for the recipient (with `Recipient`).
-    #[serde(default, with = "crate::blob::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::blob::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ciphertext_for_recipient: Option<Vec<u8>>,
 }
 
@@ -410,7 +430,11 @@ pub struct GenerateDataKeyPairRequest {
 #[serde(rename_all = "PascalCase")]
 pub struct GenerateDataKeyPairResponse {
     /// The private key encrypted under the KMS key.
-    #[serde(default, with = "crate::blob::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::blob::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub private_key_ciphertext_blob: Option<Vec<u8>>,
     /// The PKCS#8 private key; absent with `Recipient`.
     #[serde(
@@ -420,7 +444,11 @@ pub struct GenerateDataKeyPairResponse {
     )]
     pub private_key_plaintext: Option<SecretBytes>,
     /// The DER SubjectPublicKeyInfo.
-    #[serde(default, with = "crate::blob::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::blob::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub public_key: Option<Vec<u8>>,
     /// The key ARN used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -429,7 +457,11 @@ pub struct GenerateDataKeyPairResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_pair_spec: Option<DataKeyPairSpec>,
     /// The private key for the recipient (with `Recipient`).
-    #[serde(default, with = "crate::blob::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::blob::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ciphertext_for_recipient: Option<Vec<u8>>,
     /// The key material version used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -480,7 +512,11 @@ pub struct DeriveSharedSecretResponse {
     )]
     pub shared_secret: Option<SecretBytes>,
     /// The shared secret for the recipient (with `Recipient`).
-    #[serde(default, with = "crate::blob::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::blob::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ciphertext_for_recipient: Option<Vec<u8>>,
     /// The algorithm used.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,17 +1,20 @@
 //! Byte streams to KMS, the parent and IMDS (feature `std`): where to connect ([`Endpoint`]:
 //! vsock inside the enclave, TCP or a Unix socket for local use), connecting with timeouts
-//! ([`Stream::connect`]), listening ([`Listener`]), and the one error of the transport
-//! boundary ([`TransportError`]), which covers TLS ([`crate::tls`]) and HTTP ([`crate::http`])
-//! failures too.
+//! ([`Stream::connect`]), listening ([`Listener`]) and serving ([`accept_loop`]: one thread
+//! per connection, bounded), and the one error of the transport boundary
+//! ([`TransportError`]), which covers TLS ([`crate::tls`]) and HTTP ([`crate::http`]) failures
+//! too.
 
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
+mod accept;
 pub mod vsock;
 
 use crate::http::HttpError;
+pub use accept::accept_loop;
 use core::fmt;
 use core::str::FromStr;
 use std::io::{self, Read, Write};
