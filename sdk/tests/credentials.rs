@@ -460,7 +460,7 @@ fn imds_failures_say_what_to_do() {
         "{error:?}"
     );
     let shown = error.to_string();
-    assert!(shown.contains("is not role credentials JSON"), "{shown}");
+    assert!(shown.contains("not IMDS role credentials JSON"), "{shown}");
     assert!(!shown.contains(SECRET), "{shown}");
 
     let fake = fake_imds(ImdsMode::NotSuccess);

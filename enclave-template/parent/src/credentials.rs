@@ -12,8 +12,6 @@ use ccc_sdk::credentials::{
     Credentials, CredentialsError, CredentialsProvider, CredentialsSource, Refreshing,
 };
 use ccc_sdk::net::Stream;
-use ccc_sdk::time::UnixMillis;
-use serde::Deserialize;
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
@@ -82,17 +80,6 @@ impl Source {
 #[derive(Debug, Clone)]
 pub struct FileSource(pub PathBuf);
 
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct FileCredentials {
-    access_key_id: String,
-    secret_access_key: Zeroizing<String>,
-    #[serde(default)]
-    token: Option<Zeroizing<String>>,
-    #[serde(default)]
-    expiration: Option<String>,
-}
-
 impl CredentialsSource for FileSource {
     fn fetch(&self) -> Result<Credentials, CredentialsError> {
         let malformed = |detail: String| CredentialsError::Malformed {
@@ -106,30 +93,7 @@ impl CredentialsSource for FileSource {
         if text.len() as u64 > MAX_FILE_LEN {
             return Err(malformed(format!("more than {MAX_FILE_LEN} bytes")));
         }
-        // serde_json's messages can quote values; only its position is passed on.
-        let parsed: FileCredentials = serde_json::from_slice(&text).map_err(|e| {
-            malformed(format!(
-                "not IMDS-style credentials JSON (AccessKeyId, SecretAccessKey, Token, \
-                 Expiration) at line {} column {}",
-                e.line(),
-                e.column()
-            ))
-        })?;
-        let credentials = Credentials::new(
-            parsed.access_key_id,
-            parsed.secret_access_key.as_str(),
-            parsed.token.map(|t| t.as_str().to_owned()),
-        )
-        .map_err(|error| CredentialsError::Invalid {
-            from: self.describe(),
-            error,
-        })?;
-        match parsed.expiration {
-            None => Ok(credentials),
-            Some(text) => UnixMillis::parse(&text)
-                .map(|at| credentials.with_expiration(at))
-                .map_err(|_| malformed("Expiration is not an RFC 3339 time".into())),
-        }
+        parent::from_imds_json(&text, &self.describe())
     }
 
     fn describe(&self) -> String {
