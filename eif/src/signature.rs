@@ -17,8 +17,9 @@
 use crate::pcr::Pcr;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
-use base64::Engine as _;
 use minicbor::data::Type;
+use rustls_pki_types::pem::{self, PemObject as _};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::fmt;
 use zeroize::Zeroizing;
 
@@ -165,28 +166,18 @@ fn cbor_error(
     SignatureError::at(at as u64, format!("{what} ({e})"))
 }
 
-const PEM_BEGIN: &str = "-----BEGIN CERTIFICATE-----";
-const PEM_END: &str = "-----END CERTIFICATE-----";
-
 /// The DER of the first `CERTIFICATE` block of a PEM text.
 fn pem_certificate_to_der(pem: &[u8]) -> Result<Vec<u8>, String> {
-    let text =
-        std::str::from_utf8(pem).map_err(|_| "the certificate PEM is not UTF-8".to_owned())?;
-    let der = pem_block(text, PEM_BEGIN, PEM_END)
-        .ok_or_else(|| format!("no {PEM_BEGIN} ... {PEM_END} block in the certificate"))?;
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(der)
-        .map_err(|e| format!("bad base64 in the certificate PEM: {e}"))?;
+    let der = CertificateDer::from_pem_slice(pem).map_err(|e| match e {
+        pem::Error::NoItemsFound => {
+            "no -----BEGIN CERTIFICATE----- ... -----END CERTIFICATE----- block in the \
+             certificate"
+                .to_owned()
+        }
+        other => format!("the certificate PEM: {other}"),
+    })?;
     check_der_sequence(&der)?;
-    Ok(der)
-}
-
-/// The whitespace-free base64 body between `begin` and `end`.
-fn pem_block(text: &str, begin: &str, end: &str) -> Option<String> {
-    let start = text.find(begin)? + begin.len();
-    let rest = text.get(start..)?;
-    let body = rest.get(..rest.find(end)?)?;
-    Some(body.chars().filter(|c| !c.is_ascii_whitespace()).collect())
+    Ok(der.to_vec())
 }
 
 /// Checks that `der` is exactly one DER SEQUENCE (tag and definite length).
@@ -289,31 +280,16 @@ impl LocalSigner {
     /// [`SignerError`] when the key is not a P-384 key, the certificate is not PEM/DER, or
     /// the certificate's public key is not the key's.
     pub fn from_pem(private_key_pem: &[u8], certificate_pem: &[u8]) -> Result<Self, SignerError> {
-        let key_text = std::str::from_utf8(private_key_pem)
-            .map_err(|_| SignerError("the private key PEM is not UTF-8".into()))?;
-        let body = Zeroizing::new(
-            pem_block(
-                key_text,
-                "-----BEGIN PRIVATE KEY-----",
-                "-----END PRIVATE KEY-----",
-            )
-            .or_else(|| {
-                pem_block(
-                    key_text,
-                    "-----BEGIN EC PRIVATE KEY-----",
-                    "-----END EC PRIVATE KEY-----",
-                )
-            })
-            .ok_or_else(|| {
-                SignerError("no PRIVATE KEY or EC PRIVATE KEY block in the private key PEM".into())
-            })?,
-        );
-        let der = Zeroizing::new(
-            base64::engine::general_purpose::STANDARD
-                .decode(body.as_bytes())
-                .map_err(|e| SignerError(format!("bad base64 in the private key PEM: {e}")))?,
-        );
-        let key = EcdsaKeyPair::from_private_key_der(&ECDSA_P384_SHA384_FIXED_SIGNING, &der)
+        // PKCS#8 (`PRIVATE KEY`) or SEC1 (`EC PRIVATE KEY`); the DER is zeroized on drop.
+        let der = PrivateKeyDer::from_pem_slice(private_key_pem)
+            .map(Zeroizing::new)
+            .map_err(|e| match e {
+                pem::Error::NoItemsFound => SignerError(
+                    "no PRIVATE KEY or EC PRIVATE KEY block in the private key PEM".into(),
+                ),
+                other => SignerError(format!("the private key PEM: {other}")),
+            })?;
+        let key = EcdsaKeyPair::from_private_key_der(&ECDSA_P384_SHA384_FIXED_SIGNING, der.secret_der())
             .map_err(|e| SignerError(format!("the private key is not an ECDSA P-384 key ({e}); generate one with `openssl ecparam -name secp384r1 -genkey`")))?;
         let certificate_der = pem_certificate_to_der(certificate_pem).map_err(SignerError)?;
         let cert_key = certificate_public_key(&certificate_der)
