@@ -77,7 +77,7 @@ impl fmt::Display for ElfError {
     }
 }
 
-impl std::error::Error for ElfError {}
+impl core::error::Error for ElfError {}
 
 /// One section header, with its name from the section-name table.
 #[derive(Debug, Clone, PartialEq, Eq)]

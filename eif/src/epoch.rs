@@ -80,7 +80,7 @@ impl fmt::Display for EpochError {
     }
 }
 
-impl std::error::Error for EpochError {}
+impl core::error::Error for EpochError {}
 
 #[cfg(test)]
 mod tests {

@@ -620,4 +620,4 @@ impl fmt::Display for EifError {
 
 /// The underlying error's message is part of `Display`, so `source()` is not set (printing a
 /// chain would repeat it).
-impl std::error::Error for EifError {}
+impl core::error::Error for EifError {}

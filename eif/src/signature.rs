@@ -401,7 +401,7 @@ impl fmt::Display for SignatureError {
     }
 }
 
-impl std::error::Error for SignatureError {}
+impl core::error::Error for SignatureError {}
 
 /// A private key or certificate that cannot sign an image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -413,7 +413,7 @@ impl fmt::Display for SignerError {
     }
 }
 
-impl std::error::Error for SignerError {}
+impl core::error::Error for SignerError {}
 
 #[cfg(test)]
 mod tests {

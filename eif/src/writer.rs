@@ -141,7 +141,7 @@ pub struct Built {
 ///     .ramdisk(&bootstrap)
 ///     .to_vec()?;
 /// assert_eq!(Eif::from_bytes(&bytes)?.measurements, built.measurements);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # Ok::<(), Box<dyn core::error::Error>>(())
 /// ```
 pub struct EifBuilder<'a> {
     kernel: &'a dyn SectionSource,
@@ -581,7 +581,7 @@ impl fmt::Display for BuildError {
 
 /// The underlying error's message is part of `Display`, so `source()` is not set (printing a
 /// chain would repeat it).
-impl std::error::Error for BuildError {}
+impl core::error::Error for BuildError {}
 
 #[cfg(test)]
 mod tests {

@@ -136,8 +136,7 @@ impl fmt::Display for CmsError {
     }
 }
 
-#[cfg(feature = "std")]
-impl std::error::Error for CmsError {}
+impl core::error::Error for CmsError {}
 
 impl From<BerError> for CmsError {
     fn from(e: BerError) -> Self {

@@ -252,8 +252,7 @@ impl fmt::Display for KmsError {
     }
 }
 
-#[cfg(feature = "std")]
-impl std::error::Error for KmsError {}
+impl core::error::Error for KmsError {}
 
 impl From<CmsError> for KmsError {
     fn from(e: CmsError) -> Self {

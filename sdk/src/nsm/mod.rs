@@ -431,10 +431,10 @@ impl fmt::Display for NsmError {
     }
 }
 
-#[cfg(feature = "std")]
-impl std::error::Error for NsmError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+impl core::error::Error for NsmError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         match self {
+            #[cfg(feature = "std")]
             Self::Io { source, .. } => Some(source),
             Self::Codec(error) => Some(error),
             #[cfg(feature = "simulator")]

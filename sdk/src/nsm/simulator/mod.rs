@@ -165,7 +165,7 @@ impl fmt::Display for SimulatorError {
     }
 }
 
-impl std::error::Error for SimulatorError {}
+impl core::error::Error for SimulatorError {}
 
 /// Mutable NSM state.
 #[derive(Debug)]
