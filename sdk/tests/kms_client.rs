@@ -126,10 +126,10 @@ fn signed_requests_verify_and_connections_are_reused() {
     assert_eq!(
         lines
             .iter()
-            .filter(|l| l.starts_with("connected to"))
+            .filter(|l| l.starts_with("connected to") && l.contains("PLAIN HTTP"))
             .count(),
         1,
-        "{lines:?}"
+        "one connection, announced as plain HTTP: {lines:?}"
     );
     assert!(
         lines

@@ -204,6 +204,14 @@ fn keys_are_released_only_to_the_measured_enclave() {
             .iter()
             .any(|l| l.contains("TLS as kms.us-east-1.amazonaws.com"))
     );
+    // The emulator's CA is not an Amazon root: the observer hears it, loudly.
+    assert!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with("connected to"))
+            .all(|l| l.contains("CUSTOM CA")),
+        "{lines:?}"
+    );
     assert_eq!(
         lines
             .iter()

@@ -424,8 +424,8 @@ impl CredentialsSource for Imds {
 }
 
 /// The parent's source: [`Environment`] when `AWS_ACCESS_KEY_ID` is set (development), else
-/// [`Imds`]. The choice is printed to stderr so nobody wonders which credentials the enclave
-/// got.
+/// [`Imds`]. Print its [`CredentialsSource::describe`] so nobody wonders which credentials the
+/// enclave got.
 ///
 /// # Errors
 /// As [`Imds::new`].
@@ -436,7 +436,6 @@ pub fn default_source() -> Result<Box<dyn CredentialsSource>, CredentialsError> 
     } else {
         Box::new(Imds::new()?)
     };
-    std::eprintln!("credentials: serving from {}", source.describe());
     Ok(source)
 }
 
@@ -544,13 +543,6 @@ impl Default for ServeOptions {
 }
 
 impl ServeOptions {
-    /// Logs every event to stderr.
-    #[must_use]
-    pub fn logging_to_stderr(mut self) -> Self {
-        self.log = Some(Arc::new(|event: &ServeEvent<'_>| std::eprintln!("{event}")));
-        self
-    }
-
     fn emit(&self, event: &ServeEvent<'_>) {
         if let Some(log) = &self.log {
             log(event);
@@ -620,9 +612,14 @@ pub fn serve_connection(
 /// # use ccc_sdk::net::{VsockAddr, VsockListener, vsock};
 /// # use std::sync::Arc;
 /// let source = parent::default_source().unwrap();
+/// eprintln!("credentials from {}", source.describe());
 /// let provider = Arc::new(Refreshing::new(source));
 /// let listener = VsockListener::bind(VsockAddr::new(vsock::CID_ANY, 8002)).unwrap();
-/// let error = parent::serve(&listener, provider, parent::ServeOptions::default().logging_to_stderr());
+/// let options = parent::ServeOptions {
+///     log: Some(Arc::new(|event: &parent::ServeEvent<'_>| eprintln!("{event}"))),
+///     ..parent::ServeOptions::default()
+/// };
+/// let error = parent::serve(&listener, provider, options);
 /// eprintln!("credentials server stopped: {error}");
 /// ```
 pub fn serve(

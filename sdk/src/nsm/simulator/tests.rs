@@ -339,12 +339,18 @@ fn leaves_are_renewed_near_expiry_and_an_expired_chain_refuses_to_sign() {
     let renewed = leaf_at(T.0 + 3 * 3_600_000 - 300_000);
     assert_ne!(renewed, first);
     // After the chain's end the simulator refuses to sign rather than emit a document no
-    // verifier could accept.
+    // verifier could accept, and says why.
     simulator.set_clock(Clock::Fixed(UnixMillis(T.0 + 86_400_000)));
-    assert_eq!(
-        nsm_code(nsm.attestation(None, None, None)),
-        ErrorCode::InternalError
+    let error = nsm.attestation(None, None, None).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            NsmError::Simulator(SimulatorError::ChainExpired { not_after })
+                if not_after == T.0 / 1000 + 86_400
+        ),
+        "{error:?}"
     );
+    assert!(error.to_string().contains("create a new simulator"), "{error}");
 }
 
 #[test]
