@@ -8,6 +8,10 @@
 //!   the KMS network client (with `aws-lc`), the credentials providers, files and clocks.
 //! - `aws-lc` (default): the [`crypto::AwsLc`] backend. Core code only ever calls the narrow
 //!   [`crypto::Crypto`] trait, so a `no_std` user can plug in another backend.
+//! - `cms-build` (implies `aws-lc`): `cms::build`, which writes KMS's `CiphertextForRecipient`
+//!   layout; the server side, for the KMS emulator and tests (an enclave never builds one).
+//! - `cms-build` (implies `aws-lc`): `cms::build`, which writes KMS's `CiphertextForRecipient`
+//!   layout; the server side, for the KMS emulator and tests (an enclave never builds one).
 //! - `simulator`: the signed NSM simulator, for development and tests. It is never selected
 //!   implicitly; see [`nsm`].
 //!
@@ -20,7 +24,7 @@
 //! - [`crypto`]: the crypto seam and its aws-lc-rs implementation.
 //! - [`secret`]: byte buffers that zeroize on drop and never print.
 //! - [`cms`]: KMS's `CiphertextForRecipient` (BER CMS EnvelopedData): parse, check, decrypt;
-//!   and, with `aws-lc`, the builder the KMS emulator uses.
+//!   and, with `cms-build`, the builder the KMS emulator uses.
 //! - [`kms`]: the KMS JSON 1.1 codec (requests, responses, typed errors with the likely fix)
 //!   and the opening of attested (`Recipient`) responses.
 //! - [`sigv4`]: AWS Signature Version 4 signing (and verification), with its intermediate strings.

@@ -23,7 +23,7 @@
 //! [`CmsError::Decrypt`], and no plaintext (not even part of it) is ever returned with an error.
 
 mod ber;
-#[cfg(feature = "aws-lc")]
+#[cfg(feature = "cms-build")]
 pub mod build;
 
 pub use ber::{BerError, BerProblem, MAX_DEPTH};

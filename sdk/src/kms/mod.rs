@@ -457,7 +457,7 @@ mod tests {
         ));
     }
 
-    #[cfg(feature = "aws-lc")]
+    #[cfg(feature = "cms-build")]
     #[test]
     fn recipient_responses_open_only_through_the_envelope() {
         use crate::crypto::{AwsLc, AwsLcRsaKey, RsaDecryptionKey};
