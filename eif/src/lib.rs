@@ -36,7 +36,7 @@ pub mod writer;
 pub use epoch::{EpochError, SourceDateEpoch};
 pub use format::{Arch, BuildInfo, EifHeader, EifIdentity, SectionKind};
 pub use pcr::{Measurements, Pcr};
-pub use reader::{Eif, EifError, SectionInfo};
+pub use reader::{Eif, EifError, Place, SectionInfo};
 pub use signature::{LocalSigner, PcrSigner, SignatureSection};
 pub use writer::{BuildError, Built, EifBuilder, FileSource, SectionSource};
 

@@ -248,8 +248,8 @@ pub trait PcrSigner {
     /// The complete signature section for an image whose PCR0 is `pcr0`.
     ///
     /// # Errors
-    /// Whatever prevents signing, as text for [`crate::BuildError::Sign`].
-    fn signature_section(&self, pcr0: &Pcr) -> Result<Vec<u8>, String>;
+    /// [`SignerError`]: whatever prevents signing (it becomes [`crate::BuildError::Sign`]).
+    fn signature_section(&self, pcr0: &Pcr) -> Result<Vec<u8>, SignerError>;
 }
 
 /// Signs PCR0 with a local ECDSA P-384 private key (ES384), as `nitro-cli build-enclave
@@ -284,21 +284,18 @@ impl LocalSigner {
         let der = PrivateKeyDer::from_pem_slice(private_key_pem)
             .map(Zeroizing::new)
             .map_err(|e| match e {
-                pem::Error::NoItemsFound => SignerError(
-                    "no PRIVATE KEY or EC PRIVATE KEY block in the private key PEM".into(),
-                ),
-                other => SignerError(format!("the private key PEM: {other}")),
+                pem::Error::NoItemsFound => SignerError::NoPrivateKey,
+                other => SignerError::PrivateKeyPem(other.to_string()),
             })?;
-        let key = EcdsaKeyPair::from_private_key_der(&ECDSA_P384_SHA384_FIXED_SIGNING, der.secret_der())
-            .map_err(|e| SignerError(format!("the private key is not an ECDSA P-384 key ({e}); generate one with `openssl ecparam -name secp384r1 -genkey`")))?;
-        let certificate_der = pem_certificate_to_der(certificate_pem).map_err(SignerError)?;
-        let cert_key = certificate_public_key(&certificate_der)
-            .ok_or_else(|| SignerError("cannot find the public key in the certificate".into()))?;
+        let key =
+            EcdsaKeyPair::from_private_key_der(&ECDSA_P384_SHA384_FIXED_SIGNING, der.secret_der())
+                .map_err(|e| SignerError::NotP384(e.to_string()))?;
+        let certificate_der =
+            pem_certificate_to_der(certificate_pem).map_err(SignerError::Certificate)?;
+        let cert_key =
+            certificate_public_key(&certificate_der).ok_or(SignerError::CertificateKey)?;
         if cert_key != key.public_key().as_ref() {
-            return Err(SignerError(
-                "the certificate's public key is not the private key's; pass the matching pair"
-                    .into(),
-            ));
+            return Err(SignerError::KeyMismatch);
         }
         Ok(Self {
             key,
@@ -313,7 +310,7 @@ impl PcrSigner for LocalSigner {
         &self.certificate_der
     }
 
-    fn signature_section(&self, pcr0: &Pcr) -> Result<Vec<u8>, String> {
+    fn signature_section(&self, pcr0: &Pcr) -> Result<Vec<u8>, SignerError> {
         let protected = cbor(|e| {
             e.map(1)?.u8(1)?.i32(COSE_ES384)?;
             Ok(())
@@ -336,7 +333,7 @@ impl PcrSigner for LocalSigner {
         let signature = self
             .key
             .sign(&SystemRandom::new(), &to_sign)
-            .map_err(|_| "ECDSA signing failed".to_owned())?;
+            .map_err(|_| SignerError::Signing)?;
         let cose = cbor(|e| {
             e.array(4)?
                 .bytes(&protected)?
@@ -357,9 +354,9 @@ impl PcrSigner for LocalSigner {
 type Enc = minicbor::Encoder<Vec<u8>>;
 type EncResult = Result<(), minicbor::encode::Error<std::convert::Infallible>>;
 
-fn cbor(f: impl FnOnce(&mut Enc) -> EncResult) -> Result<Vec<u8>, String> {
+fn cbor(f: impl FnOnce(&mut Enc) -> EncResult) -> Result<Vec<u8>, SignerError> {
     let mut e = minicbor::Encoder::new(Vec::new());
-    f(&mut e).map_err(|e| format!("CBOR encoding failed: {e}"))?;
+    f(&mut e).map_err(|e| SignerError::Encoding(e.to_string()))?;
     Ok(e.into_writer())
 }
 
@@ -403,13 +400,63 @@ impl fmt::Display for SignatureError {
 
 impl core::error::Error for SignatureError {}
 
-/// A private key or certificate that cannot sign an image.
+/// Why an image cannot be signed: the key or certificate given, or the signing itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SignerError(pub String);
+#[non_exhaustive]
+pub enum SignerError {
+    /// The private key PEM has no `PRIVATE KEY` (PKCS#8) or `EC PRIVATE KEY` (SEC1) block.
+    NoPrivateKey,
+    /// The private key PEM cannot be read (the PEM parser's reason; it never quotes key bytes).
+    PrivateKeyPem(String),
+    /// The key is not an ECDSA P-384 key (AWS-LC's reason).
+    NotP384(String),
+    /// The certificate is not one PEM `CERTIFICATE` holding a DER SEQUENCE.
+    Certificate(String),
+    /// The certificate's public key cannot be found.
+    CertificateKey,
+    /// The certificate's public key is not the private key's.
+    KeyMismatch,
+    /// ECDSA signing failed in AWS-LC.
+    Signing,
+    /// The section could not be encoded (minicbor's reason).
+    Encoding(String),
+    /// The signer produced a section larger than the format allows.
+    TooLarge {
+        /// Its length.
+        len: u64,
+        /// The format's limit ([`crate::format::MAX_SIGNATURE_LEN`]).
+        limit: u64,
+    },
+}
 
 impl fmt::Display for SignerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot sign the image: {}", self.0)
+        f.write_str("cannot sign the image: ")?;
+        match self {
+            Self::NoPrivateKey => f.write_str(
+                "no PRIVATE KEY or EC PRIVATE KEY block in the private key PEM; pass the \
+                 PEM file of an ECDSA P-384 key",
+            ),
+            Self::PrivateKeyPem(reason) => write!(f, "the private key PEM: {reason}"),
+            Self::NotP384(reason) => write!(
+                f,
+                "the private key is not an ECDSA P-384 key ({reason}); generate one with \
+                 `openssl ecparam -name secp384r1 -genkey`"
+            ),
+            Self::Certificate(reason) => write!(f, "{reason}"),
+            Self::CertificateKey => {
+                f.write_str("cannot find the public key in the signing certificate")
+            }
+            Self::KeyMismatch => f.write_str(
+                "the certificate's public key is not the private key's; pass the matching pair",
+            ),
+            Self::Signing => f.write_str("ECDSA signing failed in AWS-LC"),
+            Self::Encoding(reason) => write!(f, "CBOR encoding failed: {reason}"),
+            Self::TooLarge { len, limit } => write!(
+                f,
+                "the signature section is {len} bytes; the format allows {limit}"
+            ),
+        }
     }
 }
 

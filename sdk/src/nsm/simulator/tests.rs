@@ -350,7 +350,10 @@ fn leaves_are_renewed_near_expiry_and_an_expired_chain_refuses_to_sign() {
         ),
         "{error:?}"
     );
-    assert!(error.to_string().contains("create a new simulator"), "{error}");
+    assert!(
+        error.to_string().contains("create a new simulator"),
+        "{error}"
+    );
 }
 
 #[test]
