@@ -6,6 +6,7 @@
 //! The credentials are not what protects the keys: the key policy's attestation conditions
 //! are. They only let the enclave's KMS requests be signed as the parent's role.
 
+use crate::ArgumentError;
 use crate::service::{CONNECTION_STACK, Closer, Services};
 use ccc_sdk::credentials::parent::{self, Environment, Imds, ServeEvent, ServeOptions};
 use ccc_sdk::credentials::{
@@ -43,17 +44,18 @@ pub enum Source {
 }
 
 impl FromStr for Source {
-    type Err = String;
+    type Err = ArgumentError;
 
-    fn from_str(text: &str) -> Result<Self, String> {
+    fn from_str(text: &str) -> Result<Self, ArgumentError> {
         match text.split_once(':') {
             None if text == "auto" => Ok(Self::Auto),
             None if text == "imds" => Ok(Self::Imds(None)),
             None if text == "environment" => Ok(Self::Environment),
             Some(("imds", url)) => Ok(Self::Imds(Some(url.to_owned()))),
             Some(("file", path)) if !path.is_empty() => Ok(Self::File(PathBuf::from(path))),
-            _ => Err(format!(
-                "`{text}`: expected auto, imds, imds:http://HOST:PORT, environment or file:PATH"
+            _ => Err(ArgumentError::new(
+                text,
+                "auto, imds, imds:http://HOST:PORT, environment or file:PATH",
             )),
         }
     }

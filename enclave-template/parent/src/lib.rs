@@ -14,6 +14,36 @@
 //! The system calls std does not wrap (`poll`, `splice`, `shutdown` on a vsock socket, the
 //! open-files limit) are ccc-sys's; this crate has no `unsafe`.
 
+use std::fmt;
+
+/// A command-line value the parent cannot use (`--listen`, `--route`, `--credentials`,
+/// `--enclave`): what was given and what is expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ArgumentError {
+    /// The value given.
+    pub value: String,
+    /// What is expected there.
+    pub expected: &'static str,
+}
+
+impl ArgumentError {
+    pub(crate) fn new(value: &str, expected: &'static str) -> Self {
+        Self {
+            value: value.to_owned(),
+            expected,
+        }
+    }
+}
+
+impl fmt::Display for ArgumentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}`: expected {}", self.value, self.expected)
+    }
+}
+
+impl core::error::Error for ArgumentError {}
+
 pub mod allowlist;
 pub mod client;
 pub mod credentials;

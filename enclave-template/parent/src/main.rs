@@ -227,9 +227,7 @@ fn serve(
                  --route PORT=HOST:PORT or --connect-port PORT"
             );
         }
-        let allowlist = Allowlist::load(&args.allowlist)
-            .map_err(anyhow::Error::msg)
-            .context("the allowlist")?;
+        let allowlist = Allowlist::load(&args.allowlist).context("the allowlist")?;
         let limits = Limits {
             max_connections: args.max_connections.max(1),
             connect_timeout: seconds(args.connect_timeout, "--connect-timeout")?,
