@@ -2,7 +2,12 @@
 //! magic/version/flags/counts/tables, wrong sizes, unknown or misplaced sections, bad
 //! metadata and signatures, trailing bytes. Each is rejected with the right byte offset and
 //! reason, and nothing panics (property tests over random mutations).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is a failure
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is the test failure"
+)] // test code: a panic is a failure
 
 mod common;
 

@@ -2,7 +2,11 @@
 //! nitro-cli) as the reference: for our images and for random kernels/ramdisks, its reader
 //! must report our PCRs, a good CRC, our header and our metadata, and its `EifBuilder` must
 //! produce our exact bytes. Signed images: PCR8 and the signature must agree both ways.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is a failure
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap, expect or panic is the test failure"
+)] // test code: a panic is a failure
 
 mod common;
 

@@ -611,7 +611,7 @@ pub fn parse_http_date(text: &str) -> Option<UnixMillis> {
 }
 
 #[cfg(test)]
-#[allow(clippy::panic)]
+#[expect(clippy::panic, reason = "test code: a panic is the test failure")]
 mod tests {
     use super::*;
     use std::io::Cursor;

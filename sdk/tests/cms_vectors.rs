@@ -4,7 +4,12 @@
 //! yield the original plaintext from a tampered envelope. The builder's output is decrypted by
 //! our parser and by openssl, and has the byte layout of real KMS responses.
 #![cfg(feature = "aws-lc")]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is the test failure"
+)]
 
 mod common;
 

@@ -3,7 +3,10 @@
 //! with CMS envelopes to its `public_key`: every operation, fail-closed on plaintext answers,
 //! a fresh document per call, key rotation by use count and age, and rotation racing a call in
 //! flight.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap, expect or panic is the test failure"
+)]
 
 mod net_support;
 

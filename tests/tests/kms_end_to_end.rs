@@ -5,7 +5,11 @@
 //! `kms.<region>.amazonaws.com`) to the KMS emulator, which verifies each document against the
 //! simulator's root, applies a key policy pinned to the enclave's PCRs, and answers with
 //! `CiphertextForRecipient` that only the enclave's key opens.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is the test failure"
+)]
 
 use ccc_emulator::{Clock as EmulatorClock, Config, Emulator, Running, TrustMode};
 use ccc_sdk::credentials::enclave::FromParent;

@@ -676,7 +676,7 @@ impl<S: Read + Write> Client<S> {
 }
 
 #[cfg(test)]
-#[allow(clippy::panic)]
+#[expect(clippy::panic, reason = "test code: a panic is the test failure")]
 mod tests {
     use super::*;
 

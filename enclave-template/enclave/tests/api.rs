@@ -4,7 +4,11 @@
 //! emulator (HTTPS with its own CA, SigV4, `Recipient` verified against the simulator's root,
 //! a key policy pinned to the enclave's PCRs). The test talks to the enclave over TCP with
 //! the same `protocol::Client` the parent's `client` command uses.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is the test failure"
+)]
 
 use ccc_emulator::{Config, Emulator, Running, TrustMode};
 use ccc_sdk::attestation::{self, Policy, RootOfTrust, VerifyOptions};

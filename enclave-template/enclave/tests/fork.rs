@@ -3,7 +3,12 @@
 //! workspace of its own that uses the SDK by path. The build reuses this checkout's target
 //! directory (already-built dependencies are not rebuilt), and the renamed binary must run
 //! and refuse to start outside an enclave for the right reason.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is the test failure"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

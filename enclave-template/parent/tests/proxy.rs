@@ -3,7 +3,11 @@
 //! every other destination is refused (at start and per connection), a thousand connections
 //! are held and served at once, a blackholed or stalled upstream holds only its own
 //! connection, the connection limit refuses the excess, and shutdown drains.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is the test failure"
+)]
 
 mod common;
 

@@ -187,7 +187,7 @@ impl VsockListener {
 }
 
 #[cfg(test)]
-#[allow(clippy::panic)]
+#[expect(clippy::panic, reason = "test code: a panic is the test failure")]
 mod tests {
     use super::*;
     use alloc::string::ToString;

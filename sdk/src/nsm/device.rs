@@ -76,7 +76,7 @@ impl Transport for Device {
 }
 
 #[cfg(test)]
-#[allow(clippy::panic)]
+#[expect(clippy::panic, reason = "test code: a panic is the test failure")]
 mod tests {
     use super::*;
     use crate::nsm::Nsm;

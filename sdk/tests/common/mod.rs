@@ -1,6 +1,12 @@
 //! Shared helpers of the SDK's integration tests: where the shared test vectors live, and
 //! small readers for them.
-#![allow(dead_code, unreachable_pub, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "helpers shared by several test binaries: each uses part of them, and test code panics on failure"
+)]
 
 use std::path::{Path, PathBuf};
 

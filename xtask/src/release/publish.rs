@@ -520,7 +520,10 @@ pub(crate) enum Recorded {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ExpectationsFile {
-    #[allow(dead_code)]
+    #[expect(
+        dead_code,
+        reason = "deserialized so that deny_unknown_fields accepts the member; never read"
+    )]
     comment: String,
     releases: BTreeMap<String, PcrValues>,
 }

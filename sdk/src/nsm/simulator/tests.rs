@@ -2,7 +2,7 @@
 //! the attestation document's structure checked by independent peers: AWS's
 //! `AttestationDoc::from_binary`/`to_binary`, `serde_cbor` for the COSE envelope, and the
 //! `openssl` command line for the certificate chain and the COSE signature.
-#![allow(clippy::panic)]
+#![expect(clippy::panic, reason = "test code: a panic is the test failure")]
 
 use super::*;
 use crate::nsm::{Nsm, NsmError, PcrState};
