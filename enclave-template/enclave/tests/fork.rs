@@ -70,10 +70,9 @@ fn a_renamed_copy_of_the_template_builds_and_runs() {
     let _ = std::fs::remove_dir_all(&work);
     let fork = work.join("my-enclave");
 
-    // 1. Copy and rename.
-    std::fs::create_dir_all(&fork).unwrap();
-    std::fs::copy(template.join("Cargo.toml"), fork.join("Cargo.toml")).unwrap();
-    copy_dir(&template.join("src"), &fork.join("src"));
+    // 1. Copy the whole crate, as the README's `cp -r` does (its manifest names its tests),
+    //    and rename it.
+    copy_dir(&template, &fork);
     edit(
         &fork.join("Cargo.toml"),
         "name = \"ccc-template-enclave\"",
