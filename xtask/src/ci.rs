@@ -176,14 +176,14 @@ fn steps() -> Vec<Step> {
             run: |sh| opt_in_tests(sh, "emulate-teardown"),
         },
         Step {
-            // The SDK's core for a target that has no std at all (`cargo check` on the host
-            // would let a dependency that needs std through).
+            // The SDK's core (and ccc-cmdline) for a target that has no std at all (`cargo
+            // check` on the host would let a dependency that needs std through).
             name: "no-std",
             run: |sh| {
                 let target = crate::setup::NO_STD_TARGET;
                 Ok(cmd!(
                     sh,
-                    "cargo build -p ccc-sdk --no-default-features --target {target} --locked"
+                    "cargo build -p ccc-sdk -p ccc-cmdline --no-default-features --target {target} --locked"
                 )
                 .run()?)
             },
