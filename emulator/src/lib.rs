@@ -26,7 +26,9 @@
 //! are KMS's: `UnrecognizedClientException`, `InvalidSignatureException` ("Signature
 //! expired: ..."), `IncompleteSignatureException`, `MissingAuthenticationTokenException`.
 //!
-//! Each key's policy (AWS's JSON policy language, see [`policy`]) is the whole authorization:
+//! Each key's policy (AWS's JSON policy language, evaluated by `ccc_policy` the way AWS
+//! documents it: explicit Deny first, negated operators holding on absent keys) is the whole
+//! authorization:
 //! there is no IAM layer, so a statement for the account root (`arn:aws:iam::<account>:root`,
 //! KMS's default) admits every principal of that account. Operations without a key
 //! (`GenerateRandom`, `CreateKey`, `ListKeys`, `ListAliases`) are governed by the
@@ -36,8 +38,8 @@
 //! `kms:EncryptionContextKeys`, and, with a verified `Recipient`,
 //! `kms:RecipientAttestation:ImageSha384` (PCR0) and `kms:RecipientAttestation:PCR<n>`
 //! (lowercase hex) for every PCR in the document. A denial is an `AccessDeniedException`
-//! whose message is [`policy::Decision::explain`]: it names each failed condition with the
-//! request's value and the policy's.
+//! whose message is `ccc_policy::Evaluation::message`: it names each denying statement, or each
+//! failed condition, with the request's value and the policy's.
 //!
 //! # Recipient
 //! The attestation document is verified with `ccc_sdk::attestation` at the emulator's current
@@ -56,7 +58,6 @@
 //! also written next to it as `<state>.ca.pem` for clients to trust explicitly. One
 //! emulator per state file.
 
-pub mod policy;
 pub mod state;
 
 mod fault;
@@ -75,7 +76,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use zeroize::Zeroizing;
 
-pub use policy::PolicyError;
+pub use ccc_policy::PolicyError;
 
 /// The connection limit unless configured: each connection is one thread, and a handful of
 /// enclaves and test clients need far fewer.

@@ -5,9 +5,10 @@
 use crate::fault::Fault;
 use crate::http::{self, Request};
 use crate::keys::{self, BlobError, Curve};
-use crate::policy::{Policy, RequestContext};
 use crate::state::{Alias, KeyKind, KeyRecord, PolicyDoc, State, Store};
 use crate::{Clock, TrustMode};
+use ccc_policy::keys as condition;
+use ccc_policy::{Policy, RequestContext};
 use ccc_sdk::attestation::{self, RootOfTrust, VerifyOptions};
 use ccc_sdk::cms::build::{self as cms_build, ContentLayout};
 use ccc_sdk::crypto::AwsLc;
@@ -16,7 +17,7 @@ use ccc_sdk::kms::{
     DeriveSharedSecretResponse, EncryptRequest, EncryptResponse, EncryptionAlgorithm,
     GenerateDataKeyPairRequest, GenerateDataKeyPairResponse, GenerateDataKeyRequest,
     GenerateDataKeyResponse, GenerateRandomRequest, GenerateRandomResponse, KeyAgreementAlgorithm,
-    KeyEncryptionAlgorithm, KeyOrigin, Recipient,
+    KeyEncryptionAlgorithm, KeyOrigin, Operation as Op, Recipient,
 };
 use ccc_sdk::secret::SecretBytes;
 use ccc_sdk::sigv4::{Authorization, SigV4, SigV4Error};
@@ -49,79 +50,8 @@ const MAX_ALIAS_LEN: usize = 256;
 /// Characters of an error message kept on a log line.
 const LOG_MESSAGE_CHARS: usize = 400;
 
-/// The operations served.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Op {
-    Encrypt,
-    Decrypt,
-    GenerateDataKey,
-    GenerateDataKeyWithoutPlaintext,
-    GenerateDataKeyPair,
-    GenerateRandom,
-    DeriveSharedSecret,
-    GetPublicKey,
-    CreateKey,
-    DescribeKey,
-    ListKeys,
-    EnableKey,
-    DisableKey,
-    PutKeyPolicy,
-    GetKeyPolicy,
-    CreateAlias,
-    DeleteAlias,
-    ListAliases,
-}
-
-impl Op {
-    const ALL: [Self; 18] = [
-        Self::Encrypt,
-        Self::Decrypt,
-        Self::GenerateDataKey,
-        Self::GenerateDataKeyWithoutPlaintext,
-        Self::GenerateDataKeyPair,
-        Self::GenerateRandom,
-        Self::DeriveSharedSecret,
-        Self::GetPublicKey,
-        Self::CreateKey,
-        Self::DescribeKey,
-        Self::ListKeys,
-        Self::EnableKey,
-        Self::DisableKey,
-        Self::PutKeyPolicy,
-        Self::GetKeyPolicy,
-        Self::CreateAlias,
-        Self::DeleteAlias,
-        Self::ListAliases,
-    ];
-
-    fn name(self) -> &'static str {
-        match self {
-            Self::Encrypt => "Encrypt",
-            Self::Decrypt => "Decrypt",
-            Self::GenerateDataKey => "GenerateDataKey",
-            Self::GenerateDataKeyWithoutPlaintext => "GenerateDataKeyWithoutPlaintext",
-            Self::GenerateDataKeyPair => "GenerateDataKeyPair",
-            Self::GenerateRandom => "GenerateRandom",
-            Self::DeriveSharedSecret => "DeriveSharedSecret",
-            Self::GetPublicKey => "GetPublicKey",
-            Self::CreateKey => "CreateKey",
-            Self::DescribeKey => "DescribeKey",
-            Self::ListKeys => "ListKeys",
-            Self::EnableKey => "EnableKey",
-            Self::DisableKey => "DisableKey",
-            Self::PutKeyPolicy => "PutKeyPolicy",
-            Self::GetKeyPolicy => "GetKeyPolicy",
-            Self::CreateAlias => "CreateAlias",
-            Self::DeleteAlias => "DeleteAlias",
-            Self::ListAliases => "ListAliases",
-        }
-    }
-
-    fn from_target(target: &str) -> Option<Self> {
-        let name = target.strip_prefix("TrentService.")?;
-        Self::ALL.into_iter().find(|op| op.name() == name)
-    }
-}
+/// The operations served, each through [`Service::dispatch`].
+const SERVED: [Op; 18] = Op::ALL;
 
 /// The authenticated caller.
 struct Caller {
@@ -462,6 +392,7 @@ impl Service {
         let op = request
             .header("x-amz-target")
             .and_then(Op::from_target)
+            .filter(|op| SERVED.contains(op))
             .ok_or_else(|| {
                 Fault::new(
                     "UnknownOperationException",
@@ -469,7 +400,7 @@ impl Service {
                         "X-Amz-Target {:?} is not an operation the emulator serves (it serves \
                          TrentService.{})",
                         request.header("x-amz-target").unwrap_or_default(),
-                        Op::ALL.map(Op::name).join(", TrentService.")
+                        SERVED.map(Op::name).join(", TrentService.")
                     ),
                 )
             })?;
@@ -509,6 +440,10 @@ impl Service {
             Op::CreateAlias => self.create_alias(caller, input, note),
             Op::DeleteAlias => self.delete_alias(caller, input),
             Op::ListAliases => self.list_aliases(caller, input),
+            other => Err(Fault::new(
+                "UnknownOperationException",
+                format!("the emulator does not serve {other}"),
+            )),
         }
     }
 
@@ -621,23 +556,25 @@ impl Service {
         encryption_context: Option<&BTreeMap<String, String>>,
         attested: Option<&Attested>,
     ) -> RequestContext {
-        let mut ctx = RequestContext {
-            principal_arn: caller.principal_arn.clone(),
-            action: format!("kms:{action}"),
-            resource: resource.to_owned(),
-            keys: BTreeMap::new(),
-        };
-        ctx.set("aws:PrincipalArn", caller.principal_arn.clone());
+        let mut ctx = RequestContext::new(
+            caller.principal_arn.clone(),
+            format!("kms:{action}"),
+            resource,
+        );
+        ctx.set(condition::PRINCIPAL_ARN, caller.principal_arn.clone());
         if let Some(account) = crate::state::account_of_arn(&caller.principal_arn) {
-            ctx.set("kms:CallerAccount", account);
+            ctx.set(condition::CALLER_ACCOUNT, account);
         }
         if let Some(context) = encryption_context {
             for (k, v) in context {
-                ctx.set(&format!("kms:EncryptionContext:{k}"), v.clone());
+                ctx.set(
+                    &format!("{}{k}", condition::ENCRYPTION_CONTEXT_PREFIX),
+                    v.clone(),
+                );
             }
             if !context.is_empty() {
-                ctx.keys.insert(
-                    "kms:encryptioncontextkeys".into(),
+                ctx.set_many(
+                    condition::ENCRYPTION_CONTEXT_KEYS,
                     context.keys().cloned().collect(),
                 );
             }
@@ -645,23 +582,23 @@ impl Service {
         if let Some(attested) = attested {
             for (index, value) in &attested.pcrs {
                 ctx.set(
-                    &format!("kms:RecipientAttestation:PCR{index}"),
+                    &format!("{}PCR{index}", condition::RECIPIENT_ATTESTATION_PREFIX),
                     hex::encode(value),
                 );
             }
             if let Some(pcr0) = attested.pcrs.get(&0) {
-                ctx.set("kms:RecipientAttestation:ImageSha384", hex::encode(pcr0));
+                ctx.set(condition::IMAGE_SHA384, hex::encode(pcr0));
             }
         }
         ctx
     }
 
     fn authorize(policy: &Policy, ctx: &RequestContext) -> Result<(), Fault> {
-        let decision = policy.evaluate(ctx);
-        if decision.is_allowed() {
+        let evaluation = policy.evaluate(ctx);
+        if evaluation.is_allowed() {
             Ok(())
         } else {
-            Err(Fault::access_denied(decision.explain(ctx)))
+            Err(Fault::access_denied(evaluation.message(ctx)))
         }
     }
 

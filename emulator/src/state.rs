@@ -30,10 +30,10 @@
 
 use crate::fault::Fault;
 use crate::keys::{self, Curve};
-use crate::policy::Policy;
 use crate::{Credential, EmulatorError};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use ccc_policy::Policy;
 use ccc_sdk::secret::SecretBytes;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -54,7 +54,8 @@ pub const SIGNING_NAME: &str = "kms";
 /// bounds what a hostile endpoint can make us parse.
 pub const MAX_RESPONSE_LEN: usize = 64 * 1024;
 
-/// The KMS operations this codec speaks.
+/// The KMS operations this SDK knows: the six an enclave sends (with request and response types
+/// in this module) and the key-management operations the KMS emulator serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Operation {
@@ -70,55 +71,104 @@ pub enum Operation {
     GenerateRandom,
     /// `DeriveSharedSecret`
     DeriveSharedSecret,
+    /// `GenerateDataKeyWithoutPlaintext`
+    GenerateDataKeyWithoutPlaintext,
+    /// `GetPublicKey`
+    GetPublicKey,
+    /// `CreateKey`
+    CreateKey,
+    /// `DescribeKey`
+    DescribeKey,
+    /// `ListKeys`
+    ListKeys,
+    /// `EnableKey`
+    EnableKey,
+    /// `DisableKey`
+    DisableKey,
+    /// `PutKeyPolicy`
+    PutKeyPolicy,
+    /// `GetKeyPolicy`
+    GetKeyPolicy,
+    /// `CreateAlias`
+    CreateAlias,
+    /// `DeleteAlias`
+    DeleteAlias,
+    /// `ListAliases`
+    ListAliases,
 }
 
+/// Defines each operation's name and `X-Amz-Target` from one list, so the two never disagree.
+macro_rules! operation_names {
+    ($($variant:ident),+ $(,)?) => {
+        impl Operation {
+            /// Every operation.
+            pub const ALL: [Self; 18] = [$(Self::$variant),+];
+
+            /// The operation name, e.g. `Decrypt` (also the IAM action `kms:Decrypt`).
+            #[must_use]
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Self::$variant => stringify!($variant)),+
+                }
+            }
+
+            /// The `X-Amz-Target` value, e.g. `TrentService.Decrypt`.
+            #[must_use]
+            pub const fn target(self) -> &'static str {
+                match self {
+                    $(Self::$variant => concat!("TrentService.", stringify!($variant))),+
+                }
+            }
+        }
+    };
+}
+
+operation_names!(
+    Decrypt,
+    Encrypt,
+    GenerateDataKey,
+    GenerateDataKeyPair,
+    GenerateRandom,
+    DeriveSharedSecret,
+    GenerateDataKeyWithoutPlaintext,
+    GetPublicKey,
+    CreateKey,
+    DescribeKey,
+    ListKeys,
+    EnableKey,
+    DisableKey,
+    PutKeyPolicy,
+    GetKeyPolicy,
+    CreateAlias,
+    DeleteAlias,
+    ListAliases,
+);
+
 impl Operation {
-    /// Every operation.
-    pub const ALL: [Self; 6] = [
-        Self::Decrypt,
-        Self::Encrypt,
-        Self::GenerateDataKey,
-        Self::GenerateDataKeyPair,
-        Self::GenerateRandom,
-        Self::DeriveSharedSecret,
-    ];
-
-    /// The operation name, e.g. `Decrypt` (also the IAM action `kms:Decrypt`).
-    #[must_use]
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Decrypt => "Decrypt",
-            Self::Encrypt => "Encrypt",
-            Self::GenerateDataKey => "GenerateDataKey",
-            Self::GenerateDataKeyPair => "GenerateDataKeyPair",
-            Self::GenerateRandom => "GenerateRandom",
-            Self::DeriveSharedSecret => "DeriveSharedSecret",
-        }
-    }
-
-    /// The `X-Amz-Target` value, e.g. `TrentService.Decrypt`.
-    #[must_use]
-    pub const fn target(self) -> &'static str {
-        match self {
-            Self::Decrypt => "TrentService.Decrypt",
-            Self::Encrypt => "TrentService.Encrypt",
-            Self::GenerateDataKey => "TrentService.GenerateDataKey",
-            Self::GenerateDataKeyPair => "TrentService.GenerateDataKeyPair",
-            Self::GenerateRandom => "TrentService.GenerateRandom",
-            Self::DeriveSharedSecret => "TrentService.DeriveSharedSecret",
-        }
-    }
-
     /// The operation an `X-Amz-Target` names (for the emulator), if it is one of these.
     #[must_use]
     pub fn from_target(target: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|op| op.target() == target)
     }
 
-    /// Whether the operation accepts a `Recipient`.
+    /// Whether the operation accepts a `Recipient` (KMS developer guide: Decrypt,
+    /// DeriveSharedSecret, GenerateDataKey, GenerateDataKeyPair, GenerateRandom).
     #[must_use]
     pub const fn accepts_recipient(self) -> bool {
-        !matches!(self, Self::Encrypt)
+        matches!(
+            self,
+            Self::Decrypt
+                | Self::GenerateDataKey
+                | Self::GenerateDataKeyPair
+                | Self::GenerateRandom
+                | Self::DeriveSharedSecret
+        )
+    }
+
+    /// The IAM action, e.g. `kms:Decrypt`.
+    #[must_use]
+    pub fn action(self) -> String {
+        format!("kms:{}", self.name())
     }
 }
 
@@ -367,7 +417,16 @@ mod tests {
             assert_eq!(Operation::from_target(op.target()), Some(op));
             assert_eq!(op.target(), format!("{TARGET_PREFIX}.{}", op.name()));
         }
-        assert_eq!(Operation::from_target("TrentService.ListKeys"), None);
+        assert_eq!(
+            Operation::from_target("TrentService.ListKeys"),
+            Some(Operation::ListKeys)
+        );
+        assert_eq!(Operation::from_target("TrentService.Sign"), None);
+        assert_eq!(Operation::from_target("Decrypt"), None);
+        assert_eq!(Operation::Decrypt.action(), "kms:Decrypt");
+        assert!(Operation::GenerateRandom.accepts_recipient());
+        assert!(!Operation::Encrypt.accepts_recipient());
+        assert!(!Operation::GenerateDataKeyWithoutPlaintext.accepts_recipient());
         assert_eq!(
             request_headers(Operation::GenerateRandom),
             [

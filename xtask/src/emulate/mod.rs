@@ -228,21 +228,26 @@ fn emulate(args: &Args, interrupt: &Interrupt, transcript: &Transcript) -> Resul
     interrupt.check()?;
 
     let run_dir = RunDir::create()?;
-    let policy = image::key_policy(&release, &resolved, &kms::principal()?)?;
+    let (policy, superseded) = image::key_policy(&release, &resolved, &kms::principal()?)?;
+    if let Some(note) = superseded {
+        transcript.line("kms", note);
+    }
     transcript.line(
         "kms",
         match &resolved.pinned {
             Pinned::Published => format!(
-                "key policy: release/{version}/{} with ACCOUNT={} ROLE={}",
+                "key policy: release/{version}/{} with ACCOUNT={} ROLE={} KEY_ADMIN_ROLE={}",
                 crate::release::key_policy_file_name(&version),
                 kms::EMULATOR_ACCOUNT,
-                kms::EMULATOR_ROLE
+                kms::EMULATOR_ROLE,
+                kms::EMULATOR_ADMIN_ROLE
             ),
             Pinned::Checkout { .. } => format!(
                 "key policy: the release tool's policy for THIS CHECKOUT's PCRs (not release \
-                 {version}'s), ACCOUNT={} ROLE={}",
+                 {version}'s), ACCOUNT={} ROLE={} KEY_ADMIN_ROLE={}",
                 kms::EMULATOR_ACCOUNT,
-                kms::EMULATOR_ROLE
+                kms::EMULATOR_ROLE,
+                kms::EMULATOR_ADMIN_ROLE
             ),
         },
     );
