@@ -120,15 +120,34 @@ pub struct ConditionTrace {
 }
 
 impl ConditionTrace {
-    /// One sentence: `condition OP KEY: request has V, policy requires W` (or "has no KEY").
+    /// One sentence for a condition of an Allow that did not hold:
+    /// `condition OP KEY: request has V, policy requires W` (or "request has no KEY, ..."),
+    /// W being what the condition needs.
     #[must_use]
     pub fn describe(&self) -> String {
+        self.sentence(false)
+    }
+
+    /// One sentence for a condition that made a Deny apply, in the same shape, W being what
+    /// the request would need for the Deny not to apply (for `StringNotEqualsIgnoreCase` on
+    /// a PCR: the pinned value).
+    #[must_use]
+    pub fn describe_denial(&self) -> String {
+        self.sentence(true)
+    }
+
+    fn sentence(&self, invert: bool) -> String {
         let wanted = if self.operator.starts_with("Null") {
-            match self.policy_values.first().map(String::as_str) {
-                Some(v) if v.eq_ignore_ascii_case("true") => "the key to be absent".to_owned(),
-                _ => "the key to be present".to_owned(),
+            let absent = self
+                .policy_values
+                .first()
+                .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+            if absent != invert {
+                "the key to be absent".to_owned()
+            } else {
+                "the key to be present".to_owned()
             }
-        } else if self.negated {
+        } else if self.negated != invert {
             format!("a value other than {}", self.policy_values.join(" and "))
         } else {
             self.policy_values.join(" or ")
@@ -246,8 +265,11 @@ impl Evaluation {
                         if s.conditions.is_empty() {
                             format!("{} denies it unconditionally", s.name())
                         } else {
-                            let why: Vec<String> =
-                                s.conditions.iter().map(ConditionTrace::describe).collect();
+                            let why: Vec<String> = s
+                                .conditions
+                                .iter()
+                                .map(ConditionTrace::describe_denial)
+                                .collect();
                             format!("{} applied because {}", s.name(), why.join(", and "))
                         }
                     })
@@ -519,7 +541,15 @@ mod tests {
             text.contains(
                 "statement \"DenyUnlessPCR2\" applied because condition \
                  StringNotEqualsIgnoreCase kms:RecipientAttestation:PCR2: request has no \
-                 kms:RecipientAttestation:PCR2, policy requires a value other than aa"
+                 kms:RecipientAttestation:PCR2, policy requires aa"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "statement \"NoDecryptWithoutEnclave\" applied because condition Null \
+                 kms:RecipientAttestation:PCR0: request has no kms:RecipientAttestation:PCR0, \
+                 policy requires the key to be present"
             ),
             "{text}"
         );
@@ -527,7 +557,7 @@ mod tests {
         c.set("kms:RecipientAttestation:PCR2", "bb");
         let text = policy.evaluate(&c).message(&c);
         assert!(
-            text.contains("PCR2: request has bb, policy requires a value other than aa"),
+            text.contains("PCR2: request has bb, policy requires aa"),
             "{text}"
         );
         c.set("kms:RecipientAttestation:PCR2", "AA");
