@@ -11,6 +11,7 @@
 //! [`SIGNING_NAME`], headers from [`request_headers`] plus `Host`) → send → [`decode_response`]
 //! → [`open_recipient_response`] when the request carried a [`Recipient`].
 
+mod arn;
 #[cfg(all(feature = "std", feature = "aws-lc", target_os = "linux"))]
 pub mod attested;
 #[cfg(all(feature = "std", feature = "aws-lc", target_os = "linux"))]
@@ -18,6 +19,7 @@ pub mod client;
 mod error;
 mod types;
 
+pub use arn::{KeyArn, KeyArnError, MAX_KEY_ARN_LEN};
 pub use error::{
     ErrorKind, MAX_ERROR_CODE_CHARS, MAX_ERROR_MESSAGE_CHARS, RetryAdvice, ServiceError, classify,
     error_body, parse_error, sanitize_code,
@@ -257,6 +259,38 @@ pub enum KmsError {
     },
     /// `CiphertextForRecipient` did not parse or decrypt.
     Cms(CmsError),
+    /// The request names a key the client was not configured to trust (nothing the parent
+    /// sends may widen what the enclave trusts).
+    UntrustedKey {
+        /// The operation.
+        operation: Operation,
+        /// The key the request named.
+        requested: String,
+        /// The keys the client trusts (full ARNs).
+        trusted: alloc::vec::Vec<String>,
+    },
+    /// A trusted key in another region than the client's (KMS keys are regional).
+    TrustedKeyRegion {
+        /// The key ARN.
+        key: String,
+        /// The client's region.
+        region: String,
+    },
+    /// A key operation on a client configured without a trusted key.
+    NoTrustedKey {
+        /// The operation.
+        operation: Operation,
+    },
+    /// The response's `KeyId` is not the key the request named: the answer came from another
+    /// key (or from something that is not KMS), so its secret is not used.
+    ResponseKeyMismatch {
+        /// The operation.
+        operation: Operation,
+        /// The key ARN the request named.
+        expected: String,
+        /// The response's `KeyId`, if it had one.
+        found: Option<String>,
+    },
 }
 
 impl KmsError {
@@ -298,6 +332,46 @@ impl fmt::Display for KmsError {
                  attestation: moto does, a real KMS does not)"
             ),
             Self::Cms(e) => write!(f, "CiphertextForRecipient: {e}"),
+            Self::UntrustedKey {
+                operation,
+                requested,
+                trusted,
+            } => write!(
+                f,
+                "KMS {operation} for key `{requested}` refused before sending: this client \
+                 trusts only {}; the trusted key is part of the measured image (app.rs or /env), \
+                 never chosen by a request",
+                if trusted.is_empty() {
+                    alloc::string::String::from("no key")
+                } else {
+                    trusted.join(", ")
+                }
+            ),
+            Self::TrustedKeyRegion { key, region } => write!(
+                f,
+                "the trusted key {key} is not in the client's region {region}: KMS keys are \
+                 regional; use the region of the key, or a key (a multi-Region replica) in \
+                 {region}"
+            ),
+            Self::NoTrustedKey { operation } => write!(
+                f,
+                "KMS {operation} needs a key, and this client was built without a trusted key \
+                 ARN: configure one (for the enclave template, CCC_APP_KEY_ARN in the image's \
+                 /env or KEY_ARN in app.rs)"
+            ),
+            Self::ResponseKeyMismatch {
+                operation,
+                expected,
+                found,
+            } => write!(
+                f,
+                "KMS {operation} answered for key {} instead of the trusted key {expected}; the \
+                 answer is refused and its secret not opened (the ciphertext was made under \
+                 another key, or the endpoint is not the KMS it claims to be)",
+                found
+                    .as_deref()
+                    .unwrap_or("(none: the response has no KeyId)")
+            ),
         }
     }
 }
@@ -378,6 +452,26 @@ pub fn decode_response<R: KmsRequest>(
         status,
         detail: format!("{e}"),
     })
+}
+
+/// Checks that a response's `KeyId` is exactly the key ARN the request named.
+///
+/// # Errors
+/// [`KmsError::ResponseKeyMismatch`] when it differs or is absent.
+pub fn check_response_key(
+    operation: Operation,
+    expected: &KeyArn,
+    found: Option<&str>,
+) -> Result<(), KmsError> {
+    if found == Some(expected.as_str()) {
+        Ok(())
+    } else {
+        Err(KmsError::ResponseKeyMismatch {
+            operation,
+            expected: expected.as_str().into(),
+            found: found.map(String::from),
+        })
+    }
 }
 
 /// Opens an attested response: checks that the secret came only as `CiphertextForRecipient`
