@@ -168,7 +168,7 @@ impl Kms {
         let response = self
             .operator_client()?
             .send(&EncryptRequest {
-                key_id: running.default_key_id().to_owned(),
+                key_id: running.default_key_arn().to_owned(),
                 plaintext: SecretBytes::copy_from(secret.expose()),
                 encryption_context: context.clone(),
                 ..EncryptRequest::default()
