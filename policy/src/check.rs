@@ -43,9 +43,10 @@ pub enum Rule {
     ZeroPcr,
     /// A PCR value that is not 96 hex digits.
     MalformedPcr,
-    /// Attestation pinned by PCR2 without PCR0/ImageSha384 or PCR1.
+    /// An Allow pinned by PCR2 without PCR0/ImageSha384, PCR1 or PCR8: the kernel command line
+    /// is not pinned.
     Pcr2Only,
-    /// Attestation conditions that pin no image measurement (PCR0/1/2 or PCR8).
+    /// An Allow whose attestation conditions pin no image measurement (PCR0/1/2 or PCR8).
     NoImagePin,
     /// Key administration (`PutKeyPolicy`, grants) allowed to an account root, i.e. to IAM.
     AdminViaAccountRoot,

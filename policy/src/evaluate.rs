@@ -619,6 +619,31 @@ mod tests {
         assert!(null("false", true) && !null("false", false));
     }
 
+    /// A negated condition of an Allow that fails says what the policy excludes.
+    #[test]
+    fn a_failed_negated_allow_condition_names_the_excluded_value() {
+        let policy = Policy::parse(
+            r#"{"Statement": {"Sid": "EncryptButNeverSeal", "Effect": "Allow",
+                "Principal": {"AWS": "111122223333"}, "Action": "kms:Encrypt", "Resource": "*",
+                "Condition": {"StringNotEqualsIgnoreCase": {"kms:EncryptionContext:ccc:purpose": "seal"}}}}"#,
+        )
+        .unwrap();
+        let mut c = ctx("arn:aws:iam::111122223333:user/operator", "kms:Encrypt");
+        assert!(policy.evaluate(&c).is_allowed());
+        c.set("kms:EncryptionContext:ccc:purpose", "SEAL");
+        let evaluation = policy.evaluate(&c);
+        assert_eq!(evaluation.decision, Decision::ImplicitDeny);
+        assert!(
+            evaluation.message(&c).ends_with(
+                "statement \"EncryptButNeverSeal\" did not apply because condition \
+                 StringNotEqualsIgnoreCase kms:EncryptionContext:ccc:purpose: request has SEAL, \
+                 policy requires a value other than seal"
+            ),
+            "{}",
+            evaluation.message(&c)
+        );
+    }
+
     #[test]
     fn not_action_and_arn_conditions() {
         let policy = Policy::parse(
