@@ -147,6 +147,16 @@ operation_names!(
 );
 
 impl Operation {
+    /// The operations with request and response types in this module (what an enclave sends).
+    pub const TYPED: [Self; 6] = [
+        Self::Decrypt,
+        Self::Encrypt,
+        Self::GenerateDataKey,
+        Self::GenerateDataKeyPair,
+        Self::GenerateRandom,
+        Self::DeriveSharedSecret,
+    ];
+
     /// The operation an `X-Amz-Target` names (for the emulator), if it is one of these.
     #[must_use]
     pub fn from_target(target: &str) -> Option<Self> {
@@ -507,6 +517,9 @@ mod tests {
 
     #[test]
     fn targets_round_trip() {
+        for op in Operation::TYPED {
+            assert!(Operation::ALL.contains(&op), "{op}");
+        }
         for op in Operation::ALL {
             assert_eq!(Operation::from_target(op.target()), Some(op));
             assert_eq!(op.target(), format!("{TARGET_PREFIX}.{}", op.name()));
