@@ -116,6 +116,8 @@ pub enum TemplateError {
         /// Which PCR.
         index: u8,
     },
+    /// A template to fill in is not JSON.
+    NotJson(String),
 }
 
 impl fmt::Display for TemplateError {
@@ -134,6 +136,10 @@ impl fmt::Display for TemplateError {
                 f,
                 "PCR{index} `{found}` is not 96 hexadecimal digits (a SHA-384 measurement as \
                  `nitro-cli describe-eif` prints it)"
+            ),
+            Self::NotJson(why) => write!(
+                f,
+                "the key-policy template is not JSON ({why}); restore it from the release"
             ),
             Self::DebugPcr { index } => write!(
                 f,
@@ -420,10 +426,10 @@ pub fn iam_policy(pins: &ImagePins) -> String {
 /// `...:role/ROLE`, `...:role/KEY_ADMIN_ROLE`) replaced by `principals`' (pretty JSON).
 ///
 /// # Errors
-/// The template is not JSON.
-pub fn fill_placeholders(template: &str, principals: &Principals) -> Result<String, String> {
+/// [`TemplateError::NotJson`].
+pub fn fill_placeholders(template: &str, principals: &Principals) -> Result<String, TemplateError> {
     let value: serde_json::Value =
-        serde_json::from_str(template).map_err(|e| format!("the template is not JSON: {e}"))?;
+        serde_json::from_str(template).map_err(|e| TemplateError::NotJson(e.to_string()))?;
     let placeholders = Principals::placeholders();
     let replacements = [
         (

@@ -172,8 +172,7 @@ impl Release {
         let expected: serde_json::Value = serde_json::from_str(&placeholders)?;
         let path = self.dir.join(release::key_policy_file_name(&self.version));
         if published == expected {
-            let filled = template::fill_placeholders(&self.key_policy_template, principals)
-                .map_err(anyhow::Error::msg)?;
+            let filled = template::fill_placeholders(&self.key_policy_template, principals)?;
             return Ok((filled, None));
         }
         let findings = crate::policy::check_text(&self.key_policy_template)
