@@ -15,6 +15,7 @@ mod init;
 mod kernel;
 mod kms_emulator;
 mod nsm;
+mod policy;
 mod progress;
 mod qemu;
 mod release;
@@ -81,6 +82,10 @@ enum Command {
     /// attested key release (`--scenario tampered`: one byte of the app changed, KMS must
     /// refuse). Prints a transcript and the verdict; tears everything down, also on Ctrl-C.
     Emulate(emulate::Args),
+    /// KMS key policies: `policy check FILE` lints one (exit 1 with one line per finding, 2 if
+    /// the file is unreadable or not a policy).
+    #[command(subcommand)]
+    Policy(policy::Command),
     /// Run the KMS emulator (HTTPS on 127.0.0.1, SigV4, Recipient, key policies) in the
     /// foreground; prints the endpoint, the CA to trust, credentials and the default key.
     KmsEmulator(kms_emulator::Args),
@@ -98,9 +103,11 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    // `ci` decides its exit code itself: its summary line must stay the last line printed.
+    // `ci` decides its exit code itself: its summary line must stay the last line printed;
+    // `policy check` tells findings (1) from unreadable input (2).
     let result = match &cli.command {
         Command::Ci(args) => ci::run(args),
+        Command::Policy(command) => Ok(policy::run(command)),
         _ => run(cli).map(|()| std::process::ExitCode::SUCCESS),
     };
     match result {
@@ -117,6 +124,13 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         // `main` calls `ci::run` itself, for its exit code.
         Command::Ci(args) => ci::run(&args).map(drop),
+        Command::Policy(command) => {
+            if policy::run(&command) == std::process::ExitCode::SUCCESS {
+                Ok(())
+            } else {
+                anyhow::bail!("policy check failed")
+            }
+        }
         Command::Release(args) => release::run(&args),
         Command::VerifyRelease(args) => release::verify(&args),
         Command::Nsm(args) => nsm::run(&args),

@@ -33,6 +33,7 @@ fn release_into(out: &Path, app: Option<&AppSpec>) -> Result<()> {
         kernel: None,
         account: None,
         role: None,
+        admin_role: None,
         out: Some(out.to_path_buf()),
         force: false,
         full: false,
@@ -107,15 +108,31 @@ pub(crate) fn check_published(dir: &Path, version: &str, image_name: &str) -> Re
         })
         .context("the key policy has no StringEqualsIgnoreCase conditions")?;
     for (key, pcr) in [
-        (publish::CONDITION_IMAGE_SHA384, eif.measurements.pcr0),
-        (publish::CONDITION_PCR1, eif.measurements.pcr1),
-        (publish::CONDITION_PCR2, eif.measurements.pcr2),
+        (ccc_policy::keys::IMAGE_SHA384, eif.measurements.pcr0),
+        (ccc_policy::keys::PCR1, eif.measurements.pcr1),
+        (ccc_policy::keys::PCR2, eif.measurements.pcr2),
     ] {
         ensure!(
             conditions[key] == pcr.hex(),
             "the key policy's {key} is {}, the EIF's is {}",
             conditions[key],
             pcr.hex()
+        );
+    }
+
+    for file in [
+        super::key_policy_file_name(version),
+        super::iam_policy_file_name(version),
+    ] {
+        let findings = crate::policy::check_file(&dir.join(&file))?;
+        ensure!(
+            findings.is_empty(),
+            "{file} has findings:\n{}",
+            findings
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
         );
     }
 

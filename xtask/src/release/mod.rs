@@ -29,9 +29,9 @@ use crate::init::MUSL_TARGET;
 use crate::kernel::{self, KernelArtifact};
 use crate::progress::elapsed;
 use build::{Binaries, GitState, Pass};
+use ccc_policy::template::Principals;
 use publish::{
-    Expectations, FileDigest, KernelRecord, Manifest, MeasurementsFile, PcrValues, Principal,
-    Recorded,
+    Expectations, FileDigest, KernelRecord, Manifest, MeasurementsFile, PcrValues, Recorded,
 };
 
 /// Where the passes build, relative to the workspace root.
@@ -71,13 +71,19 @@ pub(crate) struct Args {
     /// Use this bzImage instead of CCC's kernel (a `<PATH>.config` next to it is picked up).
     #[arg(long, value_name = "PATH")]
     kernel: Option<PathBuf>,
-    /// AWS account id for the key-policy template (12 digits; default: the placeholder ACCOUNT).
-    #[arg(long, value_name = "ID", requires = "role")]
+    /// AWS account id for the key-policy template (12 digits; default: the placeholder
+    /// ACCOUNT). Needs --role and --admin-role.
+    #[arg(long, value_name = "ID", requires_all = ["role", "admin_role"])]
     account: Option<String>,
     /// Name of the parent instance's IAM role, the principal that calls KMS for the enclave
     /// (default: the placeholder ROLE).
     #[arg(long, value_name = "NAME", requires = "account")]
     role: Option<String>,
+    /// Name of the key-administrator role, the only principal allowed to change the key policy
+    /// (it gets no decryption rights; default: the placeholder KEY_ADMIN_ROLE). It must not be
+    /// the parent's role.
+    #[arg(long, value_name = "NAME", requires = "account")]
+    admin_role: Option<String>,
     /// Output directory (default: release/<VERSION>/). Only the default updates
     /// release/pcr-expectations.json.
     #[arg(long, value_name = "DIR")]
@@ -142,7 +148,7 @@ pub(crate) fn key_policy_file_name(version: &str) -> String {
     format!("kms-policy-template-{version}.json")
 }
 
-fn iam_policy_file_name(version: &str) -> String {
+pub(crate) fn iam_policy_file_name(version: &str) -> String {
     format!("iam-policy-template-{version}.json")
 }
 
@@ -353,9 +359,10 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         .clone()
         .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned());
     publish::check_version(&version)?;
-    let principal = match (&args.account, &args.role) {
-        (Some(account), Some(role)) => Principal::new(account, role)?,
-        _ => Principal::placeholders(),
+    let principal = match (&args.account, &args.role, &args.admin_role) {
+        (Some(account), Some(role), Some(admin_role)) => Principals::new(account, role, admin_role)
+            .context("--account, --role and --admin-role")?,
+        _ => Principals::placeholders(),
     };
     let app = args.app_spec();
     crate::setup::ensure_base()?;
@@ -531,7 +538,7 @@ struct ReleaseContext<'a> {
     kernel: &'a KernelArtifact,
     custom_kernel: bool,
     full: bool,
-    principal: &'a Principal,
+    principal: &'a Principals,
     first: &'a Built,
 }
 
@@ -900,11 +907,13 @@ fn reproduce_md(ctx: &ReleaseContext<'_>, names: &ReleaseFiles, rebuild: &[Strin
     };
     let placeholder = if ctx.principal.is_placeholder() {
         format!(
-            "\nThe template names `ACCOUNT` and `ROLE`: replace them with your account id and \
-             the\nname of the parent instance's IAM role (or run `cargo xtask release --version \
-             {version}\n--account 111122223333 --role NAME --out DIR`), then:\n\n    \
+            "\nThe template names `ACCOUNT`, `ROLE` and `KEY_ADMIN_ROLE`: replace them with your \
+             account id,\nthe name of the parent instance's IAM role and the name of the \
+             key-administrator role (or run\n`cargo xtask release --version {version} --account \
+             111122223333 --role NAME --admin-role NAME --out DIR`),\nthen:\n\n    \
              aws kms put-key-policy --key-id KEY --policy-name default --policy \
-             file://{}\n",
+             file://{}\n\nand check what you upload with `cargo xtask policy check FILE` (exit \
+             status 0: no findings).\n",
             names.key_policy
         )
     } else {
@@ -971,23 +980,34 @@ is `--locked`, and `SOURCE_DATE_EPOCH` is the commit time.
 
 ## Key policy
 
-`{kms}` has three statements:
+`{kms}` follows AWS's guidance for Nitro Enclaves key policies: nobody uses the key
+without this image's attestation, and nothing the parent controls can change that
+(`docs/threat-model.md` in the repository says which attack each statement stops).
 
-1. `KeyAdministrationByTheAccount`: the account (`arn:aws:iam::ACCOUNT:root`, i.e. whoever IAM
-   in that account allows) keeps key administration, including `kms:PutKeyPolicy`, so the key is
-   never orphaned (without it nobody could ever change, disable or delete the key; KMS itself
-   refuses a policy that locks its caller out). It lists actions one by one and leaves out
-   everything that reveals plaintext or routes around the attestation: `kms:Decrypt`,
-   `kms:GenerateDataKey*`, `kms:ReEncrypt*`, `kms:CreateGrant`. Whoever may call
-   `kms:PutKeyPolicy` can still replace the policy: restrict that to an administrator role and
-   watch for it in CloudTrail.
-2. `SealSecretsForTheEnclave`: the account may `kms:Encrypt` (sealing a secret for the enclave
-   reveals nothing).
-3. `EnclaveUseOnlyWithThisImage`: the parent instance's role may call `kms:Decrypt` and
-   `kms:GenerateDataKey` only with an attestation document (`Recipient`) whose PCR0
+1. `KeyAdministration`: the key-administrator role (`KEY_ADMIN_ROLE`) manages the key and its
+   policy, so the key is never orphaned (KMS refuses a policy that locks everyone out). It lists
+   actions one by one and holds nothing that reveals plaintext or routes around attestation:
+   no `kms:Decrypt`, `kms:GenerateDataKey*`, `kms:ReEncrypt*`, `kms:DeriveSharedSecret`,
+   `kms:CreateGrant`. Not the account root: `arn:aws:iam::ACCOUNT:root` would hand the decision
+   to IAM, and so to every role of the account with broad IAM rights, the parent's included.
+2. `OperatorsEncryptButNeverSeal`: principals of the account may `kms:Encrypt` secrets for the
+   enclave (this reveals nothing), never with the encryption context `ccc:purpose=seal`, which
+   the enclave reserves for its sealed blobs.
+3. `EnclaveUseOnlyWithThisImage`: the parent instance's role (`ROLE`) may call `kms:Decrypt`
+   and `kms:GenerateDataKey` only with an attestation document (`Recipient`) whose PCR0
    (`kms:RecipientAttestation:ImageSha384`), PCR1 and PCR2 equal this release's
-   (`StringEqualsIgnoreCase`). A debug-mode enclave reports all-zero PCRs and is refused; the
-   release tool never writes a policy with all-zero PCRs.
+   (`StringEqualsIgnoreCase`). A debug-mode enclave reports all-zero PCRs; the release tool
+   never writes a policy with all-zero PCRs.
+4. to 6. `DenySecretsUnlessImageSha384Matches`, `...PCR1Matches`, `...PCR2Matches`: an explicit
+   Deny, for every principal, of `kms:Decrypt`, `kms:GenerateDataKey*`, `kms:ReEncrypt*` and
+   `kms:DeriveSharedSecret` unless that PCR is this release's (`StringNotEqualsIgnoreCase`,
+   which also holds when the request carries no attestation at all: IAM user guide, condition
+   operators). No statement added later, no grant and no IAM policy can release a secret
+   outside this image.
+7. `DenyMintingSealedBlobs`: nobody may `kms:Encrypt` with `ccc:purpose=seal`: an operator who
+   could would choose a data key, wrap it and build a sealed blob the enclave takes for its own.
+8. `DenyPolicyAndGrantChangesToTheEnclaveRole`: the parent's role may never change the policy,
+   create, revoke or retire grants, or replicate the key, whatever its IAM policies say.
 {placeholder}
 `kms:GenerateRandom` is not in the key policy: it uses no key, so KMS authorises it through IAM
 policies only (KMS API reference, GenerateRandom: \"Required permissions: kms:GenerateRandom (IAM
@@ -1227,6 +1247,25 @@ mod tests {
         assert!(
             parse(&["--account", "111122223333"]).is_err(),
             "--account needs --role"
+        );
+        assert!(
+            parse(&["--account", "111122223333", "--role", "r"]).is_err(),
+            "--account needs --admin-role"
+        );
+        assert!(
+            parse(&["--admin-role", "a"]).is_err(),
+            "--admin-role needs --account"
+        );
+        assert!(
+            parse(&[
+                "--account",
+                "111122223333",
+                "--role",
+                "r",
+                "--admin-role",
+                "a"
+            ])
+            .is_ok()
         );
         assert!(parse(&["--full", "--kernel", "/k"]).is_err());
         assert_eq!(image_name(&AppSpec::template()), "ccc-enclave");
