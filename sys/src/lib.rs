@@ -17,6 +17,8 @@
 //! - [`socket`]: what any socket needs (read/write timeouts, `shutdown`, the pending error);
 //! - [`fd`]: descriptor flags (`O_NONBLOCK`);
 //! - [`poll`]: `poll(2)` over a few descriptors;
+//! - [`epoll`]: `epoll(7)`, the parent's proxy event loop;
+//! - [`tcp`]: a TCP `connect` started without blocking (the event loop waits for it);
 //! - [`pipe`]: pipes and `splice(2)` (the parent's proxy moves bytes without copying them);
 //! - [`mount`](mod@mount): `mount(2)`;
 //! - [`interface`]: bringing a network interface up (the enclave's `lo`);
@@ -29,6 +31,7 @@
 
 pub use libc;
 
+pub mod epoll;
 pub mod fd;
 pub mod interface;
 pub mod mount;
@@ -38,6 +41,7 @@ pub mod poll;
 pub mod power;
 pub mod process;
 pub mod socket;
+pub mod tcp;
 pub mod vsock;
 
 use std::io;
