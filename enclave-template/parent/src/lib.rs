@@ -2,8 +2,9 @@
 //! enclave, as one static binary (`ccc-template-parent`).
 //!
 //! - [`proxy`]: vsock → TCP forwarding to allowlisted destinations ([`allowlist`]: nitro-cli
-//!   vsock-proxy's YAML format), bounded and with timeouts; [`relay`]: its zero-copy byte
-//!   relay (`splice` + `poll`, one thread per connection).
+//!   vsock-proxy's YAML format), bounded and with timeouts; [`event_loop`]: the threads that
+//!   hold its connections (`epoll`, one per core); [`relay`]: each connection's byte relay
+//!   (`splice` through pipes once bulk data flows).
 //! - [`credentials`]: the instance role's credentials for the enclave (IMDSv2, environment or
 //!   file), over the SDK's credentials protocol.
 //! - [`heartbeat`]: the enclave-ready echo, for QEMU emulation.
@@ -11,8 +12,9 @@
 //! - [`net`]: listening on vsock, vhost-device-vsock's Unix sockets or TCP; reaching the
 //!   enclave on each; [`service`]: accept loops, connection tracking, clean shutdown.
 //!
-//! The system calls std does not wrap (`poll`, `splice`, `shutdown` on a vsock socket, the
-//! open-files limit) are ccc-sys's; this crate has no `unsafe`.
+//! The system calls std does not wrap (`epoll`, a non-blocking TCP `connect`, `poll`,
+//! `splice`, `shutdown` on a vsock socket, the open-files limit) are ccc-sys's; this crate
+//! has no `unsafe`.
 
 use std::fmt;
 
@@ -47,6 +49,7 @@ impl core::error::Error for ArgumentError {}
 pub mod allowlist;
 pub mod client;
 pub mod credentials;
+pub mod event_loop;
 pub mod heartbeat;
 pub mod net;
 pub mod proxy;

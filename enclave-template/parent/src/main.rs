@@ -108,6 +108,9 @@ struct ProxyArgs {
     /// Seconds a connection may be idle (nothing moving either way) before it is closed.
     #[arg(long, default_value_t = 300.0, value_name = "SECONDS")]
     idle_timeout: f64,
+    /// Event-loop threads holding the proxied connections (0: one per core).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    relay_threads: usize,
     /// Resolve HOST to these addresses instead of asking DNS (repeatable; like curl's
     /// --resolve): HOST=IP[,IP...].
     #[arg(long = "resolve", value_name = "HOST=IP,...")]
@@ -232,6 +235,7 @@ fn serve(
             max_connections: args.max_connections.max(1),
             connect_timeout: seconds(args.connect_timeout, "--connect-timeout")?,
             idle_timeout: seconds(args.idle_timeout, "--idle-timeout")?,
+            relay_threads: args.relay_threads,
         };
         let proxy = Proxy::new(allowlist, resolver(&args.resolve)?, limits, &services);
         for route in routes {

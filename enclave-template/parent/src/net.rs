@@ -210,6 +210,22 @@ impl Conn {
         })
     }
 
+    /// Takes an accepted stream for the proxy's event loop: non-blocking, no timeouts (the
+    /// loop keeps the deadlines).
+    ///
+    /// # Errors
+    /// Setting `O_NONBLOCK` or duplicating the vsock descriptor failed.
+    pub fn nonblocking(stream: Stream) -> io::Result<Self> {
+        let conn = match stream {
+            Stream::Tcp(s) => Self::Tcp(s),
+            Stream::Unix(s) => Self::Unix(s),
+            Stream::Vsock(s) => Self::Vsock(vsock_file(&s)?),
+            _ => return Err(io::Error::other("unknown stream type")),
+        };
+        ccc_sys::fd::set_nonblocking(conn.as_fd(), true)?;
+        Ok(conn)
+    }
+
     /// Another handle to the same socket.
     ///
     /// # Errors
