@@ -151,6 +151,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Emulate(args) => emulate::run(&args),
         Command::Bench { name, options } if name == "boot" => bench_boot::run(&options),
         Command::Bench { name, options } => {
+            if name == "proxy" {
+                // The proxy is timed side by side with socat (installed as root, or the
+                // command to run is named).
+                setup::ensure_packages(&["socat"], None)?;
+            }
             let sh = xshell::Shell::new()?;
             sh.change_dir(workspace_root());
             xshell::cmd!(
