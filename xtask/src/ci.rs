@@ -3,6 +3,7 @@
 //! and the exit status is non-zero if any step failed.
 
 use anyhow::{Context, Result};
+use ccc_build::project::AppSpec;
 use std::path::PathBuf;
 use std::time::Instant;
 use xshell::{Shell, cmd};
@@ -31,7 +32,7 @@ fn steps() -> Vec<Step> {
     vec![
         Step {
             name: "setup",
-            run: |_| crate::setup::ensure_base(),
+            run: |_| Ok(ccc_build::host::ensure_base(&crate::workspace_root())?),
         },
         Step {
             name: "fmt",
@@ -66,7 +67,7 @@ fn steps() -> Vec<Step> {
         Step {
             name: "init-static",
             run: |_| {
-                let path = crate::init::build()?;
+                let path = ccc_build::init::build(&crate::workspace_root())?;
                 eprintln!(
                     "ccc-init: static, {} bytes",
                     std::fs::metadata(&path)?.len()
@@ -79,13 +80,19 @@ fn steps() -> Vec<Step> {
             // byte-identical, then SHA256SUMS, the EIF's PCRs, the SDK's policy loader and the
             // key policy are checked. Builds the kernel on a fresh machine (cached after).
             name: "release-reproducible",
-            run: |_| crate::release::checks::reproducible(),
+            run: |_| Ok(ccc_build::release::checks::reproducible(&crate::project()?)?),
         },
         Step {
             // Another application (`--app ccc-init --example nsm_probe`) through the same
             // pipeline: same PCR1 as the template, different PCR2.
             name: "release-other-app",
-            run: |_| crate::release::checks::other_app(),
+            run: |_| {
+                let nsm_probe = AppSpec::example("ccc-init", "nsm_probe");
+                Ok(ccc_build::release::checks::other_app(
+                    &crate::project()?,
+                    &nsm_probe,
+                )?)
+            },
         },
         Step {
             // The release image under QEMU's nitro-enclave machine (TCG): PCRs as published

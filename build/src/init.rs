@@ -1,42 +1,61 @@
 //! The enclave's PID 1 as a file: `ccc-init` built for x86_64-unknown-linux-musl (release
-//! profile), checked to be a static executable, ready for the bootstrap ramdisk.
+//! profile), checked to be a static executable, ready for the bootstrap ramdisk; and the ELF
+//! check every enclave binary goes through.
 
-use anyhow::{Context, Result, ensure};
-use std::path::PathBuf;
-use xshell::{Shell, cmd};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
-/// The target the enclave's binaries are built for.
-pub(crate) const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
+use crate::error::{Error, IoContext, Result, ensure};
+use crate::host::{self, MUSL_TARGET};
+
+/// The init's package (and binary) in CCC's workspace.
+pub const PACKAGE: &str = "ccc-init";
 
 /// ELF program header type of the dynamic loader request (`PT_INTERP`).
 const PT_INTERP: u32 = 3;
 
-/// Builds `ccc-init` (release, musl) and returns its path.
+/// Builds `ccc-init` (release, musl) in CCC's workspace at `ccc_root`, into its own target
+/// directory, and returns its path. (A release builds the init its own way, with every path
+/// remapped: see [`crate::release`].)
 ///
 /// # Errors
 /// The musl target is missing (with the command that adds it), the build failed, or the result
 /// is not a static executable.
-pub(crate) fn build() -> Result<PathBuf> {
-    crate::setup::ensure_musl_target()?;
-    let root = crate::workspace_root();
-    let sh = Shell::new()?;
-    sh.change_dir(&root);
-    cmd!(
-        sh,
-        "cargo build --locked --release -p ccc-init --bin ccc-init --target {MUSL_TARGET}"
-    )
-    .run()
-    .context("building ccc-init for musl failed")?;
-    let path = root
+pub fn build(ccc_root: &Path) -> Result<PathBuf> {
+    host::ensure_musl_target(ccc_root)?;
+    let status = Command::new("cargo")
+        .args([
+            "build",
+            "--locked",
+            "--release",
+            "-p",
+            PACKAGE,
+            "--bin",
+            PACKAGE,
+        ])
+        .args(["--target", MUSL_TARGET])
+        .current_dir(ccc_root)
+        .status()
+        .map_err(|e| Error::program("cargo", format!("cannot start: {e}")))?;
+    ensure!(
+        status.success(),
+        Error::program(
+            "cargo build -p ccc-init",
+            format!("building ccc-init for musl failed ({status})")
+        )
+    );
+    let path = ccc_root
         .join("target")
         .join(MUSL_TARGET)
         .join("release")
-        .join("ccc-init");
-    let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        .join(PACKAGE);
+    let bytes = std::fs::read(&path).io("read", &path)?;
     ensure!(
-        !has_interpreter(&bytes)?,
-        "{} asks for a dynamic loader (PT_INTERP): the init must be static",
-        path.display()
+        !has_interpreter(&bytes).map_err(|p| Error::invalid(path.display().to_string(), p))?,
+        Error::invalid(
+            path.display().to_string(),
+            "asks for a dynamic loader (PT_INTERP): the init must be static"
+        )
     );
     Ok(path)
 }
@@ -56,14 +75,17 @@ fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
 /// Whether a little-endian ELF64 x86-64 executable has a `PT_INTERP` program header (i.e. is
 /// dynamically linked). Layout from the System V gABI: `e_phoff` at 0x20, `e_phentsize` at
 /// 0x36, `e_phnum` at 0x38; each program header starts with its `p_type`.
-pub(crate) fn has_interpreter(elf: &[u8]) -> Result<bool> {
+///
+/// # Errors
+/// Not an ELF64 x86-64 file, or a truncated one (the message says which).
+pub fn has_interpreter(elf: &[u8]) -> Result<bool, String> {
     ensure!(
         elf.get(..4) == Some(b"\x7fELF".as_slice()),
-        "not an ELF file"
+        "not an ELF file".to_owned()
     );
     ensure!(
         elf.get(4) == Some(&2) && elf.get(5) == Some(&1) && u16_at(elf, 0x12) == Some(62),
-        "not a little-endian ELF64 x86-64 file"
+        "not a little-endian ELF64 x86-64 file".to_owned()
     );
     let header = || -> Option<(usize, usize, usize)> {
         Some((
@@ -72,13 +94,13 @@ pub(crate) fn has_interpreter(elf: &[u8]) -> Result<bool> {
             usize::from(u16_at(elf, 0x38)?),
         ))
     };
-    let (phoff, phentsize, phnum) = header().context("truncated ELF header")?;
+    let (phoff, phentsize, phnum) = header().ok_or("truncated ELF header")?;
     for i in 0..phnum {
         let at = i
             .checked_mul(phentsize)
             .and_then(|o| o.checked_add(phoff))
-            .context("program header offset overflows")?;
-        let kind = u32_at(elf, at).context("truncated program header table")?;
+            .ok_or("program header offset overflows")?;
+        let kind = u32_at(elf, at).ok_or("truncated program header table")?;
         if kind == PT_INTERP {
             return Ok(true);
         }
