@@ -109,6 +109,14 @@ fn steps() -> Vec<Step> {
             run: |sh| emulate(sh, "tampered"),
         },
         Step {
+            // CCC from a cargo project outside this workspace: the README's "Build your own
+            // enclave" block as written (install cargo-ccc, `cargo ccc new`, an app change,
+            // release, emulate, the project's tests), then the same commit released from a
+            // second path with another cache location (identical files) and emulated tampered.
+            name: "plugin",
+            run: |_| crate::plugin::run(),
+        },
+        Step {
             name: "no-std",
             run: |sh| Ok(cmd!(sh, "cargo check -p ccc-sdk --no-default-features --locked").run()?),
         },

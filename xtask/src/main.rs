@@ -1,6 +1,6 @@
 //! `cargo xtask`: CCC's repository commands. The product commands (release, verify-release,
-//! emulate, describe-eif, attestation, kernel, qemu) are library modules of `ccc-build` and
-//! `ccc-emulate`, applied to this repository as a project (its
+//! emulate, describe-eif, attestation, kernel, qemu) are the same modules `cargo ccc` runs,
+//! from `ccc-build` and `ccc-emulate`, applied to this repository as a project (its
 //! `[workspace.metadata.ccc]`: the enclave template); the repository-only ones (ci, fuzz,
 //! bench, setup, the NSM/CMS/SigV4 developer tools, the KMS emulator) live here, one module
 //! each. Commands run through `xshell` or `std::process::Command` (arguments are never
@@ -12,6 +12,7 @@ mod cms;
 mod fuzz;
 mod kms_emulator;
 mod nsm;
+mod plugin;
 mod sigv4;
 
 use anyhow::Result;
