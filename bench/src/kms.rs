@@ -288,7 +288,7 @@ fn bench_emulator() -> Result<()> {
     use ccc_sdk::credentials::StaticCredentials;
     use ccc_sdk::kms::attested::AttestedKmsClient;
     use ccc_sdk::kms::client::{ClientConfig, KmsClient, Transport};
-    use ccc_sdk::kms::{DecryptRequest, EncryptRequest};
+    use ccc_sdk::kms::{DecryptRequest, EncryptRequest, KeyArn};
     use ccc_sdk::net::Endpoint;
     use ccc_sdk::nsm::{Nsm, Simulator, SimulatorConfig};
     use ccc_sdk::secret::SecretBytes;
@@ -315,10 +315,14 @@ fn bench_emulator() -> Result<()> {
     .with_host(running.host_name());
     let credentials = Arc::new(StaticCredentials::new(running.credentials().sigv4()?));
     let kms = KmsClient::new(config, credentials)?;
-    let client = AttestedKmsClient::new(kms, Nsm::with_transport(Box::new(simulator.clone())))?;
+    let key = KeyArn::parse(running.default_key_arn())?;
+    let client = AttestedKmsClient::new(
+        kms,
+        Nsm::with_transport(Box::new(simulator.clone())),
+        Some(key),
+    )?;
     let blob = client
         .encrypt(&EncryptRequest {
-            key_id: running.default_key_id().into(),
             plaintext: SecretBytes::copy_from(&[7u8; 32]),
             ..EncryptRequest::default()
         })?

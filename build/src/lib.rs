@@ -8,7 +8,8 @@
 //! - [`image`] — ramdisks, the measured command line, EIF assembly.
 //! - [`release`] — the two-pass reproducible release, its published formats
 //!   ([`release::publish`]), `verify-release`, and the checks CI runs on a release.
-//! - [`describe`], [`attestation`] — `describe-eif` and `attestation verify`.
+//! - [`describe`], [`attestation`], [`policy`] — `describe-eif`, `attestation verify` and
+//!   `policy check` (the key-policy linter the release also gates on).
 //! - [`tools`], [`boot`] — QEMU with the nitro-enclave machine and vhost-device-vsock (in the
 //!   cache), and one boot of an EIF under them.
 //! - [`host`] — Debian packages and the musl target.
@@ -30,6 +31,7 @@ pub mod host;
 pub mod image;
 pub mod init;
 pub mod kernel;
+pub mod policy;
 pub mod progress;
 pub mod project;
 pub mod release;

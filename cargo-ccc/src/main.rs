@@ -1,7 +1,8 @@
 //! `cargo ccc`: CCC as a cargo plugin, for any cargo project. `cargo ccc new NAME` writes a
 //! standalone project (the enclave template, its parent, their tests) that depends on this
-//! CCC; in a project, `release`, `verify-release`, `emulate`, `describe-eif` and `attestation`
-//! are the same commands CCC's own `cargo xtask` runs, from `ccc-build` and `ccc-emulate`.
+//! CCC; in a project, `release`, `verify-release`, `emulate`, `describe-eif`, `attestation` and
+//! `policy` are the same commands CCC's own `cargo xtask` runs, from `ccc-build` and
+//! `ccc-emulate`.
 //!
 //! Installed with `cargo install --locked --path cargo-ccc` from a CCC checkout, or
 //! `cargo install --locked --git <CCC's repository> cargo-ccc`; cargo then runs it for
@@ -58,10 +59,18 @@ enum Command {
     /// Inspect and verify NSM attestation documents.
     #[command(subcommand)]
     Attestation(ccc_build::attestation::Command),
+    /// KMS key policies: `policy check FILE` lints one (exit 1 with one line per finding, 2 if
+    /// the file is unreadable or not a policy).
+    #[command(subcommand)]
+    Policy(ccc_build::policy::Command),
 }
 
 fn main() -> std::process::ExitCode {
     let Cargo::Ccc(cli) = Cargo::parse();
+    // `policy check` tells findings (1) from unreadable input (2).
+    if let Command::Policy(command) = &cli.command {
+        return ccc_build::policy::run(command);
+    }
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
@@ -80,6 +89,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Emulate(args) => ccc_emulate::run(&project(&cli)?, args)?,
         Command::DescribeEif(args) => ccc_build::describe::run(args)?,
         Command::Attestation(command) => ccc_build::attestation::run(command)?,
+        Command::Policy(command) => {
+            if ccc_build::policy::run(command) != std::process::ExitCode::SUCCESS {
+                anyhow::bail!("policy check failed");
+            }
+        }
     }
     Ok(())
 }

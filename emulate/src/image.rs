@@ -19,9 +19,10 @@
 
 use ccc_build::image::{Image, ImageSpec};
 use ccc_build::project::{AppSpec, Project};
-use ccc_build::release::publish::{self, Manifest, MeasurementsFile, PcrValues, Principal};
+use ccc_build::release::publish::{self, Manifest, MeasurementsFile, PcrValues};
 use ccc_build::release::{self, EXPECTATIONS_FILE, MANIFEST_FILE};
 use ccc_eif::{Eif, Measurements, Pcr};
+use ccc_policy::template::{self, Principals};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result, ensure};
@@ -152,63 +153,59 @@ impl Release {
         }
     }
 
-    /// The published key-policy template with the placeholders replaced by `principal`'s
-    /// account and role, after checking that the template is exactly what the release tool
-    /// writes for the published PCRs (so the file on disk pins what `pcr-measurements` says).
+    /// The key policy to install for the published PCRs, with the placeholders replaced by
+    /// `principals`': the published template, after checking that it is exactly what the
+    /// release tool writes for the published PCRs (so the file on disk pins what
+    /// `pcr-measurements` says). A published template the linter has findings for was written
+    /// by an older tool and is superseded: the emulation then installs what the tool writes
+    /// today for the same PCRs, and the second value says so (with the findings).
     ///
     /// # Errors
-    /// The template is not JSON, or differs from what the tool writes.
-    pub(crate) fn filled_key_policy(&self, principal: &Principal) -> Result<String> {
-        let template_path = self.dir.join(release::key_policy_file_name(&self.version));
+    /// The template is not JSON, or differs from what the tool writes while passing the linter
+    /// (the published files disagree).
+    pub(crate) fn filled_key_policy(
+        &self,
+        principals: &Principals,
+    ) -> Result<(String, Option<String>)> {
+        let path = self.dir.join(release::key_policy_file_name(&self.version));
         let published: serde_json::Value = serde_json::from_str(&self.key_policy_template)
-            .map_err(|e| Error::release(format!("{} is not JSON: {e}", template_path.display())))?;
-        let expected: serde_json::Value = serde_json::from_str(&publish::key_policy(
-            &self.measurements,
-            &Principal::placeholders(),
-        )?)
-        .map_err(|e| Error::release(format!("the tool's key policy is not JSON: {e}")))?;
+            .map_err(|e| Error::release(format!("{} is not JSON: {e}", path.display())))?;
+        let placeholders = publish::key_policy(&self.measurements, &Principals::placeholders())?;
+        let expected: serde_json::Value = serde_json::from_str(&placeholders)
+            .map_err(|e| Error::release(format!("the tool's key policy is not JSON: {e}")))?;
+        if published == expected {
+            let filled = template::fill_placeholders(&self.key_policy_template, principals)
+                .map_err(|e| Error::release(format!("{}: {e}", path.display())))?;
+            return Ok((filled, None));
+        }
+        let findings = ccc_build::policy::check_text(&self.key_policy_template)
+            .map_err(|e| e.context(format!("{} is not a key policy", path.display())))?;
         ensure!(
-            published == expected,
+            !findings.is_empty(),
             Error::release(format!(
                 "{} is not the key policy the release tool writes for the PCRs in {}: the \
                  published files disagree (re-publish the release, or restore the template \
                  from git)",
-                template_path.display(),
+                path.display(),
                 release::measurements_file_name(&self.version)
             ))
         );
-        let filled = fill_placeholders(&published, principal);
-        Ok(publish::json_text(&filled)?)
-    }
-}
-
-/// Replaces `ACCOUNT` and `ROLE` in the principal ARNs of a policy document.
-fn fill_placeholders(policy: &serde_json::Value, principal: &Principal) -> serde_json::Value {
-    let account_root = format!("arn:aws:iam::{}:root", publish::ACCOUNT_PLACEHOLDER);
-    let role = format!(
-        "arn:aws:iam::{}:role/{}",
-        publish::ACCOUNT_PLACEHOLDER,
-        publish::ROLE_PLACEHOLDER
-    );
-    match policy {
-        serde_json::Value::String(s) if *s == account_root => {
-            serde_json::Value::String(principal.account_root_arn())
-        }
-        serde_json::Value::String(s) if *s == role => {
-            serde_json::Value::String(principal.role_arn())
-        }
-        serde_json::Value::Array(items) => serde_json::Value::Array(
-            items
+        let note = format!(
+            "{} was written by an older release tool and is SUPERSEDED ({} findings of `policy \
+             check`: {}); installing instead what the tool writes today for the same published \
+             PCRs",
+            path.display(),
+            findings.len(),
+            findings
                 .iter()
-                .map(|v| fill_placeholders(v, principal))
-                .collect(),
-        ),
-        serde_json::Value::Object(map) => serde_json::Value::Object(
-            map.iter()
-                .map(|(k, v)| (k.clone(), fill_placeholders(v, principal)))
-                .collect(),
-        ),
-        other => other.clone(),
+                .map(|f| f.rule.id())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        Ok((
+            publish::key_policy(&self.measurements, principals)?,
+            Some(note),
+        ))
     }
 }
 
@@ -446,21 +443,22 @@ fn short(commit: &str) -> &str {
 }
 
 /// The key policy an emulation installs: the published template filled in, or (when the
-/// checkout's PCRs are pinned) the same tool's policy for those PCRs.
+/// checkout's PCRs are pinned) the same tool's policy for those PCRs; and a note when the
+/// published template is superseded (see [`Release::filled_key_policy`]).
 ///
 /// # Errors
 /// As [`Release::filled_key_policy`] and [`publish::key_policy`].
 pub(crate) fn key_policy(
     release: &Release,
     resolved: &Resolved,
-    principal: &Principal,
-) -> Result<String> {
+    principals: &Principals,
+) -> Result<(String, Option<String>)> {
     match resolved.pinned {
-        Pinned::Published => release.filled_key_policy(principal),
-        Pinned::Checkout { .. } => Ok(publish::key_policy(
-            &resolved.pinned_measurements,
-            principal,
-        )?),
+        Pinned::Published => release.filled_key_policy(principals),
+        Pinned::Checkout { .. } => Ok((
+            publish::key_policy(&resolved.pinned_measurements, principals)?,
+            None,
+        )),
     }
 }
 
@@ -708,45 +706,38 @@ mod tests {
         assert!(tamper_elf(&mut truncated).is_err());
     }
 
-    #[test]
-    fn placeholders_are_filled_only_in_principals() {
-        let template = serde_json::json!({
-            "Statement": [
-                {"Principal": {"AWS": "arn:aws:iam::ACCOUNT:root"}, "Sid": "ACCOUNT"},
-                {"Principal": {"AWS": "arn:aws:iam::ACCOUNT:role/ROLE"}}
-            ]
-        });
-        let principal = Principal::new("111122223333", "ccc-emulator-parent").unwrap();
-        let filled = fill_placeholders(&template, &principal);
-        assert_eq!(
-            filled,
-            serde_json::json!({
-                "Statement": [
-                    {"Principal": {"AWS": "arn:aws:iam::111122223333:root"}, "Sid": "ACCOUNT"},
-                    {"Principal": {"AWS": "arn:aws:iam::111122223333:role/ccc-emulator-parent"}}
-                ]
-            })
-        );
-    }
-
-    /// The committed release's template is what the tool writes for its PCRs, and filling it
-    /// gives the tool's policy for the emulator's principal.
+    /// The committed release's template fills to the tool's policy for the emulator's
+    /// principals, or (a superseded template, with findings) is replaced by it; an edited
+    /// template that passes the linter but is not the tool's is refused.
     #[test]
     fn the_committed_template_fills_to_the_tools_policy() {
         let project = crate::tests_support::ccc_project();
         let version = Release::latest(&project).unwrap();
         let release = Release::load(&project, &version).unwrap();
-        let principal = Principal::new("111122223333", "ccc-emulator-parent").unwrap();
-        let filled: serde_json::Value =
-            serde_json::from_str(&release.filled_key_policy(&principal).unwrap()).unwrap();
+        let principals = Principals::new(
+            "111122223333",
+            "ccc-emulator-parent",
+            "ccc-emulator-key-admin",
+        )
+        .unwrap();
+        let (filled, note) = release.filled_key_policy(&principals).unwrap();
+        let filled: serde_json::Value = serde_json::from_str(&filled).unwrap();
         let tool: serde_json::Value =
-            serde_json::from_str(&publish::key_policy(&release.measurements, &principal).unwrap())
+            serde_json::from_str(&publish::key_policy(&release.measurements, &principals).unwrap())
                 .unwrap();
         assert_eq!(filled, tool);
+        let published_findings =
+            ccc_build::policy::check_text(&release.key_policy_template).unwrap();
+        assert_eq!(note.is_some(), !published_findings.is_empty(), "{note:?}");
         let mut edited = release;
-        edited.key_policy_template = edited
-            .key_policy_template
-            .replacen("kms:Decrypt", "kms:*", 1);
-        assert!(edited.filled_key_policy(&principal).is_err());
+        edited.key_policy_template =
+            publish::key_policy(&edited.measurements, &Principals::placeholders())
+                .unwrap()
+                .replacen("kms:DescribeKey", "kms:GetPublicKey", 1);
+        let err = edited
+            .filled_key_policy(&principals)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("the published files disagree"), "{err}");
     }
 }

@@ -3,7 +3,7 @@
 //! enclave boots — sealing a random secret under the emulated key with `Encrypt`, as a parent
 //! or operator would with real KMS.
 
-use ccc_build::release::publish::Principal;
+use ccc_policy::template::Principals;
 use ccc_emulator::{Config, Emulator, Running, TrustMode};
 use ccc_sdk::credentials::StaticCredentials;
 use ccc_sdk::crypto::{AwsLc, Crypto};
@@ -27,15 +27,20 @@ pub(crate) const EMULATOR_ACCOUNT: &str = "111122223333";
 /// instance's role, which the key policy names.
 pub(crate) const EMULATOR_ROLE: &str = "ccc-emulator-parent";
 
+/// The key-administrator role the key policy names (the emulator has no credentials for it:
+/// nothing in an emulation changes the policy).
+pub(crate) const EMULATOR_ADMIN_ROLE: &str = "ccc-emulator-key-admin";
+
 /// Length of the secret sealed for the enclave (an AES-256 or HMAC-SHA256 key).
 pub(crate) const SECRET_LEN: usize = 32;
 
-/// The principal the published template is filled in for.
+/// The principals the published template is filled in for.
 ///
 /// # Errors
-/// Never for these constants (they are a valid account id and role name).
-pub(crate) fn principal() -> Result<Principal> {
-    Ok(Principal::new(EMULATOR_ACCOUNT, EMULATOR_ROLE)?)
+/// Never for these constants (they are a valid account id and role names).
+pub(crate) fn principal() -> Result<Principals> {
+    Principals::new(EMULATOR_ACCOUNT, EMULATOR_ROLE, EMULATOR_ADMIN_ROLE)
+        .map_err(|e| Error::kms(format!("the emulator's principals: {e}")))
 }
 
 /// A running KMS emulator whose state lives in a directory removed on drop (it holds keys and
@@ -174,7 +179,7 @@ impl Kms {
         let response = self
             .operator_client()?
             .send(&EncryptRequest {
-                key_id: running.default_key_id().to_owned(),
+                key_id: running.default_key_arn().to_owned(),
                 plaintext: SecretBytes::copy_from(secret.expose()),
                 encryption_context: context.clone(),
                 ..EncryptRequest::default()

@@ -237,21 +237,26 @@ fn emulate(
     interrupt.check()?;
 
     let run_dir = RunDir::create()?;
-    let policy = image::key_policy(&release, &resolved, &kms::principal()?)?;
+    let (policy, superseded) = image::key_policy(&release, &resolved, &kms::principal()?)?;
+    if let Some(note) = superseded {
+        transcript.line("kms", note);
+    }
     transcript.line(
         "kms",
         match &resolved.pinned {
             Pinned::Published => format!(
-                "key policy: release/{version}/{} with ACCOUNT={} ROLE={}",
+                "key policy: release/{version}/{} with ACCOUNT={} ROLE={} KEY_ADMIN_ROLE={}",
                 ccc_build::release::key_policy_file_name(&version),
                 kms::EMULATOR_ACCOUNT,
-                kms::EMULATOR_ROLE
+                kms::EMULATOR_ROLE,
+                kms::EMULATOR_ADMIN_ROLE
             ),
             Pinned::Checkout { .. } => format!(
                 "key policy: the release tool's policy for THIS CHECKOUT's PCRs (not release \
-                 {version}'s), ACCOUNT={} ROLE={}",
+                 {version}'s), ACCOUNT={} ROLE={} KEY_ADMIN_ROLE={}",
                 kms::EMULATOR_ACCOUNT,
-                kms::EMULATOR_ROLE
+                kms::EMULATOR_ROLE,
+                kms::EMULATOR_ADMIN_ROLE
             ),
         },
     );
@@ -272,10 +277,13 @@ fn emulate(
         .memory_mib(args.memory)
         .cancel_on(interrupt.flag())
         // Emulation-only switches (QEMU's -append is not measured; the enclave accepts them
-        // only with ccc.emulation=1, which Boot appends): trust the KMS emulator's CA, its
-        // region, and exit after the harness's requests so the guest powers off.
+        // only with ccc.emulation=1, which Boot appends, and only because its NSM document is
+        // QEMU's unsigned one): trust the KMS emulator's CA, its region and its key (the
+        // release image has no trusted key of its own), and exit after the harness's requests
+        // so the guest powers off.
         .append(format!("ccc_app.kms_ca={ca}"))
         .append(format!("ccc_app.region={}", running_kms.region()))
+        .append(format!("ccc_app.key_arn={}", running_kms.default_key_arn()))
         .append(format!("ccc_app.exit_after={API_CALLS}"))
         .on_console_line(move |line| {
             if transcript::is_app_line(line) {

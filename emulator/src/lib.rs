@@ -26,7 +26,17 @@
 //! are KMS's: `UnrecognizedClientException`, `InvalidSignatureException` ("Signature
 //! expired: ..."), `IncompleteSignatureException`, `MissingAuthenticationTokenException`.
 //!
-//! Each key's policy (AWS's JSON policy language, see [`policy`]) is the whole authorization:
+//! # Accounts
+//! The state's account owns the default key. A credential whose principal is in another account
+//! (`Config::with_credential`) acts in that account, as a parent's own account would: its
+//! `CreateKey` and `CreateAlias` create keys and aliases there, and an alias name or a bare key
+//! id resolves in the caller's account (so `alias/x` means different keys to different
+//! callers); a key ARN names its account, and that key's policy decides. Key-less operations
+//! of another account follow KMS's default (its root may do everything).
+//!
+//! Each key's policy (AWS's JSON policy language, evaluated by `ccc_policy` the way AWS
+//! documents it: explicit Deny first, negated operators holding on absent keys) is the whole
+//! authorization:
 //! there is no IAM layer, so a statement for the account root (`arn:aws:iam::<account>:root`,
 //! KMS's default) admits every principal of that account. Operations without a key
 //! (`GenerateRandom`, `CreateKey`, `ListKeys`, `ListAliases`) are governed by the
@@ -36,8 +46,8 @@
 //! `kms:EncryptionContextKeys`, and, with a verified `Recipient`,
 //! `kms:RecipientAttestation:ImageSha384` (PCR0) and `kms:RecipientAttestation:PCR<n>`
 //! (lowercase hex) for every PCR in the document. A denial is an `AccessDeniedException`
-//! whose message is [`policy::Decision::explain`]: it names each failed condition with the
-//! request's value and the policy's.
+//! whose message is `ccc_policy::Evaluation::message`: it names each denying statement, or each
+//! failed condition, with the request's value and the policy's.
 //!
 //! # Recipient
 //! The attestation document is verified with `ccc_sdk::attestation` at the emulator's current
@@ -56,7 +66,6 @@
 //! also written next to it as `<state>.ca.pem` for clients to trust explicitly. One
 //! emulator per state file.
 
-pub mod policy;
 pub mod state;
 
 mod fault;
@@ -75,7 +84,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use zeroize::Zeroizing;
 
-pub use policy::PolicyError;
+pub use ccc_policy::PolicyError;
 
 /// The connection limit unless configured: each connection is one thread, and a handful of
 /// enclaves and test clients need far fewer.
@@ -353,10 +362,15 @@ pub struct Config {
     pub region: Option<String>,
     /// Which attestation documents a `Recipient` may carry.
     pub trust: TrustMode,
-    /// A key policy (JSON) that replaces, at every start, the default key's policy and the
-    /// account policy. `None` keeps what the state has (a new state gets KMS's default policy:
-    /// the account root may do everything).
+    /// A key policy (JSON) that replaces, at every start, the default key's policy and (unless
+    /// [`Config::account_policy`] is set) the account policy. `None` keeps what the state has
+    /// (a new state gets KMS's default policy: the account root may do everything).
     pub policy: Option<String>,
+    /// The account policy for key-less operations (`GenerateRandom`, `CreateKey`, ...), which
+    /// IAM policies govern in AWS: a key policy, or an IAM identity policy without principals
+    /// (e.g. a release's `iam-policy-template`), which then applies to every principal of the
+    /// account. Replaces the state's at every start.
+    pub account_policy: Option<String>,
     /// HTTPS or plain HTTP.
     pub transport: Transport,
     /// The emulator's time.
@@ -380,6 +394,7 @@ impl Config {
             region: None,
             trust: TrustMode::AwsNitro,
             policy: None,
+            account_policy: None,
             transport: Transport::Https,
             clock: Clock::system(),
             credentials: Vec::new(),
@@ -413,6 +428,13 @@ impl Config {
     #[must_use]
     pub fn with_policy(mut self, policy: impl Into<String>) -> Self {
         self.policy = Some(policy.into());
+        self
+    }
+
+    /// Sets the account policy (see [`Config::account_policy`]).
+    #[must_use]
+    pub fn with_account_policy(mut self, policy: impl Into<String>) -> Self {
+        self.account_policy = Some(policy.into());
         self
     }
 

@@ -106,8 +106,14 @@ pub(crate) fn start(config: Config) -> Result<Running, EmulatorError> {
         Some(text) => Some(crate::state::PolicyDoc::parse(text).map_err(EmulatorError::Policy)?),
         None => None,
     };
+    let account_policy = match &config.account_policy {
+        Some(text) => {
+            Some(crate::state::PolicyDoc::parse_account(text).map_err(EmulatorError::Policy)?)
+        }
+        None => policy.clone(),
+    };
     let (mut store, created) = Store::open(&config.state_path, config.region.as_deref())?;
-    let changed = !config.credentials.is_empty() || policy.is_some();
+    let changed = !config.credentials.is_empty() || policy.is_some() || account_policy.is_some();
     if changed {
         store
             .update(|state| {
@@ -117,8 +123,10 @@ pub(crate) fn start(config: Config) -> Result<Running, EmulatorError> {
                         .retain(|c| c.access_key_id() != credential.access_key_id());
                     state.credentials.push(credential.clone());
                 }
+                if let Some(account_policy) = &account_policy {
+                    state.account_policy = account_policy.clone();
+                }
                 if let Some(policy) = &policy {
-                    state.account_policy = policy.clone();
                     let id = state.default_key_id.clone();
                     if let Some(key) = state.keys.get_mut(&id) {
                         Arc::make_mut(key).policy = policy.clone();

@@ -5,9 +5,10 @@
 use crate::fault::Fault;
 use crate::http::{self, Request};
 use crate::keys::{self, BlobError, Curve};
-use crate::policy::{Policy, RequestContext};
 use crate::state::{Alias, KeyKind, KeyRecord, PolicyDoc, State, Store};
 use crate::{Clock, TrustMode};
+use ccc_policy::keys as condition;
+use ccc_policy::{Policy, RequestContext};
 use ccc_sdk::attestation::{self, RootOfTrust, VerifyOptions};
 use ccc_sdk::cms::build::{self as cms_build, ContentLayout};
 use ccc_sdk::crypto::AwsLc;
@@ -16,7 +17,7 @@ use ccc_sdk::kms::{
     DeriveSharedSecretResponse, EncryptRequest, EncryptResponse, EncryptionAlgorithm,
     GenerateDataKeyPairRequest, GenerateDataKeyPairResponse, GenerateDataKeyRequest,
     GenerateDataKeyResponse, GenerateRandomRequest, GenerateRandomResponse, KeyAgreementAlgorithm,
-    KeyEncryptionAlgorithm, KeyOrigin, Recipient,
+    KeyEncryptionAlgorithm, KeyOrigin, Operation as Op, Recipient,
 };
 use ccc_sdk::secret::SecretBytes;
 use ccc_sdk::sigv4::{Authorization, SigV4, SigV4Error};
@@ -49,83 +50,14 @@ const MAX_ALIAS_LEN: usize = 256;
 /// Characters of an error message kept on a log line.
 const LOG_MESSAGE_CHARS: usize = 400;
 
-/// The operations served.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Op {
-    Encrypt,
-    Decrypt,
-    GenerateDataKey,
-    GenerateDataKeyWithoutPlaintext,
-    GenerateDataKeyPair,
-    GenerateRandom,
-    DeriveSharedSecret,
-    GetPublicKey,
-    CreateKey,
-    DescribeKey,
-    ListKeys,
-    EnableKey,
-    DisableKey,
-    PutKeyPolicy,
-    GetKeyPolicy,
-    CreateAlias,
-    DeleteAlias,
-    ListAliases,
-}
-
-impl Op {
-    const ALL: [Self; 18] = [
-        Self::Encrypt,
-        Self::Decrypt,
-        Self::GenerateDataKey,
-        Self::GenerateDataKeyWithoutPlaintext,
-        Self::GenerateDataKeyPair,
-        Self::GenerateRandom,
-        Self::DeriveSharedSecret,
-        Self::GetPublicKey,
-        Self::CreateKey,
-        Self::DescribeKey,
-        Self::ListKeys,
-        Self::EnableKey,
-        Self::DisableKey,
-        Self::PutKeyPolicy,
-        Self::GetKeyPolicy,
-        Self::CreateAlias,
-        Self::DeleteAlias,
-        Self::ListAliases,
-    ];
-
-    fn name(self) -> &'static str {
-        match self {
-            Self::Encrypt => "Encrypt",
-            Self::Decrypt => "Decrypt",
-            Self::GenerateDataKey => "GenerateDataKey",
-            Self::GenerateDataKeyWithoutPlaintext => "GenerateDataKeyWithoutPlaintext",
-            Self::GenerateDataKeyPair => "GenerateDataKeyPair",
-            Self::GenerateRandom => "GenerateRandom",
-            Self::DeriveSharedSecret => "DeriveSharedSecret",
-            Self::GetPublicKey => "GetPublicKey",
-            Self::CreateKey => "CreateKey",
-            Self::DescribeKey => "DescribeKey",
-            Self::ListKeys => "ListKeys",
-            Self::EnableKey => "EnableKey",
-            Self::DisableKey => "DisableKey",
-            Self::PutKeyPolicy => "PutKeyPolicy",
-            Self::GetKeyPolicy => "GetKeyPolicy",
-            Self::CreateAlias => "CreateAlias",
-            Self::DeleteAlias => "DeleteAlias",
-            Self::ListAliases => "ListAliases",
-        }
-    }
-
-    fn from_target(target: &str) -> Option<Self> {
-        let name = target.strip_prefix("TrentService.")?;
-        Self::ALL.into_iter().find(|op| op.name() == name)
-    }
-}
+/// The operations served, each through [`Service::dispatch`].
+const SERVED: [Op; 18] = Op::ALL;
 
 /// The authenticated caller.
 struct Caller {
     principal_arn: String,
+    /// The principal's account: alias names and bare key ids resolve in it.
+    account: String,
 }
 
 /// What a verified `Recipient` contributes.
@@ -229,7 +161,7 @@ fn lock(store: &Mutex<Store>) -> MutexGuard<'_, Store> {
 /// KMS key metadata (DescribeKey, CreateKey).
 fn metadata(state: &State, key: &KeyRecord) -> Value {
     let mut m = json!({
-        "AWSAccountId": state.account_id,
+        "AWSAccountId": key.account,
         "KeyId": key.id,
         "Arn": state.key_arn(&key.id),
         "CreationDate": key.created,
@@ -250,40 +182,49 @@ fn metadata(state: &State, key: &KeyRecord) -> Value {
     m
 }
 
-/// Resolves a key id, key ARN, alias name or alias ARN.
-fn resolve(state: &State, key_id: &str) -> Result<Arc<KeyRecord>, Fault> {
+/// Resolves a key id, key ARN, alias name or alias ARN as KMS does for a caller of `account`:
+/// an alias name or a bare key id names something in the caller's own account; an ARN names
+/// its account (a key of another account is then the key policy's to allow or deny).
+fn resolve(state: &State, key_id: &str, account: &str) -> Result<Arc<KeyRecord>, Fault> {
     check_len("keyId", key_id.len(), 1, MAX_KEY_ID_LEN)?;
-    let arn_prefix = format!(
-        "arn:{}:kms:{}:{}:",
-        state.partition(),
-        state.region,
-        state.account_id
-    );
-    let (alias, id) = match key_id.strip_prefix(&arn_prefix) {
-        Some(rest) if rest.starts_with("alias/") => (Some(rest), None),
-        Some(rest) => (None, rest.strip_prefix("key/")),
-        None if key_id.starts_with("arn:") => (None, None),
-        None if key_id.starts_with("alias/") => (Some(key_id), None),
-        None => (None, Some(key_id)),
+    let arn_prefix = format!("arn:{}:kms:{}:", state.partition(), state.region);
+    let (owner, rest, is_arn) = match key_id.strip_prefix(&arn_prefix) {
+        Some(rest) => match rest.split_once(':') {
+            Some((owner, rest)) if crate::state::is_account_id(owner) => (owner, rest, true),
+            _ => return Err(Fault::not_found(format!("Key '{key_id}' does not exist"))),
+        },
+        None if key_id.starts_with("arn:") => {
+            return Err(Fault::not_found(format!("Key '{key_id}' does not exist")));
+        }
+        None => (account, key_id, false),
     };
-    if let Some(alias) = alias {
-        let target = state.aliases.get(alias).ok_or_else(|| {
-            Fault::not_found(format!("Alias {} is not found.", state.alias_arn(alias)))
-        })?;
+    if rest.starts_with("alias/") {
+        let target = state
+            .aliases
+            .get(&(owner.to_owned(), rest.to_owned()))
+            .ok_or_else(|| {
+                Fault::not_found(format!(
+                    "Alias {} is not found.",
+                    state.alias_arn(owner, rest)
+                ))
+            })?;
         return state
             .keys
             .get(&target.target)
             .cloned()
             .ok_or_else(|| Fault::internal("an alias targets a missing key"));
     }
-    match id.and_then(|id| state.keys.get(id)) {
+    let id = if is_arn {
+        rest.strip_prefix("key/").unwrap_or_default()
+    } else {
+        rest
+    };
+    match state.keys.get(id).filter(|k| k.account == owner) {
         Some(key) => Ok(key.clone()),
-        None if key_id.starts_with("arn:") => {
-            Err(Fault::not_found(format!("Key '{key_id}' does not exist")))
-        }
+        None if is_arn => Err(Fault::not_found(format!("Key '{key_id}' does not exist"))),
         None => Err(Fault::not_found(format!(
             "Key '{}' does not exist",
-            state.key_arn(key_id)
+            state.key_arn_in(owner, id)
         ))),
     }
 }
@@ -462,6 +403,7 @@ impl Service {
         let op = request
             .header("x-amz-target")
             .and_then(Op::from_target)
+            .filter(|op| SERVED.contains(op))
             .ok_or_else(|| {
                 Fault::new(
                     "UnknownOperationException",
@@ -469,7 +411,7 @@ impl Service {
                         "X-Amz-Target {:?} is not an operation the emulator serves (it serves \
                          TrentService.{})",
                         request.header("x-amz-target").unwrap_or_default(),
-                        Op::ALL.map(Op::name).join(", TrentService.")
+                        SERVED.map(Op::name).join(", TrentService.")
                     ),
                 )
             })?;
@@ -509,6 +451,10 @@ impl Service {
             Op::CreateAlias => self.create_alias(caller, input, note),
             Op::DeleteAlias => self.delete_alias(caller, input),
             Op::ListAliases => self.list_aliases(caller, input),
+            other => Err(Fault::new(
+                "UnknownOperationException",
+                format!("the emulator does not serve {other}"),
+            )),
         }
     }
 
@@ -607,8 +553,12 @@ impl Service {
                 }
                 other => incomplete(other.to_string()),
             })?;
+        let account = crate::state::account_of_arn(credential.principal_arn())
+            .ok_or_else(|| Fault::internal("a credential's principal has no account"))?
+            .to_owned();
         Ok(Caller {
             principal_arn: credential.principal_arn().to_owned(),
+            account,
         })
     }
 
@@ -621,23 +571,25 @@ impl Service {
         encryption_context: Option<&BTreeMap<String, String>>,
         attested: Option<&Attested>,
     ) -> RequestContext {
-        let mut ctx = RequestContext {
-            principal_arn: caller.principal_arn.clone(),
-            action: format!("kms:{action}"),
-            resource: resource.to_owned(),
-            keys: BTreeMap::new(),
-        };
-        ctx.set("aws:PrincipalArn", caller.principal_arn.clone());
+        let mut ctx = RequestContext::new(
+            caller.principal_arn.clone(),
+            format!("kms:{action}"),
+            resource,
+        );
+        ctx.set(condition::PRINCIPAL_ARN, caller.principal_arn.clone());
         if let Some(account) = crate::state::account_of_arn(&caller.principal_arn) {
-            ctx.set("kms:CallerAccount", account);
+            ctx.set(condition::CALLER_ACCOUNT, account);
         }
         if let Some(context) = encryption_context {
             for (k, v) in context {
-                ctx.set(&format!("kms:EncryptionContext:{k}"), v.clone());
+                ctx.set(
+                    &format!("{}{k}", condition::ENCRYPTION_CONTEXT_PREFIX),
+                    v.clone(),
+                );
             }
             if !context.is_empty() {
-                ctx.keys.insert(
-                    "kms:encryptioncontextkeys".into(),
+                ctx.set_many(
+                    condition::ENCRYPTION_CONTEXT_KEYS,
                     context.keys().cloned().collect(),
                 );
             }
@@ -645,23 +597,23 @@ impl Service {
         if let Some(attested) = attested {
             for (index, value) in &attested.pcrs {
                 ctx.set(
-                    &format!("kms:RecipientAttestation:PCR{index}"),
+                    &format!("{}PCR{index}", condition::RECIPIENT_ATTESTATION_PREFIX),
                     hex::encode(value),
                 );
             }
             if let Some(pcr0) = attested.pcrs.get(&0) {
-                ctx.set("kms:RecipientAttestation:ImageSha384", hex::encode(pcr0));
+                ctx.set(condition::IMAGE_SHA384, hex::encode(pcr0));
             }
         }
         ctx
     }
 
     fn authorize(policy: &Policy, ctx: &RequestContext) -> Result<(), Fault> {
-        let decision = policy.evaluate(ctx);
-        if decision.is_allowed() {
+        let evaluation = policy.evaluate(ctx);
+        if evaluation.is_allowed() {
             Ok(())
         } else {
-            Err(Fault::access_denied(decision.explain(ctx)))
+            Err(Fault::access_denied(evaluation.message(ctx)))
         }
     }
 
@@ -677,7 +629,7 @@ impl Service {
     ) -> Result<(Arc<KeyRecord>, String), Fault> {
         let (key, arn) = {
             let store = lock(&self.store);
-            let key = resolve(&store.state, key_id)?;
+            let key = resolve(&store.state, key_id, &caller.account)?;
             let arn = store.state.key_arn(&key.id);
             (key, arn)
         };
@@ -687,14 +639,28 @@ impl Service {
         Ok((key, arn))
     }
 
-    /// Authorizes a key-less operation by the account policy.
+    /// Authorizes a key-less operation by the caller's account policy: the state's for its
+    /// account, KMS's default (the account root may do everything) for any other account.
     fn account_authorize(
         &self,
         op: Op,
         caller: &Caller,
         attested: Option<&Attested>,
     ) -> Result<(), Fault> {
-        let policy = lock(&self.store).state.account_policy.parsed.clone();
+        let policy = {
+            let store = lock(&self.store);
+            let state = &store.state;
+            if caller.account == state.account_id {
+                state.account_policy.parsed.clone()
+            } else {
+                PolicyDoc::parse(&crate::state::default_policy(
+                    &state.region,
+                    &caller.account,
+                ))
+                .map_err(|e| Fault::internal(e.to_string()))?
+                .parsed
+            }
+        };
         let ctx = Self::context(caller, op.name(), "*", None, attested);
         Self::authorize(&policy, &ctx)
     }
@@ -819,7 +785,7 @@ impl Service {
                 )));
             }
             if let Some(named) = &req.key_id {
-                let named = resolve(state, named)?;
+                let named = resolve(state, named, &caller.account)?;
                 if named.id != blob_key {
                     note.key = Some(state.key_arn(&named.id));
                     return Err(Fault::new(
@@ -831,10 +797,13 @@ impl Service {
             }
         }
         let attested = self.verify_recipient(req.recipient.as_ref(), now, note)?;
+        // The blob names its key by id; by ARN, so that a key of another account is found and
+        // its policy decides.
+        let blob_key_arn = lock(&self.store).state.key_arn(blob_key);
         let (key, arn) = self.key_for(
             Op::Decrypt,
             caller,
-            blob_key,
+            &blob_key_arn,
             Some(&req.encryption_context),
             attested.as_ref(),
             note,
@@ -950,7 +919,7 @@ impl Service {
         let (key, arn) = {
             let (key, arn) = {
                 let store = lock(&self.store);
-                let key = resolve(&store.state, &req.key_id)?;
+                let key = resolve(&store.state, &req.key_id, &caller.account)?;
                 let arn = store.state.key_arn(&key.id);
                 (key, arn)
             };
@@ -1146,13 +1115,14 @@ impl Service {
             let store = lock(&self.store);
             let text = match &req.policy {
                 Some(text) => text.clone(),
-                None => crate::state::default_policy(&store.state.region, &store.state.account_id),
+                None => crate::state::default_policy(&store.state.region, &caller.account),
             };
-            let arn = store.state.key_arn(&id);
+            let arn = store.state.key_arn_in(&caller.account, &id);
             Self::new_policy(caller, &text, &arn, req.bypass_policy_lockout_safety_check)?
         };
         let record = KeyRecord {
             id: id.clone(),
+            account: caller.account.clone(),
             created: UnixMillis::now().as_secs(),
             description: req.description.unwrap_or_default(),
             kind,
@@ -1216,8 +1186,9 @@ impl Service {
         let state = &store.state;
         let entries: Vec<Value> = state
             .keys
-            .keys()
-            .map(|id| json!({ "KeyId": id, "KeyArn": state.key_arn(id) }))
+            .values()
+            .filter(|k| k.account == caller.account)
+            .map(|k| json!({ "KeyId": k.id, "KeyArn": state.key_arn(&k.id) }))
             .collect();
         to_json(&page("Keys", entries, &req)?)
     }
@@ -1276,14 +1247,21 @@ impl Service {
             ));
         }
         let (key, _) = self.key_for(Op::CreateAlias, caller, &target, None, None, note)?;
-        let name = req.alias_name;
+        if key.account != caller.account {
+            return Err(Fault::not_found(format!(
+                "Key '{target}' is not in your account {}: an alias and its key must be in the \
+                 same account",
+                caller.account
+            )));
+        }
+        let name = (caller.account.clone(), req.alias_name);
         lock(&self.store).update(|state| {
             if state.aliases.contains_key(&name) {
                 return Err(Fault::new(
                     "AlreadyExistsException",
                     format!(
                         "An alias with the name {} already exists",
-                        state.alias_arn(&name)
+                        state.alias_arn(&name.0, &name.1)
                     ),
                 ));
             }
@@ -1301,12 +1279,15 @@ impl Service {
 
     fn delete_alias(&self, caller: &Caller, input: &[u8]) -> Output {
         let req: AliasInput = parse(input, &[("AliasName", "aliasName")])?;
-        let name = req.alias_name;
+        let name = (caller.account.clone(), req.alias_name);
         let target = {
             let store = lock(&self.store);
             let state = &store.state;
             let alias = state.aliases.get(&name).ok_or_else(|| {
-                Fault::not_found(format!("Alias {} is not found.", state.alias_arn(&name)))
+                Fault::not_found(format!(
+                    "Alias {} is not found.",
+                    state.alias_arn(&name.0, &name.1)
+                ))
             })?;
             state
                 .keys
@@ -1330,17 +1311,19 @@ impl Service {
         let store = lock(&self.store);
         let state = &store.state;
         let filter = match &req.key_id {
-            Some(key_id) => Some(resolve(state, key_id)?.id.clone()),
+            Some(key_id) => Some(resolve(state, key_id, &caller.account)?.id.clone()),
             None => None,
         };
         let entries: Vec<Value> = state
             .aliases
             .iter()
-            .filter(|(_, a)| filter.as_ref().is_none_or(|id| *id == a.target))
-            .map(|(name, a)| {
+            .filter(|((account, _), a)| {
+                *account == caller.account && filter.as_ref().is_none_or(|id| *id == a.target)
+            })
+            .map(|((account, name), a)| {
                 json!({
                     "AliasName": name,
-                    "AliasArn": state.alias_arn(name),
+                    "AliasArn": state.alias_arn(account, name),
                     "TargetKeyId": a.target,
                     "CreationDate": a.created,
                     "LastUpdatedDate": a.created,

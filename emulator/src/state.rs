@@ -18,22 +18,24 @@
 //!   "account_policy": "<policy JSON for key-less operations: GenerateRandom, CreateKey, ...>",
 //!   "credentials": [{"access_key_id": "ASIA...", "secret_access_key": "...",
 //!                    "session_token": "..." | null, "principal_arn": "arn:aws:sts::...:assumed-role/..."}],
-//!   "keys": [{"key_id": "<uuid>", "creation_date": <unix seconds>, "description": "...",
+//!   "keys": [{"key_id": "<uuid>", "account_id": "111122223333" (optional: the state's account),
+//!             "creation_date": <unix seconds>, "description": "...",
 //!             "key_spec": "SYMMETRIC_DEFAULT" | "ECC_NIST_P256" | "ECC_NIST_P384" | "ECC_NIST_P521",
 //!             "key_usage": "ENCRYPT_DECRYPT" | "KEY_AGREEMENT", "enabled": true,
 //!             "policy": "<key policy JSON>",
 //!             "material": "<base64: the 32-byte AES key, or the ECC private key as PKCS#8 DER>"}],
-//!   "aliases": [{"alias_name": "alias/name", "target_key_id": "<uuid>", "creation_date": <secs>}],
+//!   "aliases": [{"alias_name": "alias/name", "account_id": "..." (optional, as for keys),
+//!                "target_key_id": "<uuid>", "creation_date": <secs>}],
 //!   "ca": {"common_name": "...", "certificate_pem": "...", "private_key_pem": "..."}
 //! }
 //! ```
 
 use crate::fault::Fault;
 use crate::keys::{self, Curve};
-use crate::policy::Policy;
 use crate::{Credential, EmulatorError};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use ccc_policy::Policy;
 use ccc_sdk::secret::SecretBytes;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -69,7 +71,12 @@ pub fn account_of_arn(arn: &str) -> Option<&str> {
     ) else {
         return None;
     };
-    (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())).then_some(account)
+    is_account_id(account).then_some(account)
+}
+
+/// Whether `text` is an AWS account id (12 digits).
+pub(crate) fn is_account_id(text: &str) -> bool {
+    text.len() == 12 && text.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// The ARN partition of a region.
@@ -131,10 +138,20 @@ pub(crate) struct PolicyDoc {
 }
 
 impl PolicyDoc {
+    /// A key policy (every statement names its principal).
     pub(crate) fn parse(text: &str) -> Result<Self, crate::PolicyError> {
         Ok(Self {
             text: text.to_owned(),
             parsed: Policy::parse(text)?,
+        })
+    }
+
+    /// The account policy: a key policy, or an IAM identity policy (no principals: it applies
+    /// to every principal of the account, as if attached to each).
+    pub(crate) fn parse_account(text: &str) -> Result<Self, crate::PolicyError> {
+        Ok(Self {
+            text: text.to_owned(),
+            parsed: Policy::parse_any(text)?,
         })
     }
 }
@@ -156,6 +173,9 @@ pub(crate) enum KeyKind {
 #[derive(Clone)]
 pub(crate) struct KeyRecord {
     pub(crate) id: String,
+    /// The account that owns it: the state's account, or the account of the caller that
+    /// created it (a second account, e.g. a parent's own, plays an attacker in tests).
+    pub(crate) account: String,
     pub(crate) created: u64,
     pub(crate) description: String,
     pub(crate) kind: KeyKind,
@@ -178,6 +198,9 @@ impl KeyRecord {
         }
     }
 }
+
+/// Aliases by (account, alias name): an alias name resolves in the caller's account, as in KMS.
+pub(crate) type Aliases = BTreeMap<(String, String), Alias>;
 
 /// An alias.
 #[derive(Clone, Debug)]
@@ -203,7 +226,7 @@ pub(crate) struct State {
     pub(crate) account_policy: PolicyDoc,
     pub(crate) credentials: Vec<Credential>,
     pub(crate) keys: BTreeMap<String, Arc<KeyRecord>>,
-    pub(crate) aliases: BTreeMap<String, Alias>,
+    pub(crate) aliases: Aliases,
     pub(crate) ca: CaMaterial,
 }
 
@@ -212,21 +235,27 @@ impl State {
         partition(&self.region)
     }
 
+    /// The ARN of key `id`, in the account that owns it (the state's account for an id it
+    /// does not have).
     pub(crate) fn key_arn(&self, id: &str) -> String {
+        let account = self.keys.get(id).map_or(&self.account_id, |k| &k.account);
+        self.key_arn_in(account, id)
+    }
+
+    /// The ARN key `id` would have in `account`.
+    pub(crate) fn key_arn_in(&self, account: &str, id: &str) -> String {
         format!(
-            "arn:{}:kms:{}:{}:key/{id}",
+            "arn:{}:kms:{}:{account}:key/{id}",
             self.partition(),
             self.region,
-            self.account_id
         )
     }
 
-    pub(crate) fn alias_arn(&self, name: &str) -> String {
+    pub(crate) fn alias_arn(&self, account: &str, name: &str) -> String {
         format!(
-            "arn:{}:kms:{}:{}:{name}",
+            "arn:{}:kms:{}:{account}:{name}",
             self.partition(),
             self.region,
-            self.account_id
         )
     }
 
@@ -249,6 +278,7 @@ impl State {
         let key_id = uuid().map_err(internal)?;
         let key = KeyRecord {
             id: key_id.clone(),
+            account: account_id.clone(),
             created: ccc_sdk::time::UnixMillis::now().as_secs(),
             description: "CCC KMS emulator default key".into(),
             kind: KeyKind::Symmetric(keys::symmetric_key().map_err(internal)?),
@@ -324,6 +354,8 @@ struct CredentialFile {
 #[serde(deny_unknown_fields)]
 struct KeyFile {
     key_id: String,
+    #[serde(default)]
+    account_id: Option<String>,
     creation_date: u64,
     description: String,
     key_spec: String,
@@ -337,6 +369,8 @@ struct KeyFile {
 #[serde(deny_unknown_fields)]
 struct AliasFile {
     alias_name: String,
+    #[serde(default)]
+    account_id: Option<String>,
     target_key_id: String,
     creation_date: u64,
 }
@@ -374,6 +408,7 @@ impl StateFile {
                 .values()
                 .map(|k| KeyFile {
                     key_id: k.id.clone(),
+                    account_id: Some(k.account.clone()),
                     creation_date: k.created,
                     description: k.description.clone(),
                     key_spec: k.key_spec().into(),
@@ -389,8 +424,9 @@ impl StateFile {
             aliases: state
                 .aliases
                 .iter()
-                .map(|(name, a)| AliasFile {
+                .map(|((account, name), a)| AliasFile {
                     alias_name: name.clone(),
+                    account_id: Some(account.clone()),
                     target_key_id: a.target.clone(),
                     creation_date: a.created,
                 })
@@ -418,11 +454,11 @@ impl StateFile {
         {
             return Err(format!("region {:?} is not a region name", self.region));
         }
-        if self.account_id.len() != 12 || !self.account_id.bytes().all(|b| b.is_ascii_digit()) {
+        if !is_account_id(&self.account_id) {
             return Err(format!("account_id {:?} is not 12 digits", self.account_id));
         }
-        let account_policy =
-            PolicyDoc::parse(&self.account_policy).map_err(|e| format!("account_policy: {e}"))?;
+        let account_policy = PolicyDoc::parse_account(&self.account_policy)
+            .map_err(|e| format!("account_policy: {e}"))?;
         let mut credentials: Vec<Credential> = Vec::new();
         for c in self.credentials {
             let credential = Credential::new(
@@ -479,8 +515,16 @@ impl StateFile {
             }
             let policy =
                 PolicyDoc::parse(&k.policy).map_err(|e| format!("key {}: {e}", k.key_id))?;
+            let account = k.account_id.unwrap_or_else(|| self.account_id.clone());
+            if !is_account_id(&account) {
+                return Err(format!(
+                    "key {}: account_id {account:?} is not 12 digits",
+                    k.key_id
+                ));
+            }
             let record = KeyRecord {
                 id: k.key_id.clone(),
+                account,
                 created: k.creation_date,
                 description: k.description,
                 kind,
@@ -499,14 +543,19 @@ impl StateFile {
         }
         let mut aliases = BTreeMap::new();
         for a in self.aliases {
-            if !keys.contains_key(&a.target_key_id) {
+            let account = a.account_id.unwrap_or_else(|| self.account_id.clone());
+            let target_account = keys
+                .get(&a.target_key_id)
+                .map(|k: &Arc<KeyRecord>| k.account.clone());
+            if target_account.as_deref() != Some(account.as_str()) {
                 return Err(format!(
-                    "alias {} targets unknown key {}",
+                    "alias {} of account {account} targets key {}, which is not a key of that \
+                     account",
                     a.alias_name, a.target_key_id
                 ));
             }
             aliases.insert(
-                a.alias_name,
+                (account, a.alias_name),
                 Alias {
                     target: a.target_key_id,
                     created: a.creation_date,
@@ -798,7 +847,7 @@ mod tests {
         let err = store
             .update(|s| {
                 s.aliases.insert(
-                    "alias/x".into(),
+                    (s.account_id.clone(), "alias/x".into()),
                     Alias {
                         target: "k".into(),
                         created: 0,
@@ -813,7 +862,7 @@ mod tests {
         store
             .update(|s| {
                 s.aliases.insert(
-                    "alias/y".into(),
+                    (s.account_id.clone(), "alias/y".into()),
                     Alias {
                         target: s.default_key_id.clone(),
                         created: 1,
@@ -824,6 +873,12 @@ mod tests {
             .unwrap();
         drop(store);
         let (reloaded, _) = Store::open(&path, None).unwrap();
-        assert!(reloaded.state.aliases.contains_key("alias/y"));
+        let account = reloaded.state.account_id.clone();
+        assert!(
+            reloaded
+                .state
+                .aliases
+                .contains_key(&(account, "alias/y".to_owned()))
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! CMS `CiphertextForRecipient` against the shared vectors: every manifest entry behaves as the
+//! CMS `CiphertextForRecipient` against the committed vectors (`tests/vectors/kms-cms-vectors`): every manifest entry behaves as the
 //! manifest says (real KMS responses, generated KMS-layout, BER/DER variants, openssl output,
 //! negatives), every truncation of a valid vector is rejected, byte flips never panic and never
 //! yield the original plaintext from a tampered envelope. The builder's output is decrypted by
@@ -10,7 +10,8 @@ mod common;
 
 use ccc_sdk::cms::{self, BerProblem, CmsError, build::ContentLayout};
 use ccc_sdk::crypto::{AwsLc, AwsLcRsaKey, RsaDecryptionKey};
-use common::{pem_to_der, read_shared, read_shared_text, shared_dir};
+use ccc_test_vectors as vectors;
+use common::pem_to_der;
 use serde_json::Value;
 use std::io::Write as _;
 use std::process::{Command, Stdio};
@@ -18,11 +19,11 @@ use std::process::{Command, Stdio};
 const VECTORS: &str = "kms-cms-vectors";
 
 fn manifest() -> Value {
-    serde_json::from_str(&read_shared_text(format!("{VECTORS}/manifest.json"))).unwrap()
+    serde_json::from_str(&vectors::read_text(format!("{VECTORS}/manifest.json"))).unwrap()
 }
 
 fn vector_bytes(relative: &str) -> Vec<u8> {
-    read_shared(format!("{VECTORS}/{relative}"))
+    vectors::read(format!("{VECTORS}/{relative}"))
 }
 
 fn load_key(relative: &str) -> AwsLcRsaKey {
@@ -319,9 +320,7 @@ fn openssl_decrypt(envelope: &[u8], pem_path: &std::path::Path) -> Vec<u8> {
 #[test]
 fn built_envelopes_decrypt_with_openssl_and_with_our_parser() {
     let recipient = recipient_key();
-    let pem = shared_dir()
-        .join(VECTORS)
-        .join("generated/keys/recipient-key.pem");
+    let pem = vectors::path(format!("{VECTORS}/generated/keys/recipient-key.pem"));
     for len in [0usize, 1, 16, 33, 4096] {
         let plaintext: Vec<u8> = (0..len).map(|i| (i * 31 + 7) as u8).collect();
         for layout in [ContentLayout::Chunked, ContentLayout::Primitive] {

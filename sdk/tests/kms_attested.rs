@@ -1,8 +1,9 @@
 //! The attested KMS client with the NSM simulator against a real server on loopback that
 //! parses (and verifies, against the simulator's root) each attestation document and answers
 //! with CMS envelopes to its `public_key`: every operation, fail-closed on plaintext answers,
-//! a fresh document per call, key rotation by use count and age, and rotation racing a call in
-//! flight.
+//! a fresh document per call, key rotation by use count and age, rotation racing a call in
+//! flight, and the trusted key: every request names it, a request naming another is refused
+//! unsent, an answer for another key is refused unopened.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod net_support;
@@ -15,7 +16,8 @@ use ccc_sdk::kms::attested::{AttestedKmsClient, KeyRotation};
 use ccc_sdk::kms::client::{ClientConfig, ClientError, Event, KmsClient, Observer, Transport};
 use ccc_sdk::kms::{
     DataKeyPairSpec, DecryptRequest, DeriveSharedSecretRequest, EncryptRequest,
-    GenerateDataKeyPairRequest, GenerateDataKeyRequest, KeyAgreementAlgorithm, KmsError, Operation,
+    GenerateDataKeyPairRequest, GenerateDataKeyRequest, KeyAgreementAlgorithm, KeyArn, KmsError,
+    Operation,
 };
 use ccc_sdk::net::Endpoint;
 use ccc_sdk::nsm::{Nsm, Simulator, SimulatorConfig};
@@ -30,6 +32,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+
+/// The key the client trusts for its symmetric operations.
+const APP_KEY: &str = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+/// A key-agreement key it trusts as well (named explicitly by DeriveSharedSecret).
+const ECDH_KEY: &str =
+    "arn:aws:kms:eu-west-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab";
+
+fn arn(text: &str) -> KeyArn {
+    KeyArn::parse(text).unwrap()
+}
 
 fn credentials() -> Credentials {
     Credentials::new("ASIAEXAMPLE", SECRET, Some("TOKEN".into())).unwrap()
@@ -53,6 +65,10 @@ struct Setup {
 }
 
 fn setup(rotation: KeyRotation) -> Setup {
+    setup_trusting(rotation, Some(arn(APP_KEY)))
+}
+
+fn setup_trusting(rotation: KeyRotation, trusted: Option<KeyArn>) -> Setup {
     let pki = test_pki(&["kms.eu-west-1.amazonaws.com"]);
     let fake = FakeKms::start_tls(credentials(), pki.server_config.clone());
     // Non-zero boot PCRs: a production-mode enclave (all-zero PCRs mean debug mode).
@@ -73,9 +89,12 @@ fn setup(rotation: KeyRotation) -> Setup {
         .with_observer(recorder.clone())
         .with_clock(clock.clone());
     let nsm = Nsm::with_transport(Box::new(Arc::clone(&simulator)));
-    let client = AttestedKmsClient::new(kms, nsm)
+    let mut client = AttestedKmsClient::new(kms, nsm, trusted)
         .unwrap()
         .with_rotation(rotation);
+    if !client.trusted_keys().is_empty() {
+        client = client.trust_also(arn(ECDH_KEY)).unwrap();
+    }
     Setup {
         fake,
         client: Arc::new(client),
@@ -122,18 +141,18 @@ fn every_operation_opens_ciphertext_for_recipient() {
     );
     let data_key = client
         .generate_data_key(GenerateDataKeyRequest {
-            key_id: "alias/app".into(),
             number_of_bytes: Some(32),
             ..GenerateDataKeyRequest::default()
         })
         .unwrap();
     assert_eq!(data_key.plaintext.expose(), &[0x5a; 32]);
+    assert_eq!(data_key.key_id.as_deref(), Some(APP_KEY));
     assert_eq!(&data_key.ciphertext_blob[..8], b"wrapped:");
     assert_eq!(client.generate_random(24).unwrap().expose(), &[0xab; 24]);
     let pair = client
         .generate_data_key_pair(GenerateDataKeyPairRequest {
             encryption_context: BTreeMap::new(),
-            key_id: "alias/app".into(),
+            key_id: APP_KEY.into(),
             key_pair_spec: DataKeyPairSpec::EccNistP256,
             grant_tokens: Vec::new(),
             recipient: None,
@@ -146,7 +165,7 @@ fn every_operation_opens_ciphertext_for_recipient() {
     assert_eq!(pair.key_pair_spec, Some(DataKeyPairSpec::EccNistP256));
     let shared = client
         .derive_shared_secret(DeriveSharedSecretRequest {
-            key_id: "alias/ecdh".into(),
+            key_id: ECDH_KEY.into(),
             key_agreement_algorithm: KeyAgreementAlgorithm::Ecdh,
             public_key: b"peer".to_vec(),
             grant_tokens: Vec::new(),
@@ -157,7 +176,6 @@ fn every_operation_opens_ciphertext_for_recipient() {
     assert_eq!(shared.expose(), b"shared-with:peer");
     let encrypted = client
         .encrypt(&EncryptRequest {
-            key_id: "alias/app".into(),
             plaintext: SecretBytes::copy_from(b"x"),
             ..EncryptRequest::default()
         })
@@ -295,4 +313,165 @@ fn a_rotation_during_a_call_does_not_disturb_it() {
     s.fake.state.hook.lock().unwrap().take();
     s.client.decrypt(decrypt_request(b"y")).unwrap();
     assert_eq!(document_keys(&s)[1], s.client.public_key_spki());
+}
+
+/// Every key operation names a trusted key ARN, `Decrypt` included (it may omit `KeyId` in
+/// KMS's API, and KMS then uses whatever key the ciphertext names).
+#[test]
+fn every_request_names_the_trusted_key() {
+    let s = setup(KeyRotation::default());
+    s.client.decrypt(decrypt_request(b"blob")).unwrap();
+    s.client
+        .generate_data_key(GenerateDataKeyRequest {
+            number_of_bytes: Some(32),
+            ..GenerateDataKeyRequest::default()
+        })
+        .unwrap();
+    for request in s.fake.server.requests() {
+        let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+        assert_eq!(body["KeyId"], APP_KEY, "{body}");
+    }
+}
+
+/// A request naming a key the client does not trust (an alias, or the ARN of the parent's own
+/// key) is refused before anything is sent. Before the trusted key existed, the template
+/// passed a request's `key_id` straight to KMS.
+#[test]
+fn a_request_naming_another_key_is_refused_unsent() {
+    let s = setup(KeyRotation::default());
+    let parents_key = "arn:aws:kms:eu-west-1:444455556666:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    for key_id in ["alias/app", parents_key] {
+        let error = s
+            .client
+            .generate_data_key(GenerateDataKeyRequest {
+                key_id: key_id.into(),
+                number_of_bytes: Some(32),
+                ..GenerateDataKeyRequest::default()
+            })
+            .unwrap_err();
+        match &error {
+            ClientError::Kms(KmsError::UntrustedKey {
+                operation: Operation::GenerateDataKey,
+                requested,
+                trusted,
+            }) => {
+                assert_eq!(requested, key_id);
+                assert_eq!(trusted, &[APP_KEY, ECDH_KEY]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            error.to_string().contains("refused before sending"),
+            "{error}"
+        );
+        let error = s
+            .client
+            .decrypt(DecryptRequest {
+                key_id: Some(key_id.into()),
+                ..decrypt_request(b"blob")
+            })
+            .unwrap_err();
+        assert!(
+            matches!(error, ClientError::Kms(KmsError::UntrustedKey { .. })),
+            "{error:?}"
+        );
+    }
+    assert!(s.fake.server.requests().is_empty());
+    assert!(s.fake.state.documents.lock().unwrap().is_empty());
+}
+
+/// The attack: a KMS (or a parent answering in its place) returns a data key made under
+/// another key. The answer's `KeyId` differs from the key the request named, so the client
+/// refuses it without opening `CiphertextForRecipient`; an answer without `KeyId` too. Before
+/// this check the response's `KeyId` was dropped and the secret returned.
+#[test]
+fn an_answer_for_another_key_is_refused_unopened() {
+    let s = setup(KeyRotation::default());
+    let parents_key = "arn:aws:kms:eu-west-1:444455556666:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    for answered in [Some(parents_key.to_owned()), None] {
+        *s.fake.state.answer_key_id.lock().unwrap() = Some(answered.clone());
+        let error = s.client.decrypt(decrypt_request(b"blob")).unwrap_err();
+        match &error {
+            ClientError::Kms(KmsError::ResponseKeyMismatch {
+                operation: Operation::Decrypt,
+                expected,
+                found,
+            }) => {
+                assert_eq!(expected, APP_KEY);
+                assert_eq!(found, &answered);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            error
+                .to_string()
+                .contains("refused and its secret not opened"),
+            "{error}"
+        );
+        let error = s
+            .client
+            .generate_data_key(GenerateDataKeyRequest {
+                number_of_bytes: Some(32),
+                ..GenerateDataKeyRequest::default()
+            })
+            .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                ClientError::Kms(KmsError::ResponseKeyMismatch { .. })
+            ),
+            "{error:?}"
+        );
+    }
+    // Nothing was opened: no RecipientOpened event, and the key was never used.
+    let lines = s.recorder.0.lock().unwrap().clone();
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("CiphertextForRecipient decrypted")),
+        "{lines:?}"
+    );
+    // The same server answering for the right key: accepted.
+    *s.fake.state.answer_key_id.lock().unwrap() = None;
+    assert_eq!(
+        s.client.decrypt(decrypt_request(b"blob")).unwrap().expose(),
+        b"plain:blob"
+    );
+}
+
+/// Without a trusted key only key-less operations work; a key in another region than the
+/// client's is refused when the client is built.
+#[test]
+fn no_trusted_key_leaves_only_keyless_operations() {
+    let s = setup_trusting(KeyRotation::default(), None);
+    let error = s.client.decrypt(decrypt_request(b"blob")).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            ClientError::Kms(KmsError::NoTrustedKey {
+                operation: Operation::Decrypt
+            })
+        ),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("CCC_APP_KEY_ARN"), "{error}");
+    assert_eq!(s.client.generate_random(4).unwrap().expose(), &[0xab; 4]);
+
+    let elsewhere =
+        arn("arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab");
+    let kms = KmsClient::new(
+        ClientConfig::new(
+            "eu-west-1",
+            Endpoint::tcp("127.0.0.1", s.fake.server.port),
+            Transport::Tls(TrustAnchors::AmazonRoots),
+        ),
+        Arc::new(StaticCredentials::new(credentials())),
+    )
+    .unwrap();
+    let nsm = Nsm::with_transport(Box::new(Arc::clone(&s.simulator)));
+    let error = AttestedKmsClient::new(kms, nsm, Some(elsewhere)).unwrap_err();
+    assert!(
+        matches!(error, ClientError::Kms(KmsError::TrustedKeyRegion { .. })),
+        "{error:?}"
+    );
 }

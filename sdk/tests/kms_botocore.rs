@@ -241,8 +241,8 @@ fn every_operation_serializes_like_botocore() {
     let covered: std::collections::BTreeSet<&str> = cases.iter().map(|c| c.1).collect();
     assert_eq!(
         covered,
-        Operation::ALL.iter().map(|op| op.name()).collect(),
-        "every operation is compared"
+        Operation::TYPED.iter().map(|op| op.name()).collect(),
+        "every typed operation is compared"
     );
     let input = json!({
         "requests": cases.iter().map(|(_, op, params)| json!({"op": op, "params": params})).collect::<Vec<_>>(),

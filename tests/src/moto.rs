@@ -112,6 +112,8 @@ pub struct Account {
     pub credentials: Credentials,
     /// A symmetric KMS key id.
     pub key_id: String,
+    /// The same key's ARN.
+    pub key_arn: String,
 }
 
 /// moto's answer to one request.
@@ -338,6 +340,10 @@ impl Moto {
             .filter(|_| status == 200)
             .ok_or_else(|| format!("CreateKey: HTTP {status}: {created}"))?
             .to_owned();
+        let key_arn = created["KeyMetadata"]["Arn"]
+            .as_str()
+            .ok_or_else(|| format!("CreateKey: no KeyMetadata.Arn: {created}"))?
+            .to_owned();
 
         let reset = ::http::Request::post("/moto-api/reset-auth")
             .header("Host", "motoapi.amazonaws.com")
@@ -354,6 +360,7 @@ impl Moto {
         Ok(Account {
             credentials,
             key_id,
+            key_arn,
         })
     }
 }

@@ -15,7 +15,7 @@ use ccc_sdk::kms::attested::AttestedKmsClient;
 use ccc_sdk::kms::client::{ClientConfig, ClientError, Event, KmsClient, Observer, Transport};
 use ccc_sdk::kms::{
     DataKeyPairSpec, DecryptRequest, EncryptRequest, ErrorKind, GenerateDataKeyPairRequest,
-    GenerateDataKeyRequest, KmsError,
+    GenerateDataKeyRequest, KeyArn, KmsError,
 };
 use ccc_sdk::net::{Endpoint, TransportError};
 use ccc_sdk::nsm::{Nsm, Simulator, SimulatorConfig};
@@ -126,7 +126,8 @@ fn attested(running: &Running, enclave: Simulator, recorder: Arc<Recorder>) -> A
     )
     .unwrap()
     .with_observer(recorder);
-    AttestedKmsClient::new(kms, Nsm::simulator(enclave)).unwrap()
+    let key = KeyArn::parse(running.default_key_arn()).unwrap();
+    AttestedKmsClient::new(kms, Nsm::simulator(enclave), Some(key)).unwrap()
 }
 
 #[test]
@@ -140,7 +141,7 @@ fn keys_are_released_only_to_the_measured_enclave() {
 
     let blob = client
         .encrypt(&EncryptRequest {
-            key_id: running.default_key_id().into(),
+            key_id: running.default_key_arn().into(),
             plaintext: SecretBytes::copy_from(b"database password"),
             encryption_context: context.clone(),
             ..EncryptRequest::default()
@@ -159,7 +160,7 @@ fn keys_are_released_only_to_the_measured_enclave() {
 
     let data_key = client
         .generate_data_key(GenerateDataKeyRequest {
-            key_id: running.default_key_id().into(),
+            key_id: running.default_key_arn().into(),
             number_of_bytes: Some(32),
             ..GenerateDataKeyRequest::default()
         })
@@ -179,7 +180,7 @@ fn keys_are_released_only_to_the_measured_enclave() {
     let pair = client
         .generate_data_key_pair(GenerateDataKeyPairRequest {
             encryption_context: BTreeMap::new(),
-            key_id: running.default_key_id().into(),
+            key_id: running.default_key_arn().into(),
             key_pair_spec: DataKeyPairSpec::EccNistP256,
             grant_tokens: Vec::new(),
             recipient: None,
@@ -266,7 +267,7 @@ fn a_skewed_enclave_clock_is_corrected_from_kms_date() {
     .with_observer(recorder.clone());
     // The simulator's documents carry its own (system) time; the emulator judges the leaf's
     // validity by its clock, which a 3-hour leaf survives.
-    let client = AttestedKmsClient::new(kms, Nsm::simulator(enclave)).unwrap();
+    let client = AttestedKmsClient::new(kms, Nsm::simulator(enclave), None).unwrap();
     assert_eq!(client.generate_random(16).unwrap().len(), 16);
     let offset = client.kms().clock_offset_millis();
     assert!((24 * 60_000..26 * 60_000).contains(&offset), "{offset}");
@@ -298,7 +299,7 @@ fn the_amazon_roots_do_not_trust_the_emulator() {
         credentials_via_parent(&running),
     )
     .unwrap();
-    let client = AttestedKmsClient::new(kms, Nsm::simulator(enclave)).unwrap();
+    let client = AttestedKmsClient::new(kms, Nsm::simulator(enclave), None).unwrap();
     match client.generate_random(8).unwrap_err() {
         ClientError::Transport(TransportError::Tls { server_name, .. }) => {
             assert_eq!(server_name, "kms.us-east-1.amazonaws.com");

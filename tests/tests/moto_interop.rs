@@ -249,7 +249,8 @@ fn the_attested_client_refuses_motos_plaintext_answers() {
             .with_pcr(2, [3; 48]),
     )
     .unwrap();
-    let attested = AttestedKmsClient::new(kms, Nsm::simulator(simulator)).unwrap();
+    let key = ccc_sdk::kms::KeyArn::parse(&account.key_arn).unwrap();
+    let attested = AttestedKmsClient::new(kms, Nsm::simulator(simulator), Some(key)).unwrap();
 
     let refused = [
         attested
@@ -260,7 +261,6 @@ fn the_attested_client_refuses_motos_plaintext_answers() {
             .map(|_| ()),
         attested
             .generate_data_key(GenerateDataKeyRequest {
-                key_id: account.key_id.clone(),
                 number_of_bytes: Some(32),
                 ..GenerateDataKeyRequest::default()
             })

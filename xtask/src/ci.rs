@@ -65,6 +65,12 @@ fn steps() -> Vec<Step> {
             },
         },
         Step {
+            // Every published key-policy and IAM-policy template from 0.2.0 on, and the ones
+            // the release tool writes today, through `cargo xtask policy check`'s linter.
+            name: "policy-check",
+            run: |_| crate::policy::ci_step(),
+        },
+        Step {
             name: "init-static",
             run: |_| {
                 let path = ccc_build::init::build(&crate::workspace_root())?;

@@ -146,9 +146,7 @@ mod tests {
     use super::*;
 
     fn vectors() -> PathBuf {
-        std::env::var_os("CCC_SHARED_DIR")
-            .map_or_else(|| crate::workspace_root().join("../shared"), PathBuf::from)
-            .join("kms-cms-vectors")
+        ccc_test_vectors::path("kms-cms-vectors")
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! `cargo xtask`: CCC's repository commands. The product commands (release, verify-release,
-//! emulate, describe-eif, attestation, kernel, qemu) are the same modules `cargo ccc` runs,
+//! emulate, describe-eif, attestation, policy, kernel, qemu) are the same modules `cargo ccc` runs,
 //! from `ccc-build` and `ccc-emulate`, applied to this repository as a project (its
 //! `[workspace.metadata.ccc]`: the enclave template); the repository-only ones (ci, fuzz,
 //! bench, setup, the NSM/CMS/SigV4 developer tools, the KMS emulator) live here, one module
@@ -13,6 +13,7 @@ mod fuzz;
 mod kms_emulator;
 mod nsm;
 mod plugin;
+mod policy;
 mod sigv4;
 
 use anyhow::Result;
@@ -74,6 +75,10 @@ enum Command {
     /// attested key release (`--scenario tampered`: one byte of the app changed, KMS must
     /// refuse). Prints a transcript and the verdict; tears everything down, also on Ctrl-C.
     Emulate(ccc_emulate::Args),
+    /// KMS key policies: `policy check FILE` lints one (exit 1 with one line per finding, 2 if
+    /// the file is unreadable or not a policy).
+    #[command(subcommand)]
+    Policy(ccc_build::policy::Command),
     /// Run the KMS emulator (HTTPS on 127.0.0.1, SigV4, Recipient, key policies) in the
     /// foreground; prints the endpoint, the CA to trust, credentials and the default key.
     KmsEmulator(kms_emulator::Args),
@@ -91,9 +96,11 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    // `ci` decides its exit code itself: its summary line must stay the last line printed.
+    // `ci` decides its exit code itself: its summary line must stay the last line printed;
+    // `policy check` tells findings (1) from unreadable input (2).
     let result = match &cli.command {
         Command::Ci(args) => ci::run(args),
+        Command::Policy(command) => Ok(ccc_build::policy::run(command)),
         _ => run(cli).map(|()| std::process::ExitCode::SUCCESS),
     };
     match result {
@@ -111,6 +118,11 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         // `main` calls `ci::run` itself, for its exit code.
         Command::Ci(args) => ci::run(&args).map(drop)?,
+        Command::Policy(command) => {
+            if ccc_build::policy::run(&command) != std::process::ExitCode::SUCCESS {
+                anyhow::bail!("policy check failed");
+            }
+        }
         Command::Release(args) => ccc_build::release::run(&project()?, &args).map(drop)?,
         Command::VerifyRelease(args) => ccc_build::release::verify(&project()?, &args)?,
         Command::Nsm(args) => nsm::run(&args)?,

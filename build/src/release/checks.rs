@@ -46,8 +46,8 @@ fn wrong(dir: &Path, problem: impl Into<String>) -> Error {
 }
 
 /// Checks a release directory from the outside: `sha256sum -c` over every file, the EIF's own
-/// PCRs against the published ones, the SDK's policy loader, the key policy's conditions and
-/// the manifest's output digests. Returns the EIF's measurements.
+/// PCRs against the published ones, the SDK's policy loader, the key policy's conditions, the
+/// policy linter on both templates and the manifest's output digests. Returns the EIF's measurements.
 ///
 /// # Errors
 /// The first check that fails.
@@ -134,9 +134,9 @@ pub fn check_published(dir: &Path, version: &str, image_name: &str) -> Result<Me
         })
         .ok_or_else(|| wrong(&key_policy_path, "no StringEqualsIgnoreCase conditions"))?;
     for (key, pcr) in [
-        (publish::CONDITION_IMAGE_SHA384, eif.measurements.pcr0),
-        (publish::CONDITION_PCR1, eif.measurements.pcr1),
-        (publish::CONDITION_PCR2, eif.measurements.pcr2),
+        (ccc_policy::keys::IMAGE_SHA384, eif.measurements.pcr0),
+        (ccc_policy::keys::PCR1, eif.measurements.pcr1),
+        (ccc_policy::keys::PCR2, eif.measurements.pcr2),
     ] {
         ensure!(
             conditions[key] == pcr.hex(),
@@ -146,6 +146,28 @@ pub fn check_published(dir: &Path, version: &str, image_name: &str) -> Result<Me
                     "its {key} is {}, the EIF's is {}",
                     conditions[key],
                     pcr.hex()
+                )
+            )
+        );
+    }
+
+    for file in [
+        super::key_policy_file_name(version),
+        super::iam_policy_file_name(version),
+    ] {
+        let path = dir.join(&file);
+        let findings = crate::policy::check_file(&path)?;
+        ensure!(
+            findings.is_empty(),
+            wrong(
+                &path,
+                format!(
+                    "has findings:\n{}",
+                    findings
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("\n")
                 )
             )
         );

@@ -29,10 +29,11 @@ use crate::image::{self, Image, ImageSpec};
 use crate::kernel::{self, KernelArtifact};
 use crate::progress::elapsed;
 use crate::project::{AppSpec, AppTarget, CccOrigin, Project};
+use ccc_policy::template::Principals;
 use compile::{Binaries, Pass};
 use publish::{
     CccRecord, Expectations, FileDigest, KernelRecord, Manifest, MeasurementsFile, PcrValues,
-    Principal, Recorded, ToolRecord,
+    Recorded, ToolRecord,
 };
 
 /// The cross-release record of PCRs, relative to the project root.
@@ -70,13 +71,19 @@ pub struct Args {
     /// Use this bzImage instead of CCC's kernel (a `<PATH>.config` next to it is picked up).
     #[arg(long, value_name = "PATH")]
     pub kernel: Option<PathBuf>,
-    /// AWS account id for the key-policy template (12 digits; default: the placeholder ACCOUNT).
-    #[arg(long, value_name = "ID", requires = "role")]
+    /// AWS account id for the key-policy template (12 digits; default: the placeholder
+    /// ACCOUNT). Needs --role and --admin-role.
+    #[arg(long, value_name = "ID", requires_all = ["role", "admin_role"])]
     pub account: Option<String>,
     /// Name of the parent instance's IAM role, the principal that calls KMS for the enclave
     /// (default: the placeholder ROLE).
     #[arg(long, value_name = "NAME", requires = "account")]
     pub role: Option<String>,
+    /// Name of the key-administrator role, the only principal allowed to change the key policy
+    /// (it gets no decryption rights; default: the placeholder KEY_ADMIN_ROLE). It must not be
+    /// the parent's role.
+    #[arg(long, value_name = "NAME", requires = "account")]
+    pub admin_role: Option<String>,
     /// Output directory (default: release/<VERSION>/). Only the default updates
     /// release/pcr-expectations.json.
     #[arg(long, value_name = "DIR")]
@@ -136,7 +143,7 @@ pub fn key_policy_file_name(version: &str) -> String {
     format!("kms-policy-template-{version}.json")
 }
 
-fn iam_policy_file_name(version: &str) -> String {
+pub fn iam_policy_file_name(version: &str) -> String {
     format!("iam-policy-template-{version}.json")
 }
 
@@ -378,9 +385,13 @@ pub fn run(project: &Project, args: &Args) -> Result<Outcome> {
         .clone()
         .unwrap_or_else(|| project.version.clone());
     publish::check_version(&version)?;
-    let principal = match (&args.account, &args.role) {
-        (Some(account), Some(role)) => Principal::new(account, role)?,
-        _ => Principal::placeholders(),
+    let principal = match (&args.account, &args.role, &args.admin_role) {
+        (Some(account), Some(role), Some(admin_role)) => {
+            Principals::new(account, role, admin_role).map_err(|e| {
+                Error::invalid("--account, --role and --admin-role", e.to_string())
+            })?
+        }
+        _ => Principals::placeholders(),
     };
     let app = args.app_spec(&project.app);
     ensure_prerequisites(project)?;
@@ -560,7 +571,7 @@ struct ReleaseContext<'a> {
     kernel: &'a KernelArtifact,
     custom_kernel: bool,
     full: bool,
-    principal: &'a Principal,
+    principal: &'a Principals,
     first: &'a Built,
 }
 
@@ -1152,6 +1163,25 @@ mod tests {
         assert!(
             parse(&["--account", "111122223333"]).is_err(),
             "--account needs --role"
+        );
+        assert!(
+            parse(&["--account", "111122223333", "--role", "r"]).is_err(),
+            "--account needs --admin-role"
+        );
+        assert!(
+            parse(&["--admin-role", "a"]).is_err(),
+            "--admin-role needs --account"
+        );
+        assert!(
+            parse(&[
+                "--account",
+                "111122223333",
+                "--role",
+                "r",
+                "--admin-role",
+                "a"
+            ])
+            .is_ok()
         );
         assert!(parse(&["--full", "--kernel", "/k"]).is_err());
     }

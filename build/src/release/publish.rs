@@ -5,151 +5,35 @@
 //! Every writer here is deterministic (fixed key order, no clock, no host paths), so rebuilding a
 //! release from the same commit on the same kind of machine rewrites the same bytes.
 
-use ccc_eif::{Measurements, Pcr};
+use ccc_eif::Measurements;
+use ccc_policy::template::{self, ImagePins, Principals};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::error::{Error, IoContext, Result, ensure};
 
-/// The KMS condition key for PCR0 (AWS KMS developer guide, "Condition keys for Nitro
-/// Enclaves": `ImageSha384` corresponds to PCR0 of the attestation document).
-pub const CONDITION_IMAGE_SHA384: &str = "kms:RecipientAttestation:ImageSha384";
-/// The KMS condition key for PCR1.
-pub const CONDITION_PCR1: &str = "kms:RecipientAttestation:PCR1";
-/// The KMS condition key for PCR2.
-pub const CONDITION_PCR2: &str = "kms:RecipientAttestation:PCR2";
-
-/// Placeholder for the AWS account id in the templates.
-pub const ACCOUNT_PLACEHOLDER: &str = "ACCOUNT";
-/// Placeholder for the IAM role name in the templates.
-pub const ROLE_PLACEHOLDER: &str = "ROLE";
-
-/// Longest IAM role name (IAM API reference, `CreateRole`: `RoleName` is 1 to 64 characters).
-const MAX_ROLE_NAME: usize = 64;
-
-/// Key-administration actions the account keeps (so the key is never orphaned: without a
-/// principal allowed `kms:PutKeyPolicy`, nobody could ever change or recover it). Deliberately
-/// absent: everything that reveals plaintext or would let an administrator route around the
-/// attestation conditions — `kms:Decrypt`, `kms:GenerateDataKey*`, `kms:ReEncrypt*`
-/// (`ReEncryptFrom` decrypts under this key to re-encrypt under one the caller controls),
-/// `kms:CreateGrant` (a grant can allow `Decrypt` without conditions), and wildcards such as
-/// `kms:*`, `kms:Create*` or `kms:Re*` that would pull those in.
-pub const ADMIN_ACTIONS: &[&str] = &[
-    "kms:CancelKeyDeletion",
-    "kms:CreateAlias",
-    "kms:DeleteAlias",
-    "kms:DescribeKey",
-    "kms:DisableKey",
-    "kms:DisableKeyRotation",
-    "kms:EnableKey",
-    "kms:EnableKeyRotation",
-    "kms:GetKeyPolicy",
-    "kms:GetKeyRotationStatus",
-    "kms:ListGrants",
-    "kms:ListKeyPolicies",
-    "kms:ListKeyRotations",
-    "kms:ListResourceTags",
-    "kms:PutKeyPolicy",
-    "kms:RetireGrant",
-    "kms:RevokeGrant",
-    "kms:RotateKeyOnDemand",
-    "kms:ScheduleKeyDeletion",
-    "kms:TagResource",
-    "kms:UntagResource",
-    "kms:UpdateAlias",
-    "kms:UpdateKeyDescription",
-];
-
-/// What the enclave (through its parent's role) may do with the key, only with an attestation
-/// document of this image.
-pub const ENCLAVE_ACTIONS: &[&str] = &["kms:Decrypt", "kms:GenerateDataKey"];
-
-/// The principal named in the key policy: the parent instance's IAM role (the enclave calls KMS
-/// with its parent's credentials) in the key's account.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    account: String,
-    role: String,
+/// The image pins of `measurements` (PCR0 as `ImageSha384`, PCR1, PCR2).
+///
+/// # Errors
+/// A PCR is all zeros, the value debug-mode enclaves report (AWS Nitro Enclaves user guide,
+/// `nitro-cli run-enclave --debug-mode`): a policy pinning it would release keys to any
+/// enclave whose memory the parent can read.
+pub fn pins(measurements: &Measurements) -> Result<ImagePins> {
+    ImagePins::new(
+        &measurements.pcr0.hex(),
+        &measurements.pcr1.hex(),
+        &measurements.pcr2.hex(),
+    )
+    .map_err(|e| Error::pcrs(e.to_string()))
 }
 
-impl Principal {
-    /// `ACCOUNT` and `ROLE` placeholders, to be filled in by the user.
-    pub fn placeholders() -> Self {
-        Self {
-            account: ACCOUNT_PLACEHOLDER.to_owned(),
-            role: ROLE_PLACEHOLDER.to_owned(),
-        }
-    }
-
-    /// A real account id and role name.
-    ///
-    /// # Errors
-    /// The account id is not 12 digits, or the role name is not 1..=64 characters of IAM's
-    /// role-name set (letters, digits and `+=,.@_-`).
-    pub fn new(account: &str, role: &str) -> Result<Self> {
-        ensure!(
-            account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()),
-            Error::invalid(
-                format!("--account `{account}`"),
-                "an AWS account id is exactly 12 digits"
-            )
-        );
-        ensure!(
-            !role.is_empty()
-                && role.len() <= MAX_ROLE_NAME
-                && role
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b)),
-            Error::invalid(
-                format!("--role `{role}`"),
-                format!(
-                    "an IAM role name is 1 to {MAX_ROLE_NAME} characters of letters, digits and \
-                     +=,.@_- (give the name, not the ARN)"
-                )
-            )
-        );
-        Ok(Self {
-            account: account.to_owned(),
-            role: role.to_owned(),
-        })
-    }
-
-    /// True while the placeholders are in place.
-    pub fn is_placeholder(&self) -> bool {
-        self.account == ACCOUNT_PLACEHOLDER
-    }
-
-    pub fn role_arn(&self) -> String {
-        format!("arn:aws:iam::{}:role/{}", self.account, self.role)
-    }
-
-    pub fn account_root_arn(&self) -> String {
-        format!("arn:aws:iam::{}:root", self.account)
-    }
-}
-
-/// Refuses all-zero PCRs: they are what a debug-mode enclave reports (AWS Nitro Enclaves user
-/// guide, `nitro-cli run-enclave --debug-mode`), so a policy pinning them would release keys to
-/// any enclave whose memory the parent can read.
+/// Refuses all-zero PCRs (see [`pins`]).
 ///
 /// # Errors
 /// PCR0, PCR1 or PCR2 is all zeros.
 pub fn refuse_debug_pcrs(measurements: &Measurements) -> Result<()> {
-    for (index, pcr) in [
-        (0, measurements.pcr0),
-        (1, measurements.pcr1),
-        (2, measurements.pcr2),
-    ] {
-        ensure!(
-            pcr != Pcr::ZERO,
-            Error::pcrs(format!(
-                "PCR{index} is all zeros, the value debug-mode enclaves report: refusing to \
-                 write a policy that would release keys to any debug enclave"
-            ))
-        );
-    }
-    Ok(())
+    pins(measurements).map(drop)
 }
 
 /// The three attestation conditions, key → lowercase hex (sorted: ImageSha384, PCR1, PCR2).
@@ -157,81 +41,28 @@ pub fn refuse_debug_pcrs(measurements: &Measurements) -> Result<()> {
 /// # Errors
 /// As [`refuse_debug_pcrs`].
 pub fn policy_conditions(measurements: &Measurements) -> Result<BTreeMap<String, String>> {
-    refuse_debug_pcrs(measurements)?;
-    Ok(BTreeMap::from([
-        (CONDITION_IMAGE_SHA384.to_owned(), measurements.pcr0.hex()),
-        (CONDITION_PCR1.to_owned(), measurements.pcr1.hex()),
-        (CONDITION_PCR2.to_owned(), measurements.pcr2.hex()),
-    ]))
+    Ok(pins(measurements)?.conditions())
 }
 
-#[derive(Serialize)]
-struct PolicyDocument {
-    #[serde(rename = "Version")]
-    version: &'static str,
-    #[serde(rename = "Statement")]
-    statement: Vec<Statement>,
-}
-
-#[derive(Serialize)]
-struct Statement {
-    #[serde(rename = "Sid")]
-    sid: &'static str,
-    #[serde(rename = "Effect")]
-    effect: &'static str,
-    #[serde(rename = "Principal", skip_serializing_if = "Option::is_none")]
-    principal: Option<BTreeMap<&'static str, String>>,
-    #[serde(rename = "Action")]
-    action: Vec<&'static str>,
-    #[serde(rename = "Resource")]
-    resource: &'static str,
-    #[serde(rename = "Condition", skip_serializing_if = "Option::is_none")]
-    condition: Option<BTreeMap<&'static str, BTreeMap<String, String>>>,
-}
-
-/// The KMS key policy for this image (pretty JSON): the account keeps key administration (not
-/// decryption), the account may encrypt (sealing secrets for the enclave reveals nothing), and
-/// the parent's role may `Decrypt` and `GenerateDataKey` only with an attestation document whose
-/// PCR0, PCR1 and PCR2 are this image's (`StringEqualsIgnoreCase`, as AWS's examples).
-///
-/// `kms:GenerateRandom` is not in it: that operation uses no key, so KMS authorises it with IAM
-/// policies only (KMS API reference, GenerateRandom: "Required permissions: kms:GenerateRandom
-/// (IAM policy)"); see [`iam_policy`].
-///
-/// # Errors
-/// As [`refuse_debug_pcrs`].
-pub fn key_policy(measurements: &Measurements, principal: &Principal) -> Result<String> {
-    let conditions = policy_conditions(measurements)?;
-    let document = PolicyDocument {
-        version: "2012-10-17",
-        statement: vec![
-            Statement {
-                sid: "KeyAdministrationByTheAccount",
-                effect: "Allow",
-                principal: Some(BTreeMap::from([("AWS", principal.account_root_arn())])),
-                action: ADMIN_ACTIONS.to_vec(),
-                resource: "*",
-                condition: None,
-            },
-            Statement {
-                sid: "SealSecretsForTheEnclave",
-                effect: "Allow",
-                principal: Some(BTreeMap::from([("AWS", principal.account_root_arn())])),
-                action: vec!["kms:Encrypt"],
-                resource: "*",
-                condition: None,
-            },
-            Statement {
-                sid: "EnclaveUseOnlyWithThisImage",
-                effect: "Allow",
-                principal: Some(BTreeMap::from([("AWS", principal.role_arn())])),
-                action: ENCLAVE_ACTIONS.to_vec(),
-                resource: "*",
-                condition: Some(BTreeMap::from([("StringEqualsIgnoreCase", conditions)])),
-            },
-        ],
-    };
-    json_text(&document)
+/// Refuses a policy `policy check` has findings for: a release never publishes one.
+fn refuse_findings(name: &str, text: &str) -> Result<()> {
+    let findings = crate::policy::check_text(text)
+        .map_err(|e| e.context(format!("the release tool wrote a {name} that does not parse")))?;
+    ensure!(
+        findings.is_empty(),
+        Error::assemble(
+            format!("the {name}"),
+            format!(
+                "it has findings; refusing to publish it:\n{}",
+                findings
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        )
+    );
+    Ok(())
 }
 
 /// Pretty JSON with a trailing newline.
@@ -244,26 +75,26 @@ pub fn json_text(value: &impl Serialize) -> Result<String> {
         .map_err(|e| Error::assemble("a JSON document", e))
 }
 
-/// The IAM policy to attach to the parent's role for `kms:GenerateRandom` from the enclave,
-/// under the same three conditions (they apply to GenerateRandom in IAM policies: AWS KMS
-/// developer guide, "Condition keys for Nitro Enclaves").
+/// The KMS key policy for this image (`ccc_policy::template::key_policy`), checked by the
+/// linter before it is returned.
 ///
 /// # Errors
-/// As [`refuse_debug_pcrs`].
+/// As [`refuse_debug_pcrs`]; the policy has findings.
+pub fn key_policy(measurements: &Measurements, principals: &Principals) -> Result<String> {
+    let text = template::key_policy(&pins(measurements)?, principals);
+    refuse_findings("key policy", &text)?;
+    Ok(text)
+}
+
+/// The IAM policy for the parent's role (`ccc_policy::template::iam_policy`), checked by the
+/// linter before it is returned.
+///
+/// # Errors
+/// As [`refuse_debug_pcrs`]; the policy has findings.
 pub fn iam_policy(measurements: &Measurements) -> Result<String> {
-    let conditions = policy_conditions(measurements)?;
-    let document = PolicyDocument {
-        version: "2012-10-17",
-        statement: vec![Statement {
-            sid: "EnclaveRandomOnlyWithThisImage",
-            effect: "Allow",
-            principal: None,
-            action: vec!["kms:GenerateRandom"],
-            resource: "*",
-            condition: Some(BTreeMap::from([("StringEqualsIgnoreCase", conditions)])),
-        }],
-    };
-    json_text(&document)
+    let text = template::iam_policy(&pins(measurements)?);
+    refuse_findings("IAM policy", &text)?;
+    Ok(text)
 }
 
 /// PCR0/1/2 as published (nitro-cli's `Measurements` object: `HashAlgorithm` first, then the
@@ -578,7 +409,10 @@ struct ExpectationsFile {
 
 const EXPECTATIONS_COMMENT: &str = "PCRs of every published CCC release, by version, written by \
     `cargo xtask release`. A version's PCRs never change: a different build is a new version \
-    (`--force` overrides, for a release that was never used).";
+    (`--force` overrides, for a release that was never used). Release 0.1.0 is superseded: its \
+    key-policy template predates `cargo xtask policy check` and fails it (key administration \
+    through the account root, no explicit Deny; see docs/threat-model.md), and its enclave \
+    accepts sealed blobs under any key; use a later release.";
 
 impl Expectations {
     /// Reads the file; a missing file is an empty history.
@@ -604,7 +438,12 @@ impl Expectations {
     ///
     /// # Errors
     /// The version is recorded with other PCRs and `force` is false.
-    pub fn record(&mut self, version: &str, pcrs: &PcrValues, force: bool) -> Result<Recorded> {
+    pub fn record(
+        &mut self,
+        version: &str,
+        pcrs: &PcrValues,
+        force: bool,
+    ) -> Result<Recorded> {
         let pcrs = PcrValues {
             hash_algorithm: None,
             ..pcrs.clone()
@@ -657,8 +496,8 @@ impl Expectations {
 }
 
 /// Sort key for versions: dot/dash/plus-separated parts, numbers before words and compared as
-/// numbers (`0.2.0` < `0.10.0`). The one version order of CCC (release records, emulation's
-/// "newest release").
+/// numbers (`0.2.0` < `0.10.0`). The one version order of CCC (release records, the linter's
+/// first checked release, emulation's "newest release").
 pub fn version_key(version: &str) -> Vec<(u8, u64, String)> {
     version
         .split(['.', '-', '+'])
@@ -728,6 +567,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ccc_eif::Pcr;
 
     fn measurements(seed: u8) -> Measurements {
         Measurements {
@@ -743,32 +583,7 @@ mod tests {
     }
 
     #[test]
-    fn principals_are_validated() {
-        let p = Principal::new("111122223333", "Enclave-Parent_1").unwrap();
-        assert_eq!(
-            p.role_arn(),
-            "arn:aws:iam::111122223333:role/Enclave-Parent_1"
-        );
-        assert_eq!(p.account_root_arn(), "arn:aws:iam::111122223333:root");
-        assert!(!p.is_placeholder());
-        assert!(Principal::placeholders().is_placeholder());
-        for (account, role) in [
-            ("11112222333", "r"),
-            ("1111222233334", "r"),
-            ("11112222333x", "r"),
-            ("111122223333", ""),
-            ("111122223333", "arn:aws:iam::111122223333:role/r"),
-            ("111122223333", "a/b"),
-            ("111122223333", "has space"),
-            ("111122223333", &"r".repeat(65)),
-        ] {
-            assert!(Principal::new(account, role).is_err(), "{account} {role}");
-        }
-        assert!(Principal::new("111122223333", &"r".repeat(64)).is_ok());
-    }
-
-    #[test]
-    fn debug_pcrs_are_refused() {
+    fn debug_pcrs_are_refused_and_templates_pass_the_linter() {
         for index in 0..3 {
             let mut m = measurements(7);
             match index {
@@ -776,7 +591,7 @@ mod tests {
                 1 => m.pcr1 = Pcr::ZERO,
                 _ => m.pcr2 = Pcr::ZERO,
             }
-            let err = key_policy(&m, &Principal::placeholders()).unwrap_err();
+            let err = key_policy(&m, &Principals::placeholders()).unwrap_err();
             assert!(
                 err.to_string()
                     .contains(&format!("PCR{index} is all zeros")),
@@ -784,153 +599,23 @@ mod tests {
             );
             assert!(iam_policy(&m).is_err());
         }
-    }
-
-    #[test]
-    fn key_policy_shape() {
         let m = measurements(0xab);
-        let text = key_policy(&m, &Principal::placeholders()).unwrap();
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(v["Version"], "2012-10-17");
-        let statements = v["Statement"].as_array().unwrap();
-        assert_eq!(statements.len(), 3);
+        let text = key_policy(&m, &Principals::placeholders()).unwrap();
+        assert!(text.contains(&hex_of(0xad)));
+        iam_policy(&m).unwrap();
         assert_eq!(
-            statements[0]["Principal"]["AWS"],
-            "arn:aws:iam::ACCOUNT:root"
+            policy_conditions(&m).unwrap()[ccc_policy::keys::PCR1],
+            hex_of(0xac)
         );
-        assert_eq!(
-            statements[2]["Principal"]["AWS"],
-            "arn:aws:iam::ACCOUNT:role/ROLE"
-        );
-        assert_eq!(
-            statements[2]["Action"],
-            serde_json::json!(["kms:Decrypt", "kms:GenerateDataKey"])
-        );
-        let conditions = &statements[2]["Condition"]["StringEqualsIgnoreCase"];
-        assert_eq!(conditions[CONDITION_IMAGE_SHA384], hex_of(0xab));
-        assert_eq!(conditions[CONDITION_PCR1], hex_of(0xac));
-        assert_eq!(conditions[CONDITION_PCR2], hex_of(0xad));
-        // Nothing but the conditioned statement lets anyone read plaintext.
-        for s in &statements[..2] {
-            assert!(s.get("Condition").is_none());
-            for action in s["Action"].as_array().unwrap() {
-                let action = action.as_str().unwrap();
-                assert!(!action.contains('*'), "{action}");
-                for secret in ["Decrypt", "GenerateDataKey", "ReEncrypt", "CreateGrant"] {
-                    assert!(!action.contains(secret), "{action}");
-                }
-            }
-        }
-        assert!(!text.contains("GenerateRandom"));
-        let iam: serde_json::Value = serde_json::from_str(&iam_policy(&m).unwrap()).unwrap();
-        assert_eq!(
-            iam["Statement"][0]["Action"],
-            serde_json::json!(["kms:GenerateRandom"])
-        );
-        assert!(iam["Statement"][0].get("Principal").is_none());
-        assert_eq!(
-            iam["Statement"][0]["Condition"]["StringEqualsIgnoreCase"][CONDITION_PCR2],
-            hex_of(0xad)
-        );
-    }
-
-    /// The KMS emulator's policy engine (AWS's evaluation order) accepts the template and lets
-    /// only this image, through the named role, decrypt.
-    #[test]
-    fn emulator_policy_engine_enforces_the_template() {
-        use ccc_emulator::policy::{Policy, RequestContext};
-        let m = measurements(0x3c);
-        let principal = Principal::new("111122223333", "EnclaveParent").unwrap();
-        let policy = Policy::parse(&key_policy(&m, &principal).unwrap()).unwrap();
-        // The placeholder template is a valid policy document too.
-        Policy::parse(&key_policy(&m, &Principal::placeholders()).unwrap()).unwrap();
-        // The IAM template's condition block means the same to the engine (given a principal,
-        // which identity policies do not name).
-        let mut iam: serde_json::Value = serde_json::from_str(&iam_policy(&m).unwrap()).unwrap();
-        iam["Statement"][0]["Principal"] =
-            serde_json::json!({"AWS": "arn:aws:iam::111122223333:root"});
-        let iam = Policy::parse(&iam.to_string()).unwrap();
-
-        let request = |principal: &str, action: &str, pcrs: Option<(String, String, String)>| {
-            let mut ctx = RequestContext {
-                principal_arn: principal.to_owned(),
-                action: action.to_owned(),
-                resource: "arn:aws:kms:eu-west-1:111122223333:key/k".to_owned(),
-                ..RequestContext::default()
-            };
-            if let Some((p0, p1, p2)) = pcrs {
-                ctx.set(CONDITION_IMAGE_SHA384, p0);
-                ctx.set(CONDITION_PCR1, p1);
-                ctx.set(CONDITION_PCR2, p2);
-            }
-            policy.evaluate(&ctx)
-        };
-        let role = "arn:aws:sts::111122223333:assumed-role/EnclaveParent/i-0123";
-        let good = || Some((hex_of(0x3c), hex_of(0x3d), hex_of(0x3e)));
-        for action in ["kms:Decrypt", "kms:GenerateDataKey"] {
-            assert!(request(role, action, good()).is_allowed(), "{action}");
-            // Upper-case hex matches too (StringEqualsIgnoreCase).
-            let upper = Some((
-                hex_of(0x3c).to_uppercase(),
-                hex_of(0x3d),
-                hex_of(0x3e).to_uppercase(),
-            ));
-            assert!(request(role, action, upper).is_allowed());
-            // Another image: any one PCR off denies.
-            for wrong in 0..3 {
-                let mut pcrs = good().unwrap();
-                match wrong {
-                    0 => pcrs.0 = hex_of(0x99),
-                    1 => pcrs.1 = hex_of(0x99),
-                    _ => pcrs.2 = hex_of(0x99),
-                }
-                assert!(
-                    !request(role, action, Some(pcrs)).is_allowed(),
-                    "PCR {wrong}"
-                );
-            }
-            // Debug-mode enclaves (all-zero PCRs) and requests without attestation: denied.
-            let zeros = Some((hex_of(0), hex_of(0), hex_of(0)));
-            assert!(!request(role, action, zeros).is_allowed());
-            assert!(!request(role, action, None).is_allowed());
-            // Another role, or the account's administrators, with the right PCRs: denied.
-            let other = "arn:aws:sts::111122223333:assumed-role/Other/s";
-            assert!(!request(other, action, good()).is_allowed());
-            assert!(!request("arn:aws:iam::111122223333:user/admin", action, None).is_allowed());
-            let foreign = "arn:aws:sts::444455556666:assumed-role/EnclaveParent/s";
-            assert!(!request(foreign, action, good()).is_allowed());
-        }
-        let random = |pcrs: Option<(String, String, String)>| {
-            let mut ctx = RequestContext {
-                principal_arn: role.to_owned(),
-                action: "kms:GenerateRandom".to_owned(),
-                resource: "*".to_owned(),
-                ..RequestContext::default()
-            };
-            if let Some((p0, p1, p2)) = pcrs {
-                ctx.set(CONDITION_IMAGE_SHA384, p0);
-                ctx.set(CONDITION_PCR1, p1);
-                ctx.set(CONDITION_PCR2, p2);
-            }
-            iam.evaluate(&ctx).is_allowed()
-        };
-        assert!(random(good()));
-        assert!(!random(None));
-        assert!(!random(Some((hex_of(0x3c), hex_of(0x3d), hex_of(0x3f)))));
-        // Administration and encryption stay with the account; the routes around attestation
-        // stay closed.
-        let admin = "arn:aws:iam::111122223333:user/admin";
-        assert!(request(admin, "kms:PutKeyPolicy", None).is_allowed());
-        assert!(request(admin, "kms:ScheduleKeyDeletion", None).is_allowed());
-        assert!(request(admin, "kms:Encrypt", None).is_allowed());
-        for action in [
-            "kms:CreateGrant",
-            "kms:ReEncryptFrom",
-            "kms:GenerateDataKeyWithoutPlaintext",
-        ] {
-            assert!(!request(admin, action, None).is_allowed(), "{action}");
-            assert!(!request(role, action, good()).is_allowed(), "{action}");
-        }
+        // The gate itself: a policy with findings is refused, naming them.
+        let err = refuse_findings(
+            "key policy",
+            r#"{"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "kms:Decrypt", "Resource": "*"}]}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("refusing to publish"), "{err}");
+        assert!(err.contains("finding: wildcard-principal"), "{err}");
     }
 
     #[test]

@@ -132,11 +132,13 @@ pub(super) fn markdown(
     };
     let placeholder = if ctx.principal.is_placeholder() {
         format!(
-            "\nThe template names `ACCOUNT` and `ROLE`: replace them with your account id and \
-             the\nname of the parent instance's IAM role (or run `{tool} release --version \
-             {version}\n--account 111122223333 --role NAME --out DIR`), then:\n\n    \
+            "\nThe template names `ACCOUNT`, `ROLE` and `KEY_ADMIN_ROLE`: replace them with your \
+             account id,\nthe name of the parent instance's IAM role and the name of the \
+             key-administrator role (or run\n`{tool} release --version {version} --account \
+             111122223333 --role NAME --admin-role NAME --out DIR`),\nthen:\n\n    \
              aws kms put-key-policy --key-id KEY --policy-name default --policy \
-             file://{}\n",
+             file://{}\n\nand check what you upload with `{tool} policy check FILE` (exit \
+             status 0: no findings).\n",
             names.key_policy
         )
     } else {
@@ -203,23 +205,34 @@ is `--locked`, and `SOURCE_DATE_EPOCH` is the commit time.
 
 ## Key policy
 
-`{kms}` has three statements:
+`{kms}` follows AWS's guidance for Nitro Enclaves key policies: nobody uses the key
+without this image's attestation, and nothing the parent controls can change that
+(`docs/threat-model.md` in CCC's repository says which attack each statement stops).
 
-1. `KeyAdministrationByTheAccount`: the account (`arn:aws:iam::ACCOUNT:root`, i.e. whoever IAM
-   in that account allows) keeps key administration, including `kms:PutKeyPolicy`, so the key is
-   never orphaned (without it nobody could ever change, disable or delete the key; KMS itself
-   refuses a policy that locks its caller out). It lists actions one by one and leaves out
-   everything that reveals plaintext or routes around the attestation: `kms:Decrypt`,
-   `kms:GenerateDataKey*`, `kms:ReEncrypt*`, `kms:CreateGrant`. Whoever may call
-   `kms:PutKeyPolicy` can still replace the policy: restrict that to an administrator role and
-   watch for it in CloudTrail.
-2. `SealSecretsForTheEnclave`: the account may `kms:Encrypt` (sealing a secret for the enclave
-   reveals nothing).
-3. `EnclaveUseOnlyWithThisImage`: the parent instance's role may call `kms:Decrypt` and
-   `kms:GenerateDataKey` only with an attestation document (`Recipient`) whose PCR0
+1. `KeyAdministration`: the key-administrator role (`KEY_ADMIN_ROLE`) manages the key and its
+   policy, so the key is never orphaned (KMS refuses a policy that locks everyone out). It lists
+   actions one by one and holds nothing that reveals plaintext or routes around attestation:
+   no `kms:Decrypt`, `kms:GenerateDataKey*`, `kms:ReEncrypt*`, `kms:DeriveSharedSecret`,
+   `kms:CreateGrant`. Not the account root: `arn:aws:iam::ACCOUNT:root` would hand the decision
+   to IAM, and so to every role of the account with broad IAM rights, the parent's included.
+2. `OperatorsEncryptButNeverSeal`: principals of the account may `kms:Encrypt` secrets for the
+   enclave (this reveals nothing), never with the encryption context `ccc:purpose=seal`, which
+   the enclave reserves for its sealed blobs.
+3. `EnclaveUseOnlyWithThisImage`: the parent instance's role (`ROLE`) may call `kms:Decrypt`
+   and `kms:GenerateDataKey` only with an attestation document (`Recipient`) whose PCR0
    (`kms:RecipientAttestation:ImageSha384`), PCR1 and PCR2 equal this release's
-   (`StringEqualsIgnoreCase`). A debug-mode enclave reports all-zero PCRs and is refused; the
-   release tool never writes a policy with all-zero PCRs.
+   (`StringEqualsIgnoreCase`). A debug-mode enclave reports all-zero PCRs; the release tool
+   never writes a policy with all-zero PCRs.
+4. to 6. `DenySecretsUnlessImageSha384Matches`, `...PCR1Matches`, `...PCR2Matches`: an explicit
+   Deny, for every principal, of `kms:Decrypt`, `kms:GenerateDataKey*`, `kms:ReEncrypt*` and
+   `kms:DeriveSharedSecret` unless that PCR is this release's (`StringNotEqualsIgnoreCase`,
+   which also holds when the request carries no attestation at all: IAM user guide, condition
+   operators). No statement added later, no grant and no IAM policy can release a secret
+   outside this image.
+7. `DenyMintingSealedBlobs`: nobody may `kms:Encrypt` with `ccc:purpose=seal`: an operator who
+   could would choose a data key, wrap it and build a sealed blob the enclave takes for its own.
+8. `DenyPolicyAndGrantChangesToTheEnclaveRole`: the parent's role may never change the policy,
+   create, revoke or retire grants, or replicate the key, whatever its IAM policies say.
 {placeholder}
 `kms:GenerateRandom` is not in the key policy: it uses no key, so KMS authorises it through IAM
 policies only (KMS API reference, GenerateRandom: \"Required permissions: kms:GenerateRandom (IAM

@@ -22,7 +22,7 @@ use crate::protocol::{ErrorCode, Failure, PURPOSE_KEY, Request, Response};
 use crate::seal;
 use ccc_sdk::crypto::{AwsLc, Crypto};
 use ccc_sdk::kms::attested::AttestedKmsClient;
-use ccc_sdk::kms::{DataKeySpec, DecryptRequest, GenerateDataKeyRequest};
+use ccc_sdk::kms::{DataKeySpec, DecryptRequest, GenerateDataKeyRequest, KeyArn};
 use ccc_sdk::secret::SecretBytes;
 use std::collections::BTreeMap;
 
@@ -30,25 +30,28 @@ use std::collections::BTreeMap;
 /// KMS emulator's region is us-east-1 too, so emulation works unchanged.
 pub const REGION: &str = "us-east-1";
 
-/// Your KMS key (key id, key ARN, alias name or alias ARN) for `seal` and
-/// `generate_data_key` requests that name none. `CCC_APP_KEY_ID` overrides it. `None`: every
-/// such request must name its key.
-pub const KEY_ID: Option<&str> = None;
+/// The KMS key this enclave trusts, as its full key ARN
+/// (`arn:aws:kms:<region>:<account>:key/<key id>`): `seal`, `unseal`, `generate_data_key` and
+/// `hmac` use it and no other, whatever a request says. `CCC_APP_KEY_ARN` in the image's `/env`
+/// overrides it (both are measured into PCR2). Not an alias or a bare key id: those resolve in
+/// the account whose credentials sign the request, and the parent supplies the credentials.
+/// `None`: only `attest` and `random` work.
+pub const KEY_ARN: Option<&str> = None;
 
-/// The enclave's application state: the attested KMS client (which holds the NSM and the
-/// enclave's RSA key) and the default key. Shared by every connection's thread, so anything
+/// The enclave's application state: the attested KMS client (which holds the NSM, the
+/// enclave's RSA key and the trusted key). Shared by every connection's thread, so anything
 /// added here must be `Sync` (wrap mutable state in a `Mutex`).
 #[derive(Debug)]
 pub struct App {
     kms: AttestedKmsClient,
-    key_id: Option<String>,
 }
 
 impl App {
-    /// The application over `kms`, with `key_id` for requests that name no key.
+    /// The application over `kms`, whose first trusted key (if any) is the one every key
+    /// operation uses.
     #[must_use]
-    pub fn new(kms: AttestedKmsClient, key_id: Option<String>) -> Self {
-        Self { kms, key_id }
+    pub fn new(kms: AttestedKmsClient) -> Self {
+        Self { kms }
     }
 
     /// The attested KMS client (and through it the NSM).
@@ -66,12 +69,8 @@ impl App {
         request.check()?;
         match request {
             Request::Attest { nonce, user_data } => self.attest(nonce, user_data),
-            Request::GenerateDataKey { key_id, context } => self.generate_data_key(key_id, context),
-            Request::Seal {
-                data,
-                key_id,
-                context,
-            } => self.seal(&data, key_id, context),
+            Request::GenerateDataKey { context } => self.generate_data_key(context),
+            Request::Seal { data, context } => self.seal(&data, context),
             Request::Unseal { sealed, context } => self.unseal(&sealed, context),
             Request::Random { n } => self.random(n),
             Request::Hmac {
@@ -103,7 +102,7 @@ impl App {
         })
     }
 
-    /// A fresh AES-256 data key under `key_id`. KMS returns the plaintext only as
+    /// A fresh AES-256 data key under the trusted key. KMS returns the plaintext only as
     /// `CiphertextForRecipient`, which is opened here and then dropped (zeroized): the caller
     /// gets only the `CiphertextBlob` to store.
     ///
@@ -114,16 +113,12 @@ impl App {
     /// outlives the request that needed it. The price is one KMS round trip per use; an
     /// application that needs the speed can keep a bounded map here, keyed by the SHA-256 of
     /// the blob, with `SecretBytes` values.
-    fn generate_data_key(
-        &self,
-        key_id: Option<String>,
-        context: BTreeMap<String, String>,
-    ) -> Result<Response, Failure> {
-        let key_id = self.key_id(key_id, "generate_data_key")?;
+    fn generate_data_key(&self, context: BTreeMap<String, String>) -> Result<Response, Failure> {
+        let key = self.key("generate_data_key")?;
         let data_key = self
             .kms
             .generate_data_key(GenerateDataKeyRequest {
-                key_id,
+                key_id: key.as_str().to_owned(),
                 key_spec: Some(DataKeySpec::Aes256),
                 encryption_context: context,
                 ..GenerateDataKeyRequest::default()
@@ -135,30 +130,37 @@ impl App {
         })
     }
 
-    /// Seals `data` (format in `seal.rs`): a new data key from `GenerateDataKey` (opened
-    /// inside), AES-256-GCM here, and the wrapped key stored in the blob.
+    /// Seals `data` (format in `seal.rs`): a new data key from `GenerateDataKey` under the
+    /// trusted key (opened inside), AES-256-GCM here, and the wrapped key and the key's ARN
+    /// stored in the blob.
     fn seal(
         &self,
         data: &SecretBytes,
-        key_id: Option<String>,
         context: BTreeMap<String, String>,
     ) -> Result<Response, Failure> {
-        let key_id = self.key_id(key_id, "seal")?;
+        let key = self.key("seal")?;
         let data_key = self
             .kms
             .generate_data_key(GenerateDataKeyRequest {
-                key_id,
+                key_id: key.as_str().to_owned(),
                 key_spec: Some(DataKeySpec::Aes256),
-                encryption_context: with_purpose(context, "seal"),
+                encryption_context: with_purpose(context, SEALING_PURPOSE),
                 ..GenerateDataKeyRequest::default()
             })
             .map_err(|e| failure::kms("kms GenerateDataKey with Recipient", &e))?;
-        let sealed = seal::seal(data, &data_key.plaintext, &data_key.ciphertext_blob)
+        let sealed = seal::seal(data, &data_key.plaintext, key, &data_key.ciphertext_blob)
             .map_err(|e| Failure::new(ErrorCode::Internal, "seal: AES-256-GCM", e.to_string()))?;
         Ok(Response::Seal { sealed })
     }
 
-    /// Opens a sealed blob: `Decrypt` of the wrapped key with a `Recipient`, then AES-256-GCM.
+    /// Opens a sealed blob: checks that the trusted key wrapped it, `Decrypt` of the wrapped
+    /// key with a `Recipient` and `KeyId` = the trusted key, then AES-256-GCM (whose associated
+    /// data covers the format version and the key ARN).
+    ///
+    /// A blob wrapped by any other key — one the parent owns, say — is `foreign_blob`, as is a
+    /// wrapped key that does not open under the trusted key with this context (built by someone
+    /// who could `Encrypt` a data key of their choosing, which the key policy denies with the
+    /// sealing purpose, or given the wrong context).
     ///
     /// The template returns the plaintext so the round trip can be tested from the parent.
     /// In a real application `unseal` is usually internal: the enclave loads its sealed state
@@ -171,14 +173,27 @@ impl App {
                 e.to_string(),
             )
         })?;
+        let key = self.key("unseal")?;
+        if sealed.key_arn != key.as_str() {
+            return Err(Failure::new(
+                ErrorCode::ForeignBlob,
+                "unseal: check the sealing key",
+                format!(
+                    "the blob's data key is wrapped by {}, and this enclave trusts only {key}: \
+                     it was not sealed by this enclave (a blob built under another key proves \
+                     nothing)",
+                    sealed.key_arn.chars().take(200).collect::<String>()
+                ),
+            ));
+        }
         let data_key = self
             .kms
             .decrypt(DecryptRequest {
                 ciphertext_blob: sealed.wrapped_key.to_vec(),
-                encryption_context: with_purpose(context, "seal"),
+                encryption_context: with_purpose(context, SEALING_PURPOSE),
                 ..DecryptRequest::default()
             })
-            .map_err(|e| failure::kms("kms Decrypt with Recipient", &e))?;
+            .map_err(|e| failure::unseal_kms("kms Decrypt with Recipient", &e))?;
         let data = seal::open(&sealed, &data_key).map_err(|e| {
             Failure::new(ErrorCode::Unseal, "unseal: AES-256-GCM open", e.to_string())
         })?;
@@ -199,7 +214,8 @@ impl App {
 
     /// Proof that the enclave holds a secret without revealing it: HMAC-SHA256 of `message`
     /// under the plaintext of `ciphertext_blob`, which KMS releases only to an enclave whose
-    /// attestation satisfies the key policy. Whoever knows the secret can check the MAC; the
+    /// attestation satisfies the key policy (`Decrypt` names the trusted key, so a ciphertext
+    /// under any other key is refused by KMS). Whoever knows the secret can check the MAC; the
     /// secret itself never leaves.
     fn hmac(
         &self,
@@ -207,11 +223,13 @@ impl App {
         message: &[u8],
         context: BTreeMap<String, String>,
     ) -> Result<Response, Failure> {
+        let key = self.key("hmac")?;
         let secret = self
             .kms
             .decrypt(DecryptRequest {
                 ciphertext_blob,
                 encryption_context: context,
+                key_id: Some(key.as_str().to_owned()),
                 ..DecryptRequest::default()
             })
             .map_err(|e| failure::kms("kms Decrypt with Recipient", &e))?;
@@ -219,20 +237,26 @@ impl App {
         Ok(Response::Hmac { mac: mac.to_vec() })
     }
 
-    /// The request's key, or the configured default.
-    fn key_id(&self, requested: Option<String>, op: &str) -> Result<String, Failure> {
-        requested.or_else(|| self.key_id.clone()).ok_or_else(|| {
+    /// The trusted key (measured into the image), the only one key operations use.
+    fn key(&self, op: &str) -> Result<&KeyArn, Failure> {
+        self.kms.trusted_keys().first().ok_or_else(|| {
             Failure::new(
-                ErrorCode::BadRequest,
-                "check the request",
+                ErrorCode::NotConfigured,
+                "the trusted key",
                 format!(
-                    "`{op}` names no `key_id` and the enclave has no default key (set \
-                     CCC_APP_KEY_ID in the image's /env or KEY_ID in app.rs)"
+                    "`{op}` needs the KMS key this enclave trusts, and the image has none: set \
+                     KEY_ARN in app.rs or CCC_APP_KEY_ARN in the image's /env to the key's full \
+                     ARN (both are measured into PCR2)"
                 ),
             )
         })
     }
 }
+
+/// The purpose the data keys of sealed blobs are bound to (`ccc:purpose=seal`). The key policy
+/// template denies `kms:Encrypt` with it to everyone, so nobody outside the enclave can wrap a
+/// data key of their choosing for it.
+pub const SEALING_PURPOSE: &str = "seal";
 
 /// The caller's encryption context plus `ccc:purpose=<purpose>` (see
 /// [`crate::protocol::PURPOSE_KEY`]): a data key made for sealing cannot be fed to `hmac` (or

@@ -5,23 +5,30 @@
 //! - The defaults in `app.rs` are compiled into the binary, which sits in the image's
 //!   ramdisk: measured into PCR2.
 //! - `/env` is written into the same ramdisk by the image build: measured into PCR2 as well.
-//!   So a KMS key policy pinning PCR2 pins these settings; changing the region, the key or a
-//!   port gives a new PCR2.
-//! - The kernel command line on Nitro is the one inside the EIF (measured into PCR0 and PCR1;
-//!   nitro-cli cannot add to it). Under QEMU, `-append` adds words that are NOT measured. The
-//!   `ccc_app.*` switches are meant for that: the emulator's CA (base64 DER), region, key or
-//!   port chosen when the emulation starts. They are accepted only together with
-//!   `ccc.emulation=1`, are printed loudly, and a mistyped one stops the enclave (as the
-//!   init does for `ccc.*`). Trusting another CA is harmless in QEMU, whose NSM documents are
-//!   unsigned and which real KMS never answers; on Nitro such a switch would have to be in the
-//!   measured command line, changing PCR0/PCR1, so no released image can be redirected
-//!   without its measurements changing.
+//!   So a KMS key policy pinning PCR2 pins these settings; changing the region, the trusted
+//!   key or a port gives a new PCR2. The trusted key is one of them, as a full key ARN
+//!   (`CCC_APP_KEY_ARN` / `KEY_ARN`): an alias or a bare key id is refused here, because it
+//!   resolves in whatever account signs the request, and the parent supplies the credentials.
+//! - The kernel command line is NOT covered by PCR2. On Nitro it is the one inside the EIF,
+//!   measured into PCR0 and PCR1 (nitro-cli cannot add to it); a parent that rebuilds the EIF
+//!   with other words keeps PCR2 and changes PCR0 and PCR1, so a key policy pinning PCR2 alone
+//!   would still release keys to it. Under QEMU, `-append` adds words that are not measured at
+//!   all. The `ccc_app.*` switches (the emulator's CA as base64 DER, region, trusted key,
+//!   port, exit after N requests) and `ccc.emulation=1` exist for QEMU emulation only: they
+//!   are accepted here only together with `ccc.emulation=1` and a mistyped one stops the
+//!   enclave (as the init does for `ccc.*`), and at start (`crate::start`) the enclave honours
+//!   them only if its own NSM attestation document is QEMU's unsigned one. With a signed
+//!   document (real Nitro, or the signed simulator) their mere presence stops the start
+//!   ([`crate::StartError::EmulationSwitchesOnSignedDocument`]): a parent that rebuilt the EIF
+//!   with its own CA on the command line cannot read the enclave's KMS traffic, whatever the
+//!   key policy pins.
 //! - `ccc.parent_cid` is the init's switch (the heartbeat's CID); the app uses the same value
 //!   so both always talk to the same parent (3 on Nitro, 2 under QEMU's vhost-user vsock).
 //!
 //! Precedence, highest first: `ccc_app.*` (emulation) > `CCC_APP_*` > `app.rs` defaults.
 //! An unknown `CCC_APP_*` variable is an error, so a typo never silently keeps a default.
 
+use ccc_sdk::kms::{KeyArn, KeyArnError};
 use ccc_sdk::net::vsock::{CID_ANY, CID_PARENT};
 use ccc_sdk::net::{Endpoint, KMS_PROXY_PORT, VsockAddr};
 use ccc_sdk::tls::TrustAnchors;
@@ -43,14 +50,26 @@ pub const MAX_CMDLINE_LEN: usize = 64 * 1024;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 16;
 
 /// The environment variables read, for error messages.
-const ENV_KNOWN: &str = "CCC_APP_REGION, CCC_APP_KEY_ID, CCC_APP_PORT, CCC_APP_PARENT_CID, \
+const ENV_KNOWN: &str = "CCC_APP_REGION, CCC_APP_KEY_ARN, CCC_APP_PORT, CCC_APP_PARENT_CID, \
      CCC_APP_KMS_PROXY_PORT, CCC_APP_CREDENTIALS_PORT, CCC_APP_KMS_HOST, CCC_APP_KMS_CA_FILE, \
      CCC_APP_NSM, CCC_APP_LISTEN, CCC_APP_KMS_ENDPOINT, CCC_APP_CREDENTIALS_ENDPOINT, \
      CCC_APP_MAX_CONNECTIONS";
 
 /// The command-line switches read, for error messages.
-const CMDLINE_KNOWN: &str = "ccc_app.kms_ca=<base64 DER>, ccc_app.region=, ccc_app.key_id=, \
+const CMDLINE_KNOWN: &str = "ccc_app.kms_ca=<base64 DER>, ccc_app.region=, ccc_app.key_arn=, \
      ccc_app.port=, ccc_app.exit_after=<requests>";
+
+/// Settings that were renamed, with what to write instead.
+const RENAMED: [(&str, &str); 2] = [
+    (
+        "CCC_APP_KEY_ID",
+        "CCC_APP_KEY_ARN, with the key's full ARN (arn:aws:kms:<region>:<account>:key/<id>)",
+    ),
+    (
+        "ccc_app.key_id",
+        "ccc_app.key_arn, with the key's full ARN (arn:aws:kms:<region>:<account>:key/<id>)",
+    ),
+];
 
 /// Which NSM the binary opens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,8 +109,9 @@ impl fmt::Display for Origin {
 pub struct Settings {
     /// AWS region (SigV4 scope, default KMS host name).
     pub region: String,
-    /// The KMS key for requests that name none.
-    pub key_id: Option<String>,
+    /// The KMS key the enclave trusts: every seal, unseal, data key and hmac uses it, and
+    /// nothing else. `None`: only attest and random work.
+    pub key_arn: Option<KeyArn>,
     /// Where the API listens (default `vsock://<any>:5000`).
     pub listen: Endpoint,
     /// Where KMS is reached (default the parent's proxy, `vsock://<parent>:8000`).
@@ -108,6 +128,10 @@ pub struct Settings {
     pub max_connections: usize,
     /// `ccc.emulation=1` was on the command line.
     pub emulation: bool,
+    /// Every emulation-only word on the command line (`ccc.emulation=1`, `ccc_app.*`), as
+    /// written up to its `=`: honoured only with a QEMU-unsigned NSM document (checked at
+    /// start).
+    pub emulation_switches: Vec<String>,
     /// Emulation only (`ccc_app.exit_after=N`): answer N requests, then exit with status 0
     /// once the caller closed the connection of the Nth, so a QEMU run ends by itself. `None`
     /// (always outside emulation): serve until the enclave is stopped.
@@ -126,6 +150,27 @@ pub enum ConfigError {
     UnknownSwitch(String),
     /// A `ccc_app.*` switch without `ccc.emulation=1`.
     SwitchOutsideEmulation(String),
+    /// A setting that was renamed.
+    Renamed {
+        /// The old name.
+        old: &'static str,
+        /// What to write instead.
+        new: &'static str,
+    },
+    /// The trusted key is not a key ARN (an alias, a bare key id, a malformed ARN).
+    KeyArn {
+        /// The variable or switch.
+        name: String,
+        /// Why, and what to write.
+        error: KeyArnError,
+    },
+    /// The trusted key is in another region than the enclave's.
+    KeyRegion {
+        /// The key ARN.
+        key: String,
+        /// The enclave's region.
+        region: String,
+    },
     /// A value that does not parse.
     BadValue {
         /// The variable or switch.
@@ -161,6 +206,13 @@ impl fmt::Display for ConfigError {
                 "`{word}` on the kernel command line without ccc.emulation=1: the ccc_app.* \
                  switches are for QEMU emulation; configure an image through its /env \
                  (CCC_APP_*) or the defaults in app.rs"
+            ),
+            Self::Renamed { old, new } => write!(f, "{old} was renamed: write {new}"),
+            Self::KeyArn { name, error } => write!(f, "{name}: {error}"),
+            Self::KeyRegion { key, region } => write!(
+                f,
+                "the trusted key {key} is not in the enclave's region {region} (KMS keys are \
+                 regional): set CCC_APP_REGION to the key's region, or use a key in {region}"
             ),
             Self::BadValue { name, expected } => write!(f, "{name}: expected {expected}"),
             Self::File { name, path, error } => {
@@ -209,6 +261,8 @@ struct Cmdline {
     parent_cid: Option<String>,
     emulation: bool,
     app: BTreeMap<String, String>,
+    /// `ccc.emulation=1` and every `ccc_app.*` word, up to its `=`, in order.
+    emulation_words: Vec<String>,
 }
 
 fn parse_cmdline(text: &str) -> Result<Cmdline, ConfigError> {
@@ -218,13 +272,25 @@ fn parse_cmdline(text: &str) -> Result<Cmdline, ConfigError> {
         let (key, value) = word.split_once('=').unwrap_or((word.as_str(), ""));
         match key {
             "ccc.parent_cid" => cmdline.parent_cid = Some(value.to_owned()),
-            "ccc.emulation" => cmdline.emulation = value == "1",
+            "ccc.emulation" => {
+                cmdline.emulation = value == "1";
+                if cmdline.emulation {
+                    cmdline.emulation_words.push("ccc.emulation=1".to_owned());
+                }
+            }
             _ => {
                 if let Some(name) = key.strip_prefix(CMDLINE_PREFIX) {
-                    if !matches!(name, "kms_ca" | "region" | "key_id" | "port" | "exit_after") {
+                    if let Some((old, new)) = RENAMED.iter().find(|(old, _)| *old == key) {
+                        return Err(ConfigError::Renamed { old, new });
+                    }
+                    if !matches!(
+                        name,
+                        "kms_ca" | "region" | "key_arn" | "port" | "exit_after"
+                    ) {
                         return Err(ConfigError::UnknownSwitch(word));
                     }
                     app_words.push(key.to_owned());
+                    cmdline.emulation_words.push(key.to_owned());
                     cmdline.app.insert(name.to_owned(), value.to_owned());
                 }
             }
@@ -331,6 +397,9 @@ impl Settings {
             let Some(short) = name.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
+            if let Some((old, new)) = RENAMED.iter().find(|(old, _)| old == name) {
+                return Err(ConfigError::Renamed { old, new });
+            }
             if !ENV_KNOWN.split(", ").any(|known| known == name) {
                 return Err(ConfigError::UnknownVariable(name.clone()));
             }
@@ -355,13 +424,29 @@ impl Settings {
                 expected: "an AWS region such as eu-west-1",
             });
         }
-        let key_id = sources
-            .pick(
-                "KEY_ID",
-                Some("key_id"),
-                crate::app::KEY_ID.map(str::to_owned),
-            )
-            .map(|(v, _)| v);
+        let key_arn = match sources.pick(
+            "KEY_ARN",
+            Some("key_arn"),
+            crate::app::KEY_ARN.map(str::to_owned),
+        ) {
+            None => None,
+            Some((text, origin)) => {
+                let name = match origin {
+                    Origin::Default => "KEY_ARN in app.rs".to_owned(),
+                    Origin::Environment => "CCC_APP_KEY_ARN".to_owned(),
+                    Origin::Cmdline => "ccc_app.key_arn".to_owned(),
+                };
+                let key =
+                    KeyArn::parse(&text).map_err(|error| ConfigError::KeyArn { name, error })?;
+                if key.region() != region {
+                    return Err(ConfigError::KeyRegion {
+                        key: key.to_string(),
+                        region,
+                    });
+                }
+                Some(key)
+            }
+        };
         let parent_cid = match cmdline.parent_cid {
             Some(cid) => {
                 sources
@@ -458,7 +543,7 @@ impl Settings {
         }
         Ok(Self {
             region,
-            key_id,
+            key_arn,
             listen,
             kms_endpoint,
             kms_host,
@@ -467,6 +552,7 @@ impl Settings {
             nsm,
             max_connections,
             emulation: cmdline.emulation,
+            emulation_switches: cmdline.emulation_words,
             exit_after,
             report: sources.report,
         })
@@ -531,29 +617,39 @@ mod tests {
         assert!(!s.emulation);
     }
 
+    const ENV_KEY: &str =
+        "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    const QEMU_KEY: &str =
+        "arn:aws:kms:eu-west-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab";
+
     #[test]
     fn env_then_cmdline_override() {
         let vars = env(&[
             ("CCC_APP_REGION", "eu-west-1"),
             ("CCC_APP_PORT", "6000"),
-            ("CCC_APP_KEY_ID", "alias/env"),
+            ("CCC_APP_KEY_ARN", ENV_KEY),
         ]);
         let s = Settings::from_sources(&vars, "").unwrap();
         assert_eq!(s.region, "eu-west-1");
         assert_eq!(s.listen.to_string(), "vsock://4294967295:6000");
-        assert_eq!(s.key_id.as_deref(), Some("alias/env"));
+        assert_eq!(s.key_arn.as_ref().map(KeyArn::as_str), Some(ENV_KEY));
+        assert!(s.emulation_switches.is_empty());
 
         // QEMU: the init's parent CID and emulation switches, plus the app's own.
         let ca = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b"der");
         let line = format!(
-            "console=ttyS0 ccc.emulation=1 ccc.parent_cid=2 ccc_app.key_id=alias/qemu \
+            "console=ttyS0 ccc.emulation=1 ccc.parent_cid=2 ccc_app.key_arn={QEMU_KEY} \
              ccc_app.kms_ca={ca}"
         );
         let s = Settings::from_sources(&vars, &line).unwrap();
         assert!(s.emulation);
+        assert_eq!(
+            s.emulation_switches,
+            ["ccc.emulation=1", "ccc_app.key_arn", "ccc_app.kms_ca"]
+        );
         assert_eq!(s.kms_endpoint.to_string(), "vsock://2:8000");
         assert_eq!(s.credentials_endpoint.to_string(), "vsock://2:8002");
-        assert_eq!(s.key_id.as_deref(), Some("alias/qemu"));
+        assert_eq!(s.key_arn.as_ref().map(KeyArn::as_str), Some(QEMU_KEY));
         match &s.kms_trust {
             TrustAnchors::CustomCaPem(pem) => {
                 assert!(
@@ -564,10 +660,63 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(
-            s.report.iter().any(|(n, v, o)| n == "ccc_app.key_id"
-                && v == "alias/qemu"
-                && *o == Origin::Cmdline)
+            s.report
+                .iter()
+                .any(|(n, v, o)| n == "ccc_app.key_arn" && v == QEMU_KEY && *o == Origin::Cmdline)
         );
+    }
+
+    /// The trusted key is a full key ARN in the enclave's region: aliases, bare ids and the
+    /// old setting names are refused at start with what to write.
+    #[test]
+    fn the_trusted_key_must_be_a_full_arn() {
+        for (vars, line, needles) in [
+            (
+                vec![("CCC_APP_KEY_ARN", "alias/ccc-enclave")],
+                "",
+                vec!["CCC_APP_KEY_ARN", "is an alias", "parent supplies"],
+            ),
+            (
+                vec![(
+                    "CCC_APP_KEY_ARN",
+                    "arn:aws:kms:us-east-1:111122223333:alias/ccc-enclave",
+                )],
+                "",
+                vec![
+                    "is an alias",
+                    "arn:aws:kms:<region>:<12-digit account>:key/",
+                ],
+            ),
+            (
+                vec![("CCC_APP_KEY_ARN", "1234abcd-12ab-34cd-56ef-1234567890ab")],
+                "",
+                vec!["bare key id"],
+            ),
+            (
+                vec![("CCC_APP_KEY_ID", "alias/x")],
+                "",
+                vec!["CCC_APP_KEY_ID was renamed", "CCC_APP_KEY_ARN"],
+            ),
+            (
+                vec![],
+                "ccc.emulation=1 ccc_app.key_id=alias/x",
+                vec!["ccc_app.key_id was renamed", "ccc_app.key_arn"],
+            ),
+            (
+                vec![
+                    ("CCC_APP_REGION", "us-east-1"),
+                    ("CCC_APP_KEY_ARN", ENV_KEY),
+                ],
+                "",
+                vec!["not in the enclave's region us-east-1"],
+            ),
+        ] {
+            let error = Settings::from_sources(&env(&vars), line).unwrap_err();
+            let text = error.to_string();
+            for needle in needles {
+                assert!(text.contains(needle), "{needle}: {text}");
+            }
+        }
     }
 
     #[test]

@@ -38,6 +38,37 @@ pub fn kms(step: &str, error: &ClientError) -> Failure {
     }
 }
 
+/// The failure of the `Decrypt` of a sealed blob's wrapped key: as [`kms`], except that KMS
+/// refusing the ciphertext for the trusted key (`IncorrectKeyException`: made under another
+/// key; `InvalidCiphertextException`: not made by `seal` under the trusted key with this
+/// context) or an answer for another key means the blob was not sealed by this enclave:
+/// [`ErrorCode::ForeignBlob`].
+#[must_use]
+pub fn unseal_kms(step: &str, error: &ClientError) -> Failure {
+    match innermost(error) {
+        ClientError::Kms(KmsError::Service(service))
+            if matches!(
+                service.kind,
+                ErrorKind::IncorrectKey | ErrorKind::InvalidCiphertext
+            ) =>
+        {
+            Failure::new(
+                ErrorCode::ForeignBlob,
+                step,
+                format!(
+                    "{error}; the wrapped key does not open under this enclave's trusted key \
+                     with this encryption context: the blob was not sealed by this enclave (or \
+                     the context differs from the one given to seal)"
+                ),
+            )
+        }
+        ClientError::Kms(KmsError::ResponseKeyMismatch { .. }) => {
+            Failure::new(ErrorCode::ForeignBlob, step, error.to_string())
+        }
+        _ => kms(step, error),
+    }
+}
+
 /// The last error behind retries.
 fn innermost(error: &ClientError) -> &ClientError {
     match error {

@@ -15,7 +15,12 @@
 //! # Start-up
 //! 1. Print the settings and the attestation summary from the enclave's own NSM document
 //!    (module id, PCRs, signed or QEMU-unsigned, debug mode). The enclave does not verify its
-//!    own document: KMS does, against the key policy.
+//!    own document: KMS does, against the key policy. But it reads its signature algorithm:
+//!    the emulation-only words of the kernel command line (`ccc.emulation=1`, `ccc_app.*`)
+//!    are honoured only when the document is QEMU's unsigned one; with a signed document
+//!    (Nitro, or the signed simulator) their presence stops the start
+//!    ([`StartError::EmulationSwitchesOnSignedDocument`]), because the command line is not
+//!    covered by PCR2 and a parent could rebuild the image with its own CA there.
 //! 2. Ask the parent for credentials (a failure is printed; every KMS call asks again).
 //! 3. Build the attested KMS client: TLS to `kms.<region>.amazonaws.com` through the parent's
 //!    proxy, the enclave's RSA-2048 key generated inside.
@@ -59,6 +64,13 @@ pub enum StartError {
     Attestation(attestation::AttestationError),
     /// The KMS client could not be built (unusable CA, RSA key generation).
     Kms(ClientError),
+    /// Emulation-only words are on the kernel command line, but the NSM signs its documents:
+    /// this is not a QEMU emulation, and the words would let whoever built the image choose
+    /// the KMS CA, key or region.
+    EmulationSwitchesOnSignedDocument {
+        /// The words found (up to their `=`).
+        switches: Vec<String>,
+    },
     /// The API's listener could not be bound.
     Listen {
         /// Where.
@@ -76,6 +88,15 @@ impl fmt::Display for StartError {
                 write!(f, "the NSM's attestation document does not parse: {e}")
             }
             Self::Kms(e) => write!(f, "the KMS client cannot be built: {e}"),
+            Self::EmulationSwitchesOnSignedDocument { switches } => write!(
+                f,
+                "the kernel command line holds emulation-only words ({}), but this enclave's NSM \
+                 signs its attestation documents (ES384): they are honoured only under QEMU's \
+                 unsigned NSM. An image for Nitro must not carry them: remove them from the \
+                 EIF's command line and configure the image through app.rs or /env \
+                 (CCC_APP_*), which PCR2 measures",
+                switches.join(", ")
+            ),
             Self::Listen { endpoint, error } => write!(
                 f,
                 "cannot listen on {endpoint}: {error} (CCC_APP_PORT / CCC_APP_LISTEN)"
@@ -117,11 +138,31 @@ impl Started {
     }
 }
 
-/// Prints the attestation summary of the enclave's own NSM document.
+/// Refuses emulation-only command-line words unless the enclave's own document is QEMU's
+/// unsigned one (`algorithm` from [`print_attestation_summary`]).
+///
+/// # Errors
+/// [`StartError::EmulationSwitchesOnSignedDocument`] when `switches` is not empty and the
+/// document is signed (or of an algorithm this template does not know).
+pub fn check_emulation_switches(
+    switches: &[String],
+    algorithm: Algorithm,
+) -> Result<(), StartError> {
+    if switches.is_empty() || algorithm == Algorithm::QemuUnsigned {
+        Ok(())
+    } else {
+        Err(StartError::EmulationSwitchesOnSignedDocument {
+            switches: switches.to_vec(),
+        })
+    }
+}
+
+/// Prints the attestation summary of the enclave's own NSM document and returns its signature
+/// algorithm.
 ///
 /// # Errors
 /// [`StartError::Nsm`], [`StartError::Attestation`].
-pub fn print_attestation_summary(nsm: &Nsm, console: &Console) -> Result<(), StartError> {
+pub fn print_attestation_summary(nsm: &Nsm, console: &Console) -> Result<Algorithm, StartError> {
     let document = nsm.attestation(None, None, None).map_err(StartError::Nsm)?;
     // The guest clock when the document arrived (`cargo xtask bench boot` reads it).
     let uptime = console::uptime();
@@ -163,7 +204,7 @@ pub fn print_attestation_summary(nsm: &Nsm, console: &Console) -> Result<(), Sta
         }
     ));
     console.line(format_args!("clock: {}", UnixMillis::now()));
-    Ok(())
+    Ok(parsed.cose.algorithm)
 }
 
 /// Runs the start-up sequence (see the crate docs) and serves on a thread of its own.
@@ -175,10 +216,12 @@ pub fn start(settings: &Settings, nsm: Nsm, console: Console) -> Result<Started,
     for (name, value, origin) in &settings.report {
         console.line(format_args!("setting {name}={value} ({origin})"));
     }
+    let algorithm = print_attestation_summary(&nsm, &console)?;
+    check_emulation_switches(&settings.emulation_switches, algorithm)?;
     if settings.emulation {
         console.line(format_args!(
-            "EMULATION (ccc.emulation=1): ccc_app.* switches from the kernel command line are \
-             honoured; never set this in a release image"
+            "EMULATION (ccc.emulation=1, QEMU-unsigned NSM): ccc_app.* switches from the kernel \
+             command line are honoured; never set this in a release image"
         ));
     }
     if let TrustAnchors::CustomCaPem(_) = settings.kms_trust {
@@ -186,7 +229,6 @@ pub fn start(settings: &Settings, nsm: Nsm, console: Console) -> Result<Started,
             "KMS TLS trusts a CUSTOM CA instead of the Amazon roots (emulator or development)"
         ));
     }
-    print_attestation_summary(&nsm, &console)?;
 
     let credentials = Arc::new(Refreshing::new(FromParent::new(
         settings.credentials_endpoint.clone(),
@@ -219,8 +261,18 @@ pub fn start(settings: &Settings, nsm: Nsm, console: Console) -> Result<Started,
     let kms = KmsClient::new(config, credentials)
         .map_err(StartError::Kms)?
         .with_observer(console.kms_observer());
-    let kms = AttestedKmsClient::new(kms, nsm).map_err(StartError::Kms)?;
-    let app = Arc::new(app::App::new(kms, settings.key_id.clone()));
+    let kms =
+        AttestedKmsClient::new(kms, nsm, settings.key_arn.clone()).map_err(StartError::Kms)?;
+    match &settings.key_arn {
+        Some(key) => console.line(format_args!(
+            "trusted key: {key} (every seal, unseal, data key and hmac uses it and no other)"
+        )),
+        None => console.line(format_args!(
+            "trusted key: NONE (KEY_ARN in app.rs / CCC_APP_KEY_ARN unset): only attest and \
+             random work"
+        )),
+    }
+    let app = Arc::new(app::App::new(kms));
 
     let listener = server::bind(&settings.listen).map_err(|error| StartError::Listen {
         endpoint: settings.listen.to_string(),

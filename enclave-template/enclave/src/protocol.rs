@@ -56,10 +56,6 @@ pub const MAX_SEALED_LEN: usize = MAX_DATA_LEN + crate::seal::MAX_OVERHEAD;
 /// `NumberOfBytes` 1..=1024 (KMS API reference).
 pub const MAX_RANDOM: u32 = 1024;
 
-/// Longest `key_id`: KMS accepts key ids, ARNs and aliases of 1..=2048 characters (KMS API
-/// reference, `KeyId`).
-pub const MAX_KEY_ID_LEN: usize = 2048;
-
 /// Longest KMS `CiphertextBlob`: 6144 bytes (KMS API reference, `Decrypt`).
 pub const MAX_CIPHERTEXT_BLOB_LEN: usize = 6144;
 
@@ -84,23 +80,19 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none", with = "b64::option")]
         user_data: Option<Vec<u8>>,
     },
-    /// A fresh AES-256 data key: the KMS ciphertext comes back, the plaintext never does.
+    /// A fresh AES-256 data key under the enclave's trusted key: the KMS ciphertext comes
+    /// back, the plaintext never does.
     GenerateDataKey {
-        /// The KMS key (default: the enclave's configured key).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        key_id: Option<String>,
         /// Encryption context (as given; `hmac` needs the same).
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         context: BTreeMap<String, String>,
     },
-    /// Encrypts `data` under a fresh data key wrapped by KMS (format in [`crate::seal`]).
+    /// Encrypts `data` under a fresh data key wrapped by the enclave's trusted key (format in
+    /// [`crate::seal`]).
     Seal {
         /// The plaintext.
         #[serde(with = "b64::secret")]
         data: SecretBytes,
-        /// The KMS key (default: the enclave's configured key).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        key_id: Option<String>,
         /// Encryption context (the enclave adds `ccc:purpose=seal`); `unseal` needs the same.
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         context: BTreeMap<String, String>,
@@ -165,17 +157,6 @@ impl Request {
                 format!("`{member}` is {found} bytes; the limit is {limit}"),
             )
         };
-        let key_id = |key_id: &Option<String>| match key_id {
-            Some(k) if k.is_empty() || k.len() > MAX_KEY_ID_LEN => Err(Failure::new(
-                ErrorCode::BadRequest,
-                step,
-                format!(
-                    "`key_id` is {} characters; KMS takes 1 to {MAX_KEY_ID_LEN}",
-                    k.len()
-                ),
-            )),
-            _ => Ok(()),
-        };
         let context = |context: &BTreeMap<String, String>| match context
             .keys()
             .find(|k| k.starts_with("ccc:"))
@@ -200,19 +181,12 @@ impl Request {
                 }
                 Ok(())
             }
-            Self::GenerateDataKey {
-                key_id: k,
-                context: c,
-            } => key_id(k).and_then(|()| context(c)),
-            Self::Seal {
-                data,
-                key_id: k,
-                context: c,
-            } => {
+            Self::GenerateDataKey { context: c } => context(c),
+            Self::Seal { data, context: c } => {
                 if data.len() > MAX_DATA_LEN {
                     return Err(over("data", data.len(), MAX_DATA_LEN));
                 }
-                key_id(k).and_then(|()| context(c))
+                context(c)
             }
             Self::Unseal { sealed, context: c } => {
                 if sealed.len() > MAX_SEALED_LEN {
@@ -326,6 +300,11 @@ pub enum ErrorCode {
     Nsm,
     /// A sealed blob is malformed or was modified.
     Unseal,
+    /// A sealed blob this enclave did not seal: wrapped by another KMS key than the trusted
+    /// one, or its wrapped key does not open under the trusted key with the given context.
+    ForeignBlob,
+    /// The operation needs a setting this image does not have (the trusted key).
+    NotConfigured,
     /// Anything else inside the enclave.
     Internal,
     /// A code this version does not know (sent by a newer enclave).
@@ -348,6 +327,8 @@ impl ErrorCode {
             Self::Credentials => "credentials",
             Self::Nsm => "nsm",
             Self::Unseal => "unseal",
+            Self::ForeignBlob => "foreign_blob",
+            Self::NotConfigured => "not_configured",
             Self::Internal => "internal",
             Self::Unknown => "unknown",
         }
@@ -453,6 +434,13 @@ pub fn decode_request(payload: &[u8]) -> Result<Request, Failure> {
         version: Option<serde_json::Value>,
         #[serde(borrow)]
         op: Option<Cow<'a, str>>,
+        /// Present in requests of API clients from release 0.1.0, which let a request pick
+        /// its KMS key; refused rather than ignored, so such a client learns it.
+        #[serde(default, deserialize_with = "present")]
+        key_id: bool,
+    }
+    fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        serde::de::IgnoredAny::deserialize(d).map(|_| true)
     }
     let step = "decode the request";
     let head: Head<'_> = serde_json::from_slice(payload).map_err(|e| {
@@ -474,6 +462,15 @@ pub fn decode_request(payload: &[u8]) -> Result<Request, Failure> {
                 ),
             ));
         }
+    }
+    if head.key_id {
+        return Err(Failure::new(
+            ErrorCode::BadRequest,
+            step,
+            "`key_id` is not accepted: the enclave uses only its trusted key, measured into the \
+             image (KEY_ARN in app.rs or CCC_APP_KEY_ARN in /env), so nothing a request says \
+             can make it use another; drop the member",
+        ));
     }
     let Some(op) = head.op else {
         return Err(Failure::new(
@@ -793,12 +790,10 @@ mod tests {
             user_data: None,
         });
         roundtrip(Request::GenerateDataKey {
-            key_id: Some("alias/app".into()),
             context: BTreeMap::from([("tenant".into(), "a".into())]),
         });
         roundtrip(Request::Seal {
             data: SecretBytes::copy_from(b"secret"),
-            key_id: None,
             context: BTreeMap::new(),
         });
         roundtrip(Request::Unseal {
@@ -844,7 +839,17 @@ mod tests {
 
     #[test]
     fn bad_requests_name_the_problem_without_echoing_values() {
-        let cases: [(&[u8], ErrorCode, &str); 9] = [
+        let cases: [(&[u8], ErrorCode, &str); 11] = [
+            (
+                br#"{"version":1,"op":"seal","data":"eA==","key_id":"alias/topsecret"}"#,
+                ErrorCode::BadRequest,
+                "`key_id` is not accepted",
+            ),
+            (
+                br#"{"version":1,"op":"generate_data_key","key_id":null}"#,
+                ErrorCode::BadRequest,
+                "trusted key",
+            ),
             (b"not json", ErrorCode::BadRequest, "not a JSON object"),
             (
                 br#"{"op":"random","n":1}"#,
@@ -902,15 +907,9 @@ mod tests {
             Request::Random { n: MAX_RANDOM + 1 },
             Request::Seal {
                 data: SecretBytes::new(vec![0; MAX_DATA_LEN + 1]),
-                key_id: None,
                 context: BTreeMap::new(),
             },
             Request::GenerateDataKey {
-                key_id: Some(String::new()),
-                context: BTreeMap::new(),
-            },
-            Request::GenerateDataKey {
-                key_id: None,
                 context: BTreeMap::from([(PURPOSE_KEY.into(), "seal".into())]),
             },
             Request::Hmac {

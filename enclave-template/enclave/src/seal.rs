@@ -1,31 +1,41 @@
 //! The sealed-blob format: data encrypted inside the enclave with AES-256-GCM under a fresh
-//! data key, stored next to that key's KMS ciphertext. Only an enclave that KMS releases the
-//! data key to (the key policy's attestation conditions) can open it.
+//! data key, stored next to that key's KMS ciphertext and the ARN of the KMS key that wraps it.
+//! Only an enclave that KMS releases the data key to (the key policy's attestation conditions)
+//! can open it, and an enclave opens only blobs wrapped by the key it trusts.
 //!
 //! ```text
-//! offset  size  field
-//! 0       4     magic "CCCS"
-//! 4       1     format version, 1
-//! 5       2     L, length of the wrapped key, big-endian (1..=6144)
-//! 7       L     wrapped key: KMS CiphertextBlob of GenerateDataKey (AES_256)
-//! 7+L     12    GCM nonce (random)
-//! 19+L    n+16  AES-256-GCM ciphertext of the n data bytes, then the 16-byte tag
+//! offset    size  field
+//! 0         4     magic "CCCS"
+//! 4         1     format version, 2
+//! 5         2     A, length of the key ARN, big-endian (1..=2048)
+//! 7         A     the KMS key ARN that wraps the data key (ASCII)
+//! 7+A       2     L, length of the wrapped key, big-endian (1..=6144)
+//! 9+A       L     wrapped key: KMS CiphertextBlob of GenerateDataKey (AES_256)
+//! 9+A+L     12    GCM nonce (random)
+//! 21+A+L    n+16  AES-256-GCM ciphertext of the n data bytes, then the 16-byte tag
 //! ```
-//! The additional authenticated data is every byte before the ciphertext (magic, version,
-//! length, wrapped key, nonce), so no header byte can change without the tag failing. The
-//! encryption context is not stored: KMS binds it to the wrapped key, and `unseal` must be
-//! given the same one (as with KMS's own ciphertexts). Each blob has its own data key, so a
-//! random nonce never repeats under one key.
+//! The additional authenticated data is every byte before the ciphertext (magic, version, key
+//! ARN, wrapped key, nonce), so neither the format version nor the key ARN can change without
+//! the tag failing. The encryption context is not stored: KMS binds it to the wrapped key, and
+//! `unseal` must be given the same one (as with KMS's own ciphertexts). Each blob has its own
+//! data key, so a random nonce never repeats under one key.
+//!
+//! Version 1 (release 0.1.0) stored no key ARN: an enclave could not tell a blob wrapped by a
+//! key the parent owns from its own, and it is refused.
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ccc_sdk::kms::KeyArn;
 use ccc_sdk::secret::SecretBytes;
 use std::fmt;
 
 /// The first four bytes of every sealed blob.
 pub const MAGIC: [u8; 4] = *b"CCCS";
 
-/// The format version written.
-pub const FORMAT_VERSION: u8 = 1;
+/// The format version written and read.
+pub const FORMAT_VERSION: u8 = 2;
+
+/// Longest key ARN: KMS `KeyId` members are at most 2048 characters (KMS API reference).
+pub const MAX_KEY_ARN_LEN: usize = ccc_sdk::kms::MAX_KEY_ARN_LEN;
 
 /// Longest wrapped key: a KMS `CiphertextBlob` is at most 6144 bytes (KMS API reference).
 pub const MAX_WRAPPED_KEY_LEN: usize = 6144;
@@ -33,11 +43,12 @@ pub const MAX_WRAPPED_KEY_LEN: usize = 6144;
 /// The GCM tag's length.
 pub const TAG_LEN: usize = 16;
 
-/// Bytes before the wrapped key: magic, version, length.
-const PREFIX_LEN: usize = 7;
+/// Bytes of fixed header: magic, version, the two lengths.
+const FIXED_LEN: usize = 4 + 1 + 2 + 2;
 
-/// The most a sealed blob adds to its data (with the largest wrapped key).
-pub const MAX_OVERHEAD: usize = PREFIX_LEN + MAX_WRAPPED_KEY_LEN + NONCE_LEN + TAG_LEN;
+/// The most a sealed blob adds to its data (with the longest key ARN and wrapped key).
+pub const MAX_OVERHEAD: usize =
+    FIXED_LEN + MAX_KEY_ARN_LEN + MAX_WRAPPED_KEY_LEN + NONCE_LEN + TAG_LEN;
 
 /// Length of the data key: AES-256.
 pub const DATA_KEY_LEN: usize = 32;
@@ -45,6 +56,9 @@ pub const DATA_KEY_LEN: usize = 32;
 /// A parsed sealed blob, borrowing from the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sealed<'a> {
+    /// The ARN of the KMS key that wraps the data key (as written; compare it with the trusted
+    /// key before asking KMS).
+    pub key_arn: &'a str,
     /// The KMS ciphertext of the data key.
     pub wrapped_key: &'a [u8],
     /// The GCM nonce.
@@ -85,6 +99,13 @@ impl fmt::Display for SealError {
                 "not a sealed blob: {problem} at byte {offset} (blobs come from the `seal` \
                  operation and start with \"CCCS\")"
             ),
+            Self::Version(1) => write!(
+                f,
+                "sealed blob format version 1 (release 0.1.0), which does not record the KMS key \
+                 that wraps it, so this enclave cannot tell it from a blob the parent built under \
+                 a key of its own; unseal it with the enclave that sealed it and seal the data \
+                 again with this one (format version {FORMAT_VERSION})"
+            ),
             Self::Version(v) => write!(
                 f,
                 "sealed blob format version {v}; this enclave reads version {FORMAT_VERSION}"
@@ -104,6 +125,18 @@ impl fmt::Display for SealError {
 
 impl std::error::Error for SealError {}
 
+/// Reads a big-endian 16-bit length at `offset`.
+fn length(blob: &[u8], offset: usize, what: &'static str) -> Result<usize, SealError> {
+    let bytes = blob.get(offset..offset + 2).ok_or(SealError::Malformed {
+        problem: what,
+        offset,
+    })?;
+    Ok(usize::from(u16::from_be_bytes([
+        *bytes.first().unwrap_or(&0),
+        *bytes.get(1).unwrap_or(&0),
+    ])))
+}
+
 /// Parses a sealed blob without decrypting anything.
 ///
 /// # Errors
@@ -120,23 +153,33 @@ pub fn parse(blob: &[u8]) -> Result<Sealed<'_>, SealError> {
     if version != FORMAT_VERSION {
         return Err(SealError::Version(version));
     }
-    let length = blob
-        .get(5..PREFIX_LEN)
-        .ok_or(malformed("no wrapped-key length", 5))?;
-    let wrapped_len = usize::from(u16::from_be_bytes([
-        *length.first().unwrap_or(&0),
-        *length.get(1).unwrap_or(&0),
-    ]));
-    if wrapped_len == 0 || wrapped_len > MAX_WRAPPED_KEY_LEN {
+    let arn_len = length(blob, 5, "no key-ARN length")?;
+    if arn_len == 0 || arn_len > MAX_KEY_ARN_LEN {
         return Err(malformed(
-            "wrapped-key length outside 1..=6144 (KMS ciphertext sizes)",
+            "key-ARN length outside 1..=2048 (KMS KeyId sizes)",
             5,
         ));
     }
-    let key_end = PREFIX_LEN + wrapped_len;
+    let arn_end = 7 + arn_len;
+    let key_arn = blob
+        .get(7..arn_end)
+        .ok_or(malformed("the key ARN is cut short", 7))?;
+    let key_arn = std::str::from_utf8(key_arn)
+        .ok()
+        .filter(|a| a.is_ascii())
+        .ok_or(malformed("the key ARN is not ASCII", 7))?;
+    let wrapped_len = length(blob, arn_end, "no wrapped-key length")?;
+    if wrapped_len == 0 || wrapped_len > MAX_WRAPPED_KEY_LEN {
+        return Err(malformed(
+            "wrapped-key length outside 1..=6144 (KMS ciphertext sizes)",
+            arn_end,
+        ));
+    }
+    let key_start = arn_end + 2;
+    let key_end = key_start + wrapped_len;
     let wrapped_key = blob
-        .get(PREFIX_LEN..key_end)
-        .ok_or(malformed("the wrapped key is cut short", PREFIX_LEN))?;
+        .get(key_start..key_end)
+        .ok_or(malformed("the wrapped key is cut short", key_start))?;
     let nonce_end = key_end + NONCE_LEN;
     let nonce: [u8; NONCE_LEN] = blob
         .get(key_end..nonce_end)
@@ -147,6 +190,7 @@ pub fn parse(blob: &[u8]) -> Result<Sealed<'_>, SealError> {
         return Err(malformed("shorter than the GCM tag", nonce_end));
     }
     Ok(Sealed {
+        key_arn,
         wrapped_key,
         nonce,
         ciphertext,
@@ -160,33 +204,46 @@ fn key(data_key: &SecretBytes) -> Result<LessSafeKey, SealError> {
     Ok(LessSafeKey::new(unbound))
 }
 
-/// Seals `data` under `data_key` (32 bytes), storing `wrapped_key` (its KMS ciphertext).
+/// Seals `data` under `data_key` (32 bytes), storing `wrapped_key` (its KMS ciphertext) and
+/// `key_arn` (the KMS key that wrapped it).
 ///
 /// # Errors
-/// [`SealError::DataKeyLength`], [`SealError::Malformed`] for an empty or oversized wrapped
-/// key, [`SealError::Random`].
+/// [`SealError::DataKeyLength`], [`SealError::Malformed`] for an empty or oversized key ARN or
+/// wrapped key, [`SealError::Random`].
 pub fn seal(
     data: &SecretBytes,
     data_key: &SecretBytes,
+    key_arn: &KeyArn,
     wrapped_key: &[u8],
 ) -> Result<Vec<u8>, SealError> {
     if data_key.len() != DATA_KEY_LEN {
         return Err(SealError::DataKeyLength(data_key.len()));
     }
+    let arn = key_arn.as_str().as_bytes();
+    let arn_len = u16::try_from(arn.len())
+        .ok()
+        .filter(|&n| n > 0 && usize::from(n) <= MAX_KEY_ARN_LEN)
+        .ok_or(SealError::Malformed {
+            problem: "key-ARN length outside 1..=2048 (KMS KeyId sizes)",
+            offset: 5,
+        })?;
     let wrapped_len = u16::try_from(wrapped_key.len())
         .ok()
         .filter(|&n| n > 0 && usize::from(n) <= MAX_WRAPPED_KEY_LEN)
         .ok_or(SealError::Malformed {
             problem: "wrapped-key length outside 1..=6144 (KMS ciphertext sizes)",
-            offset: 5,
+            offset: 7 + arn.len(),
         })?;
     let mut nonce = [0u8; NONCE_LEN];
     aws_lc_rs::rand::fill(&mut nonce).map_err(|_| SealError::Random)?;
     let key = key(data_key)?;
-    let mut blob =
-        Vec::with_capacity(PREFIX_LEN + wrapped_key.len() + NONCE_LEN + data.len() + TAG_LEN);
+    let mut blob = Vec::with_capacity(
+        FIXED_LEN + arn.len() + wrapped_key.len() + NONCE_LEN + data.len() + TAG_LEN,
+    );
     blob.extend_from_slice(&MAGIC);
     blob.push(FORMAT_VERSION);
+    blob.extend_from_slice(&arn_len.to_be_bytes());
+    blob.extend_from_slice(arn);
     blob.extend_from_slice(&wrapped_len.to_be_bytes());
     blob.extend_from_slice(wrapped_key);
     blob.extend_from_slice(&nonce);
@@ -230,11 +287,17 @@ mod tests {
     use super::*;
 
     const KEY: [u8; 32] = [7; 32];
+    const ARN: &str = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+
+    fn arn() -> KeyArn {
+        KeyArn::parse(ARN).unwrap()
+    }
 
     fn sample() -> Vec<u8> {
         seal(
             &SecretBytes::copy_from(b"attack at dawn"),
             &SecretBytes::copy_from(&KEY),
+            &arn(),
             b"wrapped-by-kms",
         )
         .unwrap()
@@ -243,9 +306,11 @@ mod tests {
     #[test]
     fn seal_then_open() {
         let blob = sample();
-        assert_eq!(&blob[..5], b"CCCS\x01");
-        assert_eq!(&blob[5..7], &14u16.to_be_bytes());
+        assert_eq!(&blob[..5], b"CCCS\x02");
+        assert_eq!(&blob[5..7], &(ARN.len() as u16).to_be_bytes());
+        assert_eq!(&blob[7..7 + ARN.len()], ARN.as_bytes());
         let sealed = parse(&blob).unwrap();
+        assert_eq!(sealed.key_arn, ARN);
         assert_eq!(sealed.wrapped_key, b"wrapped-by-kms");
         assert_eq!(sealed.ciphertext.len(), 14 + TAG_LEN);
         let data = open(&sealed, &SecretBytes::copy_from(&KEY)).unwrap();
@@ -254,6 +319,8 @@ mod tests {
         assert_ne!(sample(), blob);
     }
 
+    /// Every byte is authenticated, the version and the key ARN included: a blob whose header
+    /// names another key (or another format version) does not open.
     #[test]
     fn every_modified_byte_is_refused() {
         let blob = sample();
@@ -265,28 +332,44 @@ mod tests {
         }
         let wrong_key = open(&parse(&blob).unwrap(), &SecretBytes::copy_from(&[8; 32]));
         assert_eq!(wrong_key.unwrap_err(), SealError::Authentication);
+        // Another ARN of the same length in the header: parses, but the tag fails.
+        let other = ARN.replace("111122223333", "444455556666");
+        let mut swapped = blob.clone();
+        swapped[7..7 + ARN.len()].copy_from_slice(other.as_bytes());
+        let sealed = parse(&swapped).unwrap();
+        assert_eq!(sealed.key_arn, other);
+        assert_eq!(
+            open(&sealed, &SecretBytes::copy_from(&KEY)).unwrap_err(),
+            SealError::Authentication
+        );
     }
 
     #[test]
     fn malformed_blobs_name_the_check() {
         let blob = sample();
-        let cases: [(&[u8], &str); 6] = [
+        let cases: [(&[u8], &str); 8] = [
             (b"", "shorter than the magic"),
-            (b"XXXX\x01", "wrong magic"),
+            (b"XXXX\x02", "wrong magic"),
             (b"CCCS", "no version byte"),
-            (b"CCCS\x01\x00\x00", "wrapped-key length"),
-            (b"CCCS\x01\x00\x05ab", "wrapped key is cut short"),
+            (b"CCCS\x02\x00", "no key-ARN length"),
+            (b"CCCS\x02\x00\x00", "key-ARN length"),
+            (b"CCCS\x02\x00\x05ab", "key ARN is cut short"),
+            (b"CCCS\x02\x00\x01a\x00\x05ab", "wrapped key is cut short"),
             (&blob[..blob.len() - TAG_LEN], "shorter than the GCM tag"),
         ];
         for (input, needle) in cases {
             let error = parse(input).unwrap_err();
-            assert!(error.to_string().contains(needle), "{error}");
+            assert!(error.to_string().contains(needle), "{needle}: {error}");
         }
-        assert_eq!(parse(b"CCCS\x02").unwrap_err(), SealError::Version(2));
+        assert_eq!(parse(b"CCCS\x03").unwrap_err(), SealError::Version(3));
+        let v1 = parse(b"CCCS\x01\x00\x05abcde").unwrap_err();
+        assert_eq!(v1, SealError::Version(1));
+        assert!(v1.to_string().contains("seal the data again"), "{v1}");
         assert_eq!(
             seal(
                 &SecretBytes::default(),
                 &SecretBytes::copy_from(&[0; 16]),
+                &arn(),
                 b"w"
             )
             .unwrap_err(),

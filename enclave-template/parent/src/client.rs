@@ -79,11 +79,9 @@ pub enum Op {
         #[arg(long = "expect-pcr", value_name = "N=HEX", requires = "root")]
         expect_pcr: Vec<String>,
     },
-    /// A data key: prints its KMS ciphertext (the plaintext stays in the enclave).
+    /// A data key under the enclave's trusted key: prints its KMS ciphertext (the plaintext
+    /// stays in the enclave).
     GenerateDataKey {
-        /// The KMS key (default: the enclave's).
-        #[arg(long)]
-        key_id: Option<String>,
         /// Encryption context, KEY=VALUE (repeatable).
         #[arg(long = "context", value_parser = context_pair)]
         context: Vec<(String, String)>,
@@ -96,9 +94,6 @@ pub enum Op {
         /// The data, from a file.
         #[arg(long, value_name = "PATH")]
         data_file: Option<PathBuf>,
-        /// The KMS key (default: the enclave's).
-        #[arg(long)]
-        key_id: Option<String>,
         /// Encryption context, KEY=VALUE (repeatable; unseal needs the same).
         #[arg(long = "context", value_parser = context_pair)]
         context: Vec<(String, String)>,
@@ -176,14 +171,12 @@ fn request(op: &Op) -> Result<Request> {
             nonce: nonce.as_ref().map(|b| b.0.clone()),
             user_data: user_data.as_ref().map(|b| b.0.clone()),
         },
-        Op::GenerateDataKey { key_id, context: c } => Request::GenerateDataKey {
-            key_id: key_id.clone(),
+        Op::GenerateDataKey { context: c } => Request::GenerateDataKey {
             context: context(c.clone()),
         },
         Op::Seal {
             data,
             data_file,
-            key_id,
             context: c,
         } => Request::Seal {
             data: SecretBytes::new(one_of(
@@ -191,7 +184,6 @@ fn request(op: &Op) -> Result<Request> {
                 data_file.as_ref(),
                 "data (--data or --data-file)",
             )?),
-            key_id: key_id.clone(),
             context: context(c.clone()),
         },
         Op::Unseal {

@@ -282,9 +282,9 @@ pub fn relay(client: &Conn, upstream: &Conn, idle: Duration) -> Relayed {
         if up.ended && down.ended {
             break false;
         }
-        let Some(left) = idle.checked_sub(last_progress.elapsed()) else {
-            break true;
-        };
+        // Past the idle deadline there is still one look without waiting: a thread that was
+        // not scheduled for a while must not call a peer silent whose bytes are waiting.
+        let left = idle.saturating_sub(last_progress.elapsed());
         let mut client_events = 0;
         let mut upstream_events = 0;
         if up.wants_read() {
@@ -311,7 +311,13 @@ pub fn relay(client: &Conn, upstream: &Conn, idle: Duration) -> Relayed {
                 revents: 0,
             },
         ];
-        match sys::poll(&mut fds, left.max(Duration::from_millis(1))) {
+        let wait = if left.is_zero() {
+            Duration::ZERO
+        } else {
+            left.max(Duration::from_millis(1))
+        };
+        match sys::poll(&mut fds, wait) {
+            Ok(0) if left.is_zero() => break true,
             Ok(0) => continue,
             Ok(_) => {}
             Err(_) => break true,
@@ -341,6 +347,8 @@ pub fn relay(client: &Conn, upstream: &Conn, idle: Duration) -> Relayed {
         }
         if progress {
             last_progress = Instant::now();
+        } else if left.is_zero() {
+            break true;
         }
     };
     if broken {
@@ -435,6 +443,29 @@ mod tests {
         assert_eq!((relayed.up, relayed.down), (1, 0));
         assert_eq!(client.read(&mut byte).unwrap(), 0);
         assert_eq!(upstream.read(&mut byte).unwrap(), 0);
+    }
+
+    #[test]
+    fn bytes_waiting_past_the_idle_deadline_are_still_relayed() {
+        // As if the relay's thread had not run for longer than `idle`: the deadline (zero) has
+        // passed before its first look, yet a byte is waiting, which is not silence.
+        let (mut client, client_far) = UnixStream::pair().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut upstream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (upstream_far, _) = listener.accept().unwrap();
+        client.write_all(b"x").unwrap();
+        let relayed = relay(
+            &Conn::Unix(client_far),
+            &Conn::Tcp(upstream_far),
+            Duration::ZERO,
+        );
+        assert_eq!((relayed.up, relayed.down), (1, 0));
+        let mut byte = [0u8; 1];
+        upstream.read_exact(&mut byte).unwrap();
+        assert_eq!(&byte, b"x");
+        // Then nothing moved: both sides were ended.
+        assert_eq!(upstream.read(&mut byte).unwrap(), 0);
+        assert_eq!(client.read(&mut byte).unwrap(), 0);
     }
 
     #[test]

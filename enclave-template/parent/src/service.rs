@@ -13,7 +13,7 @@ use std::io::{self, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -165,7 +165,8 @@ struct TrackerState {
 #[derive(Default)]
 pub struct Tracker {
     state: Mutex<TrackerState>,
-    idle: Condvar,
+    /// Notified on every admission and every end.
+    changed: Condvar,
 }
 
 impl fmt::Debug for Tracker {
@@ -196,9 +197,8 @@ impl Drop for Tracked {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         state.open.remove(&self.id);
-        if state.open.is_empty() {
-            self.tracker.idle.notify_all();
-        }
+        // Every change is announced (see `Tracker::wait_until`), not only the last end.
+        self.tracker.changed.notify_all();
     }
 }
 
@@ -224,33 +224,51 @@ impl Tracker {
         let id = state.next;
         state.next += 1;
         state.open.insert(id, closer);
+        self.changed.notify_all();
         Some(Tracked {
             tracker: Arc::clone(self),
             id,
         })
     }
 
+    /// Waits up to `deadline` until `done(connections open)` holds (woken by every admission
+    /// and every end, never by polling) and returns how many are open then, whether or not
+    /// `done` held.
+    pub fn wait_until(&self, deadline: Duration, done: impl Fn(usize) -> bool) -> usize {
+        self.wait_locked(deadline, done).open.len()
+    }
+
     /// Waits up to `deadline` for every connection to end; then shuts the rest down and
     /// returns how many that was.
     pub fn drain(&self, deadline: Duration) -> usize {
-        let until = Instant::now() + deadline;
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        while !state.open.is_empty() {
-            let now = Instant::now();
-            if now >= until {
-                break;
-            }
-            state = self
-                .idle
-                .wait_timeout(state, until - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
+        let state = self.wait_locked(deadline, |open| open == 0);
         let left = state.open.len();
         for closer in state.open.values() {
             closer();
         }
         left
+    }
+
+    /// The state, once `done(connections open)` holds or `deadline` has passed.
+    fn wait_locked(
+        &self,
+        deadline: Duration,
+        done: impl Fn(usize) -> bool,
+    ) -> MutexGuard<'_, TrackerState> {
+        let until = Instant::now() + deadline;
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        while !done(state.open.len()) {
+            let now = Instant::now();
+            if now >= until {
+                break;
+            }
+            state = self
+                .changed
+                .wait_timeout(state, until - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        state
     }
 }
 
@@ -414,6 +432,38 @@ mod tests {
         assert_eq!(closed.load(Ordering::SeqCst), 1);
         drop(b);
         assert_eq!(tracker.drain(Duration::from_secs(5)), 0);
+    }
+
+    #[test]
+    fn a_waiter_sees_admissions_and_ends_from_other_threads() {
+        let tracker = Arc::new(Tracker::default());
+        let noop = || -> Closer { Box::new(|| {}) };
+        let mut held: Vec<Tracked> = (0..3).map(|_| tracker.admit(9, noop()).unwrap()).collect();
+        let kept = held.pop();
+        let ender = std::thread::spawn(move || drop(held));
+        // Two of three end on another thread; the third is still open when the wait returns.
+        assert_eq!(
+            tracker.wait_until(Duration::from_secs(60), |open| open <= 1),
+            1
+        );
+        ender.join().unwrap();
+        let other = Arc::clone(&tracker);
+        let admitter = std::thread::spawn(move || {
+            (0..2)
+                .map(|_| other.admit(9, noop()).unwrap())
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(
+            tracker.wait_until(Duration::from_secs(60), |open| open >= 3),
+            3
+        );
+        drop(admitter.join().unwrap());
+        drop(kept);
+        // A condition that never holds returns at the deadline with the count as it is.
+        assert_eq!(
+            tracker.wait_until(Duration::from_millis(1), |open| open == 5),
+            0
+        );
     }
 
     #[test]

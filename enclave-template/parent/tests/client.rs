@@ -86,7 +86,7 @@ impl World {
                 "CCC_APP_CREDENTIALS_ENDPOINT",
                 format!("tcp://127.0.0.1:{credentials_port}"),
             ),
-            ("CCC_APP_KEY_ID", running.default_key_id().to_owned()),
+            ("CCC_APP_KEY_ARN", running.default_key_arn().to_owned()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -216,6 +216,7 @@ fn every_operation_through_the_client_command() {
     assert_eq!(code, 2);
     assert_eq!(json["type"], "error");
     assert_eq!(json["step"], "kms Decrypt with Recipient");
+    assert_eq!(json["code"], "foreign_blob", "{json}");
     // A request the client can already tell is invalid never leaves.
     let (code, _, stderr) = world.client(&["random", "0"]);
     assert_eq!(code, 1);

@@ -3,6 +3,17 @@
 //! enclave's RSA-2048 key, and the secret comes back only as `CiphertextForRecipient`, which
 //! is opened inside the enclave. An answer with the secret in plaintext is refused.
 //!
+//! # The trusted key
+//! The client is built with the [`KeyArn`] of the key the enclave trusts (measured into the
+//! image; see [`super::arn`] for why only a full ARN will do). Every key operation names a
+//! trusted key: a request that names none gets the first trusted key, a request that names
+//! another is refused before anything is sent ([`KmsError::UntrustedKey`]). `Decrypt` always
+//! carries `KeyId`, so KMS refuses a ciphertext made under any other key
+//! (`IncorrectKeyException`). And the `KeyId` of every answer must be exactly the key the
+//! request named, else [`KmsError::ResponseKeyMismatch`] and the secret is not opened. Nothing
+//! the parent sends (credentials for another account, a ciphertext under its own key, a forged
+//! answer) can make the enclave use a key it was not built to trust.
+//!
 //! # The enclave's RSA key
 //! Generated inside the enclave with AWS-LC ([`AwsLcRsaKey::generate`]); the private half
 //! never leaves AWS-LC and is cleansed when freed (AWS-LC releases key material with
@@ -27,8 +38,8 @@
 use super::client::{ClientError, Event, KmsClient};
 use super::{
     DataKeyPairSpec, DecryptRequest, DeriveSharedSecretRequest, EncryptRequest, EncryptResponse,
-    GenerateDataKeyPairRequest, GenerateDataKeyRequest, GenerateRandomRequest, KmsError, Operation,
-    Recipient, RecipientResponse,
+    GenerateDataKeyPairRequest, GenerateDataKeyRequest, GenerateRandomRequest, KeyArn, KmsError,
+    Operation, Recipient, RecipientResponse, check_response_key,
 };
 use crate::crypto::{AwsLc, AwsLcRsaKey, Crypto, RsaDecryptionKey};
 use crate::nsm::Nsm;
@@ -100,7 +111,7 @@ pub struct DataKey {
     pub plaintext: SecretBytes,
     /// The same key encrypted under the KMS key (store it; `Decrypt` returns the plaintext).
     pub ciphertext_blob: Vec<u8>,
-    /// The KMS key's ARN.
+    /// The KMS key's ARN (always the trusted key the request named).
     pub key_id: Option<String>,
 }
 
@@ -120,10 +131,11 @@ pub struct DataKeyPair {
     pub key_pair_spec: Option<DataKeyPairSpec>,
 }
 
-/// The attested client: a [`KmsClient`], the NSM, and the enclave's RSA key.
+/// The attested client: a [`KmsClient`], the NSM, the enclave's RSA key and the keys it trusts.
 pub struct AttestedKmsClient {
     kms: KmsClient,
     nsm: Nsm,
+    trusted: Vec<KeyArn>,
     rotation: KeyRotation,
     key: RwLock<Arc<RecipientKey>>,
     rotating: Mutex<()>,
@@ -134,6 +146,7 @@ impl fmt::Debug for AttestedKmsClient {
         f.debug_struct("AttestedKmsClient")
             .field("kms", &self.kms)
             .field("nsm", &self.nsm)
+            .field("trusted", &self.trusted)
             .field("rotation", &self.rotation)
             .field(
                 "public_key_sha256",
@@ -145,14 +158,22 @@ impl fmt::Debug for AttestedKmsClient {
 
 impl AttestedKmsClient {
     /// Generates the enclave's RSA-2048 key and wraps `kms`. `nsm` is the caller's explicit
-    /// choice: [`Nsm::open`] (the device) or a simulator.
+    /// choice: [`Nsm::open`] (the device) or a simulator. `trusted_key` is the key every key
+    /// operation uses (more with [`AttestedKmsClient::trust_also`]); `None` leaves only the
+    /// key-less operations (`GenerateRandom`), and every key operation fails with
+    /// [`KmsError::NoTrustedKey`].
     ///
     /// # Errors
-    /// [`ClientError::Key`] if key generation fails.
-    pub fn new(kms: KmsClient, nsm: Nsm) -> Result<Self, ClientError> {
+    /// [`ClientError::Key`] if key generation fails; [`KmsError::TrustedKeyRegion`] if the key
+    /// is in another region than `kms`'s.
+    pub fn new(kms: KmsClient, nsm: Nsm, trusted_key: Option<KeyArn>) -> Result<Self, ClientError> {
+        if let Some(key) = &trusted_key {
+            check_region(&kms, key)?;
+        }
         let key = RecipientKey::generate(kms.local_now())?;
         let client = Self {
             nsm,
+            trusted: trusted_key.into_iter().collect(),
             rotation: KeyRotation::default(),
             key: RwLock::new(Arc::new(key)),
             rotating: Mutex::new(()),
@@ -163,6 +184,49 @@ impl AttestedKmsClient {
             public_key_sha256: client.current().spki_sha256,
         });
         Ok(client)
+    }
+
+    /// Trusts one more key (e.g. a `KEY_AGREEMENT` key for `DeriveSharedSecret`); requests must
+    /// name it explicitly.
+    ///
+    /// # Errors
+    /// [`KmsError::TrustedKeyRegion`] if the key is in another region than the client's.
+    pub fn trust_also(mut self, key: KeyArn) -> Result<Self, ClientError> {
+        check_region(&self.kms, &key)?;
+        if !self.trusted.contains(&key) {
+            self.trusted.push(key);
+        }
+        Ok(self)
+    }
+
+    /// The trusted keys; the first is the one requests without a key use.
+    #[must_use]
+    pub fn trusted_keys(&self) -> &[KeyArn] {
+        &self.trusted
+    }
+
+    /// The trusted key a request names (`None` or empty: the first trusted key).
+    fn trusted_key(
+        &self,
+        operation: Operation,
+        requested: Option<&str>,
+    ) -> Result<KeyArn, ClientError> {
+        let found = match requested.filter(|r| !r.is_empty()) {
+            None => self
+                .trusted
+                .first()
+                .ok_or(KmsError::NoTrustedKey { operation }),
+            Some(requested) => self
+                .trusted
+                .iter()
+                .find(|k| k.as_str() == requested)
+                .ok_or_else(|| KmsError::UntrustedKey {
+                    operation,
+                    requested: requested.into(),
+                    trusted: self.trusted.iter().map(|k| k.as_str().into()).collect(),
+                }),
+        };
+        Ok(found?.clone())
     }
 
     /// Uses another rotation schedule.
@@ -262,19 +326,25 @@ impl AttestedKmsClient {
         Ok(secret)
     }
 
-    /// `Decrypt` with a `Recipient` (any `recipient` in `request` is replaced): the plaintext.
+    /// `Decrypt` with a `Recipient` (any `recipient` in `request` is replaced) and `KeyId` (the
+    /// request's, which must be trusted, else the first trusted key): the plaintext.
     ///
     /// # Errors
-    /// [`ClientError`]; [`KmsError::PlaintextDespiteRecipient`] if the endpoint ignored the
-    /// attestation.
+    /// [`ClientError`]; [`KmsError::UntrustedKey`] / [`KmsError::NoTrustedKey`] before sending;
+    /// [`KmsError::ResponseKeyMismatch`] if the answer is for another key;
+    /// [`KmsError::PlaintextDespiteRecipient`] if the endpoint ignored the attestation.
     pub fn decrypt(&self, mut request: DecryptRequest) -> Result<SecretBytes, ClientError> {
+        let trusted = self.trusted_key(Operation::Decrypt, request.key_id.as_deref())?;
+        request.key_id = Some(trusted.as_str().into());
         let key = self.key_for_call()?;
         request.recipient = Some(self.recipient(&key, Operation::Decrypt)?);
         let response = self.kms.send(&request)?;
+        check_response_key(Operation::Decrypt, &trusted, response.key_id.as_deref())?;
         self.open(&response, &key)
     }
 
-    /// `GenerateDataKey` with a `Recipient`.
+    /// `GenerateDataKey` with a `Recipient`, under the request's `key_id` (which must be
+    /// trusted; empty: the first trusted key).
     ///
     /// # Errors
     /// As [`AttestedKmsClient::decrypt`]; [`KmsError::MalformedResponse`] without
@@ -283,9 +353,16 @@ impl AttestedKmsClient {
         &self,
         mut request: GenerateDataKeyRequest,
     ) -> Result<DataKey, ClientError> {
+        let trusted = self.trusted_key(Operation::GenerateDataKey, Some(&request.key_id))?;
+        request.key_id = trusted.as_str().into();
         let key = self.key_for_call()?;
         request.recipient = Some(self.recipient(&key, Operation::GenerateDataKey)?);
         let response = self.kms.send(&request)?;
+        check_response_key(
+            Operation::GenerateDataKey,
+            &trusted,
+            response.key_id.as_deref(),
+        )?;
         let plaintext = self.open(&response, &key)?;
         let ciphertext_blob = response
             .ciphertext_blob
@@ -297,7 +374,8 @@ impl AttestedKmsClient {
         })
     }
 
-    /// `GenerateDataKeyPair` with a `Recipient`.
+    /// `GenerateDataKeyPair` with a `Recipient`, under the request's `key_id` (which must be
+    /// trusted; empty: the first trusted key).
     ///
     /// # Errors
     /// As [`AttestedKmsClient::decrypt`]; [`KmsError::MalformedResponse`] without
@@ -306,9 +384,16 @@ impl AttestedKmsClient {
         &self,
         mut request: GenerateDataKeyPairRequest,
     ) -> Result<DataKeyPair, ClientError> {
+        let trusted = self.trusted_key(Operation::GenerateDataKeyPair, Some(&request.key_id))?;
+        request.key_id = trusted.as_str().into();
         let key = self.key_for_call()?;
         request.recipient = Some(self.recipient(&key, Operation::GenerateDataKeyPair)?);
         let response = self.kms.send(&request)?;
+        check_response_key(
+            Operation::GenerateDataKeyPair,
+            &trusted,
+            response.key_id.as_deref(),
+        )?;
         let private_key = self.open(&response, &key)?;
         Ok(DataKeyPair {
             private_key,
@@ -339,7 +424,9 @@ impl AttestedKmsClient {
         self.open(&response, &key)
     }
 
-    /// `DeriveSharedSecret` with a `Recipient`: the shared secret.
+    /// `DeriveSharedSecret` with a `Recipient`, with the request's `key_id` (which must be
+    /// trusted, see [`AttestedKmsClient::trust_also`]; empty: the first trusted key): the
+    /// shared secret.
     ///
     /// # Errors
     /// As [`AttestedKmsClient::decrypt`].
@@ -347,18 +434,44 @@ impl AttestedKmsClient {
         &self,
         mut request: DeriveSharedSecretRequest,
     ) -> Result<SecretBytes, ClientError> {
+        let trusted = self.trusted_key(Operation::DeriveSharedSecret, Some(&request.key_id))?;
+        request.key_id = trusted.as_str().into();
         let key = self.key_for_call()?;
         request.recipient = Some(self.recipient(&key, Operation::DeriveSharedSecret)?);
         let response = self.kms.send(&request)?;
+        check_response_key(
+            Operation::DeriveSharedSecret,
+            &trusted,
+            response.key_id.as_deref(),
+        )?;
         self.open(&response, &key)
     }
 
-    /// `Encrypt` (no `Recipient`: it returns no secret).
+    /// `Encrypt` (no `Recipient`: it returns no secret) under the request's `key_id` (which
+    /// must be trusted; empty: the first trusted key).
     ///
     /// # Errors
-    /// [`ClientError`].
+    /// [`ClientError`]; as [`AttestedKmsClient::decrypt`] for the key.
     pub fn encrypt(&self, request: &EncryptRequest) -> Result<EncryptResponse, ClientError> {
-        self.kms.send(request)
+        let trusted = self.trusted_key(Operation::Encrypt, Some(&request.key_id))?;
+        let mut request = request.clone();
+        request.key_id = trusted.as_str().into();
+        let response = self.kms.send(&request)?;
+        check_response_key(Operation::Encrypt, &trusted, response.key_id.as_deref())?;
+        Ok(response)
+    }
+}
+
+/// A trusted key must be in the client's region: KMS keys are regional.
+fn check_region(kms: &KmsClient, key: &KeyArn) -> Result<(), ClientError> {
+    let region = &kms.config().region;
+    if key.region() == region {
+        Ok(())
+    } else {
+        Err(ClientError::Kms(KmsError::TrustedKeyRegion {
+            key: key.as_str().into(),
+            region: region.clone(),
+        }))
     }
 }
 

@@ -11,6 +11,7 @@
 //! [`SIGNING_NAME`], headers from [`request_headers`] plus `Host`) → send → [`decode_response`]
 //! → [`open_recipient_response`] when the request carried a [`Recipient`].
 
+mod arn;
 #[cfg(all(feature = "std", feature = "aws-lc", target_os = "linux"))]
 pub mod attested;
 #[cfg(all(feature = "std", feature = "aws-lc", target_os = "linux"))]
@@ -18,6 +19,7 @@ pub mod client;
 mod error;
 mod types;
 
+pub use arn::{KeyArn, KeyArnError, MAX_KEY_ARN_LEN};
 pub use error::{
     ErrorKind, MAX_ERROR_CODE_CHARS, MAX_ERROR_MESSAGE_CHARS, RetryAdvice, ServiceError, classify,
     error_body, parse_error, sanitize_code,
@@ -54,7 +56,8 @@ pub const SIGNING_NAME: &str = "kms";
 /// bounds what a hostile endpoint can make us parse.
 pub const MAX_RESPONSE_LEN: usize = 64 * 1024;
 
-/// The KMS operations this codec speaks.
+/// The KMS operations this SDK knows: the six an enclave sends (with request and response types
+/// in this module) and the key-management operations the KMS emulator serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Operation {
@@ -70,11 +73,82 @@ pub enum Operation {
     GenerateRandom,
     /// `DeriveSharedSecret`
     DeriveSharedSecret,
+    /// `GenerateDataKeyWithoutPlaintext`
+    GenerateDataKeyWithoutPlaintext,
+    /// `GetPublicKey`
+    GetPublicKey,
+    /// `CreateKey`
+    CreateKey,
+    /// `DescribeKey`
+    DescribeKey,
+    /// `ListKeys`
+    ListKeys,
+    /// `EnableKey`
+    EnableKey,
+    /// `DisableKey`
+    DisableKey,
+    /// `PutKeyPolicy`
+    PutKeyPolicy,
+    /// `GetKeyPolicy`
+    GetKeyPolicy,
+    /// `CreateAlias`
+    CreateAlias,
+    /// `DeleteAlias`
+    DeleteAlias,
+    /// `ListAliases`
+    ListAliases,
 }
 
+/// Defines each operation's name and `X-Amz-Target` from one list, so the two never disagree.
+macro_rules! operation_names {
+    ($($variant:ident),+ $(,)?) => {
+        impl Operation {
+            /// Every operation.
+            pub const ALL: [Self; 18] = [$(Self::$variant),+];
+
+            /// The operation name, e.g. `Decrypt` (also the IAM action `kms:Decrypt`).
+            #[must_use]
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Self::$variant => stringify!($variant)),+
+                }
+            }
+
+            /// The `X-Amz-Target` value, e.g. `TrentService.Decrypt`.
+            #[must_use]
+            pub const fn target(self) -> &'static str {
+                match self {
+                    $(Self::$variant => concat!("TrentService.", stringify!($variant))),+
+                }
+            }
+        }
+    };
+}
+
+operation_names!(
+    Decrypt,
+    Encrypt,
+    GenerateDataKey,
+    GenerateDataKeyPair,
+    GenerateRandom,
+    DeriveSharedSecret,
+    GenerateDataKeyWithoutPlaintext,
+    GetPublicKey,
+    CreateKey,
+    DescribeKey,
+    ListKeys,
+    EnableKey,
+    DisableKey,
+    PutKeyPolicy,
+    GetKeyPolicy,
+    CreateAlias,
+    DeleteAlias,
+    ListAliases,
+);
+
 impl Operation {
-    /// Every operation.
-    pub const ALL: [Self; 6] = [
+    /// The operations with request and response types in this module (what an enclave sends).
+    pub const TYPED: [Self; 6] = [
         Self::Decrypt,
         Self::Encrypt,
         Self::GenerateDataKey,
@@ -83,42 +157,30 @@ impl Operation {
         Self::DeriveSharedSecret,
     ];
 
-    /// The operation name, e.g. `Decrypt` (also the IAM action `kms:Decrypt`).
-    #[must_use]
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Decrypt => "Decrypt",
-            Self::Encrypt => "Encrypt",
-            Self::GenerateDataKey => "GenerateDataKey",
-            Self::GenerateDataKeyPair => "GenerateDataKeyPair",
-            Self::GenerateRandom => "GenerateRandom",
-            Self::DeriveSharedSecret => "DeriveSharedSecret",
-        }
-    }
-
-    /// The `X-Amz-Target` value, e.g. `TrentService.Decrypt`.
-    #[must_use]
-    pub const fn target(self) -> &'static str {
-        match self {
-            Self::Decrypt => "TrentService.Decrypt",
-            Self::Encrypt => "TrentService.Encrypt",
-            Self::GenerateDataKey => "TrentService.GenerateDataKey",
-            Self::GenerateDataKeyPair => "TrentService.GenerateDataKeyPair",
-            Self::GenerateRandom => "TrentService.GenerateRandom",
-            Self::DeriveSharedSecret => "TrentService.DeriveSharedSecret",
-        }
-    }
-
     /// The operation an `X-Amz-Target` names (for the emulator), if it is one of these.
     #[must_use]
     pub fn from_target(target: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|op| op.target() == target)
     }
 
-    /// Whether the operation accepts a `Recipient`.
+    /// Whether the operation accepts a `Recipient` (KMS developer guide: Decrypt,
+    /// DeriveSharedSecret, GenerateDataKey, GenerateDataKeyPair, GenerateRandom).
     #[must_use]
     pub const fn accepts_recipient(self) -> bool {
-        !matches!(self, Self::Encrypt)
+        matches!(
+            self,
+            Self::Decrypt
+                | Self::GenerateDataKey
+                | Self::GenerateDataKeyPair
+                | Self::GenerateRandom
+                | Self::DeriveSharedSecret
+        )
+    }
+
+    /// The IAM action, e.g. `kms:Decrypt`.
+    #[must_use]
+    pub fn action(self) -> String {
+        format!("kms:{}", self.name())
     }
 }
 
@@ -207,6 +269,38 @@ pub enum KmsError {
     },
     /// `CiphertextForRecipient` did not parse or decrypt.
     Cms(CmsError),
+    /// The request names a key the client was not configured to trust (nothing the parent
+    /// sends may widen what the enclave trusts).
+    UntrustedKey {
+        /// The operation.
+        operation: Operation,
+        /// The key the request named.
+        requested: String,
+        /// The keys the client trusts (full ARNs).
+        trusted: alloc::vec::Vec<String>,
+    },
+    /// A trusted key in another region than the client's (KMS keys are regional).
+    TrustedKeyRegion {
+        /// The key ARN.
+        key: String,
+        /// The client's region.
+        region: String,
+    },
+    /// A key operation on a client configured without a trusted key.
+    NoTrustedKey {
+        /// The operation.
+        operation: Operation,
+    },
+    /// The response's `KeyId` is not the key the request named: the answer came from another
+    /// key (or from something that is not KMS), so its secret is not used.
+    ResponseKeyMismatch {
+        /// The operation.
+        operation: Operation,
+        /// The key ARN the request named.
+        expected: String,
+        /// The response's `KeyId`, if it had one.
+        found: Option<String>,
+    },
 }
 
 impl KmsError {
@@ -248,6 +342,46 @@ impl fmt::Display for KmsError {
                  attestation: moto does, a real KMS does not)"
             ),
             Self::Cms(e) => write!(f, "CiphertextForRecipient: {e}"),
+            Self::UntrustedKey {
+                operation,
+                requested,
+                trusted,
+            } => write!(
+                f,
+                "KMS {operation} for key `{requested}` refused before sending: this client \
+                 trusts only {}; the trusted key is part of the measured image (app.rs or /env), \
+                 never chosen by a request",
+                if trusted.is_empty() {
+                    alloc::string::String::from("no key")
+                } else {
+                    trusted.join(", ")
+                }
+            ),
+            Self::TrustedKeyRegion { key, region } => write!(
+                f,
+                "the trusted key {key} is not in the client's region {region}: KMS keys are \
+                 regional; use the region of the key, or a key (a multi-Region replica) in \
+                 {region}"
+            ),
+            Self::NoTrustedKey { operation } => write!(
+                f,
+                "KMS {operation} needs a key, and this client was built without a trusted key \
+                 ARN: configure one (for the enclave template, CCC_APP_KEY_ARN in the image's \
+                 /env or KEY_ARN in app.rs)"
+            ),
+            Self::ResponseKeyMismatch {
+                operation,
+                expected,
+                found,
+            } => write!(
+                f,
+                "KMS {operation} answered for key {} instead of the trusted key {expected}; the \
+                 answer is refused and its secret not opened (the ciphertext was made under \
+                 another key, or the endpoint is not the KMS it claims to be)",
+                found
+                    .as_deref()
+                    .unwrap_or("(none: the response has no KeyId)")
+            ),
         }
     }
 }
@@ -330,6 +464,26 @@ pub fn decode_response<R: KmsRequest>(
     })
 }
 
+/// Checks that a response's `KeyId` is exactly the key ARN the request named.
+///
+/// # Errors
+/// [`KmsError::ResponseKeyMismatch`] when it differs or is absent.
+pub fn check_response_key(
+    operation: Operation,
+    expected: &KeyArn,
+    found: Option<&str>,
+) -> Result<(), KmsError> {
+    if found == Some(expected.as_str()) {
+        Ok(())
+    } else {
+        Err(KmsError::ResponseKeyMismatch {
+            operation,
+            expected: expected.as_str().into(),
+            found: found.map(String::from),
+        })
+    }
+}
+
 /// Opens an attested response: checks that the secret came only as `CiphertextForRecipient`
 /// and decrypts that CMS envelope with the enclave's RSA key.
 ///
@@ -363,11 +517,23 @@ mod tests {
 
     #[test]
     fn targets_round_trip() {
+        for op in Operation::TYPED {
+            assert!(Operation::ALL.contains(&op), "{op}");
+        }
         for op in Operation::ALL {
             assert_eq!(Operation::from_target(op.target()), Some(op));
             assert_eq!(op.target(), format!("{TARGET_PREFIX}.{}", op.name()));
         }
-        assert_eq!(Operation::from_target("TrentService.ListKeys"), None);
+        assert_eq!(
+            Operation::from_target("TrentService.ListKeys"),
+            Some(Operation::ListKeys)
+        );
+        assert_eq!(Operation::from_target("TrentService.Sign"), None);
+        assert_eq!(Operation::from_target("Decrypt"), None);
+        assert_eq!(Operation::Decrypt.action(), "kms:Decrypt");
+        assert!(Operation::GenerateRandom.accepts_recipient());
+        assert!(!Operation::Encrypt.accepts_recipient());
+        assert!(!Operation::GenerateDataKeyWithoutPlaintext.accepts_recipient());
         assert_eq!(
             request_headers(Operation::GenerateRandom),
             [

@@ -220,15 +220,21 @@ mod tests {
     #[test]
     fn connecting_to_an_absent_parent_fails_within_the_timeout() {
         // There is no Nitro parent on a development machine or CI runner; whatever the
-        // kernel's vsock setup, the connect must fail (never hang, never "succeed").
-        let started = std::time::Instant::now();
-        let error =
-            VsockStream::connect(VsockAddr::new(CID_PARENT, 8000), Duration::from_millis(300))
-                .unwrap_err();
+        // kernel's vsock setup, the connect must fail (never hang, never "succeed"). It runs
+        // on its own thread so that a hang fails the test instead of stalling it; how long
+        // the call takes is not asserted.
+        let (done, result) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(VsockStream::connect(
+                VsockAddr::new(CID_PARENT, 8000),
+                Duration::from_millis(300),
+            ));
+        });
+        let error = result
+            .recv_timeout(Duration::from_secs(600))
+            .unwrap_or_else(|_| panic!("a 300 ms vsock connect had not returned after 600 s"))
+            .unwrap_err();
         assert!(is_expected_absence(&error), "{error:?}");
-        // The deadline is enforced by poll(); allow generous scheduling slack, this checks
-        // that the call is bounded at all, not how fast it is.
-        assert!(started.elapsed() < Duration::from_secs(30));
     }
 
     #[test]

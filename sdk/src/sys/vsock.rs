@@ -199,6 +199,11 @@ fn wait_writable(fd: BorrowedFd<'_>, deadline: Instant) -> io::Result<bool> {
     }
 }
 
+/// The error of a vsock connect that did not complete within its timeout.
+fn connect_timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "vsock connect timed out")
+}
+
 /// Connects `fd` to `(cid, port)` within `timeout` (non-blocking `connect` + `poll`, with the
 /// kernel's own vsock connect timeout set to the same value), then makes it blocking again.
 /// A timeout is reported as [`io::ErrorKind::TimedOut`].
@@ -228,12 +233,14 @@ pub(crate) fn connect(
             return Err(error);
         }
         if !wait_writable(fd, deadline)? {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "vsock connect timed out",
-            ));
+            return Err(connect_timed_out());
         }
         if let Some(error) = take_error(fd)? {
+            // The kernel's timer (set to the same timeout above) may fire before poll()
+            // returns: the same timeout, so the same error, whichever clock won.
+            if error.raw_os_error() == Some(libc::ETIMEDOUT) {
+                return Err(connect_timed_out());
+            }
             return Err(error);
         }
     }

@@ -1,33 +1,6 @@
-//! Shared helpers of the SDK's integration tests: where the shared test vectors live, and
-//! small readers for them.
+//! Shared helpers of the SDK's integration tests (the vectors themselves are read through
+//! `ccc_test_vectors`).
 #![allow(dead_code, unreachable_pub, clippy::expect_used, clippy::panic)]
-
-use std::path::{Path, PathBuf};
-
-/// The shared vectors folder: `$CCC_SHARED_DIR`, else `../shared` next to the workspace root.
-pub fn shared_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("CCC_SHARED_DIR") {
-        return PathBuf::from(dir);
-    }
-    // CARGO_MANIFEST_DIR is <workspace>/sdk; the vectors are in <workspace>/../shared.
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared")
-}
-
-/// Reads a file under the shared folder, naming it if it is missing.
-pub fn read_shared(relative: impl AsRef<Path>) -> Vec<u8> {
-    let path = shared_dir().join(relative);
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "cannot read test vector {} ({e}); set CCC_SHARED_DIR to the shared vectors folder",
-            path.display()
-        )
-    })
-}
-
-/// Reads a UTF-8 text file under the shared folder.
-pub fn read_shared_text(relative: impl AsRef<Path>) -> String {
-    String::from_utf8(read_shared(relative)).expect("test vector is not UTF-8")
-}
 
 /// Decodes the body of a PEM file (`-----BEGIN <label>-----`), checking the label.
 pub fn pem_to_der(pem: &str, label: &str) -> Vec<u8> {

@@ -35,7 +35,14 @@ pub struct FakeState {
     pub hook: Mutex<Option<Hook>>,
     /// The server's clock offset from the system clock, in ms (to fake a skewed client).
     pub skew_millis: Mutex<i64>,
+    /// The `KeyId` answers carry instead of the request's key (`Some(None)`: no `KeyId` at
+    /// all), to play a KMS (or a parent) answering for another key.
+    pub answer_key_id: Mutex<Option<Option<String>>>,
 }
+
+/// The key ARN answers carry when the request named no key ARN.
+pub const DEFAULT_KEY_ARN: &str =
+    "arn:aws:kms:us-east-1:111122223333:key/0000fa4e-0000-4000-8000-000000000001";
 
 pub struct FakeKms {
     pub server: TestServer,
@@ -198,7 +205,18 @@ fn handle(state: &FakeState, request: &TestRequest) -> TestResponse {
         }
     };
     let mut out = serde_json::Map::new();
-    let key_arn = "arn:aws:kms:us-east-1:111122223333:key/fake";
+    // Like KMS, answer with the ARN of the key used: here the key the request named.
+    let requested = body["KeyId"]
+        .as_str()
+        .filter(|k| k.starts_with("arn:"))
+        .unwrap_or(DEFAULT_KEY_ARN)
+        .to_owned();
+    let key_arn: Option<String> = state
+        .answer_key_id
+        .lock()
+        .unwrap()
+        .clone()
+        .unwrap_or(Some(requested));
     match target {
         "TrentService.Decrypt" => {
             let blob = B64
@@ -206,7 +224,9 @@ fn handle(state: &FakeState, request: &TestRequest) -> TestResponse {
                 .unwrap();
             let plain = [b"plain:".as_slice(), &blob].concat();
             secret("Plaintext", &plain, &mut out);
-            out.insert("KeyId".into(), key_arn.into());
+            if let Some(arn) = &key_arn {
+                out.insert("KeyId".into(), arn.clone().into());
+            }
         }
         "TrentService.Encrypt" => {
             let plain = B64.decode(body["Plaintext"].as_str().unwrap()).unwrap();
@@ -214,7 +234,9 @@ fn handle(state: &FakeState, request: &TestRequest) -> TestResponse {
                 "CiphertextBlob".into(),
                 B64.encode([b"ct:".as_slice(), &plain].concat()).into(),
             );
-            out.insert("KeyId".into(), key_arn.into());
+            if let Some(arn) = &key_arn {
+                out.insert("KeyId".into(), arn.clone().into());
+            }
         }
         "TrentService.GenerateDataKey" => {
             let n = body["NumberOfBytes"].as_u64().unwrap_or(32) as usize;
@@ -224,7 +246,9 @@ fn handle(state: &FakeState, request: &TestRequest) -> TestResponse {
                 "CiphertextBlob".into(),
                 B64.encode([b"wrapped:".as_slice(), &key].concat()).into(),
             );
-            out.insert("KeyId".into(), key_arn.into());
+            if let Some(arn) = &key_arn {
+                out.insert("KeyId".into(), arn.clone().into());
+            }
         }
         "TrentService.GenerateRandom" => {
             let n = body["NumberOfBytes"].as_u64().unwrap() as usize;
@@ -238,7 +262,9 @@ fn handle(state: &FakeState, request: &TestRequest) -> TestResponse {
                 B64.encode(b"wrapped-private").into(),
             );
             out.insert("KeyPairSpec".into(), body["KeyPairSpec"].clone());
-            out.insert("KeyId".into(), key_arn.into());
+            if let Some(arn) = &key_arn {
+                out.insert("KeyId".into(), arn.clone().into());
+            }
         }
         "TrentService.DeriveSharedSecret" => {
             let peer = B64.decode(body["PublicKey"].as_str().unwrap()).unwrap();
@@ -248,7 +274,9 @@ fn handle(state: &FakeState, request: &TestRequest) -> TestResponse {
                 &mut out,
             );
             out.insert("KeyAgreementAlgorithm".into(), "ECDH".into());
-            out.insert("KeyId".into(), key_arn.into());
+            if let Some(arn) = &key_arn {
+                out.insert("KeyId".into(), arn.clone().into());
+            }
         }
         other => return error(400, "UnknownOperationException", other, state),
     }
