@@ -136,32 +136,45 @@ fn ensure_backports() -> Result<()> {
     .map_err(|e| Error::io("write", Path::new(BACKPORTS_SOURCES), e))
 }
 
-/// The musl target of the toolchain `dir` builds with (its rust-toolchain.toml lists it, so
-/// rustup normally installs it on first use; this covers toolchains installed without it).
+/// The target the SDK's `no_std` core is built for in CI: no operating system, no `std` at
+/// all, so a dependency that quietly needs `std` fails to build there.
+pub const NO_STD_TARGET: &str = "x86_64-unknown-none";
+
+/// Adds `target` to the toolchain `dir` builds with (its rust-toolchain.toml) unless it is
+/// installed (rustup does not install targets on first use when `RUSTUP_AUTO_INSTALL=0`).
 ///
 /// # Errors
 /// rustup cannot list or add the target.
-pub fn ensure_musl_target(dir: &Path) -> Result<()> {
+pub fn ensure_target(dir: &Path, target: &str) -> Result<()> {
     let installed = run_quiet(
         Command::new("rustup")
             .args(["target", "list", "--installed"])
             .current_dir(dir),
         "rustup target list",
     )?;
-    if installed.lines().any(|l| l.trim() == MUSL_TARGET) {
+    if installed.lines().any(|l| l.trim() == target) {
         return Ok(());
     }
     let status = Command::new("rustup")
-        .args(["target", "add", MUSL_TARGET])
+        .args(["target", "add", target])
         .current_dir(dir)
         .status()
         .map_err(|e| Error::program("rustup", format!("cannot start: {e}")))?;
     if !status.success() {
         return Err(Error::Prerequisite {
-            problem: format!("the {MUSL_TARGET} target; run: rustup target add {MUSL_TARGET}"),
+            problem: format!("the {target} target; run: rustup target add {target}"),
         });
     }
     Ok(())
+}
+
+/// The musl target of the toolchain `dir` builds with (its rust-toolchain.toml lists it, so
+/// rustup normally installs it on first use; this covers toolchains installed without it).
+///
+/// # Errors
+/// As [`ensure_target`].
+pub fn ensure_musl_target(dir: &Path) -> Result<()> {
+    ensure_target(dir, MUSL_TARGET)
 }
 
 /// Everything a build of the enclave binaries in `dir` needs.

@@ -2,6 +2,7 @@
 //! profile), checked to be a static executable, ready for the bootstrap ramdisk; and the ELF
 //! check every enclave binary goes through.
 
+use ccc_eif::elf::{EM_X86_64, Elf};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -10,9 +11,6 @@ use crate::host::{self, MUSL_TARGET};
 
 /// The init's package (and binary) in CCC's workspace.
 pub const PACKAGE: &str = "ccc-init";
-
-/// ELF program header type of the dynamic loader request (`PT_INTERP`).
-const PT_INTERP: u32 = 3;
 
 /// Builds `ccc-init` (release, musl) in CCC's workspace at `ccc_root`, into its own target
 /// directory, and returns its path. (A release builds the init its own way, with every path
@@ -24,15 +22,7 @@ const PT_INTERP: u32 = 3;
 pub fn build(ccc_root: &Path) -> Result<PathBuf> {
     host::ensure_musl_target(ccc_root)?;
     let status = Command::new("cargo")
-        .args([
-            "build",
-            "--locked",
-            "--release",
-            "-p",
-            PACKAGE,
-            "--bin",
-            PACKAGE,
-        ])
+        .args(["build", "--locked", "--release", "-p", PACKAGE, "--bin", PACKAGE])
         .args(["--target", MUSL_TARGET])
         .current_dir(ccc_root)
         .status()
@@ -51,7 +41,7 @@ pub fn build(ccc_root: &Path) -> Result<PathBuf> {
         .join(PACKAGE);
     let bytes = std::fs::read(&path).io("read", &path)?;
     ensure!(
-        !has_interpreter(&bytes).map_err(|p| Error::invalid(path.display().to_string(), p))?,
+        !has_interpreter(&bytes).map_err(|e| e.context(path.display().to_string()))?,
         Error::invalid(
             path.display().to_string(),
             "asks for a dynamic loader (PT_INTERP): the init must be static"
@@ -60,57 +50,28 @@ pub fn build(ccc_root: &Path) -> Result<PathBuf> {
     Ok(path)
 }
 
-fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
-}
-
 /// Whether a little-endian ELF64 x86-64 executable has a `PT_INTERP` program header (i.e. is
-/// dynamically linked). Layout from the System V gABI: `e_phoff` at 0x20, `e_phentsize` at
-/// 0x36, `e_phnum` at 0x38; each program header starts with its `p_type`.
+/// dynamically linked), read with `ccc_eif::elf`.
 ///
 /// # Errors
 /// Not an ELF64 x86-64 file, or a truncated one (the message says which).
-pub fn has_interpreter(elf: &[u8]) -> Result<bool, String> {
+pub fn has_interpreter(elf: &[u8]) -> Result<bool> {
+    let not_usable = |e: ccc_eif::elf::ElfError| Error::invalid("the executable", e.to_string());
+    let elf = Elf::parse(elf).map_err(not_usable)?;
     ensure!(
-        elf.get(..4) == Some(b"\x7fELF".as_slice()),
-        "not an ELF file".to_owned()
+        elf.machine() == EM_X86_64,
+        Error::invalid(
+            "the executable",
+            format!("not an x86-64 file (e_machine {})", elf.machine())
+        )
     );
-    ensure!(
-        elf.get(4) == Some(&2) && elf.get(5) == Some(&1) && u16_at(elf, 0x12) == Some(62),
-        "not a little-endian ELF64 x86-64 file".to_owned()
-    );
-    let header = || -> Option<(usize, usize, usize)> {
-        Some((
-            usize::try_from(u64_at(elf, 0x20)?).ok()?,
-            usize::from(u16_at(elf, 0x36)?),
-            usize::from(u16_at(elf, 0x38)?),
-        ))
-    };
-    let (phoff, phentsize, phnum) = header().ok_or("truncated ELF header")?;
-    for i in 0..phnum {
-        let at = i
-            .checked_mul(phentsize)
-            .and_then(|o| o.checked_add(phoff))
-            .ok_or("program header offset overflows")?;
-        let kind = u32_at(elf, at).ok_or("truncated program header table")?;
-        if kind == PT_INTERP {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+    elf.has_interpreter().map_err(not_usable)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ccc_eif::elf::PT_INTERP;
 
     /// A minimal ELF64 header with program headers of the given types.
     fn elf(types: &[u32]) -> Vec<u8> {

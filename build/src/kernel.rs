@@ -114,7 +114,10 @@ pub fn run(ccc_root: &Path, cache: &Cache, args: &Args) -> Result<()> {
 #[non_exhaustive]
 pub struct Pin {
     /// Why the file exists (not used).
-    #[allow(dead_code)]
+    #[expect(
+        dead_code,
+        reason = "deserialized so that deny_unknown_fields accepts the member; never read"
+    )]
     comment: String,
     /// Debian package name, e.g. `linux-source-6.12`.
     pub package: String,

@@ -296,9 +296,9 @@ impl Project {
                 )));
             }
         };
-        crate::release::publish::check_name(&image_name).map_err(|problem| {
+        crate::release::publish::check_name(&image_name).map_err(|e| {
             Error::project(format!(
-                "{}: [workspace.metadata.ccc] image-name `{image_name}`: {problem}",
+                "{}: [workspace.metadata.ccc] {e}",
                 manifest.display()
             ))
         })?;

@@ -4,14 +4,19 @@
 //! yield the original plaintext from a tampered envelope. The builder's output is decrypted by
 //! our parser and by openssl, and has the byte layout of real KMS responses.
 #![cfg(feature = "aws-lc")]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is the test failure"
+)]
 
 mod common;
 
 use ccc_sdk::cms::{self, BerProblem, CmsError, build::ContentLayout};
 use ccc_sdk::crypto::{AwsLc, AwsLcRsaKey, RsaDecryptionKey};
 use ccc_test_vectors as vectors;
-use common::pem_to_der;
+use common::pkcs8_der;
 use serde_json::Value;
 use std::io::Write as _;
 use std::process::{Command, Stdio};
@@ -28,7 +33,7 @@ fn vector_bytes(relative: &str) -> Vec<u8> {
 
 fn load_key(relative: &str) -> AwsLcRsaKey {
     let pem = String::from_utf8(vector_bytes(relative)).unwrap();
-    AwsLcRsaKey::from_pkcs8(&pem_to_der(&pem, "PRIVATE KEY")).unwrap()
+    AwsLcRsaKey::from_pkcs8(&pkcs8_der(&pem)).unwrap()
 }
 
 fn recipient_key() -> AwsLcRsaKey {

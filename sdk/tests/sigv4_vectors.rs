@@ -2,7 +2,12 @@
 //! (aws-c-auth's `v4/`) and the project's KMS cases (`kms-extra/`), with intermediate strings
 //! compared byte for byte. The verifier is checked on the same signed requests.
 #![cfg(feature = "aws-lc")]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is the test failure"
+)]
 
 use ccc_sdk::crypto::AwsLc;
 use ccc_sdk::sigv4::{

@@ -131,7 +131,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Cms(args) => cms::run(&args)?,
         Command::Sigv4(args) => sigv4::run(&args)?,
         Command::Setup { emulation } => {
-            ccc_build::host::ensure_base(&root)?;
+            setup()?;
             if emulation {
                 ccc_build::boot::run(&Cache::from_env()?, &root, &ccc_build::boot::Args::tools())?;
             }
@@ -162,6 +162,19 @@ pub(crate) fn workspace_root() -> PathBuf {
     manifest_dir
         .parent()
         .map_or_else(|| manifest_dir.clone(), std::path::Path::to_path_buf)
+}
+
+/// Everything the workspace build and the default tests need, and the no_std check's target.
+///
+/// # Errors
+/// A prerequisite is missing and cannot be installed (the error names the command).
+pub(crate) fn setup() -> Result<()> {
+    let root = workspace_root();
+    ccc_build::host::ensure_base(&root)?;
+    Ok(ccc_build::host::ensure_target(
+        &root,
+        ccc_build::host::NO_STD_TARGET,
+    )?)
 }
 
 /// This repository as a project: the enclave template, built by `cargo xtask` (the EIF

@@ -8,7 +8,12 @@
 //! The first run builds what the emulation needs (QEMU, vhost-device-vsock, the kernel, the
 //! EIF) when the per-user cache (~/.cache/ccc) is cold; the tests wait on the transcript line that
 //! names the started processes, not on a clock.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is the test failure"
+)]
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

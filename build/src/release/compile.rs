@@ -343,7 +343,7 @@ fn build_target(
     let path = found.ok_or_else(|| Error::program(&what, "cargo reported no executable"))?;
     let bytes = std::fs::read(&path).io("read", &path)?;
     let dynamic = crate::init::has_interpreter(&bytes)
-        .map_err(|problem| Error::invalid(path.display().to_string(), problem))?;
+        .map_err(|e| e.context(path.display().to_string()))?;
     ensure!(
         !dynamic,
         Error::invalid(

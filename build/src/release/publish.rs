@@ -402,7 +402,10 @@ pub enum Recorded {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ExpectationsFile {
-    #[allow(dead_code)]
+    #[expect(
+        dead_code,
+        reason = "deserialized so that deny_unknown_fields accepts the member; never read"
+    )]
     comment: String,
     releases: BTreeMap<String, PcrValues>,
 }
@@ -551,7 +554,7 @@ pub fn check_version(version: &str) -> Result<()> {
 /// # Errors
 /// Empty, longer than 64, or holding characters other than letters, digits and `._-`, or
 /// starting with a dot.
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<()> {
     ensure!(
         !name.is_empty()
             && name.len() <= 64
@@ -559,7 +562,10 @@ pub fn check_name(name: &str) -> Result<(), String> {
             && name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)),
-        "use 1 to 64 letters, digits and ._-, not starting with a dot".to_owned()
+        Error::invalid(
+            format!("image name `{name}`"),
+            "use 1 to 64 letters, digits and ._-, not starting with a dot"
+        )
     );
     Ok(())
 }

@@ -5,12 +5,11 @@
 //! open then are shut down. A second signal exits at once.
 
 use crate::net::Bound;
-use crate::sys;
 use ccc_sdk::net::Stream;
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -147,7 +146,7 @@ impl Shutdown {
     /// Waits until the signal is given.
     pub fn wait(&self) {
         while !self.is_triggered() {
-            let _ = sys::poll_two(self.0.wake_rx.as_fd(), self.0.wake_rx.as_fd(), None);
+            let _ = readable(self.0.wake_rx.as_fd(), self.0.wake_rx.as_fd());
         }
     }
 }
@@ -272,6 +271,19 @@ impl Tracker {
     }
 }
 
+/// Waits until `first` or `second` is readable (or reports an error or hang-up): which of
+/// them are.
+///
+/// # Errors
+/// The `poll` failure.
+fn readable(first: BorrowedFd<'_>, second: BorrowedFd<'_>) -> io::Result<(bool, bool)> {
+    use ccc_sys::poll::{PollFd, READABLE, poll};
+    let mut fds = [PollFd::new(first, READABLE), PollFd::new(second, READABLE)];
+    poll(&mut fds, None)?;
+    let [first, second] = fds.map(|fd| fd.revents != 0);
+    Ok((first, second))
+}
+
 /// Accepts on `listener` until `shutdown` is triggered, handing each connection to
 /// `handle` (which must not block for long: it spawns the connection's thread). The listener
 /// is dropped (a Unix socket file removed) when the loop ends.
@@ -282,8 +294,9 @@ fn accept_loop(
     handle: &(dyn Fn(Stream) + Send + Sync),
 ) {
     loop {
-        match sys::poll_two(listener.as_fd(), shutdown.0.wake_rx.as_fd(), None) {
-            Ok(ready) if ready.second || shutdown.is_triggered() => return,
+        match readable(listener.as_fd(), shutdown.0.wake_rx.as_fd()) {
+            Ok((_, true)) => return,
+            Ok(_) if shutdown.is_triggered() => return,
             Ok(_) => {}
             Err(e) => {
                 log.line(format_args!(
@@ -303,8 +316,8 @@ fn accept_loop(
                         | io::ErrorKind::ConnectionAborted
                 ) => {}
             Err(e)
-                if e.raw_os_error() == Some(libc::EMFILE)
-                    || e.raw_os_error() == Some(libc::ENFILE) =>
+                if e.raw_os_error() == Some(ccc_sys::libc::EMFILE)
+                    || e.raw_os_error() == Some(ccc_sys::libc::ENFILE) =>
             {
                 // Out of descriptors: wait for connections to end instead of spinning.
                 log.line(format_args!(

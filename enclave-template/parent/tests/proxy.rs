@@ -3,7 +3,11 @@
 //! every other destination is refused (at start and per connection), a thousand connections
 //! are held and served at once, a blackholed or stalled upstream holds only its own
 //! connection, the connection limit refuses the excess, and shutdown drains.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is the test failure"
+)]
 
 mod common;
 
@@ -393,7 +397,7 @@ fn routes_are_checked_at_start_and_again_for_every_connection() {
 #[test]
 fn a_thousand_connections_are_held_and_served_at_once() {
     const CONNECTIONS: usize = 1000;
-    let (_, limit) = ccc_template_parent::sys::raise_open_files_limit().unwrap();
+    let (_, limit) = ccc_sys::process::raise_open_files_limit().unwrap();
     assert!(
         limit >= 5 * CONNECTIONS as u64,
         "the open-file limit is {limit}; this test needs {} (ulimit -Hn)",

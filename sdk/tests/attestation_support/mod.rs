@@ -1,7 +1,13 @@
 //! Shared helpers for the attestation tests: the real vectors (`tests/vectors`), and a builder
 //! of synthetic documents (signed under an rcgen chain with aws-lc-rs, or QEMU-shaped
 //! unsigned), encoded independently of the SDK with minicbor's encoder.
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::panic)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "helpers shared by several test binaries: each uses part of them, and test code panics on failure"
+)]
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair};

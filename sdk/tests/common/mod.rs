@@ -1,16 +1,19 @@
 //! Shared helpers of the SDK's integration tests (the vectors themselves are read through
 //! `ccc_test_vectors`).
-#![allow(dead_code, unreachable_pub, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "helpers shared by several test binaries: each uses part of them, and test code panics on failure"
+)]
 
-/// Decodes the body of a PEM file (`-----BEGIN <label>-----`), checking the label.
-pub fn pem_to_der(pem: &str, label: &str) -> Vec<u8> {
-    use base64::Engine as _;
-    let begin = format!("-----BEGIN {label}-----");
-    let end = format!("-----END {label}-----");
-    let start = pem.find(&begin).expect("PEM begin line") + begin.len();
-    let stop = pem.find(&end).expect("PEM end line");
-    let body: String = pem[start..stop].split_whitespace().collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(body)
-        .expect("PEM base64")
+/// The DER of a PKCS#8 `PRIVATE KEY` PEM, read with rustls-pki-types' PEM parser.
+pub fn pkcs8_der(pem: &str) -> Vec<u8> {
+    use rustls_pki_types::PrivatePkcs8KeyDer;
+    use rustls_pki_types::pem::PemObject as _;
+    PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes())
+        .expect("a PKCS#8 PRIVATE KEY PEM")
+        .secret_pkcs8_der()
+        .to_vec()
 }

@@ -3,7 +3,10 @@
 //! itself as a CCC project, and its enclave binary builds offline and refuses to start
 //! outside an enclave for the right reason. (The release and emulation of a scaffold run in
 //! the CI step `plugin`: they need the kernel and QEMU.)
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is the test failure"
+)]
 
 use ccc_build::cache::Cache;
 use ccc_build::project::{AppSpec, CccOrigin, Project, Tool};
