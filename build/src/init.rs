@@ -22,7 +22,15 @@ pub const PACKAGE: &str = "ccc-init";
 pub fn build(ccc_root: &Path) -> Result<PathBuf> {
     host::ensure_musl_target(ccc_root)?;
     let status = Command::new("cargo")
-        .args(["build", "--locked", "--release", "-p", PACKAGE, "--bin", PACKAGE])
+        .args([
+            "build",
+            "--locked",
+            "--release",
+            "-p",
+            PACKAGE,
+            "--bin",
+            PACKAGE,
+        ])
         .args(["--target", MUSL_TARGET])
         .current_dir(ccc_root)
         .status()

@@ -3,8 +3,8 @@
 //! enclave boots — sealing a random secret under the emulated key with `Encrypt`, as a parent
 //! or operator would with real KMS.
 
-use ccc_policy::template::Principals;
 use ccc_emulator::{Config, Emulator, Running, TrustMode};
+use ccc_policy::template::Principals;
 use ccc_sdk::credentials::StaticCredentials;
 use ccc_sdk::crypto::{AwsLc, Crypto};
 use ccc_sdk::kms::EncryptRequest;

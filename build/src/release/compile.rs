@@ -342,8 +342,8 @@ fn build_target(
     );
     let path = found.ok_or_else(|| Error::program(&what, "cargo reported no executable"))?;
     let bytes = std::fs::read(&path).io("read", &path)?;
-    let dynamic = crate::init::has_interpreter(&bytes)
-        .map_err(|e| e.context(path.display().to_string()))?;
+    let dynamic =
+        crate::init::has_interpreter(&bytes).map_err(|e| e.context(path.display().to_string()))?;
     ensure!(
         !dynamic,
         Error::invalid(

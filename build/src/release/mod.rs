@@ -386,11 +386,8 @@ pub fn run(project: &Project, args: &Args) -> Result<Outcome> {
         .unwrap_or_else(|| project.version.clone());
     publish::check_version(&version)?;
     let principal = match (&args.account, &args.role, &args.admin_role) {
-        (Some(account), Some(role), Some(admin_role)) => {
-            Principals::new(account, role, admin_role).map_err(|e| {
-                Error::invalid("--account, --role and --admin-role", e.to_string())
-            })?
-        }
+        (Some(account), Some(role), Some(admin_role)) => Principals::new(account, role, admin_role)
+            .map_err(|e| Error::invalid("--account, --role and --admin-role", e.to_string()))?,
         _ => Principals::placeholders(),
     };
     let app = args.app_spec(&project.app);

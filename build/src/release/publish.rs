@@ -46,8 +46,11 @@ pub fn policy_conditions(measurements: &Measurements) -> Result<BTreeMap<String,
 
 /// Refuses a policy `policy check` has findings for: a release never publishes one.
 fn refuse_findings(name: &str, text: &str) -> Result<()> {
-    let findings = crate::policy::check_text(text)
-        .map_err(|e| e.context(format!("the release tool wrote a {name} that does not parse")))?;
+    let findings = crate::policy::check_text(text).map_err(|e| {
+        e.context(format!(
+            "the release tool wrote a {name} that does not parse"
+        ))
+    })?;
     ensure!(
         findings.is_empty(),
         Error::assemble(
@@ -441,12 +444,7 @@ impl Expectations {
     ///
     /// # Errors
     /// The version is recorded with other PCRs and `force` is false.
-    pub fn record(
-        &mut self,
-        version: &str,
-        pcrs: &PcrValues,
-        force: bool,
-    ) -> Result<Recorded> {
+    pub fn record(&mut self, version: &str, pcrs: &PcrValues, force: bool) -> Result<Recorded> {
         let pcrs = PcrValues {
             hash_algorithm: None,
             ..pcrs.clone()
