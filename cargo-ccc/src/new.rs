@@ -311,8 +311,9 @@ cargo test                          # the enclave's API against the NSM simulato
 
 `cargo ccc release` builds the image twice in different directories and publishes only if
 every byte matches; `release/<V>/REPRODUCE.md` tells anyone how to rebuild it. Add
-`--account 111122223333 --role ParentRole` to fill in the key policy. A release is built from
-the last commit (commit first: `git add -A && git commit`).
+`--account 111122223333 --role ParentRole --admin-role KeyAdmin` to fill in the key policy's
+principals, and lint any key policy before you upload it with `cargo ccc policy check FILE`.
+A release is built from the last commit (commit first: `git add -A && git commit`).
 
 `cargo ccc emulate` boots the release under QEMU's nitro-enclave machine with the parent and
 the KMS emulator, and checks the PCRs, the attestation and the key release
