@@ -169,10 +169,7 @@ fn connection_rate(via: &Via, streams: usize) -> Result<f64> {
 }
 
 /// The best of [`RUNS`] runs of `measure` for each contender, the contenders taking turns.
-fn best_of(
-    contenders: &[(&str, &Via)],
-    measure: impl Fn(&Via) -> Result<f64>,
-) -> Result<Vec<f64>> {
+fn best_of(contenders: &[(&str, &Via)], measure: impl Fn(&Via) -> Result<f64>) -> Result<Vec<f64>> {
     let mut best = vec![0.0f64; contenders.len()];
     for _ in 0..RUNS {
         for ((name, via), best) in contenders.iter().zip(best.iter_mut()) {
@@ -186,7 +183,12 @@ fn best_of(
 /// The load average (1, 5, 15 minutes) as `/proc/loadavg` says.
 fn load() -> String {
     std::fs::read_to_string("/proc/loadavg")
-        .map(|text| text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .unwrap_or_else(|_| "unknown".into())
 }
 
