@@ -339,10 +339,17 @@ impl Loop {
     }
 
     fn drain_wake_socket(&mut self) {
-        // Cleared before reading, so a message sent after the reads below wakes us again.
-        self.handle.woken.store(false, Ordering::Release);
+        // The socket is emptied first and the flag cleared after, and the messages are taken
+        // after both (`receive`, at the top of the loop). A sender that finds the flag clear
+        // writes a byte that stays in the socket and wakes the next `epoll_wait`. Clearing the
+        // flag before reading lost wake-ups: a byte written between the two was read here,
+        // left the flag set with nothing in the socket, and every later sender then skipped
+        // its write, so a loop with no deadline armed slept on adopted connections for good
+        // (found by `cargo xtask bench proxy`, 64 clients). The swap acquires what a sender
+        // that set the flag pushed before setting it.
         let mut sink = [0u8; 64];
         while matches!((&self.woken_by).read(&mut sink), Ok(n) if n > 0) {}
+        self.handle.woken.swap(false, Ordering::AcqRel);
     }
 
     /// Takes every waiting message.

@@ -1070,3 +1070,49 @@ fn bytes_sent_with_the_connect_head_reach_upstream_after_the_answer() {
     );
     assert_eq!(running.stop(), 0);
 }
+
+#[test]
+fn short_connections_from_many_clients_at_once_are_all_served_by_one_loop_thread() {
+    // Every connection is a message to the loop and, when the loop was idle, a wake-up byte.
+    // Many clients opening short connections at once race the loop draining its wake-up
+    // socket; a lost wake-up leaves connections adopted but never started, and their clients
+    // wait until `connect`'s read timeout fails the round trip below.
+    const CLIENTS: usize = 64;
+    const EACH: usize = 40;
+    let echo = echo_server();
+    let running = Running::start(
+        &format!(
+            "allowlist:\n- {{address: 127.0.0.1, port: {}}}\n",
+            echo.port()
+        ),
+        Arc::new(TableResolver::default()),
+        one_loop(Limits::default()),
+        &[("127.0.0.1", echo.port())],
+        false,
+        Duration::ZERO,
+    );
+    let route = running.routes[0];
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            std::thread::spawn(move || {
+                for i in 0..EACH {
+                    let mut client = connect(route);
+                    let message = format!("client {c}, connection {i}");
+                    assert_eq!(
+                        round_trip(&mut client, message.as_bytes()),
+                        message.as_bytes()
+                    );
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+    assert_eq!(
+        running.tracker.wait_until(WAIT, |open| open == 0),
+        0,
+        "connections still open after every client closed"
+    );
+    assert_eq!(running.stop(), 0);
+}
