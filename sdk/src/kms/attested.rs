@@ -82,13 +82,17 @@ struct RecipientKey {
 impl RecipientKey {
     fn generate(now: UnixMillis) -> Result<Self, ClientError> {
         let key = AwsLcRsaKey::generate().map_err(ClientError::Key)?;
+        Ok(Self::wrap(key, now))
+    }
+
+    fn wrap(key: AwsLcRsaKey, now: UnixMillis) -> Self {
         let spki_sha256 = AwsLc.sha256(&[key.public_key_spki()]);
-        Ok(Self {
+        Self {
             key,
             spki_sha256,
             created: now,
             uses: AtomicU64::new(0),
-        })
+        }
     }
 
     fn due(&self, rotation: &KeyRotation, now: UnixMillis) -> Option<&'static str> {
@@ -265,6 +269,21 @@ impl AttestedKmsClient {
     pub fn rotate_key(&self) -> Result<(), ClientError> {
         let _one_at_a_time = self.rotating.lock().unwrap_or_else(|p| p.into_inner());
         self.replace("rotation asked for")
+    }
+
+    /// Makes `key` the enclave's RSA key from now on, as a rotation would (it is rotated
+    /// away on the usual schedule). For tests that must know the private key, to search every
+    /// log line and error for it; an application has no reason to call this, since a key made
+    /// anywhere but here is not the enclave's alone.
+    pub fn use_key(&self, key: AwsLcRsaKey) {
+        let _one_at_a_time = self.rotating.lock().unwrap_or_else(|p| p.into_inner());
+        let key = Arc::new(RecipientKey::wrap(key, self.kms.local_now()));
+        let sha = key.spki_sha256;
+        *self.key.write().unwrap_or_else(|p| p.into_inner()) = key;
+        self.kms.emit(&Event::KeyRotated {
+            reason: "a key given by the application (use_key)",
+            public_key_sha256: sha,
+        });
     }
 
     fn replace(&self, reason: &'static str) -> Result<(), ClientError> {
