@@ -1708,7 +1708,10 @@ fn no_secret_reaches_a_log_line_an_error_frame_or_the_console() {
                 .encode([b"ab".as_slice(), secret].concat())
                 .into_bytes(),
         ] {
-            let found = leaks(&[(name.clone(), secret.clone())], std::slice::from_ref(&planted));
+            let found = leaks(
+                &[(name.clone(), secret.clone())],
+                std::slice::from_ref(&planted),
+            );
             assert_eq!(
                 found.len(),
                 1,
