@@ -5,6 +5,7 @@
 
 mod attestation;
 mod bench_boot;
+mod cfn_lint;
 mod ci;
 mod cms;
 mod eif;
