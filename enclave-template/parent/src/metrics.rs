@@ -40,6 +40,7 @@
 //!
 //! `/livez` answers 200 whenever the parent's services answer at all.
 
+use crate::ArgumentError;
 use crate::proxy::Stats;
 use crate::service::Services;
 use ccc_sdk::kms::client::Outcome;
@@ -542,15 +543,15 @@ impl Collector for Live {
 /// outcomes, which are the instance's business only (the CloudWatch agent scrapes locally).
 ///
 /// # Errors
-/// A message naming the fix.
-pub fn check_listen(address: SocketAddr) -> Result<SocketAddr, String> {
+/// An [`ArgumentError`] naming the fix (a loopback address such as 127.0.0.1:9110).
+pub fn check_listen(address: SocketAddr) -> Result<SocketAddr, ArgumentError> {
     if address.ip().is_loopback() {
         Ok(address)
     } else {
-        Err(format!(
-            "--metrics-listen {address}: the metrics endpoint listens on loopback only (e.g. \
-             127.0.0.1:{}); scrape it from this instance (the CloudWatch agent does)",
-            address.port()
+        Err(ArgumentError::new(
+            &format!("--metrics-listen {address}"),
+            "a loopback address such as 127.0.0.1:9110: the metrics endpoint listens on \
+             loopback only; scrape it from this instance (the CloudWatch agent does)",
         ))
     }
 }
@@ -868,7 +869,10 @@ mod tests {
     fn only_loopback_addresses_are_accepted() {
         assert!(check_listen("127.0.0.1:9110".parse().unwrap()).is_ok());
         assert!(check_listen("[::1]:9110".parse().unwrap()).is_ok());
-        let error = check_listen("0.0.0.0:9110".parse().unwrap()).unwrap_err();
+        let error = check_listen("0.0.0.0:9110".parse().unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("loopback only"), "{error}");
+        assert!(error.contains("0.0.0.0:9110"), "{error}");
     }
 }
