@@ -1,87 +1,37 @@
-//! `cargo xtask policy check FILE`: lints a KMS key policy (or an IAM identity policy) with
-//! `ccc_policy::check`, the rules in that crate's docs. A thin wrapper: reading the file and
-//! choosing the exit status is all that lives here.
-//!
-//! Exit status: 0 without findings, 1 with findings (one line each on stdout:
-//! `finding: <rule-id>: <where>: <what, and the fix>`), 2 when the file cannot be read or is
-//! not a policy.
-//!
-//! Also the CI step `policy-check`: every template published from 0.2.0 on (0.1.0's is
+//! The CI step `policy-check`: every template published from 0.2.0 on (0.1.0's is
 //! superseded; its findings are pinned by a test here), and the templates the release tool
-//! writes today.
+//! writes today, through the linter; and every environment of `deploy/environments.toml`
+//! rendered, its policies equal to the committed `deploy/policies/<env>/` and
+//! `release/pcr-expectations.json` recording the environments that allow each release.
+//!
+//! The `cargo xtask policy ...` commands themselves are `ccc_lifecycle::policy`'s.
 
 use anyhow::{Context, Result, ensure};
+use ccc_lifecycle::policy::{check_file as lint_file, check_text as lint_text};
+use ccc_policy::Finding;
+use ccc_policy::check::Options;
 use ccc_policy::template::{self, ImagePins, Principals};
-use ccc_policy::{Finding, Policy};
-use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::path::Path;
 
 use crate::release::{self, publish};
-
-/// `cargo xtask policy ...`.
-#[derive(Debug, clap::Subcommand)]
-pub(crate) enum Command {
-    /// Lint a KMS key policy or IAM policy: an Allow of Decrypt/GenerateDataKey/... without
-    /// attestation conditions, case-sensitive operators or upper-case, all-zero or malformed
-    /// PCR values, wildcard principals, kms:* to the enclave's role, PCR2-only pinning, key
-    /// administration through the account root, secret requests only implicitly denied, an
-    /// enclave role not denied policy and grant changes, Encrypt with the enclave's sealing
-    /// context, nobody left to change the policy. Exit 1 with one line per finding, 2 if FILE
-    /// is unreadable or not a policy.
-    Check {
-        /// The policy document (JSON), e.g. release/0.2.0/kms-policy-template-0.2.0.json.
-        file: PathBuf,
-    },
-}
 
 /// The oldest release whose published templates must pass the linter (0.1.0's predates it).
 pub(crate) const FIRST_CHECKED_RELEASE: &str = "0.2.0";
 
-/// Runs the command and returns its exit status.
-#[must_use]
-pub(crate) fn run(command: &Command) -> ExitCode {
-    match command {
-        Command::Check { file } => match check_file(file) {
-            Ok(findings) if findings.is_empty() => {
-                eprintln!("policy check: {}: no findings", file.display());
-                ExitCode::SUCCESS
-            }
-            Ok(findings) => {
-                for finding in &findings {
-                    println!("{finding}");
-                }
-                eprintln!(
-                    "policy check: {}: {} finding(s)",
-                    file.display(),
-                    findings.len()
-                );
-                ExitCode::from(1)
-            }
-            Err(error) => {
-                eprintln!("error: {error:#}");
-                ExitCode::from(2)
-            }
-        },
-    }
-}
-
-/// The findings for a policy document's text.
+/// The findings for a policy document's text (production's options).
 ///
 /// # Errors
 /// The text is not a policy (the parser's error names the field and the fix).
 pub(crate) fn check_text(text: &str) -> Result<Vec<Finding>> {
-    let policy = Policy::parse_any(text)?;
-    Ok(ccc_policy::check::check(&policy))
+    Ok(lint_text(text, "the policy", Options::default())?)
 }
 
-/// The findings for a policy file.
+/// The findings for a policy file (production's options).
 ///
 /// # Errors
 /// The file cannot be read or is not a policy.
 pub(crate) fn check_file(path: &Path) -> Result<Vec<Finding>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    check_text(&text).with_context(|| format!("{} is not a policy", path.display()))
+    Ok(lint_file(path, Options::default())?)
 }
 
 /// The published versions (directories of `release/`), oldest first.
@@ -171,6 +121,15 @@ pub(crate) fn ci_step() -> Result<()> {
         "policy-check: {checked} published template(s) and the release tool's templates (for \
          release {newest}'s PCRs): no findings"
     );
+    let paths = ccc_lifecycle::files::Files::default().resolve(&root);
+    let stale = ccc_lifecycle::policy::stale_renderings(&paths)?;
+    ensure!(stale.is_empty(), "{}", stale.join("\n"));
+    eprintln!(
+        "policy-check: every environment of {} is rendered in deploy/policies/ and recorded in \
+         {}",
+        paths.environments.display(),
+        paths.expectations.display()
+    );
     Ok(())
 }
 
@@ -229,32 +188,5 @@ mod tests {
         // Its IAM template only grants GenerateRandom under the pins: nothing to report.
         let iam = check_file(&root.join("release/0.1.0/iam-policy-template-0.1.0.json")).unwrap();
         assert!(iam.is_empty(), "{iam:#?}");
-    }
-
-    #[test]
-    fn exit_status_is_0_1_or_2() {
-        let dir = std::env::temp_dir().join(format!("ccc-policy-check-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let write = |name: &str, text: &str| {
-            let path = dir.join(name);
-            std::fs::write(&path, text).unwrap();
-            path
-        };
-        let pins = ImagePins::new(&"ab".repeat(48), &"cd".repeat(48), &"ef".repeat(48)).unwrap();
-        let good = write(
-            "good.json",
-            &template::key_policy(&pins, &Principals::placeholders()),
-        );
-        let bad = write(
-            "bad.json",
-            r#"{"Statement": {"Effect": "Allow", "Principal": "*", "Action": "kms:*", "Resource": "*"}}"#,
-        );
-        let broken = write("broken.json", r#"{"Statement": {"Effect": "Maybe"}}"#);
-        let status = |file: PathBuf| run(&Command::Check { file });
-        assert_eq!(status(good), ExitCode::SUCCESS);
-        assert_eq!(status(bad), ExitCode::from(1));
-        assert_eq!(status(broken), ExitCode::from(2));
-        assert_eq!(status(dir.join("absent.json")), ExitCode::from(2));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -80,6 +80,13 @@ pub(crate) struct Args {
     /// Guest memory in MiB.
     #[arg(long, default_value_t = DEFAULT_MEMORY_MIB)]
     memory: u32,
+    /// Instead of booting: the cross-environment table of this environment (a table of
+    /// deploy/environments.toml) — its rendered policy in a KMS emulator against the release's
+    /// image, the previous version, a version it does not allow, a debug-mode and a
+    /// simulator-signed document (NSM simulator, no QEMU), with `explain` for each. Exit 1
+    /// unless every row is as the environment file says and explain agrees.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["eif", "scenario"])]
+    env: Option<String>,
 }
 
 /// Guest memory unless `--memory` says otherwise.
@@ -104,6 +111,22 @@ const NONCE_LEN: usize = 16;
 /// A prerequisite is missing (with the command that fixes it), a build or boot fails, a check
 /// fails (the verdict is FAIL), or a signal interrupted the run.
 pub(crate) fn run(args: &Args) -> Result<()> {
+    if let Some(environment) = &args.env {
+        let paths = ccc_lifecycle::files::Files::default().resolve(&crate::workspace_root());
+        let passes = ccc_lifecycle::table::print(
+            &paths,
+            environment,
+            args.version.as_deref(),
+            &mut std::io::stdout(),
+        )?;
+        anyhow::ensure!(
+            passes,
+            "the cross-environment table of {environment} has rows that are not as {} says, or \
+             where explain disagrees with the emulator (marked FAIL above)",
+            paths.environments.display()
+        );
+        return Ok(());
+    }
     if args.eif.is_some() && args.scenario != Scenario::Default {
         bail!(
             "--eif applies to the default scenario only: the tampered scenario builds its image \

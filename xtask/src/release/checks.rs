@@ -35,7 +35,6 @@ fn release_into(out: &Path, app: Option<&AppSpec>) -> Result<()> {
         role: None,
         admin_role: None,
         out: Some(out.to_path_buf()),
-        force: false,
         full: false,
     })
 }

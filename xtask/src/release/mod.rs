@@ -29,10 +29,9 @@ use crate::init::MUSL_TARGET;
 use crate::kernel::{self, KernelArtifact};
 use crate::progress::elapsed;
 use build::{Binaries, GitState, Pass};
+use ccc_policy::expectations::Recorded;
 use ccc_policy::template::Principals;
-use publish::{
-    Expectations, FileDigest, KernelRecord, Manifest, MeasurementsFile, PcrValues, Recorded,
-};
+use publish::{FileDigest, KernelRecord, Manifest, MeasurementsFile, PcrValues};
 
 /// Where the passes build, relative to the workspace root.
 const WORK_DIR: &str = "target/ccc-release";
@@ -88,9 +87,6 @@ pub(crate) struct Args {
     /// release/pcr-expectations.json.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// Replace the PCRs recorded for an existing version in release/pcr-expectations.json.
-    #[arg(long)]
-    force: bool,
     /// Also rebuild CCC's kernel in another directory and compare (about 5 more minutes on 2
     /// cores); without it the kernel is built once (or taken from its cache) for both passes.
     #[arg(long, conflicts_with = "kernel")]
@@ -349,8 +345,8 @@ pub(crate) struct Timings {
 ///
 /// # Errors
 /// A missing prerequisite (with its fix), a failed build, a difference between the two passes,
-/// all-zero PCRs, PCRs that contradict release/pcr-expectations.json (without `--force`), or a
-/// write failure.
+/// all-zero PCRs, PCRs that contradict release/pcr-expectations.json (a published version's
+/// measurements never change), or a write failure.
 pub(crate) fn run(args: &Args) -> Result<()> {
     let started = Instant::now();
     let root = crate::workspace_root();
@@ -380,7 +376,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     let names = ReleaseFiles::new(&image_name(&app), &version);
     names.check_directory(&out)?;
     let expectations_path = root.join(EXPECTATIONS_FILE);
-    let mut expectations = Expectations::load(&expectations_path)?;
+    let mut expectations = publish::load_expectations(&expectations_path)?;
 
     let t = Instant::now();
     let kernel_built = args.kernel.is_none() && !kernel::is_cached()?;
@@ -415,16 +411,17 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     let measurements = first.image.measurements;
     publish::refuse_debug_pcrs(&measurements)?;
     let pcrs = PcrValues::of(&measurements, true);
+    let expected = publish::expectation(&pcrs, &git.epoch.rfc3339(), &git.commit)?;
     if publishing {
-        // Refuses here, before anything is written, unless --force (recorded after writing).
-        expectations.clone().record(&version, &pcrs, args.force)?;
+        // Refuses here, before anything is written (recorded after writing).
+        expectations.clone().record(&version, expected.clone())?;
     } else if let Some(recorded) = expectations.get(&version)
-        && !recorded.same_pcrs(&pcrs)
+        && !recorded.same_measurements(&expected)
     {
         eprintln!(
             "release: WARNING: these PCRs differ from the ones published for {version} in \
              {EXPECTATIONS_FILE}:\n{}",
-            publish::pcr_table(recorded, &pcrs)
+            ccc_policy::expectations::pcr_table(recorded, &expected)
         );
     }
 
@@ -442,18 +439,18 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     write_release(&context, &names, &out)?;
 
     if publishing {
-        let recorded = expectations.record(&version, &pcrs, args.force)?;
-        std::fs::write(&expectations_path, expectations.to_json()?)
+        let recorded = expectations.record(&version, expected)?;
+        std::fs::write(&expectations_path, expectations.to_json())
             .with_context(|| format!("cannot write {}", expectations_path.display()))?;
         match recorded {
-            Recorded::Added => eprintln!("release: recorded {version} in {EXPECTATIONS_FILE}"),
-            Recorded::Unchanged => {
+            Recorded::Added => eprintln!(
+                "release: recorded {version} in {EXPECTATIONS_FILE}; no environment allows it \
+                 yet: add it to allowed_versions in deploy/environments.toml and run `cargo \
+                 xtask policy render --env NAME` (docs/releasing.md)"
+            ),
+            _ => {
                 eprintln!("release: {EXPECTATIONS_FILE} already holds these PCRs for {version}");
             }
-            Recorded::Replaced(old) => eprintln!(
-                "release: --force: replaced the PCRs of {version} in {EXPECTATIONS_FILE}:\n{}",
-                publish::pcr_table(&old, &pcrs)
-            ),
         }
     } else {
         eprintln!(

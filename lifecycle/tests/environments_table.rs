@@ -1,0 +1,77 @@
+//! The mission's success criterion: the environments of one release, each policy rendered from
+//! `deploy/environments.toml` and enforced by a KMS emulator, against the release's image, the
+//! previous version, a version the environment does not allow, a debug-mode document and a
+//! simulator-signed one. The table is asserted cell by cell, and `explain` must agree with the
+//! emulator on every cell (same verdict, same AccessDenied message or verifier error).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use ccc_lifecycle::table::{CaseKind, Fixture};
+use ccc_sdk::time::UnixMillis;
+
+/// 2026-12-01T10:00:00Z: documents, certificates and emulator clocks stand here.
+const AT: UnixMillis = UnixMillis(1_796_119_200_000);
+
+/// Several admitted sets: only the lead key's Deny names the image.
+const LEAD: &str = "denied: DenySecretsUnlessImageSha384Matches (ImageSha384)";
+/// One admitted set: every PCR has its own Deny, and a foreign image differs in all three.
+const EACH_PCR: &str = "denied: DenySecretsUnlessImageSha384Matches (ImageSha384), \
+    DenySecretsUnlessPCR1Matches (PCR1), DenySecretsUnlessPCR2Matches (PCR2)";
+const SIGNER: &str = "denied: DenySecretsUnlessPCR8Matches (PCR8)";
+const FOREIGN: &str = "refused: foreign document (untrusted root)";
+
+#[test]
+fn every_environment_admits_exactly_what_it_allows_and_explain_agrees() {
+    let scratch = common::Scratch::new("table");
+    let paths = scratch.paths();
+    let expectations = paths.expectations().unwrap();
+    let environments = paths.environments(&expectations).unwrap();
+    let fixture = Fixture::new(AT).unwrap();
+    let expected: [(&str, [&str; 5]); 4] = [
+        ("development", ["allowed", LEAD, LEAD, "allowed", "allowed"]),
+        ("staging", ["allowed", "allowed", LEAD, LEAD, FOREIGN]),
+        (
+            "production",
+            [EACH_PCR, "allowed", EACH_PCR, EACH_PCR, FOREIGN],
+        ),
+        // The signer admits what its certificate signed (0.3.0), nothing unsigned.
+        ("canary", ["allowed", SIGNER, SIGNER, SIGNER, FOREIGN]),
+    ];
+    let mut agreements = 0;
+    for (name, cells) in expected {
+        let environment = environments.get(name).unwrap();
+        let table = fixture.run(environment, &expectations, "0.3.0").unwrap();
+        eprintln!("{table}");
+        assert!(table.skipped.is_empty(), "{table}");
+        for (case, want) in CaseKind::ALL.into_iter().zip(cells) {
+            let row = table.row(case).unwrap();
+            assert_eq!(
+                row.emulator.summary(),
+                want,
+                "{name}: {}\n{table}",
+                case.label()
+            );
+            assert!(
+                row.agrees,
+                "{name}: {}: explain disagrees\n{table}",
+                case.label()
+            );
+            assert_eq!(row.explain.word(), row.emulator.word());
+            agreements += 1;
+        }
+        assert!(table.passes(), "{table}");
+        let versions: Vec<Option<&str>> = table.rows.iter().map(|r| r.version.as_deref()).collect();
+        assert_eq!(
+            versions,
+            [
+                Some("0.3.0"),
+                Some("0.2.0"),
+                Some("0.1.0"),
+                None,
+                Some("0.3.0")
+            ]
+        );
+    }
+    assert_eq!(agreements, 20);
+}
