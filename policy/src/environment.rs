@@ -933,20 +933,13 @@ impl Environment {
             ));
         }
         if self.kind != Kind::Development {
-            let debug: Vec<String> =
+            // Whatever the linter's options: staging and production never accept debug mode.
+            reasons.extend(
                 crate::check::check_with(&policy, crate::check::Options::default())
                     .into_iter()
                     .filter(|f| f.rule == crate::Rule::AcceptsDebugMode)
-                    .map(|f| format!("it lets {} accept debug mode: {}", self.kind, f.message))
-                    .collect();
-            for reason in debug {
-                if !reasons
-                    .iter()
-                    .any(|r| r.contains(crate::Rule::AcceptsDebugMode.id()))
-                {
-                    reasons.push(reason);
-                }
-            }
+                    .map(|f| format!("it lets {} accept debug mode: {}", self.kind, f.message)),
+            );
         }
         if reasons.is_empty() {
             Ok(())

@@ -123,3 +123,54 @@ impl Drop for Scratch {
         let _ = std::fs::remove_dir_all(&self.root);
     }
 }
+
+/// `cargo xtask policy ARGS...` (as clap parses them), run in `context`: the exit status (2 for
+/// an error, whose message is appended to the output) and what it printed.
+pub fn policy(context: &ccc_lifecycle::Context, args: &[&str]) -> (u8, String) {
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ccc_lifecycle::policy::Args,
+    }
+    let cli = <Cli as clap::Parser>::try_parse_from(
+        std::iter::once("policy").chain(args.iter().copied()),
+    )
+    .unwrap_or_else(|e| panic_free(&e.to_string()));
+    let mut out = Vec::new();
+    let code = match ccc_lifecycle::policy::execute(context, &cli.args, &mut out) {
+        Ok(code) => code,
+        Err(e) => {
+            out.extend_from_slice(format!("error: {e}\n").as_bytes());
+            2
+        }
+    };
+    (code, String::from_utf8(out).unwrap())
+}
+
+/// `cargo xtask explain ARGS...`, as [`policy`].
+pub fn explain(context: &ccc_lifecycle::Context, args: &[&str]) -> (u8, String) {
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ccc_lifecycle::explain::Args,
+    }
+    let cli = <Cli as clap::Parser>::try_parse_from(
+        std::iter::once("explain").chain(args.iter().copied()),
+    )
+    .unwrap_or_else(|e| panic_free(&e.to_string()));
+    let mut out = Vec::new();
+    let code = match ccc_lifecycle::explain::execute(context, &cli.args, &mut out) {
+        Ok(code) => code,
+        Err(e) => {
+            out.extend_from_slice(format!("error: {e}\n").as_bytes());
+            2
+        }
+    };
+    (code, String::from_utf8(out).unwrap())
+}
+
+/// Fails the test with a message (clap's usage error).
+fn panic_free(message: &str) -> ! {
+    assert!(message.is_empty(), "bad arguments in the test: {message}");
+    unreachable!("{message}")
+}

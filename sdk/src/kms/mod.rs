@@ -201,8 +201,8 @@ pub trait KmsRequest: Serialize + DeserializeOwned {
     const OPERATION: Operation;
     /// The response type.
     type Response: Serialize + DeserializeOwned;
-    /// Whether a success may come with an empty body (KMS answers `PutKeyPolicy` so): it is
-    /// then read as `{}`.
+    /// Whether a success may come without members: KMS answers `PutKeyPolicy` with an empty
+    /// body (moto with `null`); either is then read as `{}`.
     const EMPTY_RESPONSE: bool = false;
     /// The attestation recipient, if the request carries one.
     fn recipient(&self) -> Option<&Recipient>;
@@ -465,11 +465,13 @@ pub fn decode_response<R: KmsRequest>(
             detail: format!("{} bytes, more than MAX_RESPONSE_LEN", body.len()),
         });
     }
-    let body = if R::EMPTY_RESPONSE && body.iter().all(u8::is_ascii_whitespace) {
-        b"{}".as_slice()
-    } else {
-        body
-    };
+    // KMS sends no body at all; moto sends `null`.
+    let body =
+        if R::EMPTY_RESPONSE && (body.trim_ascii().is_empty() || body.trim_ascii() == b"null") {
+            b"{}".as_slice()
+        } else {
+            body
+        };
     serde_json::from_slice(body).map_err(|e| KmsError::MalformedResponse {
         operation,
         status,
@@ -575,6 +577,11 @@ mod tests {
         );
         assert_eq!(
             decode_response(&put, 200, &[], b"{}").unwrap(),
+            PutKeyPolicyResponse {}
+        );
+        // moto's answer.
+        assert_eq!(
+            decode_response(&put, 200, &[], b"null").unwrap(),
             PutKeyPolicyResponse {}
         );
         let get = GetKeyPolicyRequest {
