@@ -13,20 +13,13 @@ use nsm_nitro_enclave_utils::api::nsm::AttestationDoc;
 use nsm_nitro_enclave_utils::time::Time;
 use nsm_nitro_enclave_utils::verify::AttestationDocVerifierExt;
 use std::hint::black_box;
-use std::path::PathBuf;
 
 /// The non-debug 2025 vector (indefinite-length map, 17 PCRs) and its timestamp.
-const VECTOR: &str = "fastcrypto-nondebug-pcr16-indefmap-2025-11-10/attestation.hex";
+const VECTOR: &str =
+    "nitro-attestation-vectors/fastcrypto-nondebug-pcr16-indefmap-2025-11-10/attestation.hex";
 const TIMESTAMP: u64 = 1_762_795_210_812;
 /// Its leaf's notAfter (2025-11-10T20:20:10Z), to check every verifier really checks time.
 const LEAF_NOT_AFTER: u64 = 1_762_806_010_000;
-
-fn shared_dir() -> PathBuf {
-    std::env::var_os("CCC_SHARED_DIR").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
-        PathBuf::from,
-    )
-}
 
 /// `(tbs, signature, subject public key)` of a DER certificate, for the floor.
 fn cert_parts(der: &[u8]) -> Result<(&[u8], &[u8], &[u8])> {
@@ -54,9 +47,7 @@ fn peer_time(ms: u64) -> Time {
 }
 
 pub(crate) fn run() -> Result<()> {
-    let path = shared_dir().join("nitro-attestation-vectors").join(VECTOR);
-    let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
-    let doc = hex::decode(text.trim())?;
+    let doc = ccc_test_vectors::read_decoded(VECTOR);
     let at = UnixMillis(TIMESTAMP);
     let options = VerifyOptions::new(at);
 

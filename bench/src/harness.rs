@@ -4,7 +4,6 @@ use std::time::{Duration, Instant};
 
 /// The median time of one call of `f`, measured over `batches` batches sized to take at least
 /// ~20 ms each after a warm-up.
-#[allow(dead_code)]
 pub(crate) fn median_per_call(batches: usize, mut f: impl FnMut()) -> Duration {
     let mut per_batch = 1u32;
     loop {
@@ -31,7 +30,6 @@ pub(crate) fn median_per_call(batches: usize, mut f: impl FnMut()) -> Duration {
 }
 
 /// Prints one row: a label, its time per call, and its ratio to `baseline`.
-#[allow(dead_code)]
 pub(crate) fn report(label: &str, time: Duration, baseline: Duration) {
     let ratio = time.as_secs_f64() / baseline.as_secs_f64();
     println!("{label:<48} {:>12.3?} per call   {ratio:>6.2}x", time);

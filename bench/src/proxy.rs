@@ -174,7 +174,7 @@ fn row(label: &str, unit: &str, direct: f64, proxied: f64) {
 }
 
 pub(crate) fn run() -> Result<()> {
-    let (_, limit) = ccc_template_parent::sys::raise_open_files_limit()?;
+    let (_, limit) = ccc_sys::process::raise_open_files_limit()?;
     let dir = std::env::temp_dir().join(format!("ccc-bench-proxy-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let bulk_1 = upstream("bulk", BULK_BYTES)?;

@@ -691,7 +691,7 @@ impl fmt::Display for ArchiveError {
 
 /// The underlying error's message is part of `Display`, so `source()` is not set (printing a
 /// chain would repeat it).
-impl std::error::Error for ArchiveError {}
+impl core::error::Error for ArchiveError {}
 
 #[cfg(test)]
 mod tests {

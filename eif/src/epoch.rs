@@ -1,6 +1,7 @@
 //! `SOURCE_DATE_EPOCH`: the one timestamp a reproducible build may embed, passed in by the
 //! caller (this crate never reads a clock or the environment).
 
+use ccc_sdk::time::UnixMillis;
 use std::fmt;
 
 /// A build timestamp in whole seconds since the Unix epoch, taken from `SOURCE_DATE_EPOCH`
@@ -49,33 +50,13 @@ impl SourceDateEpoch {
     /// `2024-01-01T00:00:00+00:00`.
     #[must_use]
     pub fn rfc3339(self) -> String {
-        let secs = i64::from(self.0);
-        let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-        let (year, month, day) = civil_from_days(days);
+        // The calendar is ccc_sdk::time's (the one civil-date conversion of the workspace).
+        let t = UnixMillis(u64::from(self.0) * 1000).to_datetime();
         format!(
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}+00:00",
-            rem / 3600,
-            (rem % 3600) / 60,
-            rem % 60
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}+00:00",
+            t.year, t.month, t.day, t.hour, t.minute, t.second
         )
     }
-}
-
-/// Proleptic Gregorian (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's
-/// `civil_from_days` algorithm, <https://howardhinnant.github.io/date_algorithms.html>).
-/// `ccc_sdk::time` has the same conversion; this crate does not depend on the SDK so that the
-/// SDK's NSM simulator can depend on it (to seed PCRs from an EIF) without a cycle.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 /// A `SOURCE_DATE_EPOCH` value that is not a decimal number of seconds in `0..=u32::MAX`.
@@ -99,7 +80,7 @@ impl fmt::Display for EpochError {
     }
 }
 
-impl std::error::Error for EpochError {}
+impl core::error::Error for EpochError {}
 
 #[cfg(test)]
 mod tests {

@@ -15,6 +15,7 @@
 //!   rejects malformed files with the byte offset and the reason; never panics.
 //! - [`pcr`]: [`Pcr`], [`Measurements`] and the streaming SHA-384 pipeline.
 //! - [`describe`]: the `nitro-cli describe-eif` JSON.
+//! - [`elf`]: the ELF64 headers of the executables an image carries (static or not, sections).
 //! - [`signature`]: the signature section (PCR8) and a local ES384 [`LocalSigner`].
 //!
 //! Nothing here reads a clock or the environment: the build time is a [`SourceDateEpoch`]
@@ -23,6 +24,7 @@
 
 pub mod cpio;
 pub mod describe;
+pub mod elf;
 mod epoch;
 pub mod format;
 pub mod initramfs;
@@ -34,7 +36,7 @@ pub mod writer;
 pub use epoch::{EpochError, SourceDateEpoch};
 pub use format::{Arch, BuildInfo, EifHeader, EifIdentity, SectionKind};
 pub use pcr::{Measurements, Pcr};
-pub use reader::{Eif, EifError, SectionInfo};
+pub use reader::{Eif, EifError, Place, SectionInfo};
 pub use signature::{LocalSigner, PcrSigner, SignatureSection};
 pub use writer::{BuildError, Built, EifBuilder, FileSource, SectionSource};
 

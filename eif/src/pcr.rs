@@ -110,7 +110,7 @@ impl fmt::Display for PcrParseError {
     }
 }
 
-impl std::error::Error for PcrParseError {}
+impl core::error::Error for PcrParseError {}
 
 /// The measurements of an enclave image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

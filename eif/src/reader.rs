@@ -166,9 +166,10 @@ fn read(reader: &mut dyn Read, allow_parallel: bool) -> Result<Eif, EifError> {
             .unwrap_or_default();
         let table_size = header.section_sizes.get(index).copied().unwrap_or_default();
         if table_offset != pos {
-            return Err(invalid(
+            return Err(invalid_at(
                 EifHeader::section_offset_field(index),
-                format!("section_offsets[{index}]"),
+                Place::Entry(index),
+                "section_offsets",
                 format!("{pos} (sections follow each other without gaps)"),
                 table_offset,
             ));
@@ -189,8 +190,12 @@ fn read(reader: &mut dyn Read, allow_parallel: bool) -> Result<Eif, EifError> {
         let kind = check_section(&header, &seen, index, pos, &section, table_size)?;
         let data_offset = pos + SECTION_HEADER_LEN;
         let end = data_offset.checked_add(section.size).ok_or_else(|| {
-            invalid(
+            invalid_at(
                 pos + 4,
+                Place::Section {
+                    index,
+                    kind: Some(kind),
+                },
                 "section_size",
                 "a size that fits in the 64-bit file offset space",
                 section.size,
@@ -359,9 +364,10 @@ fn check_header(header: &EifHeader) -> Result<(), EifError> {
             .unwrap_or_default()
             != 0
         {
-            return Err(invalid(
+            return Err(invalid_at(
                 EifHeader::section_offset_field(index),
-                format!("section_offsets[{index}]"),
+                Place::Entry(index),
+                "section_offsets",
                 format!("0 (only {count} sections)"),
                 header
                     .section_offsets
@@ -371,9 +377,10 @@ fn check_header(header: &EifHeader) -> Result<(), EifError> {
             ));
         }
         if header.section_sizes.get(index).copied().unwrap_or_default() != 0 {
-            return Err(invalid(
+            return Err(invalid_at(
                 EifHeader::section_size_field(index),
-                format!("section_sizes[{index}]"),
+                Place::Entry(index),
+                "section_sizes",
                 format!("0 (only {count} sections)"),
                 header.section_sizes.get(index).copied().unwrap_or_default(),
             ));
@@ -395,26 +402,32 @@ fn check_section(
     table_size: u64,
 ) -> Result<SectionKind, EifError> {
     let kind = SectionKind::from_u16(section.section_type).ok_or_else(|| {
-        invalid(
+        invalid_at(
             pos,
-            format!("section {index} section_type"),
+            Place::Section { index, kind: None },
+            "section_type",
             "1 kernel, 2 cmdline, 3 ramdisk, 4 signature or 5 metadata",
             section.section_type,
         )
     })?;
-    let field = |name: &str| format!("{} section {index} {name}", kind.name());
+    let place = Place::Section {
+        index,
+        kind: Some(kind),
+    };
     if section.flags != 0 {
-        return Err(invalid(
+        return Err(invalid_at(
             pos + 2,
-            field("flags"),
+            place,
+            "flags",
             "0 (reserved)",
             section.flags,
         ));
     }
     if section.size != table_size {
-        return Err(invalid(
+        return Err(invalid_at(
             pos + 4,
-            field("section_size"),
+            place,
+            "section_size",
             format!("{table_size} (section_sizes[{index}] in the header)"),
             section.size,
         ));
@@ -427,9 +440,10 @@ fn check_section(
         SectionKind::Metadata => (4, seen.metadata, Some(format::MAX_METADATA_LEN)),
     };
     if header.version < introduced {
-        return Err(invalid(
+        return Err(invalid_at(
             pos,
-            field("section_type"),
+            place,
+            "section_type",
             format!(
                 "no {} section in a version {} file (introduced in version {introduced})",
                 kind.name(),
@@ -439,17 +453,19 @@ fn check_section(
         ));
     }
     if duplicate {
-        return Err(invalid(
+        return Err(invalid_at(
             pos,
-            field("section_type"),
+            place,
+            "section_type",
             format!("at most one {} section", kind.name()),
             "a second one",
         ));
     }
     if kind == SectionKind::Ramdisk && !seen.kernel {
-        return Err(invalid(
+        return Err(invalid_at(
             pos,
-            field("section_type"),
+            place,
+            "section_type",
             "ramdisks after the kernel section",
             "a ramdisk before the kernel",
         ));
@@ -457,9 +473,10 @@ fn check_section(
     if let Some(limit) = limit
         && section.size > limit
     {
-        return Err(invalid(
+        return Err(invalid_at(
             pos + 4,
-            field("section_size"),
+            place,
+            "section_size",
             format!("at most {limit} bytes"),
             section.size,
         ));
@@ -492,18 +509,48 @@ fn pipe_error(e: PipeError, offset: u64) -> EifError {
     }
 }
 
+/// A field of the file header that breaks a rule.
 fn invalid(
     offset: u64,
-    field: impl Into<String>,
+    field: &'static str,
+    expected: impl fmt::Display,
+    found: impl fmt::Display,
+) -> EifError {
+    invalid_at(offset, Place::Header, field, expected, found)
+}
+
+/// A field that breaks a rule, at `place`.
+fn invalid_at(
+    offset: u64,
+    place: Place,
+    field: &'static str,
     expected: impl fmt::Display,
     found: impl fmt::Display,
 ) -> EifError {
     EifError::Invalid {
         offset,
-        field: field.into(),
+        place,
+        field,
         expected: expected.to_string(),
         found: found.to_string(),
     }
+}
+
+/// Where a field that breaks a rule is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Place {
+    /// In the file header, or the file as a whole.
+    Header,
+    /// Entry `i` of a header table (`section_offsets[i]`, `section_sizes[i]`).
+    Entry(usize),
+    /// In the header of section `index` (of `kind`, once it is known).
+    Section {
+        /// The section's index.
+        index: usize,
+        /// Its kind, unless the kind itself is what is wrong.
+        kind: Option<SectionKind>,
+    },
 }
 
 /// Why an EIF was rejected. Every variant carries the byte offset of the problem.
@@ -530,8 +577,11 @@ pub enum EifError {
     Invalid {
         /// Offset of the field.
         offset: u64,
-        /// The field or rule.
-        field: String,
+        /// Where the field is.
+        place: Place,
+        /// The field or rule: a fixed name (`magic`, `version`, `num_sections`,
+        /// `section_offsets`, `section_type`, `section_size`, `end of file`, ...).
+        field: &'static str,
         /// What the rule requires.
         expected: String,
         /// What the file has.
@@ -588,14 +638,29 @@ impl fmt::Display for EifError {
             ),
             Self::Invalid {
                 offset,
+                place,
                 field,
                 expected,
                 found,
-            } => write!(
-                f,
-                "invalid EIF at byte {offset} ({offset:#x}): {field}: expected {expected}, \
-                 found {found}; the file is corrupt or not an enclave image"
-            ),
+            } => {
+                write!(f, "invalid EIF at byte {offset} ({offset:#x}): ")?;
+                match place {
+                    Place::Header => write!(f, "{field}")?,
+                    Place::Entry(index) => write!(f, "{field}[{index}]")?,
+                    Place::Section {
+                        index,
+                        kind: Some(kind),
+                    } => write!(f, "{} section {index} {field}", kind.name())?,
+                    Place::Section { index, kind: None } => {
+                        write!(f, "section {index} {field}")?;
+                    }
+                }
+                write!(
+                    f,
+                    ": expected {expected}, found {found}; the file is corrupt or not an \
+                     enclave image"
+                )
+            }
             Self::CrcMismatch { stored, computed } => write!(
                 f,
                 "invalid EIF at byte {} (0x220): eif_crc32: stored {stored:#010x}, computed \
@@ -620,4 +685,4 @@ impl fmt::Display for EifError {
 
 /// The underlying error's message is part of `Display`, so `source()` is not set (printing a
 /// chain would repeat it).
-impl std::error::Error for EifError {}
+impl core::error::Error for EifError {}

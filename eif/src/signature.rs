@@ -17,8 +17,9 @@
 use crate::pcr::Pcr;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
-use base64::Engine as _;
 use minicbor::data::Type;
+use rustls_pki_types::pem::{self, PemObject as _};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::fmt;
 use zeroize::Zeroizing;
 
@@ -165,28 +166,18 @@ fn cbor_error(
     SignatureError::at(at as u64, format!("{what} ({e})"))
 }
 
-const PEM_BEGIN: &str = "-----BEGIN CERTIFICATE-----";
-const PEM_END: &str = "-----END CERTIFICATE-----";
-
 /// The DER of the first `CERTIFICATE` block of a PEM text.
 fn pem_certificate_to_der(pem: &[u8]) -> Result<Vec<u8>, String> {
-    let text =
-        std::str::from_utf8(pem).map_err(|_| "the certificate PEM is not UTF-8".to_owned())?;
-    let der = pem_block(text, PEM_BEGIN, PEM_END)
-        .ok_or_else(|| format!("no {PEM_BEGIN} ... {PEM_END} block in the certificate"))?;
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(der)
-        .map_err(|e| format!("bad base64 in the certificate PEM: {e}"))?;
+    let der = CertificateDer::from_pem_slice(pem).map_err(|e| match e {
+        pem::Error::NoItemsFound => {
+            "no -----BEGIN CERTIFICATE----- ... -----END CERTIFICATE----- block in the \
+             certificate"
+                .to_owned()
+        }
+        other => format!("the certificate PEM: {other}"),
+    })?;
     check_der_sequence(&der)?;
-    Ok(der)
-}
-
-/// The whitespace-free base64 body between `begin` and `end`.
-fn pem_block(text: &str, begin: &str, end: &str) -> Option<String> {
-    let start = text.find(begin)? + begin.len();
-    let rest = text.get(start..)?;
-    let body = rest.get(..rest.find(end)?)?;
-    Some(body.chars().filter(|c| !c.is_ascii_whitespace()).collect())
+    Ok(der.to_vec())
 }
 
 /// Checks that `der` is exactly one DER SEQUENCE (tag and definite length).
@@ -257,8 +248,8 @@ pub trait PcrSigner {
     /// The complete signature section for an image whose PCR0 is `pcr0`.
     ///
     /// # Errors
-    /// Whatever prevents signing, as text for [`crate::BuildError::Sign`].
-    fn signature_section(&self, pcr0: &Pcr) -> Result<Vec<u8>, String>;
+    /// [`SignerError`]: whatever prevents signing (it becomes [`crate::BuildError::Sign`]).
+    fn signature_section(&self, pcr0: &Pcr) -> Result<Vec<u8>, SignerError>;
 }
 
 /// Signs PCR0 with a local ECDSA P-384 private key (ES384), as `nitro-cli build-enclave
@@ -289,40 +280,22 @@ impl LocalSigner {
     /// [`SignerError`] when the key is not a P-384 key, the certificate is not PEM/DER, or
     /// the certificate's public key is not the key's.
     pub fn from_pem(private_key_pem: &[u8], certificate_pem: &[u8]) -> Result<Self, SignerError> {
-        let key_text = std::str::from_utf8(private_key_pem)
-            .map_err(|_| SignerError("the private key PEM is not UTF-8".into()))?;
-        let body = Zeroizing::new(
-            pem_block(
-                key_text,
-                "-----BEGIN PRIVATE KEY-----",
-                "-----END PRIVATE KEY-----",
-            )
-            .or_else(|| {
-                pem_block(
-                    key_text,
-                    "-----BEGIN EC PRIVATE KEY-----",
-                    "-----END EC PRIVATE KEY-----",
-                )
-            })
-            .ok_or_else(|| {
-                SignerError("no PRIVATE KEY or EC PRIVATE KEY block in the private key PEM".into())
-            })?,
-        );
-        let der = Zeroizing::new(
-            base64::engine::general_purpose::STANDARD
-                .decode(body.as_bytes())
-                .map_err(|e| SignerError(format!("bad base64 in the private key PEM: {e}")))?,
-        );
-        let key = EcdsaKeyPair::from_private_key_der(&ECDSA_P384_SHA384_FIXED_SIGNING, &der)
-            .map_err(|e| SignerError(format!("the private key is not an ECDSA P-384 key ({e}); generate one with `openssl ecparam -name secp384r1 -genkey`")))?;
-        let certificate_der = pem_certificate_to_der(certificate_pem).map_err(SignerError)?;
-        let cert_key = certificate_public_key(&certificate_der)
-            .ok_or_else(|| SignerError("cannot find the public key in the certificate".into()))?;
+        // PKCS#8 (`PRIVATE KEY`) or SEC1 (`EC PRIVATE KEY`); the DER is zeroized on drop.
+        let der = PrivateKeyDer::from_pem_slice(private_key_pem)
+            .map(Zeroizing::new)
+            .map_err(|e| match e {
+                pem::Error::NoItemsFound => SignerError::NoPrivateKey,
+                other => SignerError::PrivateKeyPem(other.to_string()),
+            })?;
+        let key =
+            EcdsaKeyPair::from_private_key_der(&ECDSA_P384_SHA384_FIXED_SIGNING, der.secret_der())
+                .map_err(|e| SignerError::NotP384(e.to_string()))?;
+        let certificate_der =
+            pem_certificate_to_der(certificate_pem).map_err(SignerError::Certificate)?;
+        let cert_key =
+            certificate_public_key(&certificate_der).ok_or(SignerError::CertificateKey)?;
         if cert_key != key.public_key().as_ref() {
-            return Err(SignerError(
-                "the certificate's public key is not the private key's; pass the matching pair"
-                    .into(),
-            ));
+            return Err(SignerError::KeyMismatch);
         }
         Ok(Self {
             key,
@@ -337,7 +310,7 @@ impl PcrSigner for LocalSigner {
         &self.certificate_der
     }
 
-    fn signature_section(&self, pcr0: &Pcr) -> Result<Vec<u8>, String> {
+    fn signature_section(&self, pcr0: &Pcr) -> Result<Vec<u8>, SignerError> {
         let protected = cbor(|e| {
             e.map(1)?.u8(1)?.i32(COSE_ES384)?;
             Ok(())
@@ -360,7 +333,7 @@ impl PcrSigner for LocalSigner {
         let signature = self
             .key
             .sign(&SystemRandom::new(), &to_sign)
-            .map_err(|_| "ECDSA signing failed".to_owned())?;
+            .map_err(|_| SignerError::Signing)?;
         let cose = cbor(|e| {
             e.array(4)?
                 .bytes(&protected)?
@@ -381,9 +354,9 @@ impl PcrSigner for LocalSigner {
 type Enc = minicbor::Encoder<Vec<u8>>;
 type EncResult = Result<(), minicbor::encode::Error<std::convert::Infallible>>;
 
-fn cbor(f: impl FnOnce(&mut Enc) -> EncResult) -> Result<Vec<u8>, String> {
+fn cbor(f: impl FnOnce(&mut Enc) -> EncResult) -> Result<Vec<u8>, SignerError> {
     let mut e = minicbor::Encoder::new(Vec::new());
-    f(&mut e).map_err(|e| format!("CBOR encoding failed: {e}"))?;
+    f(&mut e).map_err(|e| SignerError::Encoding(e.to_string()))?;
     Ok(e.into_writer())
 }
 
@@ -425,19 +398,69 @@ impl fmt::Display for SignatureError {
     }
 }
 
-impl std::error::Error for SignatureError {}
+impl core::error::Error for SignatureError {}
 
-/// A private key or certificate that cannot sign an image.
+/// Why an image cannot be signed: the key or certificate given, or the signing itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SignerError(pub String);
+#[non_exhaustive]
+pub enum SignerError {
+    /// The private key PEM has no `PRIVATE KEY` (PKCS#8) or `EC PRIVATE KEY` (SEC1) block.
+    NoPrivateKey,
+    /// The private key PEM cannot be read (the PEM parser's reason; it never quotes key bytes).
+    PrivateKeyPem(String),
+    /// The key is not an ECDSA P-384 key (AWS-LC's reason).
+    NotP384(String),
+    /// The certificate is not one PEM `CERTIFICATE` holding a DER SEQUENCE.
+    Certificate(String),
+    /// The certificate's public key cannot be found.
+    CertificateKey,
+    /// The certificate's public key is not the private key's.
+    KeyMismatch,
+    /// ECDSA signing failed in AWS-LC.
+    Signing,
+    /// The section could not be encoded (minicbor's reason).
+    Encoding(String),
+    /// The signer produced a section larger than the format allows.
+    TooLarge {
+        /// Its length.
+        len: u64,
+        /// The format's limit ([`crate::format::MAX_SIGNATURE_LEN`]).
+        limit: u64,
+    },
+}
 
 impl fmt::Display for SignerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot sign the image: {}", self.0)
+        f.write_str("cannot sign the image: ")?;
+        match self {
+            Self::NoPrivateKey => f.write_str(
+                "no PRIVATE KEY or EC PRIVATE KEY block in the private key PEM; pass the \
+                 PEM file of an ECDSA P-384 key",
+            ),
+            Self::PrivateKeyPem(reason) => write!(f, "the private key PEM: {reason}"),
+            Self::NotP384(reason) => write!(
+                f,
+                "the private key is not an ECDSA P-384 key ({reason}); generate one with \
+                 `openssl ecparam -name secp384r1 -genkey`"
+            ),
+            Self::Certificate(reason) => write!(f, "{reason}"),
+            Self::CertificateKey => {
+                f.write_str("cannot find the public key in the signing certificate")
+            }
+            Self::KeyMismatch => f.write_str(
+                "the certificate's public key is not the private key's; pass the matching pair",
+            ),
+            Self::Signing => f.write_str("ECDSA signing failed in AWS-LC"),
+            Self::Encoding(reason) => write!(f, "CBOR encoding failed: {reason}"),
+            Self::TooLarge { len, limit } => write!(
+                f,
+                "the signature section is {len} bytes; the format allows {limit}"
+            ),
+        }
     }
 }
 
-impl std::error::Error for SignerError {}
+impl core::error::Error for SignerError {}
 
 #[cfg(test)]
 mod tests {

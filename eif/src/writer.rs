@@ -15,7 +15,7 @@ use crate::format::{
     self, Arch, EifHeader, EifIdentity, HEADER_LEN, MAX_SECTIONS, SectionHeader, SectionKind,
 };
 use crate::pcr::{self, Measurements, Pcr, PipeError, Pipeline, Role};
-use crate::signature::PcrSigner;
+use crate::signature::{PcrSigner, SignerError};
 use std::fmt;
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -141,7 +141,7 @@ pub struct Built {
 ///     .ramdisk(&bootstrap)
 ///     .to_vec()?;
 /// assert_eq!(Eif::from_bytes(&bytes)?.measurements, built.measurements);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # Ok::<(), Box<dyn core::error::Error>>(())
 /// ```
 pub struct EifBuilder<'a> {
     kernel: &'a dyn SectionSource,
@@ -322,10 +322,10 @@ impl<'a> EifBuilder<'a> {
                 .map_err(BuildError::Sign)?;
             let len = signature.len() as u64;
             if len > format::MAX_SIGNATURE_LEN {
-                return Err(BuildError::Sign(format!(
-                    "the signature section is {len} bytes; the format allows {}",
-                    format::MAX_SIGNATURE_LEN
-                )));
+                return Err(BuildError::Sign(SignerError::TooLarge {
+                    len,
+                    limit: format::MAX_SIGNATURE_LEN,
+                }));
             }
             let index = sections.len();
             if let (Some(o), Some(s)) = (offsets.get_mut(index), sizes.get_mut(index)) {
@@ -541,7 +541,7 @@ pub enum BuildError {
     /// The metadata could not be serialised.
     Metadata(serde_json::Error),
     /// The signer failed.
-    Sign(String),
+    Sign(SignerError),
 }
 
 impl fmt::Display for BuildError {
@@ -574,14 +574,14 @@ impl fmt::Display for BuildError {
             Self::Source { section, source } => write!(f, "reading the {section} failed: {source}"),
             Self::Output(source) => write!(f, "writing the EIF failed: {source}"),
             Self::Metadata(source) => write!(f, "serialising the EIF metadata failed: {source}"),
-            Self::Sign(reason) => write!(f, "signing the EIF failed: {reason}"),
+            Self::Sign(error) => write!(f, "signing the EIF failed: {error}"),
         }
     }
 }
 
 /// The underlying error's message is part of `Display`, so `source()` is not set (printing a
 /// chain would repeat it).
-impl std::error::Error for BuildError {}
+impl core::error::Error for BuildError {}
 
 #[cfg(test)]
 mod tests {

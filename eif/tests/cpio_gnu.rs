@@ -1,7 +1,10 @@
 //! Our cpio newc archives read back by GNU cpio (the Debian `cpio` package): names, order,
 //! modes, owners, sizes, contents and symlinks; plus determinism and alignment properties
 //! over random trees, checked by an independent walk of the format.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is a failure
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap, expect or panic is the test failure"
+)] // test code: a panic is a failure
 
 mod common;
 

@@ -2,12 +2,19 @@
 //! magic/version/flags/counts/tables, wrong sizes, unknown or misplaced sections, bad
 //! metadata and signatures, trailing bytes. Each is rejected with the right byte offset and
 //! reason, and nothing panics (property tests over random mutations).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is a failure
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is the test failure"
+)] // test code: a panic is a failure
 
 mod common;
 
 use ccc_eif::format::{HEADER_LEN, SECTION_HEADER_LEN};
-use ccc_eif::{BuildInfo, Eif, EifBuilder, EifError, EifIdentity, LocalSigner, SourceDateEpoch};
+use ccc_eif::{
+    BuildInfo, Eif, EifBuilder, EifError, EifIdentity, LocalSigner, Place, SourceDateEpoch,
+};
 use proptest::prelude::*;
 
 fn identity() -> EifIdentity {
@@ -191,6 +198,53 @@ fn header_fields() {
         &with(0x1c + 8 * 2, &[0, 0, 0, 0, 0, 0, 0, 9]),
         0x1c + 8 * 2,
         "section_offsets[2]",
+    );
+}
+
+#[test]
+fn invalid_fields_are_named_by_fixed_words_and_their_place() {
+    let good = signed();
+    let with = |at: usize, value: &[u8]| {
+        let mut b = good.clone();
+        b[at..at + value.len()].copy_from_slice(value);
+        fix_crc(&mut b);
+        b
+    };
+    let invalid = |bytes: &[u8]| match Eif::from_bytes(bytes).unwrap_err() {
+        EifError::Invalid { field, place, .. } => (field, place),
+        other => panic!("expected Invalid, got {other:?}"),
+    };
+    assert_eq!(
+        invalid(&with(4, &1u16.to_be_bytes())),
+        ("version", Place::Header)
+    );
+    assert_eq!(
+        invalid(&with(0x1c + 8 * 6, &[0, 0, 0, 0, 0, 0, 0, 1])),
+        ("section_offsets", Place::Entry(6))
+    );
+    let first = section_offsets(&good)[1] as usize;
+    let (field, place) = invalid(&with(first + 2, &[0, 1]));
+    assert_eq!(field, "flags");
+    assert!(
+        matches!(
+            place,
+            Place::Section {
+                index: 1,
+                kind: Some(_)
+            }
+        ),
+        "{place:?}"
+    );
+    let (field, place) = invalid(&with(first, &0u16.to_be_bytes()));
+    assert_eq!(
+        (field, place),
+        (
+            "section_type",
+            Place::Section {
+                index: 1,
+                kind: None
+            }
+        )
     );
 }
 

@@ -2,7 +2,11 @@
 //! nitro-cli) as the reference: for our images and for random kernels/ramdisks, its reader
 //! must report our PCRs, a good CRC, our header and our metadata, and its `EifBuilder` must
 //! produce our exact bytes. Signed images: PCR8 and the signature must agree both ways.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is a failure
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap, expect or panic is the test failure"
+)] // test code: a panic is a failure
 
 mod common;
 
@@ -13,6 +17,7 @@ use aws_nitro_enclaves_image_format::utils::{
 };
 use ccc_eif::cpio::FileMode;
 use ccc_eif::initramfs::{self, Init};
+use ccc_eif::signature::SignerError;
 use ccc_eif::{
     Arch, BuildInfo, Eif, EifBuilder, EifIdentity, FileSource, LocalSigner, Measurements,
     SectionKind, SourceDateEpoch,
@@ -403,8 +408,17 @@ fn our_signed_images_verify_with_aws() {
     // A certificate for another key is refused up front.
     let (_, _, _, other_cert) = p384_key_and_cert(&dir, "other");
     let err = LocalSigner::from_pem(key_pem.as_bytes(), other_cert.as_bytes()).unwrap_err();
+    assert_eq!(err, SignerError::KeyMismatch);
     assert!(err.to_string().contains("not the private key's"), "{err}");
-    // A P-256 key is refused.
+    // A P-256 key is refused, naming the command that makes a right one.
     let p256 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    assert!(LocalSigner::from_pem(p256.serialize_pem().as_bytes(), cert_pem.as_bytes()).is_err());
+    let err =
+        LocalSigner::from_pem(p256.serialize_pem().as_bytes(), cert_pem.as_bytes()).unwrap_err();
+    assert!(matches!(err, SignerError::NotP384(_)), "{err:?}");
+    assert!(err.to_string().contains("secp384r1"), "{err}");
+    // No key, or a certificate that is not PEM.
+    let err = LocalSigner::from_pem(cert_pem.as_bytes(), cert_pem.as_bytes()).unwrap_err();
+    assert_eq!(err, SignerError::NoPrivateKey);
+    let err = LocalSigner::from_pem(key_pem.as_bytes(), b"not a certificate").unwrap_err();
+    assert!(matches!(err, SignerError::Certificate(_)), "{err:?}");
 }

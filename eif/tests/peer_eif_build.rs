@@ -10,7 +10,12 @@
 //!
 //! The tool is installed once into `<workspace>/target/tools` (`cargo install --locked
 //! --version 0.2.1 eif_build`, about a minute on a fresh 2-core machine; needs crates.io).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is a failure
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is the test failure"
+)] // test code: a panic is a failure
 
 mod common;
 

@@ -605,8 +605,8 @@ impl fmt::Display for EmulatorError {
     }
 }
 
-impl std::error::Error for EmulatorError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+impl core::error::Error for EmulatorError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         match self {
             Self::Io { source, .. } => Some(source),
             Self::Policy(e) => Some(e),

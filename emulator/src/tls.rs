@@ -95,19 +95,10 @@ pub(crate) fn new_ca(region: &str) -> Result<CaMaterial, EmulatorError> {
 
 /// The CA certificate's DER.
 pub(crate) fn ca_der(ca: &CaMaterial) -> Result<Vec<u8>, EmulatorError> {
-    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
-    const END: &str = "-----END CERTIFICATE-----";
-    let body = ca
-        .certificate_pem
-        .split_once(BEGIN)
-        .and_then(|(_, rest)| rest.split_once(END))
-        .map(|(body, _)| body)
-        .ok_or_else(|| EmulatorError::Tls("the stored CA certificate is not PEM".into()))?;
-    let b64: String = body.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .map_err(|e| EmulatorError::Tls(format!("the stored CA certificate: {e}")))
+    use rustls_pki_types::pem::PemObject as _;
+    CertificateDer::from_pem_slice(ca.certificate_pem.as_bytes())
+        .map(|der| der.to_vec())
+        .map_err(|e| EmulatorError::Tls(format!("the stored CA certificate is not PEM: {e}")))
 }
 
 /// Issues a server certificate for `host`, `localhost` and `127.0.0.1` and builds the rustls

@@ -3,7 +3,10 @@
 //! resolving in the caller's account, `KeyId` on `Decrypt` (`IncorrectKeyException` for a
 //! ciphertext of another key), and the release's key-policy template enforced the way KMS
 //! documents it (explicit Deny, negated operators on absent keys).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap, expect or panic is the test failure"
+)]
 
 mod common;
 

@@ -3,7 +3,10 @@
 //! the secret comes back only as `CiphertextForRecipient`, which only the enclave's RSA key
 //! opens (`ccc_sdk::cms::decrypt`); key policies pin PCRs and denials name the PCR; tampered,
 //! untrusted and unsigned documents are refused with the verifier's own error.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap, expect or panic is the test failure"
+)]
 
 mod common;
 

@@ -2,7 +2,6 @@
 //! unknown access key, a wrong or missing session token, and a clock more than 5 minutes off in
 //! either direction (judged by the emulator's injectable clock, which also dates the `Date`
 //! header and the attestation check); the SDK's error classifier reads them as intended.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

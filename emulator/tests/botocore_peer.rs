@@ -5,7 +5,12 @@
 //!
 //! Uses `CCC_PYTHON` if set, else `python3`; if that has no botocore, the test makes a venv
 //! under `target/tmp/botocore-venv` and installs botocore from PyPI into it.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is the test failure"
+)]
 
 mod common;
 

@@ -2,7 +2,11 @@
 //! and SigV4 signer: symmetric round trips with and without encryption context, data keys,
 //! random bytes, data key pairs, ECDH, key management, persistence across restarts, many
 //! concurrent clients, and the transport (HTTPS trust, explicit plain HTTP, stop).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is the test failure"
+)]
 
 mod common;
 

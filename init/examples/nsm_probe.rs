@@ -4,6 +4,7 @@
 //! succeeded (1 otherwise), or with the code given as `--exit N`.
 //!
 //! Build: `cargo build -p ccc-init --release --target x86_64-unknown-linux-musl --example nsm_probe`.
+//! The ioctl is ccc-sys's (its number is pinned by that crate's tests).
 
 use std::process::ExitCode;
 
@@ -122,31 +123,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// The raw NSM ioctl (Linux `include/uapi/linux/nsm.h`).
-#[allow(unsafe_code)]
+/// `/dev/nsm`, driven through ccc-sys's ioctl.
 mod sys {
     use std::fs::File;
     use std::io;
-    use std::os::fd::AsRawFd;
-
-    /// `NSM_RESPONSE_MAX_SIZE`: the driver wants a response buffer of exactly this size.
-    const RESPONSE_MAX: usize = 0x3000;
-
-    #[repr(C)]
-    struct Iovec {
-        addr: u64,
-        len: u64,
-    }
-
-    #[repr(C)]
-    struct Raw {
-        request: Iovec,
-        response: Iovec,
-    }
-
-    /// `_IOWR(NSM_MAGIC = 0x0A, 0, struct nsm_raw)`: dir 3 << 30 | size << 16 | type << 8 | nr.
-    const NSM_IOCTL_RAW: u64 =
-        (3 << 30) | ((std::mem::size_of::<Raw>() as u64) << 16) | (0x0A << 8);
+    use std::os::fd::AsFd;
 
     pub(crate) struct Nsm(File);
 
@@ -160,36 +141,11 @@ mod sys {
         }
 
         pub(crate) fn request(&self, request: &[u8]) -> io::Result<Vec<u8>> {
-            let mut response = vec![0u8; RESPONSE_MAX];
-            let mut raw = Raw {
-                request: Iovec {
-                    addr: request.as_ptr() as u64,
-                    len: request.len() as u64,
-                },
-                response: Iovec {
-                    addr: response.as_mut_ptr() as u64,
-                    len: response.len() as u64,
-                },
-            };
-            // SAFETY: `raw` points at a request buffer we only lend for reading and a response
-            // buffer of RESPONSE_MAX bytes we own; both outlive the call. The driver writes
-            // the response length back into `raw.response.len`.
-            let ret = unsafe { libc::ioctl(self.0.as_raw_fd(), NSM_IOCTL_RAW as _, &raw mut raw) };
-            if ret != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            let len = usize::try_from(raw.response.len).unwrap_or(usize::MAX);
-            response.truncate(len.min(RESPONSE_MAX));
+            // The driver's largest answer: a buffer of this size never truncates one.
+            let mut response = vec![0u8; ccc_sys::nsm::RESPONSE_MAX];
+            let len = ccc_sys::nsm::raw(self.0.as_fd(), request, &mut response)?;
+            response.truncate(len);
             Ok(response)
-        }
-    }
-
-    #[cfg(test)]
-    mod tests {
-        #[test]
-        fn ioctl_number_matches_the_kernel_header() {
-            // _IOWR(0x0A, 0, struct nsm_raw) with sizeof(struct nsm_raw) == 32.
-            assert_eq!(super::NSM_IOCTL_RAW, 0xC020_0A00);
         }
     }
 }

@@ -6,17 +6,14 @@
 //! as for the kernel's own parameters, so an appended value overrides the image's.
 //!
 //! The kernel hands parameters containing a dot to no one but /proc/cmdline (it treats them as
-//! options of a module and drops unknown ones), so the init reads them from there.
+//! options of a module and drops unknown ones), so the init reads them from there, split into
+//! words by `ccc_cmdline` (the splitter the template enclave uses too).
 
 use std::fmt;
 
 /// The parent instance's vsock CID on Nitro (AWS: "the parent instance always uses CID 3";
 /// nitro-cli listens for the heartbeat there).
 pub(crate) const NITRO_PARENT_CID: u32 = 3;
-
-/// Longest command line accepted (the x86 boot protocol's `cmdline_size` limit is 2048 bytes in
-/// Linux's `COMMAND_LINE_SIZE`; leave room for kernels built with a larger one).
-pub(crate) const MAX_CMDLINE_BYTES: usize = 64 * 1024;
 
 /// Prefix of every switch this init reads.
 const PREFIX: &str = "ccc.";
@@ -46,10 +43,8 @@ impl Default for BootOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub(crate) enum CmdlineError {
-    /// The command line is longer than [`MAX_CMDLINE_BYTES`].
-    TooLong { len: usize },
-    /// The command line is not UTF-8.
-    NotUtf8,
+    /// The command line cannot be read as text (too long, not UTF-8).
+    Text(ccc_cmdline::CmdlineError),
     /// A switch starting with `ccc.` that this init does not know (a typo would otherwise
     /// silently keep the default).
     UnknownKey { word: String },
@@ -64,12 +59,7 @@ pub(crate) enum CmdlineError {
 impl fmt::Display for CmdlineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::TooLong { len } => write!(
-                f,
-                "the kernel command line has {len} bytes, more than the {MAX_CMDLINE_BYTES} \
-                 this init reads"
-            ),
-            Self::NotUtf8 => write!(f, "the kernel command line is not UTF-8"),
+            Self::Text(error) => error.fmt(f),
             Self::UnknownKey { word } => write!(
                 f,
                 "unknown switch `{word}` on the kernel command line; this init knows {KNOWN}. \
@@ -92,16 +82,13 @@ impl fmt::Display for CmdlineError {
 /// # Errors
 /// An unknown `ccc.*` key, a bad value, or a command line that is too long or not UTF-8.
 pub(crate) fn parse(raw: &[u8]) -> Result<BootOptions, CmdlineError> {
-    if raw.len() > MAX_CMDLINE_BYTES {
-        return Err(CmdlineError::TooLong { len: raw.len() });
-    }
-    let text = std::str::from_utf8(raw).map_err(|_| CmdlineError::NotUtf8)?;
+    let text = ccc_cmdline::text(raw).map_err(CmdlineError::Text)?;
     let mut options = BootOptions::default();
-    for word in words(text) {
+    for word in ccc_cmdline::words(text) {
         let Some(rest) = word.strip_prefix(PREFIX) else {
             continue;
         };
-        let (key, value) = rest.split_once('=').unwrap_or((rest, ""));
+        let (key, value) = ccc_cmdline::parameter(rest);
         match key {
             "parent_cid" => options.parent_cid = parse_cid(value)?,
             "emulation" => options.emulation = parse_flag("ccc.emulation", value)?,
@@ -109,37 +96,6 @@ pub(crate) fn parse(raw: &[u8]) -> Result<BootOptions, CmdlineError> {
         }
     }
     Ok(options)
-}
-
-/// Splits a command line into words the way the kernel does: on whitespace, except inside
-/// double quotes, which are removed (`a="b c"` is the one word `a=b c`).
-fn words(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut current = String::new();
-    let mut in_word = false;
-    let mut quoted = false;
-    for c in text.chars() {
-        match c {
-            '"' => {
-                quoted = !quoted;
-                in_word = true;
-            }
-            c if c.is_whitespace() && !quoted => {
-                if in_word {
-                    out.push(std::mem::take(&mut current));
-                    in_word = false;
-                }
-            }
-            c => {
-                current.push(c);
-                in_word = true;
-            }
-        }
-    }
-    if in_word {
-        out.push(current);
-    }
-    out
 }
 
 fn parse_cid(value: &str) -> Result<u32, CmdlineError> {
@@ -214,13 +170,9 @@ mod tests {
     }
 
     #[test]
-    fn quotes_group_words() {
-        assert_eq!(
-            words("a \"b c\" d=\"e f\"  g"),
-            vec!["a", "b c", "d=e f", "g"]
-        );
-        // A quoted switch is still recognised.
+    fn quoted_switches_are_recognised() {
         assert_eq!(parse(b"\"ccc.parent_cid=9\"").unwrap().parent_cid, 9);
+        assert_eq!(parse(b"ccc.parent_cid=\"10\"").unwrap().parent_cid, 10);
     }
 
     #[test]
@@ -291,12 +243,16 @@ mod tests {
 
     #[test]
     fn limits() {
+        let long = ccc_cmdline::MAX_LEN + 1;
         assert_eq!(
-            parse(&vec![b' '; MAX_CMDLINE_BYTES + 1]),
-            Err(CmdlineError::TooLong {
-                len: MAX_CMDLINE_BYTES + 1
-            })
+            parse(&vec![b' '; long]),
+            Err(CmdlineError::Text(ccc_cmdline::CmdlineError::TooLong {
+                len: long
+            }))
         );
-        assert_eq!(parse(b"ccc.emulation=\xff"), Err(CmdlineError::NotUtf8));
+        assert_eq!(
+            parse(b"ccc.emulation=\xff"),
+            Err(CmdlineError::Text(ccc_cmdline::CmdlineError::NotUtf8))
+        );
     }
 }

@@ -11,7 +11,6 @@
 mod cmdline;
 mod heartbeat;
 mod launch;
-mod sys;
 
 use std::fmt::Display;
 use std::io::{self, Write};
@@ -19,8 +18,16 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::time::Duration;
 
+use ccc_sys::libc;
+use ccc_sys::mount::{MS_BIND, MS_MOVE, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_REC};
+use ccc_sys::process::{self, Forked, Pid};
+use ccc_sys::{interface, power, socket, vsock};
 use cmdline::BootOptions;
 use launch::{Ending, Launch};
+
+/// How long the heartbeat's connect may take: the kernel's own default for vsock
+/// (`VSOCK_DEFAULT_CONNECT_TIMEOUT`, 2 s), what AWS's init gets with a plain `connect`.
+const HEARTBEAT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long the heartbeat waits for the parent's echo once connected. nitro-cli answers at
 /// once; the bound only keeps a silent listener from stalling the boot forever.
@@ -50,22 +57,16 @@ fn main() {
 
 /// Everything from the first mount to the application's end; errors are fatal.
 fn boot() -> Ending {
-    or_die("block signals", sys::block_all_signals());
+    or_die("block signals", process::block_all_signals());
     // The kernel started us with the built-in initramfs's /dev/console; mount devtmpfs over
     // /dev and reopen it so the console stays valid whatever the ramdisks contain.
     or_die(
         "mount /dev",
-        mount_dir(
-            "devtmpfs",
-            "/dev",
-            "devtmpfs",
-            libc::MS_NOSUID,
-            Some("mode=0755"),
-        ),
+        mount_dir("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, Some("mode=0755")),
     );
     or_die(
         "reopen stdio on /dev/console",
-        sys::reopen_stdio(Path::new("/dev/console")),
+        process::reopen_stdio(Path::new("/dev/console")),
     );
     or_die(
         "mount /proc",
@@ -85,7 +86,10 @@ fn boot() -> Ending {
         );
     }
 
-    or_die("bring up the loopback interface lo", sys::loopback_up());
+    or_die(
+        "bring up the loopback interface lo",
+        interface::bring_up("lo"),
+    );
     let launch = read_launch();
     send_heartbeat(options);
 
@@ -96,7 +100,7 @@ fn boot() -> Ending {
 }
 
 /// Mount flags for pseudo file systems nothing is executed from.
-const NO_SUID_DEV_EXEC: libc::c_ulong = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+const NO_SUID_DEV_EXEC: ccc_sys::mount::Flags = MS_NOSUID | MS_NODEV | MS_NOEXEC;
 
 /// Creates `target` if missing, then mounts; `EBUSY` (already mounted, e.g. devtmpfs mounted
 /// by the kernel) counts as done.
@@ -104,7 +108,7 @@ fn mount_dir(
     source: &str,
     target: &str,
     fstype: &str,
-    flags: libc::c_ulong,
+    flags: ccc_sys::mount::Flags,
     data: Option<&str>,
 ) -> io::Result<()> {
     let target = Path::new(target);
@@ -112,7 +116,7 @@ fn mount_dir(
         Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
         _ => {}
     }
-    match sys::mount(source, target, Some(fstype), flags, data) {
+    match ccc_sys::mount::mount(source, target, Some(fstype), flags, data) {
         Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Ok(()),
         other => other,
     }
@@ -137,7 +141,7 @@ fn read_launch() -> Launch {
 }
 
 fn send_heartbeat(options: BootOptions) {
-    let result = sys::vsock_connect(options.parent_cid, heartbeat::PORT, HEARTBEAT_IO_TIMEOUT)
+    let result = connect_heartbeat(options.parent_cid)
         .map_err(|source| heartbeat::HeartbeatError::Connect {
             cid: options.parent_cid,
             source,
@@ -155,6 +159,17 @@ fn send_heartbeat(options: BootOptions) {
     }
 }
 
+/// A vsock stream to the parent's heartbeat port whose reads and writes time out after
+/// [`HEARTBEAT_IO_TIMEOUT`].
+fn connect_heartbeat(cid: u32) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::AsFd;
+    let stream = vsock::connect_stream(cid, heartbeat::PORT, HEARTBEAT_CONNECT_TIMEOUT)?;
+    for direction in [socket::Direction::Read, socket::Direction::Write] {
+        socket::set_timeout(stream.as_fd(), direction, Some(HEARTBEAT_IO_TIMEOUT))?;
+    }
+    Ok(stream)
+}
+
 /// Makes `/rootfs` the root: bind it on itself (so it is a mount point), move it over `/`,
 /// chroot into it.
 fn switch_root() {
@@ -166,12 +181,12 @@ fn switch_root() {
     }
     or_die(
         "bind-mount /rootfs",
-        sys::mount("/rootfs", root, None, libc::MS_BIND | libc::MS_REC, None),
+        ccc_sys::mount::mount("/rootfs", root, None, MS_BIND | MS_REC, None),
     );
     or_die("chdir /rootfs", std::env::set_current_dir(root));
     or_die(
         "move /rootfs onto /",
-        sys::mount(".", Path::new("/"), None, libc::MS_MOVE, None),
+        ccc_sys::mount::mount(".", Path::new("/"), None, MS_MOVE, None),
     );
     or_die("chroot into the new root", std::os::unix::fs::chroot("."));
     or_die("chdir /", std::env::set_current_dir("/"));
@@ -182,9 +197,9 @@ fn switch_root() {
 fn mount_app_filesystems() {
     const MODE_0755: Option<&str> = Some("mode=0755");
     const MODE_1777: Option<&str> = Some("mode=1777");
-    let nosuid_nodev = libc::MS_NOSUID | libc::MS_NODEV;
-    let table: [(&str, &str, &str, libc::c_ulong, Option<&str>); 7] = [
-        ("devtmpfs", "/dev", "devtmpfs", libc::MS_NOSUID, MODE_0755),
+    let nosuid_nodev = MS_NOSUID | MS_NODEV;
+    let table: [(&str, &str, &str, ccc_sys::mount::Flags, Option<&str>); 7] = [
+        ("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, MODE_0755),
         ("proc", "/proc", "proc", NO_SUID_DEV_EXEC, None),
         ("sysfs", "/sys", "sysfs", NO_SUID_DEV_EXEC, None),
         ("tmpfs", "/tmp", "tmpfs", nosuid_nodev, MODE_1777),
@@ -194,7 +209,7 @@ fn mount_app_filesystems() {
             "devpts",
             "/dev/pts",
             "devpts",
-            libc::MS_NOSUID | libc::MS_NOEXEC,
+            MS_NOSUID | MS_NOEXEC,
             Some("mode=0620,ptmxmode=0666"),
         ),
     ];
@@ -220,7 +235,7 @@ fn mount_app_filesystems() {
 }
 
 /// Forks the application: a new session, every signal unblocked, `execve` with `/env`.
-fn start(launch: &Launch) -> libc::pid_t {
+fn start(launch: &Launch) -> Pid {
     // Everything the child needs is prepared before the fork.
     let candidates = launch.candidates();
     let program = launch
@@ -229,11 +244,11 @@ fn start(launch: &Launch) -> libc::pid_t {
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default();
     say!("starting {program} at {} s after boot", uptime());
-    match or_die("fork", sys::fork()) {
-        sys::Forked::Parent(pid) => pid,
-        sys::Forked::Child => {
+    match or_die("fork", process::fork()) {
+        Forked::Parent(pid) => pid,
+        Forked::Child => {
             let code = exec_child(launch, &candidates);
-            sys::exit_now(code)
+            process::exit_now(code)
         }
     }
 }
@@ -241,9 +256,9 @@ fn start(launch: &Launch) -> libc::pid_t {
 /// In the forked child: returns only if no candidate could be executed (exit code 127, as a
 /// shell uses for "command not found", or 126 for "found but not executable").
 fn exec_child(launch: &Launch, candidates: &[std::path::PathBuf]) -> i32 {
-    if let Err(e) = sys::default_sigpipe()
-        .and_then(|()| sys::unblock_all_signals())
-        .and_then(|()| sys::setsid())
+    if let Err(e) = process::default_sigpipe()
+        .and_then(|()| process::unblock_all_signals())
+        .and_then(|()| process::setsid())
     {
         say!("cannot prepare the app's process: {e}");
         return 126;
@@ -253,7 +268,7 @@ fn exec_child(launch: &Launch, candidates: &[std::path::PathBuf]) -> i32 {
         let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
             continue;
         };
-        let error = sys::execve(&c_path, &launch.argv, &launch.envp);
+        let error = process::execve(&c_path, &launch.argv, &launch.envp);
         match error.raw_os_error() {
             Some(libc::ENOENT | libc::ENOTDIR) => {}
             Some(libc::EACCES) => denied = Some((path.clone(), error)),
@@ -277,9 +292,9 @@ fn exec_child(launch: &Launch, candidates: &[std::path::PathBuf]) -> i32 {
 }
 
 /// Reaps every child (PID 1 inherits orphans) until the application itself ends.
-fn reap_until(app: libc::pid_t) -> Ending {
+fn reap_until(app: Pid) -> Ending {
     loop {
-        match sys::wait_any() {
+        match process::wait_any() {
             Ok((pid, status)) if pid == app => return Ending::from_wait_status(status),
             Ok(_) => {}
             Err(e) => die(format_args!("waiting for the app (PID {app}) failed: {e}")),
@@ -308,8 +323,8 @@ fn die(message: impl Display) -> ! {
 /// Flushes file systems and ends the enclave; never returns.
 fn stop_enclave() -> ! {
     say!("stopping the enclave");
-    sys::sync();
-    let error = sys::reboot();
+    power::sync();
+    let error = power::reboot();
     say!("reboot failed: {error}; halting here");
     loop {
         std::thread::park();

@@ -3,7 +3,11 @@
 //! previous version, a version the environment does not allow, a debug-mode document and a
 //! simulator-signed one. The table is asserted cell by cell, and `explain` must agree with the
 //! emulator on every cell (same verdict, same AccessDenied message or verifier error).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is the test failure"
+)]
 
 mod common;
 

@@ -1,7 +1,11 @@
 //! `explain` as a command: documents from files (raw or hex) or fresh from a running enclave
 //! template, the key policy from a file or from the environment's key (`GetKeyPolicy` on the
 //! KMS emulator); exit 0 when KMS would allow, 1 when it would refuse, 2 on bad input.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is the test failure"
+)]
 
 mod common;
 

@@ -1,7 +1,11 @@
 //! `policy check|render|diff|apply` end to end: against the KMS emulator on loopback (its
 //! `GetKeyPolicy`/`PutKeyPolicy` authorised by the key policy itself, with KMS's lockout check),
 //! through the SDK's SigV4 client; and the repository's own renderings kept current.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is the test failure"
+)]
 
 mod common;
 

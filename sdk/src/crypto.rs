@@ -37,8 +37,7 @@ impl fmt::Display for CryptoError {
     }
 }
 
-#[cfg(feature = "std")]
-impl std::error::Error for CryptoError {}
+impl core::error::Error for CryptoError {}
 
 /// How an ECDSA signature is encoded.
 #[derive(Clone, Copy, Debug)]
@@ -227,8 +226,7 @@ mod aws_lc {
         }
     }
 
-    #[cfg(feature = "std")]
-    impl std::error::Error for RsaKeyError {}
+    impl core::error::Error for RsaKeyError {}
 
     /// An RSA-2048 private key held by AWS-LC. AWS-LC frees it with `OPENSSL_free`, which
     /// cleanses the memory, so the private key is zeroized on drop.

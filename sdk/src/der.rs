@@ -102,8 +102,7 @@ impl fmt::Display for DerError {
     }
 }
 
-#[cfg(feature = "std")]
-impl std::error::Error for DerError {}
+impl core::error::Error for DerError {}
 
 /// One element: its tag, its content octets and where they start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -130,8 +130,8 @@ impl fmt::Display for HttpError {
     }
 }
 
-impl std::error::Error for HttpError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+impl core::error::Error for HttpError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         match self {
             Self::Io { source, .. } => Some(source),
             _ => None,
@@ -611,7 +611,7 @@ pub fn parse_http_date(text: &str) -> Option<UnixMillis> {
 }
 
 #[cfg(test)]
-#[allow(clippy::panic)]
+#[expect(clippy::panic, reason = "test code: a panic is the test failure")]
 mod tests {
     use super::*;
     use std::io::Cursor;

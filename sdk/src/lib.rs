@@ -8,6 +8,10 @@
 //!   the KMS network client (with `aws-lc`), the credentials providers, files and clocks.
 //! - `aws-lc` (default): the [`crypto::AwsLc`] backend. Core code only ever calls the narrow
 //!   [`crypto::Crypto`] trait, so a `no_std` user can plug in another backend.
+//! - `cms-build` (implies `aws-lc`): `cms::build`, which writes KMS's `CiphertextForRecipient`
+//!   layout; the server side, for the KMS emulator and tests (an enclave never builds one).
+//! - `cms-build` (implies `aws-lc`): `cms::build`, which writes KMS's `CiphertextForRecipient`
+//!   layout; the server side, for the KMS emulator and tests (an enclave never builds one).
 //! - `simulator`: the signed NSM simulator, for development and tests. It is never selected
 //!   implicitly; see [`nsm`].
 //!
@@ -20,10 +24,11 @@
 //! - [`crypto`]: the crypto seam and its aws-lc-rs implementation.
 //! - [`secret`]: byte buffers that zeroize on drop and never print.
 //! - [`cms`]: KMS's `CiphertextForRecipient` (BER CMS EnvelopedData): parse, check, decrypt;
-//!   and, with `aws-lc`, the builder the KMS emulator uses.
+//!   and, with `cms-build`, the builder the KMS emulator uses.
 //! - [`kms`]: the KMS JSON 1.1 codec (requests, responses, typed errors with the likely fix)
 //!   and the opening of attested (`Recipient`) responses.
 //! - [`sigv4`]: AWS Signature Version 4 signing (and verification), with its intermediate strings.
+//! - [`blob`]: binary JSON members as base64, for serde (KMS's blobs, the template's frames).
 //!
 //! With `std` (Linux):
 //! - [`net`]: vsock, TCP and Unix streams with timeouts; listeners; the transport error.
@@ -44,6 +49,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod attestation;
+pub mod blob;
 #[cfg(feature = "std")]
 pub mod clock;
 pub mod cms;
@@ -59,8 +65,6 @@ pub mod net;
 pub mod nsm;
 pub mod secret;
 pub mod sigv4;
-#[cfg(all(feature = "std", target_os = "linux"))]
-mod sys;
 pub mod time;
 #[cfg(all(feature = "std", target_os = "linux"))]
 pub mod tls;

@@ -162,8 +162,7 @@ impl fmt::Display for SigV4Error {
     }
 }
 
-#[cfg(feature = "std")]
-impl std::error::Error for SigV4Error {}
+impl core::error::Error for SigV4Error {}
 
 /// AWS credentials. The secret access key and the session token are zeroized on drop and never
 /// printed by `Debug`.

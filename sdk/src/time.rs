@@ -28,8 +28,7 @@ impl fmt::Display for TimeError {
     }
 }
 
-#[cfg(feature = "std")]
-impl std::error::Error for TimeError {}
+impl core::error::Error for TimeError {}
 
 /// A broken-down UTC date and time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

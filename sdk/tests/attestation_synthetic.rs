@@ -2,7 +2,11 @@
 //! negatives with exact errors and offsets, and signed documents under a custom rcgen chain
 //! (the round trip the NSM simulator will make) with broken chains.
 // Test helpers outside #[test] functions unwrap and panic like the tests do.
-#![allow(clippy::unwrap_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is the test failure"
+)]
 
 mod attestation_support;
 

@@ -1,7 +1,10 @@
 //! The six real NSM documents: verification at their own time, expiry, wrong roots, tampering
 //! of every signed byte, policy outcomes, truncation.
 // Test helpers outside #[test] functions unwrap and panic like the tests do.
-#![allow(clippy::unwrap_used, clippy::panic)]
+#![expect(
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is the test failure"
+)]
 
 mod attestation_support;
 

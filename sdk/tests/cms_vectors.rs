@@ -1,16 +1,22 @@
-//! CMS `CiphertextForRecipient` against the shared vectors: every manifest entry behaves as the
+//! CMS `CiphertextForRecipient` against the committed vectors (`tests/vectors/kms-cms-vectors`): every manifest entry behaves as the
 //! manifest says (real KMS responses, generated KMS-layout, BER/DER variants, openssl output,
 //! negatives), every truncation of a valid vector is rejected, byte flips never panic and never
 //! yield the original plaintext from a tampered envelope. The builder's output is decrypted by
 //! our parser and by openssl, and has the byte layout of real KMS responses.
 #![cfg(feature = "aws-lc")]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is the test failure"
+)]
 
 mod common;
 
 use ccc_sdk::cms::{self, BerProblem, CmsError, build::ContentLayout};
 use ccc_sdk::crypto::{AwsLc, AwsLcRsaKey, RsaDecryptionKey};
-use common::{pem_to_der, read_shared, read_shared_text, shared_dir};
+use ccc_test_vectors as vectors;
+use common::pkcs8_der;
 use serde_json::Value;
 use std::io::Write as _;
 use std::process::{Command, Stdio};
@@ -18,16 +24,16 @@ use std::process::{Command, Stdio};
 const VECTORS: &str = "kms-cms-vectors";
 
 fn manifest() -> Value {
-    serde_json::from_str(&read_shared_text(format!("{VECTORS}/manifest.json"))).unwrap()
+    serde_json::from_str(&vectors::read_text(format!("{VECTORS}/manifest.json"))).unwrap()
 }
 
 fn vector_bytes(relative: &str) -> Vec<u8> {
-    read_shared(format!("{VECTORS}/{relative}"))
+    vectors::read(format!("{VECTORS}/{relative}"))
 }
 
 fn load_key(relative: &str) -> AwsLcRsaKey {
     let pem = String::from_utf8(vector_bytes(relative)).unwrap();
-    AwsLcRsaKey::from_pkcs8(&pem_to_der(&pem, "PRIVATE KEY")).unwrap()
+    AwsLcRsaKey::from_pkcs8(&pkcs8_der(&pem)).unwrap()
 }
 
 fn recipient_key() -> AwsLcRsaKey {
@@ -319,9 +325,7 @@ fn openssl_decrypt(envelope: &[u8], pem_path: &std::path::Path) -> Vec<u8> {
 #[test]
 fn built_envelopes_decrypt_with_openssl_and_with_our_parser() {
     let recipient = recipient_key();
-    let pem = shared_dir()
-        .join(VECTORS)
-        .join("generated/keys/recipient-key.pem");
+    let pem = vectors::path(format!("{VECTORS}/generated/keys/recipient-key.pem"));
     for len in [0usize, 1, 16, 33, 4096] {
         let plaintext: Vec<u8> = (0..len).map(|i| (i * 31 + 7) as u8).collect();
         for layout in [ContentLayout::Chunked, ContentLayout::Primitive] {

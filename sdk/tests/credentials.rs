@@ -2,7 +2,12 @@
 //! real server (`parent::serve`) on loopback TCP and Unix sockets, expiry-driven refresh
 //! through both caches, error frames, protocol abuse; the IMDSv2 provider against a fake IMDS
 //! that is a real HTTP server on 127.0.0.1 and insists on the session token.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is the test failure"
+)]
 
 mod net_support;
 
@@ -460,7 +465,7 @@ fn imds_failures_say_what_to_do() {
         "{error:?}"
     );
     let shown = error.to_string();
-    assert!(shown.contains("is not role credentials JSON"), "{shown}");
+    assert!(shown.contains("not IMDS role credentials JSON"), "{shown}");
     assert!(!shown.contains(SECRET), "{shown}");
 
     let fake = fake_imds(ImdsMode::NotSuccess);

@@ -4,7 +4,11 @@
 //! a fresh document per call, key rotation by use count and age, rotation racing a call in
 //! flight, and the trusted key: every request names it, a request naming another is refused
 //! unsent, an answer for another key is refused unopened.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is the test failure"
+)]
 
 mod net_support;
 

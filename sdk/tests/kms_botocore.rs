@@ -6,7 +6,12 @@
 //!
 //! Needs `python3` with botocore (`python3 -m pip install botocore`), or `CCC_PYTHON` pointing
 //! at an interpreter that has it.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is the test failure"
+)]
 
 use ccc_sdk::kms::{
     self, DataKeyPairSpec, DataKeySpec, DecryptRequest, DecryptResponse, DeriveSharedSecretRequest,

@@ -2,16 +2,19 @@
 //! (aws-c-auth's `v4/`) and the project's KMS cases (`kms-extra/`), with intermediate strings
 //! compared byte for byte. The verifier is checked on the same signed requests.
 #![cfg(feature = "aws-lc")]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is the test failure"
+)]
 
 use ccc_sdk::crypto::AwsLc;
 use ccc_sdk::sigv4::{
     Credentials, Request, SessionTokenMode, Settings, SigV4, SigV4Error, SigningParams,
 };
 use ccc_sdk::time::UnixMillis;
-use common::{read_shared, read_shared_text, shared_dir};
+use ccc_test_vectors as vectors;
 use serde_json::Value;
 
 /// Cases of `v4/` this signer does not run, with the reason. Presigned-URL (`query-*`) files
@@ -70,7 +73,7 @@ fn suite_time(context: &Value) -> UnixMillis {
 
 #[test]
 fn aws_sigv4_test_suite_header_mode() {
-    let dir = shared_dir().join("sigv4-test-suite/v4");
+    let dir = vectors::path("sigv4-test-suite/v4");
     let mut cases: Vec<String> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -85,7 +88,7 @@ fn aws_sigv4_test_suite_header_mode() {
             eprintln!("skipped {case}: {reason}");
             continue;
         }
-        let file = |name: &str| read_shared_text(format!("sigv4-test-suite/v4/{case}/{name}"));
+        let file = |name: &str| vectors::read_text(format!("sigv4-test-suite/v4/{case}/{name}"));
         let context: Value = serde_json::from_str(&file("context.json")).unwrap();
         let request = parse_request(&file("request.txt"));
         let creds = &context["credentials"];
@@ -203,7 +206,7 @@ fn aws_sigv4_test_suite_header_mode() {
 #[test]
 fn kms_extra_cases_match_botocore_exactly() {
     use base64::Engine as _;
-    let dir = shared_dir().join("sigv4-test-suite/kms-extra");
+    let dir = vectors::path("sigv4-test-suite/kms-extra");
     let mut cases: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap())
@@ -214,7 +217,7 @@ fn kms_extra_cases_match_botocore_exactly() {
     assert_eq!(cases.len(), 5);
     for case in &cases {
         let file =
-            |name: &str| read_shared_text(format!("sigv4-test-suite/kms-extra/{case}/{name}"));
+            |name: &str| vectors::read_text(format!("sigv4-test-suite/kms-extra/{case}/{name}"));
         let input: Value = serde_json::from_str(&file("request.json")).unwrap();
         let body = base64::engine::general_purpose::STANDARD
             .decode(input["body_base64"].as_str().unwrap())
@@ -333,6 +336,4 @@ fn kms_extra_cases_match_botocore_exactly() {
             "{case}: {result:?}"
         );
     }
-    // The shared folder is read, not copied: make sure it is the one we think.
-    assert!(!read_shared("sigv4-test-suite/README.md").is_empty());
 }

@@ -3,7 +3,10 @@
 //! arbitrary bytes), extra headers (repeated, mixed case, padded with spaces, unsigned ones),
 //! session tokens, dates, regions and the `X-Amz-Content-SHA256` option.
 #![cfg(feature = "aws-lc")]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap, expect or panic is the test failure"
+)]
 
 use aws_sigv4::http_request::{
     PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings, sign,

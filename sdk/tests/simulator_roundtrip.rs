@@ -1,7 +1,11 @@
 //! The signed NSM simulator's documents, through the real client and codec, verified by the real
 //! verifier: accepted only under the simulator's own root, with policy failures named exactly.
 #![cfg(feature = "simulator")]
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap, expect or panic is the test failure"
+)]
 
 use ccc_sdk::attestation::{self, AttestationError, Policy, RootOfTrust, Trust, VerifyOptions};
 use ccc_sdk::crypto::AwsLc;

@@ -5,7 +5,11 @@
 //! `kms.<region>.amazonaws.com`) to the KMS emulator, which verifies each document against the
 //! simulator's root, applies a key policy pinned to the enclave's PCRs, and answers with
 //! `CiphertextForRecipient` that only the enclave's key opens.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is the test failure"
+)]
 
 use ccc_emulator::{Clock as EmulatorClock, Config, Emulator, Running, TrustMode};
 use ccc_sdk::credentials::enclave::FromParent;
@@ -204,6 +208,14 @@ fn keys_are_released_only_to_the_measured_enclave() {
         lines[..]
             .iter()
             .any(|l| l.contains("TLS as kms.us-east-1.amazonaws.com"))
+    );
+    // The emulator's CA is not an Amazon root: the observer hears it, loudly.
+    assert!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with("connected to"))
+            .all(|l| l.contains("CUSTOM CA")),
+        "{lines:?}"
     );
     assert_eq!(
         lines

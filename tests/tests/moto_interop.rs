@@ -7,7 +7,12 @@
 //!
 //! moto is installed on first run into `target/tools/moto-venv-<version>` (needs python3 with
 //! venv and access to PyPI).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is the test failure"
+)]
 
 use ccc_sdk::credentials::enclave::FromParent;
 use ccc_sdk::credentials::parent::{self, ServeOptions};

@@ -2,7 +2,12 @@
 //! SigV4 (IAM authentication on): the rendered key policy goes in with PutKeyPolicy (moto
 //! answers with an empty body, as KMS does), comes back byte for byte with GetKeyPolicy, and a
 //! rollout step (a release leaving the environment) shows as one release removed.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is the test failure"
+)]
 
 use ccc_lifecycle::Context;
 use ccc_lifecycle::kms::{KmsOptions, Signer};

@@ -154,11 +154,7 @@ mod tests {
     use std::path::PathBuf;
 
     fn vector(dir: &str, file: &str) -> PathBuf {
-        std::env::var_os("CCC_SHARED_DIR")
-            .map_or_else(|| crate::workspace_root().join("../shared"), PathBuf::from)
-            .join("nitro-attestation-vectors")
-            .join(dir)
-            .join(file)
+        ccc_test_vectors::path(format!("nitro-attestation-vectors/{dir}/{file}"))
     }
 
     fn args(file: PathBuf) -> VerifyArgs {

@@ -27,6 +27,63 @@ struct Step {
     run: fn(&Shell) -> Result<()>,
 }
 
+/// An integration test `cargo test --workspace` leaves out (`test = false` in its manifest,
+/// so the plain command runs offline and quickly): it runs in the step named here.
+#[derive(Debug, Clone, Copy)]
+struct OptInTest {
+    /// The test target (`tests/<name>.rs` of one of the workspace's packages).
+    name: &'static str,
+    /// The CI step that runs it.
+    step: &'static str,
+}
+
+/// Every opt-in test (the tidy test checks this list against the manifests).
+const OPT_IN_TESTS: &[OptInTest] = &[
+    // Peers installed from a package registry on a first run (under target/tools or a venv):
+    // ccc-tests, ccc-sdk, ccc-emulator, ccc-eif.
+    OptInTest {
+        name: "moto_interop",
+        step: "test-peers",
+    },
+    OptInTest {
+        name: "moto_policy",
+        step: "test-peers",
+    },
+    OptInTest {
+        name: "kms_botocore",
+        step: "test-peers",
+    },
+    OptInTest {
+        name: "botocore_peer",
+        step: "test-peers",
+    },
+    OptInTest {
+        name: "peer_eif_build",
+        step: "test-peers",
+    },
+    // A whole second build of the template under another name (ccc-template-enclave).
+    OptInTest {
+        name: "fork",
+        step: "test-fork",
+    },
+    // QEMU boots of the release image (QEMU and the kernel are built on a cold machine;
+    // xtask).
+    OptInTest {
+        name: "emulate_teardown",
+        step: "emulate-teardown",
+    },
+];
+
+/// Runs the opt-in tests of `step` in one `cargo test --workspace` (so the features, and the
+/// build, are the `test` step's).
+fn opt_in_tests(sh: &Shell, step: &str) -> Result<()> {
+    let targets = OPT_IN_TESTS
+        .iter()
+        .filter(|t| t.step == step)
+        .flat_map(|t| ["--test", t.name]);
+    Ok(cmd!(sh, "cargo test --workspace --locked {targets...}").run()?)
+}
+
 fn steps() -> Vec<Step> {
     vec![
         Step {
@@ -38,16 +95,19 @@ fn steps() -> Vec<Step> {
             run: |sh| Ok(cmd!(sh, "cargo fmt --all -- --check").run()?),
         },
         Step {
+            // `--all-targets` leaves out `test = false` targets: they are named.
             name: "clippy",
             run: |sh| {
+                let opt_in = OPT_IN_TESTS.iter().flat_map(|t| ["--test", t.name]);
                 Ok(cmd!(
                     sh,
-                    "cargo clippy --workspace --all-targets --locked -- -D warnings"
+                    "cargo clippy --workspace --all-targets {opt_in...} --locked -- -D warnings"
                 )
                 .run()?)
             },
         },
         Step {
+            // Offline and quick: what a contributor runs (`cargo test --workspace`).
             name: "test",
             run: |sh| Ok(cmd!(sh, "cargo test --workspace --locked").run()?),
         },
@@ -62,6 +122,17 @@ fn steps() -> Vec<Step> {
                 )
                 .run()?)
             },
+        },
+        Step {
+            // Our KMS client, codec and emulator against moto and botocore, our EIF writer
+            // against AWS's eif_build: each installed from its registry on a first run.
+            name: "test-peers",
+            run: |sh| opt_in_tests(sh, "test-peers"),
+        },
+        Step {
+            // The README's fork story: a renamed copy of the template builds and runs.
+            name: "test-fork",
+            run: |sh| opt_in_tests(sh, "test-fork"),
         },
         Step {
             // Every published key-policy and IAM-policy template from 0.2.0 on, and the ones
@@ -108,8 +179,24 @@ fn steps() -> Vec<Step> {
             run: |sh| emulate(sh, "tampered"),
         },
         Step {
+            // `cargo xtask emulate` stopped by SIGTERM, SIGINT and SIGKILL leaves no process
+            // and no run directory behind (QEMU boots; after the emulate steps, which build
+            // what they need).
+            name: "emulate-teardown",
+            run: |sh| opt_in_tests(sh, "emulate-teardown"),
+        },
+        Step {
+            // The SDK's core (and ccc-cmdline) for a target that has no std at all (`cargo
+            // check` on the host would let a dependency that needs std through).
             name: "no-std",
-            run: |sh| Ok(cmd!(sh, "cargo check -p ccc-sdk --no-default-features --locked").run()?),
+            run: |sh| {
+                let target = crate::setup::NO_STD_TARGET;
+                Ok(cmd!(
+                    sh,
+                    "cargo build -p ccc-sdk -p ccc-cmdline --no-default-features --target {target} --locked"
+                )
+                .run()?)
+            },
         },
         Step {
             name: "fuzz",

@@ -7,8 +7,11 @@ use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use ccc_sdk::cms;
 use ccc_sdk::crypto::{AwsLc, AwsLcRsaKey, RsaDecryptionKey};
+use rustls_pki_types::PrivatePkcs8KeyDer;
+use rustls_pki_types::pem::PemObject as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
 
 /// `cargo xtask cms ...`
 #[derive(Debug, clap::Args)]
@@ -49,27 +52,10 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     }
 }
 
-/// Decodes a PEM block with the given label.
-pub(crate) fn pem_decode(text: &str, label: &str) -> Result<Vec<u8>> {
-    let begin = format!("-----BEGIN {label}-----");
-    let end = format!("-----END {label}-----");
-    let start = text
-        .find(&begin)
-        .with_context(|| format!("no `{begin}` line"))?
-        + begin.len();
-    let stop = start
-        + text[start..]
-            .find(&end)
-            .with_context(|| format!("no `{end}` line"))?;
-    let body: String = text[start..stop].split_whitespace().collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(body)
-        .with_context(|| format!("the {label} PEM body is not base64"))
-}
-
 /// Loads a PKCS#8 RSA key from PEM or DER.
 pub(crate) fn load_key(path: &Path) -> Result<AwsLcRsaKey> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let bytes =
+        Zeroizing::new(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?);
     let der = if bytes.first() == Some(&0x30) {
         bytes
     } else {
@@ -82,7 +68,12 @@ pub(crate) fn load_key(path: &Path) -> Result<AwsLcRsaKey> {
                 path.display()
             );
         }
-        pem_decode(&text, "PRIVATE KEY").with_context(|| format!("{}", path.display()))?
+        let key = PrivatePkcs8KeyDer::from_pem_slice(&bytes)
+            .map(Zeroizing::new)
+            .with_context(|| {
+                format!("{}: no `-----BEGIN PRIVATE KEY-----` block", path.display())
+            })?;
+        Zeroizing::new(key.secret_pkcs8_der().to_vec())
     };
     AwsLcRsaKey::from_pkcs8(&der).with_context(|| format!("{}", path.display()))
 }
@@ -146,9 +137,7 @@ mod tests {
     use super::*;
 
     fn vectors() -> PathBuf {
-        std::env::var_os("CCC_SHARED_DIR")
-            .map_or_else(|| crate::workspace_root().join("../shared"), PathBuf::from)
-            .join("kms-cms-vectors")
+        ccc_test_vectors::path("kms-cms-vectors")
     }
 
     #[test]

@@ -1,34 +1,37 @@
 //! The `fuzz` CI step: build the cargo-fuzz targets in `fuzz/` on the pinned stable toolchain
 //! (`--sanitizer none`, so no nightly is needed) and run each for a fixed time on a
-//! throw-away corpus made of the committed seeds plus, when present, the shared real vectors.
+//! throw-away corpus made of the committed seeds plus the real vectors of `tests/vectors`.
 
-use anyhow::{Context, Result, bail};
-use base64::Engine as _;
+use anyhow::{Context, Result, bail, ensure};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use xshell::{Shell, cmd};
 
 /// The cargo-fuzz release we install (crates.io), pinned for reproducible CI.
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
-/// Which real vectors from `../shared` join a target's run-time corpus.
+/// Which real vectors (`tests/vectors`) join a target's run-time corpus.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Shared {
+enum RealVectors {
     None,
     Attestation,
     Cms,
 }
 
-/// Targets, the seed directory each starts from, and the shared vectors added at run time.
-const TARGETS: &[(&str, &str, Shared)] = &[
-    ("attestation_parse", "attestation", Shared::Attestation),
-    ("attestation_chain", "attestation", Shared::Attestation),
-    ("cms_parse", "cms", Shared::Cms),
-    ("kms_response", "kms_response", Shared::None),
-    ("sigv4_authorization", "sigv4_authorization", Shared::None),
-    ("eif_read", "eif", Shared::None),
-    ("nsm_codec", "nsm_codec", Shared::None),
-    ("http_response", "http_response", Shared::None),
-    ("credentials_frame", "credentials_frame", Shared::None),
+/// Targets, the seed directory each starts from, and the real vectors added at run time.
+const TARGETS: &[(&str, &str, RealVectors)] = &[
+    ("attestation_parse", "attestation", RealVectors::Attestation),
+    ("attestation_chain", "attestation", RealVectors::Attestation),
+    ("cms_parse", "cms", RealVectors::Cms),
+    ("kms_response", "kms_response", RealVectors::None),
+    (
+        "sigv4_authorization",
+        "sigv4_authorization",
+        RealVectors::None,
+    ),
+    ("eif_read", "eif", RealVectors::None),
+    ("nsm_codec", "nsm_codec", RealVectors::None),
+    ("http_response", "http_response", RealVectors::None),
+    ("credentials_frame", "credentials_frame", RealVectors::None),
 ];
 /// Long enough for libFuzzer to get past the seeds into mutations; short enough that the
 /// nine targets add about three minutes to CI.
@@ -53,61 +56,65 @@ fn cargo_fuzz(sh: &Shell, root: &Path) -> Result<PathBuf> {
     Ok(bin)
 }
 
-/// The shared CMS vectors (`*.ber`, `*.der`), as extra run-time seeds; never committed.
-fn shared_cms_vectors(root: &Path) -> Vec<(String, Vec<u8>)> {
-    let dir = std::env::var_os("CCC_SHARED_DIR")
-        .map_or_else(|| root.join("../shared"), PathBuf::from)
-        .join("kms-cms-vectors");
-    let mut out = Vec::new();
-    let mut stack = vec![dir];
+/// Every file under a vector folder whose name passes `keep`, as (path relative to
+/// `tests/vectors`, decoded bytes), sorted by path.
+///
+/// # Errors
+/// If a folder cannot be listed.
+fn vector_files(set: &str, keep: impl Fn(&Path) -> bool) -> Result<Vec<(String, Vec<u8>)>> {
+    let root = ccc_test_vectors::root();
+    let mut relatives = Vec::new();
+    let mut stack = vec![ccc_test_vectors::path(set)];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))?
+        {
+            let path = entry?.path();
             if path.is_dir() {
                 stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "ber" || e == "der")
-                && let Ok(bytes) = std::fs::read(&path)
-            {
-                out.push((entry.file_name().to_string_lossy().into_owned(), bytes));
+            } else if keep(&path) {
+                let relative = path.strip_prefix(root).unwrap_or(&path);
+                relatives.push(relative.to_string_lossy().into_owned());
             }
         }
     }
-    out
+    relatives.sort();
+    Ok(relatives
+        .into_iter()
+        .map(|relative| {
+            let bytes = ccc_test_vectors::read_decoded(&relative);
+            (relative, bytes)
+        })
+        .collect())
 }
 
-/// The real attestation vectors (decoded), as extra run-time seeds; never committed.
-fn shared_vectors(root: &Path) -> Vec<(String, Vec<u8>)> {
-    let dir = std::env::var_os("CCC_SHARED_DIR")
-        .map_or_else(|| root.join("../shared"), PathBuf::from)
-        .join("nitro-attestation-vectors");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for entry in entries.flatten() {
-        for file in ["attestation.bin", "attestation.hex", "attestation.b64"] {
-            let path = entry.path().join(file);
-            let Ok(raw) = std::fs::read(&path) else {
-                continue;
-            };
-            let bytes = if file.ends_with(".hex") {
-                hex::decode(raw.trim_ascii()).ok()
-            } else if file.ends_with(".b64") {
-                base64::engine::general_purpose::STANDARD
-                    .decode(raw.trim_ascii())
-                    .ok()
-            } else {
-                Some(raw)
-            };
-            if let Some(bytes) = bytes {
-                out.push((entry.file_name().to_string_lossy().into_owned(), bytes));
-            }
-        }
-    }
-    out
+/// The CMS vectors (`*.ber`, `*.der`), as extra run-time seeds.
+fn cms_vectors() -> Result<Vec<(String, Vec<u8>)>> {
+    let found = vector_files("kms-cms-vectors", |path| {
+        path.extension().is_some_and(|e| e == "ber" || e == "der")
+    })?;
+    // 39 envelopes in the manifest, plus the DER key files under generated/keys.
+    ensure!(
+        found.len() >= 39,
+        "tests/vectors/kms-cms-vectors holds {} BER/DER files, expected at least 39: restore \
+         the checkout (`git status tests/vectors`)",
+        found.len()
+    );
+    Ok(found)
+}
+
+/// The six real attestation documents (decoded), as extra run-time seeds.
+fn attestation_vectors() -> Result<Vec<(String, Vec<u8>)>> {
+    let found = vector_files("nitro-attestation-vectors", |path| {
+        path.file_stem().is_some_and(|s| s == "attestation")
+    })?;
+    ensure!(
+        found.len() == 6,
+        "tests/vectors/nitro-attestation-vectors holds {} attestation documents, expected 6: \
+         restore the checkout (`git status tests/vectors`)",
+        found.len()
+    );
+    Ok(found)
 }
 
 /// Runs every fuzz target for [`SECONDS_PER_TARGET`] seconds.
@@ -119,13 +126,13 @@ pub(crate) fn smoke(sh: &Shell) -> Result<()> {
     let root = crate::workspace_root();
     let bin = cargo_fuzz(sh, &root)?;
     let fuzz_dir = root.join("fuzz");
-    let attestation = shared_vectors(&root);
-    let cms = shared_cms_vectors(&root);
-    for (target, seeds, shared) in TARGETS {
-        let shared = match shared {
-            Shared::None => &[][..],
-            Shared::Attestation => &attestation[..],
-            Shared::Cms => &cms[..],
+    let attestation = attestation_vectors()?;
+    let cms = cms_vectors()?;
+    for (target, seeds, real) in TARGETS {
+        let real = match real {
+            RealVectors::None => &[][..],
+            RealVectors::Attestation => &attestation[..],
+            RealVectors::Cms => &cms[..],
         };
         let corpus = root.join("target/fuzz-corpus").join(target);
         if corpus.exists() {
@@ -141,8 +148,9 @@ pub(crate) fn smoke(sh: &Shell) -> Result<()> {
             std::fs::copy(entry.path(), corpus.join(entry.file_name()))?;
             count += 1;
         }
-        for (name, bytes) in shared {
-            std::fs::write(corpus.join(format!("shared-{name}")), bytes)?;
+        for (relative, bytes) in real {
+            let name = format!("vector-{}", relative.replace('/', "-"));
+            std::fs::write(corpus.join(name), bytes)?;
         }
         if count == 0 {
             bail!("no committed seeds in {}", seed_dir.display());
@@ -158,10 +166,33 @@ pub(crate) fn smoke(sh: &Shell) -> Result<()> {
         .run()
         .with_context(|| format!("fuzz target {target} failed (see fuzz/artifacts/{target}/)"))?;
         eprintln!(
-            "fuzz: {target}: no crash in {:.1?} ({count} committed seeds, {} shared vectors)",
+            "fuzz: {target}: no crash in {:.1?} ({count} committed seeds, {} real vectors)",
             started.elapsed(),
-            shared.len()
+            real.len()
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{attestation_vectors, cms_vectors};
+
+    #[test]
+    fn the_real_vectors_join_the_corpus_decoded() {
+        let documents = attestation_vectors().unwrap();
+        for (name, bytes) in &documents {
+            // Untagged COSE_Sign1: the .hex and .b64 files were decoded, not copied as text.
+            assert_eq!(bytes.first(), Some(&0x84), "{name}");
+        }
+        let envelopes = cms_vectors().unwrap();
+        assert!(
+            envelopes
+                .iter()
+                .any(|(name, _)| name
+                    .ends_with("sdk-c-vector1-chunked/ciphertext-for-recipient.ber")),
+            "{:?}",
+            envelopes.iter().map(|(name, _)| name).collect::<Vec<_>>()
+        );
+    }
 }

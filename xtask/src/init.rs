@@ -2,14 +2,12 @@
 //! profile), checked to be a static executable, ready for the bootstrap ramdisk.
 
 use anyhow::{Context, Result, ensure};
+use ccc_eif::elf::{EM_X86_64, Elf};
 use std::path::PathBuf;
 use xshell::{Shell, cmd};
 
 /// The target the enclave's binaries are built for.
 pub(crate) const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
-
-/// ELF program header type of the dynamic loader request (`PT_INTERP`).
-const PT_INTERP: u32 = 3;
 
 /// Builds `ccc-init` (release, musl) and returns its path.
 ///
@@ -41,54 +39,22 @@ pub(crate) fn build() -> Result<PathBuf> {
     Ok(path)
 }
 
-fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
-}
-
 /// Whether a little-endian ELF64 x86-64 executable has a `PT_INTERP` program header (i.e. is
-/// dynamically linked). Layout from the System V gABI: `e_phoff` at 0x20, `e_phentsize` at
-/// 0x36, `e_phnum` at 0x38; each program header starts with its `p_type`.
+/// dynamically linked), read with `ccc_eif::elf`.
 pub(crate) fn has_interpreter(elf: &[u8]) -> Result<bool> {
+    let elf = Elf::parse(elf)?;
     ensure!(
-        elf.get(..4) == Some(b"\x7fELF".as_slice()),
-        "not an ELF file"
+        elf.machine() == EM_X86_64,
+        "not an x86-64 file (e_machine {})",
+        elf.machine()
     );
-    ensure!(
-        elf.get(4) == Some(&2) && elf.get(5) == Some(&1) && u16_at(elf, 0x12) == Some(62),
-        "not a little-endian ELF64 x86-64 file"
-    );
-    let header = || -> Option<(usize, usize, usize)> {
-        Some((
-            usize::try_from(u64_at(elf, 0x20)?).ok()?,
-            usize::from(u16_at(elf, 0x36)?),
-            usize::from(u16_at(elf, 0x38)?),
-        ))
-    };
-    let (phoff, phentsize, phnum) = header().context("truncated ELF header")?;
-    for i in 0..phnum {
-        let at = i
-            .checked_mul(phentsize)
-            .and_then(|o| o.checked_add(phoff))
-            .context("program header offset overflows")?;
-        let kind = u32_at(elf, at).context("truncated program header table")?;
-        if kind == PT_INTERP {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+    Ok(elf.has_interpreter()?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ccc_eif::elf::PT_INTERP;
 
     /// A minimal ELF64 header with program headers of the given types.
     fn elf(types: &[u32]) -> Vec<u8> {

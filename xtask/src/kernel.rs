@@ -104,7 +104,10 @@ pub(crate) fn run(args: &Args) -> Result<()> {
 #[serde(deny_unknown_fields)]
 pub(crate) struct Pin {
     /// Why the file exists (not used).
-    #[allow(dead_code)]
+    #[expect(
+        dead_code,
+        reason = "deserialized so that deny_unknown_fields accepts the member; never read"
+    )]
     comment: String,
     /// Debian package name, e.g. `linux-source-6.12`.
     pub(crate) package: String,

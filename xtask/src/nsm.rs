@@ -84,6 +84,7 @@ fn simulate_attestation(args: &SimulateArgs) -> Result<()> {
         config = config.with_fixed_time(at);
     }
     let simulator = Simulator::new(config).context("building the NSM simulator")?;
+    eprintln!("{}", ccc_sdk::nsm::simulator::ANNOUNCEMENT);
     let root_pem = simulator.root_pem().to_owned();
     let nsm = Nsm::simulator(simulator);
     let nonce = hex_arg("nonce", args.nonce.as_ref())?;

@@ -103,26 +103,36 @@ fn ensure_backports(sh: &Shell) -> Result<()> {
     Ok(())
 }
 
-/// The musl target of the pinned toolchain (rust-toolchain.toml lists it, so rustup normally
-/// installs it on first use; this covers toolchains installed without it).
-pub(crate) fn ensure_musl_target() -> Result<()> {
+/// The target the SDK's `no_std` core is built for in CI: no operating system, no `std` at
+/// all, so a dependency that quietly needs `std` fails to build there.
+pub(crate) const NO_STD_TARGET: &str = "x86_64-unknown-none";
+
+/// Adds `target` to the pinned toolchain unless it is installed (rustup does not install
+/// targets on first use when `RUSTUP_AUTO_INSTALL=0`).
+fn ensure_target(target: &str) -> Result<()> {
     let sh = Shell::new()?;
     sh.change_dir(crate::workspace_root());
     let installed = cmd!(sh, "rustup target list --installed").quiet().read()?;
-    if installed
-        .lines()
-        .any(|l| l.trim() == "x86_64-unknown-linux-musl")
-    {
+    if installed.lines().any(|l| l.trim() == target) {
         return Ok(());
     }
-    cmd!(sh, "rustup target add x86_64-unknown-linux-musl")
+    cmd!(sh, "rustup target add {target}")
         .run()
-        .context("cannot add the musl target; run: rustup target add x86_64-unknown-linux-musl")?;
+        .with_context(|| {
+            format!("cannot add the {target} target; run: rustup target add {target}")
+        })?;
     Ok(())
 }
 
-/// Everything the workspace build and the default tests need.
+/// The musl target of the pinned toolchain (rust-toolchain.toml lists it, so rustup normally
+/// installs it on first use; this covers toolchains installed without it).
+pub(crate) fn ensure_musl_target() -> Result<()> {
+    ensure_target("x86_64-unknown-linux-musl")
+}
+
+/// Everything the workspace build and the default tests need, and the no_std check's target.
 pub(crate) fn ensure_base() -> Result<()> {
     ensure_packages(BASE_PACKAGES, None)?;
-    ensure_musl_target()
+    ensure_musl_target()?;
+    ensure_target(NO_STD_TARGET)
 }

@@ -205,9 +205,7 @@ mod tests {
     use super::*;
 
     fn kms_extra() -> PathBuf {
-        std::env::var_os("CCC_SHARED_DIR")
-            .map_or_else(|| crate::workspace_root().join("../shared"), PathBuf::from)
-            .join("sigv4-test-suite/kms-extra")
+        ccc_test_vectors::path("sigv4-test-suite/kms-extra")
     }
 
     #[test]

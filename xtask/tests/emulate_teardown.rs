@@ -8,7 +8,12 @@
 //! The first run builds what the emulation needs (QEMU, vhost-device-vsock, the kernel, the
 //! EIF) when the caches under target/ are cold; the tests wait on the transcript line that
 //! names the started processes, not on a clock.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is the test failure"
+)]
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -20,6 +25,13 @@ use std::time::Duration;
 const STARTUP_DEADLINE: Duration = Duration::from_secs(60 * 60);
 /// How long the teardown may take once signalled.
 const TEARDOWN_DEADLINE: Duration = Duration::from_secs(60);
+/// The guest's own time limit (`emulate --timeout`, in seconds), passed explicitly so that a
+/// run left to end by itself is given as long as emulate gives its guest.
+const GUEST_TIMEOUT_SECS: u64 = 180;
+/// How long a run that nobody interrupts may take after its processes are up: the guest's
+/// limit, then the teardown. A slow boot on a loaded machine is not a failure of this test.
+const NORMAL_END_DEADLINE: Duration =
+    Duration::from_secs(GUEST_TIMEOUT_SECS + TEARDOWN_DEADLINE.as_secs());
 
 /// What the transcript's `running:` line names.
 #[derive(Debug, Default)]
@@ -56,6 +68,7 @@ impl Run {
     fn start(scenario: &str) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
             .args(["emulate", "--scenario", scenario])
+            .args(["--timeout", &GUEST_TIMEOUT_SECS.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -114,16 +127,16 @@ impl Run {
         assert!(status.success(), "kill -{name} failed");
     }
 
-    /// Waits for the exit, collecting the rest of the transcript.
-    fn finish(mut self) -> (ExitStatus, Vec<String>) {
+    /// Waits up to `deadline` for the exit, collecting the rest of the transcript.
+    fn finish(mut self, deadline: Duration) -> (ExitStatus, Vec<String>) {
         let (send, done) = channel();
         let mut child = self.child;
         std::thread::spawn(move || {
             let _ = send.send(child.wait());
         });
         let status = done
-            .recv_timeout(TEARDOWN_DEADLINE)
-            .expect("the emulation did not end after the signal")
+            .recv_timeout(deadline)
+            .unwrap_or_else(|_| panic!("the emulation did not end within {deadline:?}"))
             .unwrap();
         // The stderr reader ends when the pipe closes.
         for line in self.lines.iter() {
@@ -175,7 +188,7 @@ fn interrupted(signal: &str) {
         assert!(alive(*pid), "{name} (pid {pid}) is not running yet");
     }
     run.signal(signal);
-    let (status, transcript) = run.finish();
+    let (status, transcript) = run.finish(TEARDOWN_DEADLINE);
     assert!(!status.success(), "an interrupted run must fail: {status}");
     if signal == "KILL" {
         // No handler runs; the parent-death signal still ends the children.
@@ -200,7 +213,7 @@ fn nothing_is_left_behind_after_an_interruption_or_a_normal_end() {
 
     let mut run = Run::start("tampered");
     let started = run.wait_until_running();
-    let (status, transcript) = run.finish();
+    let (status, transcript) = run.finish(NORMAL_END_DEADLINE);
     assert!(
         status.success(),
         "the tampered scenario failed:\n{}",

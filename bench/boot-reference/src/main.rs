@@ -12,7 +12,6 @@
 //! `ccc-boot-reference: attestation document 1175 bytes at uptime 0.93 s`.
 
 mod report;
-mod sys;
 
 use std::io::{self, Write};
 use std::os::unix::fs::DirBuilderExt;
@@ -37,7 +36,7 @@ fn main() {
         Ok(()) => {}
         Err(message) => say(format_args!("FAILED: {message}")),
     }
-    let error = sys::reboot();
+    let error = ccc_sys::power::reboot();
     say(format_args!("reboot failed: {error}; halting here"));
     loop {
         std::thread::park();
@@ -71,8 +70,8 @@ fn mount_dir(source: &str, target: &str, fstype: &str) -> Result<(), String> {
         }
         _ => {}
     }
-    match sys::mount(source, path, fstype) {
-        Err(e) if e.raw_os_error() != Some(libc::EBUSY) => {
+    match ccc_sys::mount::mount(source, path, Some(fstype), ccc_sys::mount::MS_NOSUID, None) {
+        Err(e) if e.raw_os_error() != Some(ccc_sys::libc::EBUSY) => {
             Err(format!("cannot mount {fstype} on {target}: {e}"))
         }
         _ => Ok(()),

@@ -1,5 +1,9 @@
 //! Helpers shared by the integration tests: scratch directories and deterministic bytes.
-#![allow(dead_code, clippy::unwrap_used)] // test helpers: a panic is a test failure
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    reason = "helpers shared by several test binaries: each uses part of them, and test code panics on failure"
+)] // test helpers: a panic is a test failure
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};

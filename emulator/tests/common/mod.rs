@@ -6,7 +6,8 @@
     unreachable_pub,
     clippy::unwrap_used,
     clippy::expect_used,
-    clippy::panic
+    clippy::panic,
+    reason = "helpers shared by several test binaries: each uses part of them, and test code panics on failure"
 )]
 
 use ccc_emulator::{Config, Running};

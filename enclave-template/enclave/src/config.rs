@@ -42,9 +42,9 @@ pub const ENV_PREFIX: &str = "CCC_APP_";
 /// Prefix of the app's own kernel command-line switches (the init owns `ccc.`).
 pub const CMDLINE_PREFIX: &str = "ccc_app.";
 
-/// Longest command line read: x86's `COMMAND_LINE_SIZE` is 2048; the init allows kernels
-/// built with more, and so do we.
-pub const MAX_CMDLINE_LEN: usize = 64 * 1024;
+/// Longest command line read: the init's limit (`ccc_cmdline::MAX_LEN`), so both accept the
+/// same lines.
+pub const MAX_CMDLINE_LEN: usize = ccc_cmdline::MAX_LEN;
 
 /// Connections served at once by default (each is a thread; one parent needs a few).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 16;
@@ -224,37 +224,6 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Splits a command line into words as the kernel does: on whitespace, except inside double
-/// quotes, which are removed.
-fn words(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut current = String::new();
-    let mut quoted = false;
-    let mut in_word = false;
-    for c in text.chars() {
-        match c {
-            '"' => {
-                quoted = !quoted;
-                in_word = true;
-            }
-            c if c.is_whitespace() && !quoted => {
-                if in_word {
-                    out.push(std::mem::take(&mut current));
-                    in_word = false;
-                }
-            }
-            c => {
-                current.push(c);
-                in_word = true;
-            }
-        }
-    }
-    if in_word {
-        out.push(current);
-    }
-    out
-}
-
 /// The values given on the command line (last one wins, as for kernel parameters).
 #[derive(Debug, Default)]
 struct Cmdline {
@@ -268,8 +237,8 @@ struct Cmdline {
 fn parse_cmdline(text: &str) -> Result<Cmdline, ConfigError> {
     let mut cmdline = Cmdline::default();
     let mut app_words = Vec::new();
-    for word in words(text) {
-        let (key, value) = word.split_once('=').unwrap_or((word.as_str(), ""));
+    for word in ccc_cmdline::words(text) {
+        let (key, value) = ccc_cmdline::parameter(&word);
         match key {
             "ccc.parent_cid" => cmdline.parent_cid = Some(value.to_owned()),
             "ccc.emulation" => {
@@ -591,7 +560,7 @@ impl Settings {
 }
 
 #[cfg(test)]
-#[allow(clippy::panic)]
+#[expect(clippy::panic, reason = "test code: a panic is the test failure")]
 mod tests {
     use super::*;
 
@@ -776,14 +745,6 @@ mod tests {
         assert_eq!(
             error,
             ConfigError::UnknownVariable("CCC_APP_EXIT_AFTER".into())
-        );
-    }
-
-    #[test]
-    fn command_line_words_follow_the_kernel() {
-        assert_eq!(
-            words(r#"a  b="c d" "e" f"#),
-            ["a", "b=c d", "e", "f"].map(String::from)
         );
     }
 }

@@ -74,10 +74,18 @@ pub enum Request {
     /// whose `public_key` is the enclave's current RSA key (DER SPKI).
     Attest {
         /// Caller's freshness challenge.
-        #[serde(default, skip_serializing_if = "Option::is_none", with = "b64::option")]
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            with = "ccc_sdk::blob::option"
+        )]
         nonce: Option<Vec<u8>>,
         /// Caller's data to bind.
-        #[serde(default, skip_serializing_if = "Option::is_none", with = "b64::option")]
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            with = "ccc_sdk::blob::option"
+        )]
         user_data: Option<Vec<u8>>,
     },
     /// A fresh AES-256 data key under the enclave's trusted key: the KMS ciphertext comes
@@ -91,7 +99,7 @@ pub enum Request {
     /// [`crate::seal`]).
     Seal {
         /// The plaintext.
-        #[serde(with = "b64::secret")]
+        #[serde(with = "ccc_sdk::blob::secret")]
         data: SecretBytes,
         /// Encryption context (the enclave adds `ccc:purpose=seal`); `unseal` needs the same.
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -100,7 +108,7 @@ pub enum Request {
     /// Decrypts a blob from `seal`.
     Unseal {
         /// The sealed blob.
-        #[serde(with = "b64::bytes")]
+        #[serde(with = "ccc_sdk::blob::bytes")]
         sealed: Vec<u8>,
         /// The encryption context given to `seal`.
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -116,10 +124,10 @@ pub enum Request {
     /// only it, holds the secret.
     Hmac {
         /// A KMS ciphertext (from `generate_data_key`, or KMS `Encrypt` of a secret).
-        #[serde(with = "b64::bytes")]
+        #[serde(with = "ccc_sdk::blob::bytes")]
         ciphertext_blob: Vec<u8>,
         /// The message to authenticate.
-        #[serde(with = "b64::bytes")]
+        #[serde(with = "ccc_sdk::blob::bytes")]
         message: Vec<u8>,
         /// Encryption context of the ciphertext.
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -233,7 +241,7 @@ pub enum Response {
     /// The attestation document (COSE_Sign1, as the NSM returned it).
     Attest {
         /// The document.
-        #[serde(with = "b64::bytes")]
+        #[serde(with = "ccc_sdk::blob::bytes")]
         document: Vec<u8>,
         /// SHA-256 of the `public_key` inside (hex), to match against later documents.
         public_key_sha256: String,
@@ -241,7 +249,7 @@ pub enum Response {
     /// The data key's KMS ciphertext. Store it; `hmac` (or your own operation) uses it.
     GenerateDataKey {
         /// `CiphertextBlob`.
-        #[serde(with = "b64::bytes")]
+        #[serde(with = "ccc_sdk::blob::bytes")]
         ciphertext_blob: Vec<u8>,
         /// The KMS key's ARN.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -250,25 +258,25 @@ pub enum Response {
     /// The sealed blob.
     Seal {
         /// Format in [`crate::seal`].
-        #[serde(with = "b64::bytes")]
+        #[serde(with = "ccc_sdk::blob::bytes")]
         sealed: Vec<u8>,
     },
     /// The unsealed plaintext.
     Unseal {
         /// The plaintext.
-        #[serde(with = "b64::secret")]
+        #[serde(with = "ccc_sdk::blob::secret")]
         data: SecretBytes,
     },
     /// Random bytes.
     Random {
         /// `n` bytes.
-        #[serde(with = "b64::bytes")]
+        #[serde(with = "ccc_sdk::blob::bytes")]
         bytes: Vec<u8>,
     },
     /// The MAC.
     Hmac {
         /// HMAC-SHA256, 32 bytes.
-        #[serde(with = "b64::bytes")]
+        #[serde(with = "ccc_sdk::blob::bytes")]
         mac: Vec<u8>,
     },
     /// The request failed.
@@ -371,7 +379,7 @@ impl fmt::Display for Failure {
     }
 }
 
-impl std::error::Error for Failure {}
+impl core::error::Error for Failure {}
 
 /// A message with its `version` member.
 #[derive(Serialize)]
@@ -553,8 +561,8 @@ impl fmt::Display for ProtocolError {
     }
 }
 
-impl std::error::Error for ProtocolError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+impl core::error::Error for ProtocolError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         match self {
             Self::Io(e) => Some(e),
             Self::Refused(failure) => Some(failure),
@@ -664,115 +672,8 @@ impl<S: Read + Write> Client<S> {
     }
 }
 
-/// Base64 (standard, padded) members for serde. Decoding errors never quote the input.
-mod b64 {
-    use base64::Engine as _;
-    use base64::engine::general_purpose::STANDARD;
-    use serde::de::{self, Visitor};
-    use std::fmt;
-
-    struct Base64Visitor;
-
-    impl Visitor<'_> for Base64Visitor {
-        type Value = Vec<u8>;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a base64 string")
-        }
-
-        fn visit_str<E: de::Error>(self, text: &str) -> Result<Vec<u8>, E> {
-            STANDARD
-                .decode(text)
-                .map_err(|_| E::custom("a member is not valid base64 (RFC 4648, padded)"))
-        }
-    }
-
-    pub(super) mod bytes {
-        use super::{Base64Visitor, STANDARD};
-        use base64::Engine as _;
-        use serde::{Deserializer, Serializer};
-
-        pub(crate) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-            s.serialize_str(&STANDARD.encode(bytes))
-        }
-
-        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-            d.deserialize_str(Base64Visitor)
-        }
-    }
-
-    pub(super) mod option {
-        use super::{Base64Visitor, STANDARD};
-        use base64::Engine as _;
-        use serde::de::{self, Visitor};
-        use serde::{Deserializer, Serializer};
-        use std::fmt;
-
-        #[allow(clippy::ref_option)] // serde's `with` passes `&Option<T>`.
-        pub(crate) fn serialize<S: Serializer>(
-            bytes: &Option<Vec<u8>>,
-            s: S,
-        ) -> Result<S::Ok, S::Error> {
-            match bytes {
-                Some(b) => s.serialize_str(&STANDARD.encode(b)),
-                None => s.serialize_none(),
-            }
-        }
-
-        struct OptionVisitor;
-
-        impl<'de> Visitor<'de> for OptionVisitor {
-            type Value = Option<Vec<u8>>;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a base64 string or null")
-            }
-
-            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-
-            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-                d.deserialize_str(Base64Visitor).map(Some)
-            }
-        }
-
-        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
-            d: D,
-        ) -> Result<Option<Vec<u8>>, D::Error> {
-            d.deserialize_option(OptionVisitor)
-        }
-    }
-
-    pub(super) mod secret {
-        use super::{Base64Visitor, STANDARD};
-        use base64::Engine as _;
-        use ccc_sdk::secret::SecretBytes;
-        use serde::{Deserializer, Serializer};
-        use zeroize::Zeroizing;
-
-        pub(crate) fn serialize<S: Serializer>(
-            secret: &SecretBytes,
-            s: S,
-        ) -> Result<S::Ok, S::Error> {
-            let text = Zeroizing::new(STANDARD.encode(secret.expose()));
-            s.serialize_str(&text)
-        }
-
-        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
-            d: D,
-        ) -> Result<SecretBytes, D::Error> {
-            d.deserialize_str(Base64Visitor).map(SecretBytes::new)
-        }
-    }
-}
-
 #[cfg(test)]
-#[allow(clippy::panic)]
+#[expect(clippy::panic, reason = "test code: a panic is the test failure")]
 mod tests {
     use super::*;
 
@@ -875,7 +776,7 @@ mod tests {
             (
                 br#"{"version":1,"op":"seal","data":"not base64!"}"#,
                 ErrorCode::BadRequest,
-                "not valid base64",
+                "not standard (padded) base64",
             ),
             (
                 br#"{"version":1,"op":"random","n":"topsecret"}"#,

@@ -282,7 +282,6 @@ pub fn open(sealed: &Sealed<'_>, data_key: &SecretBytes) -> Result<SecretBytes, 
 }
 
 #[cfg(test)]
-#[allow(clippy::panic)]
 mod tests {
     use super::*;
 

@@ -6,13 +6,13 @@
 use crate::app::App;
 use crate::console::Console;
 use crate::protocol::{self, ErrorCode, Failure, ProtocolError, Response};
-use ccc_sdk::net::{Endpoint, Listener, Stream, VsockListener};
+use ccc_sdk::net::{Endpoint, Listener, Stream, VsockListener, accept_loop};
 use std::io::{self, Read};
 use std::net::TcpListener;
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixListener;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::time::Duration;
 
@@ -102,15 +102,6 @@ impl ExitAfter {
 /// Numbers requests for the console.
 static REQUESTS: AtomicU64 = AtomicU64::new(1);
 
-/// Gives the connection slot back when its thread ends.
-struct Slot(Arc<AtomicUsize>);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 /// Serves until `accept` fails for good; returns that error. One thread per connection, at
 /// most `max_connections` at once (more are closed at once, with a console line). With
 /// `exit_after` (emulation), its budget's end is reported through its channel.
@@ -121,43 +112,19 @@ pub fn serve(
     max_connections: usize,
     exit_after: Option<Arc<ExitAfter>>,
 ) -> io::Error {
-    let open = Arc::new(AtomicUsize::new(0));
-    loop {
-        let stream = match listener.accept_stream() {
-            Ok(stream) => stream,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue;
-            }
-            Err(e) => return e,
-        };
-        let peer = stream.describe_peer();
-        if open.fetch_add(1, Ordering::SeqCst) >= max_connections {
-            open.fetch_sub(1, Ordering::SeqCst);
-            console.line(format_args!(
+    let turned_away = console.clone();
+    accept_loop(
+        listener,
+        max_connections,
+        "ccc-enclave-api",
+        &|peer| {
+            turned_away.line(format_args!(
                 "turned {peer} away: {max_connections} connections are open \
                  (CCC_APP_MAX_CONNECTIONS)"
             ));
-            continue;
-        }
-        let slot = Slot(Arc::clone(&open));
-        let app = Arc::clone(&app);
-        let console = console.clone();
-        let exit_after = exit_after.clone();
-        let spawned = std::thread::Builder::new()
-            .name("ccc-enclave-api".into())
-            .spawn(move || {
-                let _slot = slot;
-                connection(stream, &peer, &app, &console, exit_after.as_deref());
-            });
-        if let Err(e) = spawned {
-            return e;
-        }
-    }
+        },
+        move |stream, peer| connection(stream, peer, &app, &console, exit_after.as_deref()),
+    )
 }
 
 fn send(stream: &mut Stream, response: &Response) -> io::Result<()> {

@@ -9,7 +9,11 @@
 //! asserting its named error: a sealed blob built by the parent under a key it owns, one built
 //! with a plain `Encrypt` of a chosen data key, credentials for the parent's own account, a
 //! request naming a key, and emulation switches under a signed NSM document.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is the test failure"
+)]
 
 use ccc_emulator::{Config, Credential, Emulator, Running, TrustMode};
 use ccc_policy::template::{self, ImagePins, Principals};

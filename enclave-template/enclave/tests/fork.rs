@@ -3,7 +3,12 @@
 //! workspace of its own that uses the SDK by path. The build reuses this checkout's target
 //! directory (already-built dependencies are not rebuilt), and the renamed binary must run
 //! and refuse to start outside an enclave for the right reason.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is the test failure"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -65,10 +70,9 @@ fn a_renamed_copy_of_the_template_builds_and_runs() {
     let _ = std::fs::remove_dir_all(&work);
     let fork = work.join("my-enclave");
 
-    // 1. Copy and rename.
-    std::fs::create_dir_all(&fork).unwrap();
-    std::fs::copy(template.join("Cargo.toml"), fork.join("Cargo.toml")).unwrap();
-    copy_dir(&template.join("src"), &fork.join("src"));
+    // 1. Copy the whole crate, as the README's `cp -r` does (its manifest names its tests),
+    //    and rename it.
+    copy_dir(&template, &fork);
     edit(
         &fork.join("Cargo.toml"),
         "name = \"ccc-template-enclave\"",

@@ -31,6 +31,91 @@
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+
+/// Why an allowlist cannot be used: the file, a line that breaks vsock-proxy's format, or an
+/// address. A mistyped allowlist is refused whole, never half-read.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AllowlistError {
+    /// The file cannot be read.
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        error: io::Error,
+    },
+    /// The file is larger than [`MAX_FILE_LEN`].
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its length.
+        len: usize,
+    },
+    /// The file is not UTF-8.
+    NotUtf8 {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A line breaks the format (see the module docs).
+    Syntax {
+        /// The file, when read from one.
+        path: Option<PathBuf>,
+        /// The line (1-based; 0 for the file as a whole).
+        line: usize,
+        /// What is wrong.
+        problem: String,
+    },
+    /// Text that is neither a host name nor an IP address.
+    Address {
+        /// The text.
+        text: String,
+    },
+}
+
+impl fmt::Display for AllowlistError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Read { path, error } => write!(f, "cannot read {}: {error}", path.display()),
+            Self::TooLarge { path, len } => write!(
+                f,
+                "{}: {len} bytes, more than the {MAX_FILE_LEN} read; an allowlist is a few \
+                 KiB",
+                path.display()
+            ),
+            Self::NotUtf8 { path } => write!(f, "{}: not UTF-8", path.display()),
+            Self::Syntax {
+                path,
+                line,
+                problem,
+            } => {
+                if let Some(path) = path {
+                    write!(f, "{}: ", path.display())?;
+                }
+                if *line > 0 {
+                    write!(f, "line {line}: ")?;
+                }
+                write!(
+                    f,
+                    "{problem} (vsock-proxy's allowlist format: `allowlist:` then a list of \
+                     `{{address: HOST, port: PORT}}`)"
+                )
+            }
+            Self::Address { text } => {
+                write!(f, "`{text}` is not a host name or IP address")
+            }
+        }
+    }
+}
+
+impl core::error::Error for AllowlistError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::Read { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
 
 /// Largest allowlist file read (vsock-proxy's default file, every region's KMS and KMS-FIPS
 /// endpoint, is about 3 KiB).
@@ -61,8 +146,8 @@ impl Address {
     /// Parses a host name or IP address (IPv6 with or without brackets).
     ///
     /// # Errors
-    /// A message for an empty, over-long or malformed name.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    /// [`AllowlistError::Address`] for an empty, over-long or malformed name.
+    pub fn parse(text: &str) -> Result<Self, AllowlistError> {
         let bare = text
             .strip_prefix('[')
             .and_then(|t| t.strip_suffix(']'))
@@ -83,7 +168,9 @@ impl Address {
         if valid {
             Ok(Self::Name(name))
         } else {
-            Err(format!("`{text}` is not a host name or IP address"))
+            Err(AllowlistError::Address {
+                text: text.to_owned(),
+            })
         }
     }
 }
@@ -260,26 +347,40 @@ impl Allowlist {
     /// Reads vsock-proxy's YAML format (see the module docs).
     ///
     /// # Errors
-    /// A message naming the line and what is wrong.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        yaml::parse(text).map(Self::new)
+    /// [`AllowlistError::Syntax`] naming the line and what is wrong.
+    pub fn parse(text: &str) -> Result<Self, AllowlistError> {
+        Self::parse_from(text, None)
+    }
+
+    fn parse_from(text: &str, path: Option<&Path>) -> Result<Self, AllowlistError> {
+        yaml::parse(text)
+            .map(Self::new)
+            .map_err(|e| AllowlistError::Syntax {
+                path: path.map(Path::to_path_buf),
+                line: e.line,
+                problem: e.problem,
+            })
     }
 
     /// Reads and parses a file.
     ///
     /// # Errors
-    /// The file cannot be read, is over [`MAX_FILE_LEN`], or does not parse.
-    pub fn load(path: &std::path::Path) -> Result<Self, String> {
-        let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    /// The file cannot be read, is over [`MAX_FILE_LEN`], is not UTF-8, or does not parse.
+    pub fn load(path: &Path) -> Result<Self, AllowlistError> {
+        let text = std::fs::read(path).map_err(|error| AllowlistError::Read {
+            path: path.to_path_buf(),
+            error,
+        })?;
         if text.len() > MAX_FILE_LEN {
-            return Err(format!(
-                "{}: {} bytes, more than the {MAX_FILE_LEN} read",
-                path.display(),
-                text.len()
-            ));
+            return Err(AllowlistError::TooLarge {
+                path: path.to_path_buf(),
+                len: text.len(),
+            });
         }
-        let text = String::from_utf8(text).map_err(|_| format!("{}: not UTF-8", path.display()))?;
-        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+        let text = String::from_utf8(text).map_err(|_| AllowlistError::NotUtf8 {
+            path: path.to_path_buf(),
+        })?;
+        Self::parse_from(&text, Some(path))
     }
 
     /// The addresses a connection to `host:port` may use, now (see the rule in the module
@@ -372,6 +473,20 @@ impl Allowlist {
 mod yaml {
     use super::{Address, Entry};
 
+    /// A line that breaks the format (line 0: the file as a whole).
+    #[derive(Debug)]
+    pub(super) struct Syntax {
+        pub(super) line: usize,
+        pub(super) problem: String,
+    }
+
+    /// A [`Syntax`] error at `line`, its problem `format!`ted.
+    macro_rules! at {
+        ($line:expr, $($format:tt)*) => {
+            Syntax { line: $line, problem: format!($($format)*) }
+        };
+    }
+
     /// Removes a comment: `#` at the start or after whitespace, outside quotes.
     fn strip_comment(line: &str) -> &str {
         let mut quote = None;
@@ -389,7 +504,7 @@ mod yaml {
     }
 
     /// A scalar: plain, 'single' ('' is a quote) or "double" (\" and \\ escapes).
-    fn scalar(text: &str, line: usize) -> Result<String, String> {
+    fn scalar(text: &str, line: usize) -> Result<String, Syntax> {
         let text = text.trim();
         if let Some(inner) = text.strip_prefix('\'').and_then(|t| t.strip_suffix('\'')) {
             return Ok(inner.replace("''", "'"));
@@ -402,8 +517,9 @@ mod yaml {
                     match chars.next() {
                         Some(e @ ('"' | '\\')) => out.push(e),
                         _ => {
-                            return Err(format!(
-                                "line {line}: only \\\" and \\\\ escapes are read in quoted \
+                            return Err(at!(
+                                line,
+                                "only \\\" and \\\\ escapes are read in quoted \
                                  values"
                             ));
                         }
@@ -415,7 +531,7 @@ mod yaml {
             return Ok(out);
         }
         if text.starts_with(['\'', '"', '{', '[', '&', '*', '!', '|', '>']) {
-            return Err(format!("line {line}: `{text}` is not a plain value"));
+            return Err(at!(line, "`{text}` is not a plain value"));
         }
         Ok(text.to_owned())
     }
@@ -444,18 +560,16 @@ mod yaml {
     }
 
     /// `key: value` (the value may be empty).
-    fn key_value(text: &str, line: usize) -> Result<(String, String), String> {
+    fn key_value(text: &str, line: usize) -> Result<(String, String), Syntax> {
         let parts = split_top(text, ':');
         let (key, value) = match parts.as_slice() {
             [key, rest @ ..] if !rest.is_empty() => (*key, text.get(key.len() + 1..).unwrap_or("")),
             _ => {
-                return Err(format!(
-                    "line {line}: expected `key: value`, found `{text}`"
-                ));
+                return Err(at!(line, "expected `key: value`, found `{text}`"));
             }
         };
         if !value.is_empty() && !value.starts_with(' ') {
-            return Err(format!("line {line}: expected a space after `{key}:`"));
+            return Err(at!(line, "expected a space after `{key}:`"));
         }
         Ok((scalar(key, line)?, value.trim().to_owned()))
     }
@@ -469,37 +583,38 @@ mod yaml {
     }
 
     impl Partial {
-        fn set(&mut self, key: &str, value: String, line: usize) -> Result<(), String> {
+        fn set(&mut self, key: &str, value: String, line: usize) -> Result<(), Syntax> {
             let slot = match key {
                 "address" => &mut self.address,
                 "port" => &mut self.port,
                 other => {
-                    return Err(format!(
-                        "line {line}: unknown key `{other}` in an allowlist entry (entries have \
+                    return Err(at!(
+                        line,
+                        "unknown key `{other}` in an allowlist entry (entries have \
                          `address` and `port`)"
                     ));
                 }
             };
             if slot.replace(value).is_some() {
-                return Err(format!("line {line}: `{key}` given twice in one entry"));
+                return Err(at!(line, "`{key}` given twice in one entry"));
             }
             Ok(())
         }
 
-        fn finish(self) -> Result<Entry, String> {
+        fn finish(self) -> Result<Entry, Syntax> {
             let line = self.line;
             let address = self
                 .address
-                .ok_or_else(|| format!("line {line}: the entry has no `address`"))?;
+                .ok_or_else(|| at!(line, "the entry has no `address`"))?;
             let port = self
                 .port
-                .ok_or_else(|| format!("line {line}: the entry has no `port`"))?;
+                .ok_or_else(|| at!(line, "the entry has no `port`"))?;
             let port = port
                 .parse::<u16>()
                 .ok()
                 .filter(|&p| p > 0)
-                .ok_or_else(|| format!("line {line}: port `{port}` is not 1..=65535"))?;
-            let address = Address::parse(&address).map_err(|e| format!("line {line}: {e}"))?;
+                .ok_or_else(|| at!(line, "port `{port}` is not 1..=65535"))?;
+            let address = Address::parse(&address).map_err(|e| at!(line, "{e}"))?;
             Ok(Entry {
                 address,
                 port,
@@ -508,12 +623,12 @@ mod yaml {
         }
     }
 
-    fn flow_map(text: &str, line: usize) -> Result<Entry, String> {
+    fn flow_map(text: &str, line: usize) -> Result<Entry, Syntax> {
         let inner = text
             .trim()
             .strip_prefix('{')
             .and_then(|t| t.strip_suffix('}'))
-            .ok_or_else(|| format!("line {line}: expected `{{address: ..., port: ...}}`"))?;
+            .ok_or_else(|| at!(line, "expected `{{address: ..., port: ...}}`"))?;
         let mut partial = Partial {
             line,
             ..Partial::default()
@@ -528,11 +643,11 @@ mod yaml {
         partial.finish()
     }
 
-    fn flow_list(text: &str, line: usize) -> Result<Vec<Entry>, String> {
+    fn flow_list(text: &str, line: usize) -> Result<Vec<Entry>, Syntax> {
         let inner = text
             .strip_prefix('[')
             .and_then(|t| t.strip_suffix(']'))
-            .ok_or_else(|| format!("line {line}: expected a list `[...]`"))?;
+            .ok_or_else(|| at!(line, "expected a list `[...]`"))?;
         split_top(inner, ',')
             .into_iter()
             .filter(|item| !item.trim().is_empty())
@@ -540,7 +655,7 @@ mod yaml {
             .collect()
     }
 
-    pub(super) fn parse(text: &str) -> Result<Vec<Entry>, String> {
+    pub(super) fn parse(text: &str) -> Result<Vec<Entry>, Syntax> {
         let mut entries = Vec::new();
         let mut seen_key = false;
         let mut in_list = false;
@@ -554,7 +669,7 @@ mod yaml {
                 continue;
             }
             if stripped.contains('\t') {
-                return Err(format!("line {line}: tabs are not YAML indentation"));
+                return Err(at!(line, "tabs are not YAML indentation"));
             }
             let indent = stripped.len() - stripped.trim_start().len();
             let content = stripped.trim_start();
@@ -573,13 +688,14 @@ mod yaml {
                 }
                 let (key, value) = key_value(content, line)?;
                 if key != "allowlist" {
-                    return Err(format!(
-                        "line {line}: unknown top-level key `{key}` (the file has one key, \
+                    return Err(at!(
+                        line,
+                        "unknown top-level key `{key}` (the file has one key, \
                          `allowlist`)"
                     ));
                 }
                 if seen_key {
-                    return Err(format!("line {line}: `allowlist` given twice"));
+                    return Err(at!(line, "`allowlist` given twice"));
                 }
                 seen_key = true;
                 if value.is_empty() {
@@ -592,7 +708,7 @@ mod yaml {
             }
             if dash {
                 if !in_list {
-                    return Err(format!("line {line}: a list item outside `allowlist:`"));
+                    return Err(at!(line, "a list item outside `allowlist:`"));
                 }
                 if let Some((partial, _)) = block.take() {
                     entries.push(partial.finish()?);
@@ -617,14 +733,13 @@ mod yaml {
             }
             // An indented `key: value` continuing a block entry.
             let Some((partial, column)) = block.as_mut() else {
-                return Err(format!(
-                    "line {line}: `{content}` is not inside an allowlist entry"
-                ));
+                return Err(at!(line, "`{content}` is not inside an allowlist entry"));
             };
             match column {
                 Some(c) if *c != indent => {
-                    return Err(format!(
-                        "line {line}: indented {indent} spaces, the entry's keys are at {c}"
+                    return Err(at!(
+                        line,
+                        "indented {indent} spaces, the entry's keys are at {c}"
                     ));
                 }
                 Some(_) => {}
@@ -637,11 +752,12 @@ mod yaml {
             entries.push(partial.finish()?);
         }
         if !seen_key {
-            return Err(
-                "no `allowlist:` key (vsock-proxy's format: `allowlist:` then a list of \
-                        `{address, port}`)"
+            return Err(Syntax {
+                line: 0,
+                problem: "no `allowlist:` key (vsock-proxy's format: `allowlist:` then a list \
+                          of `{address, port}`)"
                     .into(),
-            );
+            });
         }
         Ok(entries)
     }
@@ -741,7 +857,11 @@ allowlist:
         ];
         for (text, needle) in cases {
             let error = Allowlist::parse(text).unwrap_err();
-            assert!(error.contains(needle), "{text:?}: {error}");
+            assert!(
+                matches!(error, AllowlistError::Syntax { path: None, .. }),
+                "{error:?}"
+            );
+            assert!(error.to_string().contains(needle), "{text:?}: {error}");
         }
     }
 

@@ -4,10 +4,9 @@
 //! and the exit status is 2; a connection failure exits 1 with a message on stderr.
 
 use crate::net::Target;
-use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use ccc_sdk::attestation::{self, Algorithm, Policy, RootOfTrust, VerifyOptions};
+use ccc_sdk::attestation::{self, Algorithm, AttestationError, Policy, RootOfTrust, VerifyOptions};
 use ccc_sdk::crypto::AwsLc;
 use ccc_sdk::net::Timeouts;
 use ccc_sdk::secret::SecretBytes;
@@ -15,8 +14,102 @@ use ccc_sdk::time::UnixMillis;
 use enclave::protocol::{Client, Failure, ProtocolError, Request, Response};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// Why `client` could not call the enclave or use its answer (an error frame from the
+/// enclave is not one: it is [`Outcome::Refused`]).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// A command-line value is missing or unusable.
+    Argument {
+        /// The option (`--timeout`, `--expect-pcr 0=..`).
+        argument: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A file could not be read or written.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// `read` or `write`.
+        action: &'static str,
+        /// The OS error.
+        error: io::Error,
+    },
+    /// The enclave could not be reached.
+    Connect {
+        /// Where it was looked for.
+        target: String,
+        /// The failure.
+        error: io::Error,
+    },
+    /// The call broke (I/O or framing).
+    Call {
+        /// The enclave called.
+        target: String,
+        /// The failure.
+        error: ProtocolError,
+    },
+    /// The attestation document does not parse, the root or an expected PCR is unusable, or
+    /// the document did not verify.
+    Attestation {
+        /// What was being done.
+        step: String,
+        /// The SDK's error (it names the failed check).
+        error: AttestationError,
+    },
+    /// The answer could not be written as JSON.
+    Encode(serde_json::Error),
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Argument { argument, problem } => write!(f, "{argument}: {problem}"),
+            Self::File {
+                path,
+                action,
+                error,
+            } => write!(f, "cannot {action} {}: {error}", path.display()),
+            Self::Connect { target, error } => write!(
+                f,
+                "cannot reach the enclave at {target}: {error} (is it running, and is \
+                 --enclave its API address?)"
+            ),
+            Self::Call { target, error } => write!(f, "calling {target}: {error}"),
+            Self::Attestation { step, error } => write!(f, "{step}: {error}"),
+            Self::Encode(error) => write!(f, "encoding the answer as JSON: {error}"),
+        }
+    }
+}
+
+impl core::error::Error for ClientError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::File { error, .. } | Self::Connect { error, .. } => Some(error),
+            Self::Call { error, .. } => Some(error),
+            Self::Attestation { error, .. } => Some(error),
+            Self::Encode(error) => Some(error),
+            Self::Argument { .. } => None,
+        }
+    }
+}
+
+fn argument(argument: impl Into<String>, problem: impl fmt::Display) -> ClientError {
+    ClientError::Argument {
+        argument: argument.into(),
+        problem: problem.to_string(),
+    }
+}
+
+fn attestation_step(step: impl Into<String>) -> impl FnOnce(AttestationError) -> ClientError {
+    let step = step.into();
+    move |error| ClientError::Attestation { step, error }
+}
 
 /// Options of `client`.
 #[derive(Debug, clap::Args)]
@@ -148,13 +241,19 @@ pub enum Outcome {
     Refused(Value),
 }
 
-fn one_of(inline: Option<Vec<u8>>, file: Option<&PathBuf>, what: &str) -> Result<Vec<u8>> {
+fn one_of(
+    inline: Option<Vec<u8>>,
+    file: Option<&PathBuf>,
+    what: &str,
+) -> Result<Vec<u8>, ClientError> {
     match (inline, file) {
         (Some(bytes), _) => Ok(bytes),
-        (None, Some(path)) => {
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
-        }
-        (None, None) => bail!("give the {what} (see --help)"),
+        (None, Some(path)) => std::fs::read(path).map_err(|error| ClientError::File {
+            path: path.clone(),
+            action: "read",
+            error,
+        }),
+        (None, None) => Err(argument(what, "missing (see --help)")),
     }
 }
 
@@ -163,7 +262,7 @@ fn context(pairs: Vec<(String, String)>) -> BTreeMap<String, String> {
 }
 
 /// The request an operation sends (and, for attest, how to check the answer).
-fn request(op: &Op) -> Result<Request> {
+fn request(op: &Op) -> Result<Request, ClientError> {
     Ok(match op {
         Op::Attest {
             nonce, user_data, ..
@@ -215,7 +314,12 @@ fn request(op: &Op) -> Result<Request> {
             message: match (message, message_hex) {
                 (Some(text), _) => text.as_bytes().to_vec(),
                 (None, Some(bytes)) => bytes.0.clone(),
-                (None, None) => bail!("give the message (--message or --message-hex)"),
+                (None, None) => {
+                    return Err(argument(
+                        "message (--message or --message-hex)",
+                        "missing (see --help)",
+                    ));
+                }
             },
             context: context(c.clone()),
         },
@@ -229,8 +333,9 @@ fn attest_summary(
     user_data: Option<&[u8]>,
     root: Option<&str>,
     expect_pcr: &[String],
-) -> Result<Value> {
-    let parsed = attestation::parse(document).context("the document does not parse")?;
+) -> Result<Value, ClientError> {
+    let parsed =
+        attestation::parse(document).map_err(attestation_step("the document does not parse"))?;
     let doc = &parsed.document;
     let pcrs: BTreeMap<String, String> = doc
         .pcrs
@@ -255,9 +360,12 @@ fn attest_summary(
         "aws" => RootOfTrust::AwsNitro,
         "insecure-qemu-unsigned" => RootOfTrust::InsecureQemuUnsigned,
         path => {
-            let pem = std::fs::read_to_string(path)
-                .with_context(|| format!("--root {path}: cannot read the PEM"))?;
-            RootOfTrust::custom_pem(&pem).with_context(|| format!("--root {path}"))?
+            let pem = std::fs::read_to_string(path).map_err(|error| ClientError::File {
+                path: PathBuf::from(path),
+                action: "read the --root PEM",
+                error,
+            })?;
+            RootOfTrust::custom_pem(&pem).map_err(attestation_step(format!("--root {path}")))?
         }
     };
     let mut policy = Policy::new();
@@ -268,15 +376,16 @@ fn attest_summary(
         policy = policy.require_user_data(u);
     }
     for pin in expect_pcr {
+        let option = format!("--expect-pcr {pin}");
         let (index, value) = pin
             .split_once('=')
-            .with_context(|| format!("--expect-pcr {pin}: expected N=HEX"))?;
+            .ok_or_else(|| argument(&option, "expected N=HEX"))?;
         let index: u8 = index
             .parse()
-            .with_context(|| format!("--expect-pcr {pin}: N is not a PCR index"))?;
+            .map_err(|_| argument(&option, "N is not a PCR index"))?;
         policy = policy
             .expect_pcr_hex(index, value)
-            .with_context(|| format!("--expect-pcr {pin}"))?;
+            .map_err(attestation_step(option))?;
     }
     if matches!(root, RootOfTrust::InsecureQemuUnsigned) {
         // QEMU's enclaves are not in debug mode, but nothing in an unsigned document is
@@ -290,7 +399,7 @@ fn attest_summary(
             .with_policy(policy),
         &AwsLc,
     )
-    .context("the attestation document did not verify")?;
+    .map_err(attestation_step("the attestation document did not verify"))?;
     summary["verified"] = json!({
         "trust": format!("{:?}", verified.trust),
         "chain": verified.chain.iter().map(|c| c.subject_cn.clone()).collect::<Vec<_>>(),
@@ -303,12 +412,13 @@ fn attest_summary(
 /// # Errors
 /// The connection failed, the answer was malformed, an input could not be read, or the
 /// attestation document did not verify.
-pub fn run(args: &Args) -> Result<Outcome> {
-    let timeout = Duration::try_from_secs_f64(args.timeout).context("--timeout")?;
+pub fn run(args: &Args) -> Result<Outcome, ClientError> {
+    let timeout =
+        Duration::try_from_secs_f64(args.timeout).map_err(|e| argument("--timeout", e))?;
     let request = request(&args.op)?;
     request
         .check()
-        .map_err(|f| anyhow::anyhow!("{}", f.message))?;
+        .map_err(|f| argument(request.op(), f.message))?;
     let timeouts = Timeouts {
         connect: timeout,
         io: timeout,
@@ -316,16 +426,24 @@ pub fn run(args: &Args) -> Result<Outcome> {
     let stream = args
         .enclave
         .connect(&timeouts)
-        .with_context(|| format!("cannot reach the enclave at {}", args.enclave))?;
+        .map_err(|error| ClientError::Connect {
+            target: args.enclave.to_string(),
+            error,
+        })?;
     let mut client = Client::new(stream);
     let response = match client.call(&request) {
         Ok(response) => response,
         Err(ProtocolError::Refused(failure)) => {
             return Ok(Outcome::Refused(failure_json(&failure)));
         }
-        Err(e) => return Err(e).with_context(|| format!("calling {}", args.enclave)),
+        Err(error) => {
+            return Err(ClientError::Call {
+                target: args.enclave.to_string(),
+                error,
+            });
+        }
     };
-    let mut value = serde_json::to_value(&response).context("encoding the answer")?;
+    let mut value = serde_json::to_value(&response).map_err(ClientError::Encode)?;
     match (&args.op, &response) {
         (
             Op::Attest {
@@ -350,8 +468,11 @@ pub fn run(args: &Args) -> Result<Outcome> {
             },
             Response::Unseal { data },
         ) => {
-            std::fs::write(path, data.expose())
-                .with_context(|| format!("cannot write {}", path.display()))?;
+            std::fs::write(path, data.expose()).map_err(|error| ClientError::File {
+                path: path.clone(),
+                action: "write",
+                error,
+            })?;
             value = json!({"type": "unseal", "bytes": data.len(), "out": path});
         }
         (Op::Hmac { .. }, Response::Hmac { mac }) => {

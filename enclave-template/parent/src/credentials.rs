@@ -6,14 +6,13 @@
 //! The credentials are not what protects the keys: the key policy's attestation conditions
 //! are. They only let the enclave's KMS requests be signed as the parent's role.
 
+use crate::ArgumentError;
 use crate::service::{CONNECTION_STACK, Closer, Services};
 use ccc_sdk::credentials::parent::{self, Environment, Imds, ServeEvent, ServeOptions};
 use ccc_sdk::credentials::{
     Credentials, CredentialsError, CredentialsProvider, CredentialsSource, Refreshing,
 };
 use ccc_sdk::net::Stream;
-use ccc_sdk::time::UnixMillis;
-use serde::Deserialize;
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
@@ -45,17 +44,18 @@ pub enum Source {
 }
 
 impl FromStr for Source {
-    type Err = String;
+    type Err = ArgumentError;
 
-    fn from_str(text: &str) -> Result<Self, String> {
+    fn from_str(text: &str) -> Result<Self, ArgumentError> {
         match text.split_once(':') {
             None if text == "auto" => Ok(Self::Auto),
             None if text == "imds" => Ok(Self::Imds(None)),
             None if text == "environment" => Ok(Self::Environment),
             Some(("imds", url)) => Ok(Self::Imds(Some(url.to_owned()))),
             Some(("file", path)) if !path.is_empty() => Ok(Self::File(PathBuf::from(path))),
-            _ => Err(format!(
-                "`{text}`: expected auto, imds, imds:http://HOST:PORT, environment or file:PATH"
+            _ => Err(ArgumentError::new(
+                text,
+                "auto, imds, imds:http://HOST:PORT, environment or file:PATH",
             )),
         }
     }
@@ -82,17 +82,6 @@ impl Source {
 #[derive(Debug, Clone)]
 pub struct FileSource(pub PathBuf);
 
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct FileCredentials {
-    access_key_id: String,
-    secret_access_key: Zeroizing<String>,
-    #[serde(default)]
-    token: Option<Zeroizing<String>>,
-    #[serde(default)]
-    expiration: Option<String>,
-}
-
 impl CredentialsSource for FileSource {
     fn fetch(&self) -> Result<Credentials, CredentialsError> {
         let malformed = |detail: String| CredentialsError::Malformed {
@@ -106,30 +95,7 @@ impl CredentialsSource for FileSource {
         if text.len() as u64 > MAX_FILE_LEN {
             return Err(malformed(format!("more than {MAX_FILE_LEN} bytes")));
         }
-        // serde_json's messages can quote values; only its position is passed on.
-        let parsed: FileCredentials = serde_json::from_slice(&text).map_err(|e| {
-            malformed(format!(
-                "not IMDS-style credentials JSON (AccessKeyId, SecretAccessKey, Token, \
-                 Expiration) at line {} column {}",
-                e.line(),
-                e.column()
-            ))
-        })?;
-        let credentials = Credentials::new(
-            parsed.access_key_id,
-            parsed.secret_access_key.as_str(),
-            parsed.token.map(|t| t.as_str().to_owned()),
-        )
-        .map_err(|error| CredentialsError::Invalid {
-            from: self.describe(),
-            error,
-        })?;
-        match parsed.expiration {
-            None => Ok(credentials),
-            Some(text) => UnixMillis::parse(&text)
-                .map(|at| credentials.with_expiration(at))
-                .map_err(|_| malformed("Expiration is not an RFC 3339 time".into())),
-        }
+        parent::from_imds_json(&text, &self.describe())
     }
 
     fn describe(&self) -> String {

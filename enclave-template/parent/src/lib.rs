@@ -10,7 +10,39 @@
 //! - [`client`]: calls the enclave's API (`enclave::protocol`) and prints JSON.
 //! - [`net`]: listening on vsock, vhost-device-vsock's Unix sockets or TCP; reaching the
 //!   enclave on each; [`service`]: accept loops, connection tracking, clean shutdown.
-//! - [`sys`]: the few raw system calls (the only `unsafe`).
+//!
+//! The system calls std does not wrap (`poll`, `splice`, `shutdown` on a vsock socket, the
+//! open-files limit) are ccc-sys's; this crate has no `unsafe`.
+
+use std::fmt;
+
+/// A command-line value the parent cannot use (`--listen`, `--route`, `--credentials`,
+/// `--enclave`): what was given and what is expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ArgumentError {
+    /// The value given.
+    pub value: String,
+    /// What is expected there.
+    pub expected: &'static str,
+}
+
+impl ArgumentError {
+    pub(crate) fn new(value: &str, expected: &'static str) -> Self {
+        Self {
+            value: value.to_owned(),
+            expected,
+        }
+    }
+}
+
+impl fmt::Display for ArgumentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}`: expected {}", self.value, self.expected)
+    }
+}
+
+impl core::error::Error for ArgumentError {}
 
 pub mod allowlist;
 pub mod client;
@@ -20,4 +52,3 @@ pub mod net;
 pub mod proxy;
 pub mod relay;
 pub mod service;
-pub mod sys;

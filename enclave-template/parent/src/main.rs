@@ -6,10 +6,10 @@ use anyhow::{Context, Result, bail};
 use ccc_template_parent::allowlist::{Allowlist, Resolver, SystemResolver, TableResolver};
 use ccc_template_parent::client::{self, Outcome};
 use ccc_template_parent::credentials::{self, Source};
+use ccc_template_parent::heartbeat;
 use ccc_template_parent::net::Family;
 use ccc_template_parent::proxy::{Limits, Proxy, Route};
 use ccc_template_parent::service::{Log, Services};
-use ccc_template_parent::{heartbeat, sys};
 use clap::{Parser, Subcommand};
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -198,7 +198,7 @@ fn serve(
     heartbeat: bool,
 ) -> Result<ExitCode> {
     let log = Log::stderr(!listen.quiet);
-    match sys::raise_open_files_limit() {
+    match ccc_sys::process::raise_open_files_limit() {
         Ok((before, after)) if after > before => log.line(format_args!(
             "open-file limit raised from {before} to {after}"
         )),
@@ -227,9 +227,7 @@ fn serve(
                  --route PORT=HOST:PORT or --connect-port PORT"
             );
         }
-        let allowlist = Allowlist::load(&args.allowlist)
-            .map_err(anyhow::Error::msg)
-            .context("the allowlist")?;
+        let allowlist = Allowlist::load(&args.allowlist).context("the allowlist")?;
         let limits = Limits {
             max_connections: args.max_connections.max(1),
             connect_timeout: seconds(args.connect_timeout, "--connect-timeout")?,

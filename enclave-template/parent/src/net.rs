@@ -10,7 +10,7 @@
 //! [`Family`] names a listening transport for every port of a service; [`Target`] names one
 //! enclave endpoint for the `client` command.
 
-use crate::sys;
+use crate::ArgumentError;
 use ccc_sdk::net::vsock::CID_ANY;
 use ccc_sdk::net::{Endpoint, Listener, Stream, Timeouts, VsockAddr, VsockListener, VsockStream};
 use std::fmt;
@@ -40,16 +40,17 @@ pub enum Family {
 }
 
 impl FromStr for Family {
-    type Err = String;
+    type Err = ArgumentError;
 
-    fn from_str(text: &str) -> Result<Self, String> {
+    fn from_str(text: &str) -> Result<Self, ArgumentError> {
         match text.split_once(':') {
             None if text == "vsock" => Ok(Self::Vsock),
             Some(("uds", prefix)) if !prefix.is_empty() => Ok(Self::Uds(PathBuf::from(prefix))),
             Some(("tcp", address)) if !address.is_empty() => Ok(Self::Tcp(address.to_owned())),
-            _ => Err(format!(
-                "`{text}`: expected `vsock` (a Nitro parent), `uds:<vhost-device-vsock \
-                 uds-path>` (QEMU emulation) or `tcp:<address>` (development)"
+            _ => Err(ArgumentError::new(
+                text,
+                "`vsock` (a Nitro parent), `uds:<vhost-device-vsock uds-path>` (QEMU \
+                 emulation) or `tcp:<address>` (development)",
             )),
         }
     }
@@ -95,7 +96,7 @@ impl Family {
                 )
             }
         };
-        sys::set_nonblocking(bound.as_fd())?;
+        ccc_sys::fd::set_nonblocking(bound.as_fd(), true)?;
         Ok(bound)
     }
 }
@@ -232,7 +233,7 @@ impl Conn {
         let _ = match self {
             Self::Tcp(s) => s.shutdown(how),
             Self::Unix(s) => s.shutdown(how),
-            Self::Vsock(f) => sys::shutdown(f.as_fd(), write_only),
+            Self::Vsock(f) => ccc_sys::socket::shutdown(f.as_fd(), how),
         };
     }
 }
@@ -308,24 +309,27 @@ pub enum Target {
 }
 
 impl FromStr for Target {
-    type Err = String;
+    type Err = ArgumentError;
 
-    fn from_str(text: &str) -> Result<Self, String> {
+    fn from_str(text: &str) -> Result<Self, ArgumentError> {
         if let Some(rest) = text.strip_prefix("vhost-uds://") {
+            let bad = || ArgumentError::new(text, "vhost-uds://<uds-path>:<port> (a u32 port)");
             let (path, port) = rest
                 .rsplit_once(':')
                 .filter(|(path, _)| !path.is_empty())
-                .ok_or_else(|| format!("`{text}`: expected vhost-uds://<uds-path>:<port>"))?;
-            let port = port
-                .parse()
-                .map_err(|_| format!("`{text}`: the port is not a u32"))?;
+                .ok_or_else(bad)?;
+            let port = port.parse().map_err(|_| bad())?;
             return Ok(Self::VhostUds {
                 path: PathBuf::from(path),
                 port,
             });
         }
-        text.parse().map(Self::Endpoint).map_err(|e| {
-            format!("{e}; or vhost-uds://<uds-path>:<port> for a QEMU guest (emulation)")
+        text.parse().map(Self::Endpoint).map_err(|_| {
+            ArgumentError::new(
+                text,
+                "vsock://CID:PORT (Nitro), tcp://HOST:PORT, unix:///PATH, or \
+                 vhost-uds://<uds-path>:<port> for a QEMU guest (emulation)",
+            )
         })
     }
 }

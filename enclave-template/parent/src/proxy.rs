@@ -22,6 +22,7 @@
 //! pipe per direction, so they never enter user space), without looking at them (the
 //! enclave's TLS runs end to end).
 
+use crate::ArgumentError;
 use crate::allowlist::{Allowlist, Refusal, Resolver};
 use crate::net::Conn;
 use crate::relay::relay;
@@ -54,11 +55,11 @@ pub struct Route {
 }
 
 impl FromStr for Route {
-    type Err = String;
+    type Err = ArgumentError;
 
     /// `PORT=HOST:PORT` (IPv6 in brackets).
-    fn from_str(text: &str) -> Result<Self, String> {
-        let malformed = || format!("route `{text}`: expected LOCAL_PORT=HOST:PORT");
+    fn from_str(text: &str) -> Result<Self, ArgumentError> {
+        let malformed = || ArgumentError::new(text, "a route LOCAL_PORT=HOST:PORT");
         let (port, destination) = text.split_once('=').ok_or_else(malformed)?;
         let (host, remote_port) = destination.rsplit_once(':').ok_or_else(malformed)?;
         let host = host

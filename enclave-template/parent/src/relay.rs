@@ -17,7 +17,8 @@
 //! `O_NONBLOCK`, the pipes are used with `SPLICE_F_NONBLOCK`), and the only wait is `poll`.
 
 use crate::net::Conn;
-use crate::sys::{self, PollFd};
+use ccc_sys::pipe::{pipe, splice};
+use ccc_sys::poll::{ERROR, Events, HANG_UP, PollFd, READABLE, WRITABLE, poll};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -62,7 +63,7 @@ impl Spool {
 
     /// A pipe instead of the (empty) buffer, if the system gives one.
     fn upgrade(&mut self) {
-        if let Ok((read, write, capacity)) = sys::pipe(PIPE_CAPACITY)
+        if let Ok((read, write, capacity)) = pipe(PIPE_CAPACITY)
             && capacity > 0
         {
             *self = Self::Pipe {
@@ -95,7 +96,7 @@ impl Spool {
                 pending,
                 ..
             } => {
-                let n = sys::splice(from.as_fd(), write.as_fd(), *capacity)?;
+                let n = splice(from.as_fd(), write.as_fd(), *capacity)?;
                 *pending += n;
                 Ok((n, n == *capacity))
             }
@@ -112,7 +113,7 @@ impl Spool {
     fn flush(&mut self, to: &Conn) -> io::Result<usize> {
         match self {
             Self::Pipe { read, pending, .. } => {
-                let n = sys::splice(read.as_fd(), to.as_fd(), *pending)?;
+                let n = splice(read.as_fd(), to.as_fd(), *pending)?;
                 *pending -= n.min(*pending);
                 Ok(n)
             }
@@ -223,7 +224,9 @@ impl<'a> Direction<'a> {
                     self.bulk |= full;
                 }
                 Err(e) if would_block(&e) => break,
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) && self.spool.is_pipe() => {
+                Err(e)
+                    if e.raw_os_error() == Some(ccc_sys::libc::EINVAL) && self.spool.is_pipe() =>
+                {
                     // This descriptor cannot be spliced: back to the buffer, for good.
                     self.splice = false;
                     self.spool = Spool::buffer();
@@ -264,8 +267,8 @@ impl Relayed {
 /// or nothing moves for `idle`. Returns what moved. Both sockets are switched to non-blocking
 /// mode.
 pub fn relay(client: &Conn, upstream: &Conn, idle: Duration) -> Relayed {
-    if sys::set_nonblocking(client.as_fd()).is_err()
-        || sys::set_nonblocking(upstream.as_fd()).is_err()
+    if ccc_sys::fd::set_nonblocking(client.as_fd(), true).is_err()
+        || ccc_sys::fd::set_nonblocking(upstream.as_fd(), true).is_err()
     {
         client.shutdown(false);
         upstream.shutdown(false);
@@ -282,44 +285,42 @@ pub fn relay(client: &Conn, upstream: &Conn, idle: Duration) -> Relayed {
         if up.ended && down.ended {
             break false;
         }
-        let Some(left) = idle.checked_sub(last_progress.elapsed()) else {
-            break true;
-        };
+        // Past the idle deadline there is still one look without waiting: a thread that was
+        // not scheduled for a while must not call a peer silent whose bytes are waiting.
+        let left = idle.saturating_sub(last_progress.elapsed());
         let mut client_events = 0;
         let mut upstream_events = 0;
         if up.wants_read() {
-            client_events |= libc::POLLIN;
+            client_events |= READABLE;
         }
         if up.wants_write() {
-            upstream_events |= libc::POLLOUT;
+            upstream_events |= WRITABLE;
         }
         if down.wants_read() {
-            upstream_events |= libc::POLLIN;
+            upstream_events |= READABLE;
         }
         if down.wants_write() {
-            client_events |= libc::POLLOUT;
+            client_events |= WRITABLE;
         }
         let mut fds = [
-            PollFd {
-                fd: Some(client.as_fd()),
-                events: client_events,
-                revents: 0,
-            },
-            PollFd {
-                fd: Some(upstream.as_fd()),
-                events: upstream_events,
-                revents: 0,
-            },
+            PollFd::new(client.as_fd(), client_events),
+            PollFd::new(upstream.as_fd(), upstream_events),
         ];
-        match sys::poll(&mut fds, left.max(Duration::from_millis(1))) {
+        let wait = if left.is_zero() {
+            Duration::ZERO
+        } else {
+            left.max(Duration::from_millis(1))
+        };
+        match poll(&mut fds, Some(wait)) {
+            Ok(0) if left.is_zero() => break true,
             Ok(0) => continue,
             Ok(_) => {}
             Err(_) => break true,
         }
         let [client_events, upstream_events] = fds.map(|fd| fd.revents);
-        let hangup = libc::POLLHUP | libc::POLLERR;
-        let readable = |events: libc::c_short| events & (libc::POLLIN | hangup) != 0;
-        let writable = |events: libc::c_short| events & (libc::POLLOUT | hangup) != 0;
+        let hangup = HANG_UP | ERROR;
+        let readable = |events: Events| events & (READABLE | hangup) != 0;
+        let writable = |events: Events| events & (WRITABLE | hangup) != 0;
         let up_ready = (up.wants_read() && readable(client_events))
             || (up.wants_write() && writable(upstream_events));
         let down_ready = (down.wants_read() && readable(upstream_events))
@@ -341,6 +342,8 @@ pub fn relay(client: &Conn, upstream: &Conn, idle: Duration) -> Relayed {
         }
         if progress {
             last_progress = Instant::now();
+        } else if left.is_zero() {
+            break true;
         }
     };
     if broken {
@@ -435,6 +438,29 @@ mod tests {
         assert_eq!((relayed.up, relayed.down), (1, 0));
         assert_eq!(client.read(&mut byte).unwrap(), 0);
         assert_eq!(upstream.read(&mut byte).unwrap(), 0);
+    }
+
+    #[test]
+    fn bytes_waiting_past_the_idle_deadline_are_still_relayed() {
+        // As if the relay's thread had not run for longer than `idle`: the deadline (zero) has
+        // passed before its first look, yet a byte is waiting, which is not silence.
+        let (mut client, client_far) = UnixStream::pair().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut upstream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (upstream_far, _) = listener.accept().unwrap();
+        client.write_all(b"x").unwrap();
+        let relayed = relay(
+            &Conn::Unix(client_far),
+            &Conn::Tcp(upstream_far),
+            Duration::ZERO,
+        );
+        assert_eq!((relayed.up, relayed.down), (1, 0));
+        let mut byte = [0u8; 1];
+        upstream.read_exact(&mut byte).unwrap();
+        assert_eq!(&byte, b"x");
+        // Then nothing moved: both sides were ended.
+        assert_eq!(upstream.read(&mut byte).unwrap(), 0);
+        assert_eq!(client.read(&mut byte).unwrap(), 0);
     }
 
     #[test]

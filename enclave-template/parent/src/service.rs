@@ -5,15 +5,14 @@
 //! open then are shut down. A second signal exits at once.
 
 use crate::net::Bound;
-use crate::sys;
 use ccc_sdk::net::Stream;
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -147,7 +146,7 @@ impl Shutdown {
     /// Waits until the signal is given.
     pub fn wait(&self) {
         while !self.is_triggered() {
-            let _ = sys::poll_two(self.0.wake_rx.as_fd(), self.0.wake_rx.as_fd(), None);
+            let _ = readable(self.0.wake_rx.as_fd(), self.0.wake_rx.as_fd());
         }
     }
 }
@@ -165,7 +164,8 @@ struct TrackerState {
 #[derive(Default)]
 pub struct Tracker {
     state: Mutex<TrackerState>,
-    idle: Condvar,
+    /// Notified on every admission and every end.
+    changed: Condvar,
 }
 
 impl fmt::Debug for Tracker {
@@ -196,9 +196,8 @@ impl Drop for Tracked {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         state.open.remove(&self.id);
-        if state.open.is_empty() {
-            self.tracker.idle.notify_all();
-        }
+        // Every change is announced (see `Tracker::wait_until`), not only the last end.
+        self.tracker.changed.notify_all();
     }
 }
 
@@ -224,34 +223,65 @@ impl Tracker {
         let id = state.next;
         state.next += 1;
         state.open.insert(id, closer);
+        self.changed.notify_all();
         Some(Tracked {
             tracker: Arc::clone(self),
             id,
         })
     }
 
+    /// Waits up to `deadline` until `done(connections open)` holds (woken by every admission
+    /// and every end, never by polling) and returns how many are open then, whether or not
+    /// `done` held.
+    pub fn wait_until(&self, deadline: Duration, done: impl Fn(usize) -> bool) -> usize {
+        self.wait_locked(deadline, done).open.len()
+    }
+
     /// Waits up to `deadline` for every connection to end; then shuts the rest down and
     /// returns how many that was.
     pub fn drain(&self, deadline: Duration) -> usize {
-        let until = Instant::now() + deadline;
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        while !state.open.is_empty() {
-            let now = Instant::now();
-            if now >= until {
-                break;
-            }
-            state = self
-                .idle
-                .wait_timeout(state, until - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
+        let state = self.wait_locked(deadline, |open| open == 0);
         let left = state.open.len();
         for closer in state.open.values() {
             closer();
         }
         left
     }
+
+    /// The state, once `done(connections open)` holds or `deadline` has passed.
+    fn wait_locked(
+        &self,
+        deadline: Duration,
+        done: impl Fn(usize) -> bool,
+    ) -> MutexGuard<'_, TrackerState> {
+        let until = Instant::now() + deadline;
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        while !done(state.open.len()) {
+            let now = Instant::now();
+            if now >= until {
+                break;
+            }
+            state = self
+                .changed
+                .wait_timeout(state, until - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        state
+    }
+}
+
+/// Waits until `first` or `second` is readable (or reports an error or hang-up): which of
+/// them are.
+///
+/// # Errors
+/// The `poll` failure.
+fn readable(first: BorrowedFd<'_>, second: BorrowedFd<'_>) -> io::Result<(bool, bool)> {
+    use ccc_sys::poll::{PollFd, READABLE, poll};
+    let mut fds = [PollFd::new(first, READABLE), PollFd::new(second, READABLE)];
+    poll(&mut fds, None)?;
+    let [first, second] = fds.map(|fd| fd.revents != 0);
+    Ok((first, second))
 }
 
 /// Accepts on `listener` until `shutdown` is triggered, handing each connection to
@@ -264,8 +294,9 @@ fn accept_loop(
     handle: &(dyn Fn(Stream) + Send + Sync),
 ) {
     loop {
-        match sys::poll_two(listener.as_fd(), shutdown.0.wake_rx.as_fd(), None) {
-            Ok(ready) if ready.second || shutdown.is_triggered() => return,
+        match readable(listener.as_fd(), shutdown.0.wake_rx.as_fd()) {
+            Ok((_, true)) => return,
+            Ok(_) if shutdown.is_triggered() => return,
             Ok(_) => {}
             Err(e) => {
                 log.line(format_args!(
@@ -285,8 +316,8 @@ fn accept_loop(
                         | io::ErrorKind::ConnectionAborted
                 ) => {}
             Err(e)
-                if e.raw_os_error() == Some(libc::EMFILE)
-                    || e.raw_os_error() == Some(libc::ENFILE) =>
+                if e.raw_os_error() == Some(ccc_sys::libc::EMFILE)
+                    || e.raw_os_error() == Some(ccc_sys::libc::ENFILE) =>
             {
                 // Out of descriptors: wait for connections to end instead of spinning.
                 log.line(format_args!(
@@ -414,6 +445,38 @@ mod tests {
         assert_eq!(closed.load(Ordering::SeqCst), 1);
         drop(b);
         assert_eq!(tracker.drain(Duration::from_secs(5)), 0);
+    }
+
+    #[test]
+    fn a_waiter_sees_admissions_and_ends_from_other_threads() {
+        let tracker = Arc::new(Tracker::default());
+        let noop = || -> Closer { Box::new(|| {}) };
+        let mut held: Vec<Tracked> = (0..3).map(|_| tracker.admit(9, noop()).unwrap()).collect();
+        let kept = held.pop();
+        let ender = std::thread::spawn(move || drop(held));
+        // Two of three end on another thread; the third is still open when the wait returns.
+        assert_eq!(
+            tracker.wait_until(Duration::from_secs(60), |open| open <= 1),
+            1
+        );
+        ender.join().unwrap();
+        let other = Arc::clone(&tracker);
+        let admitter = std::thread::spawn(move || {
+            (0..2)
+                .map(|_| other.admit(9, noop()).unwrap())
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(
+            tracker.wait_until(Duration::from_secs(60), |open| open >= 3),
+            3
+        );
+        drop(admitter.join().unwrap());
+        drop(kept);
+        // A condition that never holds returns at the deadline with the count as it is.
+        assert_eq!(
+            tracker.wait_until(Duration::from_millis(1), |open| open == 5),
+            0
+        );
     }
 
     #[test]

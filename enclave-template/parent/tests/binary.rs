@@ -2,7 +2,10 @@
 //! the proxy, the credentials service and the heartbeat on vhost-device-vsock's socket paths
 //! (`uds:` — QEMU emulation), and stops cleanly on SIGTERM; misconfigurations stop the start
 //! with a message naming the problem.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap, expect or panic is the test failure"
+)]
 
 mod common;
 

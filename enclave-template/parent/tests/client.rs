@@ -3,7 +3,11 @@
 //! loopback): every operation prints its JSON, an error frame exits 2 with its JSON, and the
 //! vhost-device-vsock path (`vhost-uds://`) performs the `CONNECT <port>` / `OK <port>`
 //! handshake before speaking the protocol.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is the test failure"
+)]
 
 mod common;
 

@@ -3,7 +3,11 @@
 //! (`FromParent`, over the vhost-device-vsock socket path): refresh ahead of expiry, caching,
 //! a rotated IMDS token, IMDS outages with and without cached credentials, and credentials
 //! that arrive already expired.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is the test failure"
+)]
 
 mod common;
 

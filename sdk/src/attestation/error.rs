@@ -485,5 +485,4 @@ impl fmt::Display for PolicyError {
     }
 }
 
-#[cfg(feature = "std")]
-impl std::error::Error for AttestationError {}
+impl core::error::Error for AttestationError {}

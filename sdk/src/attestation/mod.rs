@@ -130,23 +130,17 @@ impl RootOfTrust {
     /// [`AttestationError::InvalidInput`] if there is no PEM certificate block, or any error of
     /// [`RootOfTrust::custom`].
     pub fn custom_pem(pem: &str) -> Result<Self, AttestationError> {
-        const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
-        const END: &str = "-----END CERTIFICATE-----";
-        let body = pem
-            .split_once(BEGIN)
-            .and_then(|(_, rest)| rest.split_once(END))
-            .map(|(body, _)| body)
-            .ok_or_else(|| {
-                AttestationError::InvalidInput(
-                    "root is not a PEM certificate (no BEGIN/END CERTIFICATE lines)".into(),
-                )
-            })?;
-        let b64: String = body.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-        use base64::Engine as _;
-        let der = base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .map_err(|e| AttestationError::InvalidInput(alloc::format!("root PEM: {e}")))?;
-        Self::custom(der)
+        use rustls_pki_types::CertificateDer;
+        use rustls_pki_types::pem::{self, PemObject as _};
+        let der = CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| {
+            AttestationError::InvalidInput(match e {
+                pem::Error::NoItemsFound => {
+                    "root is not a PEM certificate (no BEGIN/END CERTIFICATE lines)".into()
+                }
+                other => alloc::format!("root PEM: {other}"),
+            })
+        })?;
+        Self::custom(der.to_vec())
     }
 }
 

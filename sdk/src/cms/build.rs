@@ -71,8 +71,7 @@ impl fmt::Display for BuildError {
     }
 }
 
-#[cfg(feature = "std")]
-impl std::error::Error for BuildError {}
+impl core::error::Error for BuildError {}
 
 /// Builds a `CiphertextForRecipient` for `recipient_spki` with a fresh random content key and
 /// IV (AWS-LC's generator).

@@ -23,7 +23,7 @@
 //! [`CmsError::Decrypt`], and no plaintext (not even part of it) is ever returned with an error.
 
 mod ber;
-#[cfg(feature = "aws-lc")]
+#[cfg(feature = "cms-build")]
 pub mod build;
 
 pub use ber::{BerError, BerProblem, MAX_DEPTH};
@@ -136,8 +136,7 @@ impl fmt::Display for CmsError {
     }
 }
 
-#[cfg(feature = "std")]
-impl std::error::Error for CmsError {}
+impl core::error::Error for CmsError {}
 
 impl From<BerError> for CmsError {
     fn from(e: BerError) -> Self {

@@ -24,7 +24,6 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::format;
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use zeroize::Zeroizing;
@@ -160,14 +159,65 @@ const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
 /// `X-aws-ec2-metadata-token`.
 const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
 
+/// IMDS's role-credentials JSON (other members, `LastUpdated` and `Type`, are ignored).
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct RoleCredentials {
-    code: String,
+    #[serde(default)]
+    code: Option<String>,
     access_key_id: String,
-    secret_access_key: String,
-    token: Option<String>,
+    secret_access_key: Zeroizing<String>,
+    #[serde(default)]
+    token: Option<Zeroizing<String>>,
+    #[serde(default)]
     expiration: Option<String>,
+}
+
+/// Credentials from IMDS's role-credentials JSON, `{"Code":"Success","AccessKeyId":..,
+/// "SecretAccessKey":..,"Token":..,"Expiration":"<RFC 3339>"}`: what IMDS answers, and what
+/// the template's parent reads from a credentials file. `Code`, `Token` and `Expiration` may
+/// be absent; a `Code` other than `Success` is refused. `from` names the source in errors.
+///
+/// # Errors
+/// [`CredentialsError::Malformed`] for JSON of another shape (only the position of the problem
+/// is told: the parser's message could quote the secret), a `Code` other than `Success`, or an
+/// `Expiration` that is not an RFC 3339 time; [`CredentialsError::Invalid`] for values that are
+/// not AWS credentials.
+pub fn from_imds_json(json: &[u8], from: &str) -> Result<Credentials, CredentialsError> {
+    let malformed = |detail: String| CredentialsError::Malformed {
+        from: from.to_owned(),
+        detail,
+    };
+    let parsed: RoleCredentials = serde_json::from_slice(json).map_err(|e| {
+        malformed(format!(
+            "not IMDS role credentials JSON (AccessKeyId, SecretAccessKey, Token, Expiration): \
+             {:?} error at line {} column {}",
+            e.classify(),
+            e.line(),
+            e.column()
+        ))
+    })?;
+    if let Some(code) = parsed.code.filter(|code| code != "Success") {
+        return Err(malformed(format!(
+            "Code {:?}, not \"Success\"",
+            code.chars().take(64).collect::<String>()
+        )));
+    }
+    let credentials = Credentials::new(
+        parsed.access_key_id,
+        parsed.secret_access_key.as_str(),
+        parsed.token.map(|token| token.as_str().to_owned()),
+    )
+    .map_err(|error| CredentialsError::Invalid {
+        from: from.to_owned(),
+        error,
+    })?;
+    match parsed.expiration {
+        None => Ok(credentials),
+        Some(text) => UnixMillis::parse(&text)
+            .map(|at| credentials.with_expiration(at))
+            .map_err(|e| malformed(format!("Expiration {text:?} is not an RFC 3339 time: {e}"))),
+    }
 }
 
 impl Imds {
@@ -365,37 +415,7 @@ impl CredentialsSource for Imds {
         if status != 200 {
             return Err(self.status_error(&path, status));
         }
-        let malformed = |detail: String| CredentialsError::Malformed {
-            from: self.describe(),
-            detail,
-        };
-        // serde_json's message could quote a string value (the secret): position only.
-        let parsed: RoleCredentials = serde_json::from_slice(body.expose()).map_err(|e| {
-            malformed(format!(
-                "{path} is not role credentials JSON (line {} column {}, {:?})",
-                e.line(),
-                e.column(),
-                e.classify()
-            ))
-        })?;
-        let secret = Zeroizing::new(parsed.secret_access_key);
-        if parsed.code != "Success" {
-            return Err(malformed(format!(
-                "{path} answered Code {:?}, not \"Success\"",
-                parsed.code.chars().take(64).collect::<String>()
-            )));
-        }
-        let credentials = Credentials::new(parsed.access_key_id, secret.as_str(), parsed.token)
-            .map_err(|error| CredentialsError::Invalid {
-                from: self.describe(),
-                error,
-            })?;
-        match parsed.expiration {
-            None => Ok(credentials),
-            Some(text) => UnixMillis::parse(&text)
-                .map(|at| credentials.with_expiration(at))
-                .map_err(|e| malformed(format!("Expiration {text:?}: {e}"))),
-        }
+        from_imds_json(body.expose(), &format!("{} ({path})", self.describe()))
     }
 
     fn describe(&self) -> String {
@@ -404,8 +424,8 @@ impl CredentialsSource for Imds {
 }
 
 /// The parent's source: [`Environment`] when `AWS_ACCESS_KEY_ID` is set (development), else
-/// [`Imds`]. The choice is printed to stderr so nobody wonders which credentials the enclave
-/// got.
+/// [`Imds`]. Print its [`CredentialsSource::describe`] so nobody wonders which credentials the
+/// enclave got.
 ///
 /// # Errors
 /// As [`Imds::new`].
@@ -416,7 +436,6 @@ pub fn default_source() -> Result<Box<dyn CredentialsSource>, CredentialsError> 
     } else {
         Box::new(Imds::new()?)
     };
-    std::eprintln!("credentials: serving from {}", source.describe());
     Ok(source)
 }
 
@@ -524,13 +543,6 @@ impl Default for ServeOptions {
 }
 
 impl ServeOptions {
-    /// Logs every event to stderr.
-    #[must_use]
-    pub fn logging_to_stderr(mut self) -> Self {
-        self.log = Some(Arc::new(|event: &ServeEvent<'_>| std::eprintln!("{event}")));
-        self
-    }
-
     fn emit(&self, event: &ServeEvent<'_>) {
         if let Some(log) = &self.log {
             log(event);
@@ -591,15 +603,6 @@ pub fn serve_connection(
     }
 }
 
-/// Decrements the open-connection count when a connection thread ends.
-struct Slot(Arc<AtomicUsize>);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 /// Serves the credentials protocol on `listener`, one thread per connection, until `accept`
 /// fails with something other than an aborted connection or a signal; returns that error.
 /// Run it on a thread of its own.
@@ -609,9 +612,14 @@ impl Drop for Slot {
 /// # use ccc_sdk::net::{VsockAddr, VsockListener, vsock};
 /// # use std::sync::Arc;
 /// let source = parent::default_source().unwrap();
+/// eprintln!("credentials from {}", source.describe());
 /// let provider = Arc::new(Refreshing::new(source));
 /// let listener = VsockListener::bind(VsockAddr::new(vsock::CID_ANY, 8002)).unwrap();
-/// let error = parent::serve(&listener, provider, parent::ServeOptions::default().logging_to_stderr());
+/// let options = parent::ServeOptions {
+///     log: Some(Arc::new(|event: &parent::ServeEvent<'_>| eprintln!("{event}"))),
+///     ..parent::ServeOptions::default()
+/// };
+/// let error = parent::serve(&listener, provider, options);
 /// eprintln!("credentials server stopped: {error}");
 /// ```
 pub fn serve(
@@ -619,44 +627,80 @@ pub fn serve(
     provider: Arc<dyn CredentialsProvider>,
     options: ServeOptions,
 ) -> io::Error {
-    let open = Arc::new(AtomicUsize::new(0));
-    loop {
-        let stream = match listener.accept_stream() {
-            Ok(stream) => stream,
-            Err(error)
-                if matches!(
-                    error.kind(),
-                    io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue;
+    let max_connections = options.max_connections;
+    let turned_away = options.clone();
+    crate::net::accept_loop(
+        listener,
+        max_connections,
+        "ccc-credentials",
+        &|peer| turned_away.emit(&ServeEvent::TooManyConnections { peer }),
+        move |stream, peer| {
+            if let Err(error) = serve_connection(stream, provider.as_ref(), &options) {
+                options.emit(&ServeEvent::ConnectionFailed {
+                    peer,
+                    error: &error,
+                });
             }
-            Err(error) => return error,
-        };
-        if open.fetch_add(1, Ordering::SeqCst) >= options.max_connections {
-            open.fetch_sub(1, Ordering::SeqCst);
-            options.emit(&ServeEvent::TooManyConnections {
-                peer: &stream.describe_peer(),
-            });
-            continue;
-        }
-        let slot = Slot(Arc::clone(&open));
-        let provider = Arc::clone(&provider);
-        let options = options.clone();
-        let spawned = std::thread::Builder::new()
-            .name("ccc-credentials".into())
-            .spawn(move || {
-                let _slot = slot;
-                let peer = stream.describe_peer();
-                if let Err(error) = serve_connection(stream, provider.as_ref(), &options) {
-                    options.emit(&ServeEvent::ConnectionFailed {
-                        peer: &peer,
-                        error: &error,
-                    });
-                }
-            });
-        if let Err(error) = spawned {
-            return error;
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+
+    #[test]
+    fn imds_json_gives_credentials_with_or_without_the_optional_members() {
+        let full = format!(
+            r#"{{"Code":"Success","LastUpdated":"2025-12-31T23:00:00Z","Type":"AWS-HMAC",
+                "AccessKeyId":"ASIAEXAMPLE","SecretAccessKey":"{SECRET}","Token":"tok",
+                "Expiration":"2026-01-01T06:00:00Z"}}"#
+        );
+        let credentials = from_imds_json(full.as_bytes(), "IMDS").unwrap();
+        assert_eq!(credentials.access_key_id(), "ASIAEXAMPLE");
+        assert_eq!(credentials.secret_access_key(), SECRET);
+        assert_eq!(credentials.session_token(), Some("tok"));
+        assert_eq!(
+            credentials.expiration(),
+            Some(UnixMillis::parse("2026-01-01T06:00:00Z").unwrap())
+        );
+        // A file written by hand: no Code, no Token, no Expiration.
+        let bare = format!(r#"{{"AccessKeyId":"AKIAEXAMPLE","SecretAccessKey":"{SECRET}"}}"#);
+        let credentials = from_imds_json(bare.as_bytes(), "a file").unwrap();
+        assert_eq!(
+            (credentials.session_token(), credentials.expiration()),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn bad_imds_json_is_named_and_never_quotes_the_secret() {
+        for (json, needle) in [
+            (
+                format!(r#"{{"AccessKeyId":"A","SecretAccessKey":{{"{SECRET}":1}}}}"#),
+                "not IMDS role credentials JSON",
+            ),
+            (
+                format!(r#"{{"Code":"Failure","AccessKeyId":"A","SecretAccessKey":"{SECRET}"}}"#),
+                r#"Code "Failure", not "Success""#,
+            ),
+            (
+                format!(
+                    r#"{{"AccessKeyId":"A","SecretAccessKey":"{SECRET}","Expiration":"soon"}}"#
+                ),
+                r#"Expiration "soon" is not an RFC 3339 time"#,
+            ),
+        ] {
+            let error = from_imds_json(json.as_bytes(), "the file x.json").unwrap_err();
+            assert!(
+                matches!(&error, CredentialsError::Malformed { from, .. } if from == "the file x.json"),
+                "{error:?}"
+            );
+            let shown = error.to_string();
+            assert!(shown.contains(needle), "{shown}");
+            assert!(!shown.contains(SECRET), "{shown}");
         }
     }
 }

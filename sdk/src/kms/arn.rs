@@ -69,8 +69,7 @@ impl fmt::Display for KeyArnError {
     }
 }
 
-#[cfg(feature = "std")]
-impl std::error::Error for KeyArnError {}
+impl core::error::Error for KeyArnError {}
 
 fn is_lower_hex(text: &str) -> bool {
     text.bytes()

@@ -53,8 +53,8 @@ pub enum Transport {
     /// [`TrustAnchors::AmazonRoots`]).
     Tls(TrustAnchors),
     /// No TLS at all: request and response, credentials' signatures and plaintexts travel in
-    /// clear. Only for the KMS emulator and moto on loopback; the client prints a warning
-    /// when it is built with it.
+    /// clear. Only for the KMS emulator and moto on loopback; every connection says so in
+    /// [`Event::Connected`].
     PlainHttpForEmulator,
 }
 
@@ -192,8 +192,11 @@ pub enum Event<'a> {
     Connected {
         /// Where.
         endpoint: &'a Endpoint,
-        /// The TLS server name, or `None` for plain HTTP.
+        /// The TLS server name, or `None` for plain HTTP
+        /// ([`Transport::PlainHttpForEmulator`]: emulators only).
         tls_server_name: Option<&'a str>,
+        /// TLS trusts a custom CA instead of the Amazon roots (emulators and tests only).
+        custom_ca: bool,
     },
     /// A request was signed and is being sent.
     Sending {
@@ -268,11 +271,26 @@ impl fmt::Display for Event<'_> {
             Self::Connected {
                 endpoint,
                 tls_server_name: Some(name),
+                custom_ca: false,
             } => write!(f, "connected to {endpoint}, TLS as {name}"),
             Self::Connected {
                 endpoint,
+                tls_server_name: Some(name),
+                custom_ca: true,
+            } => write!(
+                f,
+                "connected to {endpoint}, TLS as {name} trusting a CUSTOM CA instead of the \
+                 Amazon roots (emulator or test setup; never for real KMS)"
+            ),
+            Self::Connected {
+                endpoint,
                 tls_server_name: None,
-            } => write!(f, "connected to {endpoint}, PLAIN HTTP (emulator)"),
+                ..
+            } => write!(
+                f,
+                "connected to {endpoint}, PLAIN HTTP (Transport::PlainHttpForEmulator): no \
+                 TLS, requests and answers travel in clear; emulator and moto only"
+            ),
             Self::Sending {
                 operation,
                 attempt,
@@ -323,16 +341,6 @@ impl fmt::Display for Event<'_> {
 pub trait Observer: Send + Sync + fmt::Debug {
     /// One step happened.
     fn event(&self, event: &Event<'_>);
-}
-
-/// Prints every event to stderr as `kms: <event>`.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct StderrObserver;
-
-impl Observer for StderrObserver {
-    fn event(&self, event: &Event<'_>) {
-        std::eprintln!("kms: {event}");
-    }
 }
 
 /// Why a KMS call failed.
@@ -388,8 +396,8 @@ impl fmt::Display for ClientError {
     }
 }
 
-impl std::error::Error for ClientError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+impl core::error::Error for ClientError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         match self {
             Self::Transport(e) => Some(e),
             Self::Kms(e) => Some(e),
@@ -490,8 +498,9 @@ impl fmt::Debug for KmsClient {
 }
 
 impl KmsClient {
-    /// A client for `config`, signing with what `credentials` provides. Prints a warning to
-    /// stderr when `config` asks for plain HTTP or a custom CA.
+    /// A client for `config`, signing with what `credentials` provides. A connection over
+    /// plain HTTP or to a custom CA is reported, loudly, as [`Event::Connected`] to the
+    /// [`Observer`].
     ///
     /// # Errors
     /// [`ClientError::Transport`] with [`TransportError::TlsConfig`] for unusable trust
@@ -501,24 +510,8 @@ impl KmsClient {
         credentials: Arc<dyn CredentialsProvider>,
     ) -> Result<Self, ClientError> {
         let tls = match &config.transport {
-            Transport::Tls(anchors) => {
-                if let TrustAnchors::CustomCaPem(_) = anchors {
-                    std::eprintln!(
-                        "KMS CLIENT: trusting a custom CA instead of the Amazon roots for {} \
-                         (emulator or test setup; never for real KMS)",
-                        config.endpoint
-                    );
-                }
-                Some(TlsConnector::new(anchors)?)
-            }
-            Transport::PlainHttpForEmulator => {
-                std::eprintln!(
-                    "KMS CLIENT: PLAIN HTTP to {} (Transport::PlainHttpForEmulator): no TLS, \
-                     requests and answers travel in clear; emulator and moto only",
-                    config.endpoint
-                );
-                None
-            }
+            Transport::Tls(anchors) => Some(TlsConnector::new(anchors)?),
+            Transport::PlainHttpForEmulator => None,
         };
         Ok(Self {
             host: config.host(),
@@ -786,6 +779,10 @@ impl KmsClient {
         self.emit(&Event::Connected {
             endpoint: &self.config.endpoint,
             tls_server_name: self.tls.as_ref().map(|_| self.host.as_str()),
+            custom_ca: matches!(
+                self.config.transport,
+                Transport::Tls(TrustAnchors::CustomCaPem(_))
+            ),
         });
         Ok(connection)
     }

@@ -394,8 +394,7 @@ impl fmt::Display for KmsError {
     }
 }
 
-#[cfg(feature = "std")]
-impl std::error::Error for KmsError {}
+impl core::error::Error for KmsError {}
 
 impl From<CmsError> for KmsError {
     fn from(e: CmsError) -> Self {
@@ -687,7 +686,7 @@ mod tests {
         ));
     }
 
-    #[cfg(feature = "aws-lc")]
+    #[cfg(feature = "cms-build")]
     #[test]
     fn recipient_responses_open_only_through_the_envelope() {
         use crate::crypto::{AwsLc, AwsLcRsaKey, RsaDecryptionKey};

@@ -144,137 +144,6 @@ string_enum! {
     }
 }
 
-/// Base64 (standard alphabet, padded) serde adapters for blob members.
-mod b64 {
-    use crate::secret::SecretBytes;
-    use alloc::string::String;
-    use alloc::vec::Vec;
-    use base64::Engine as _;
-    use base64::engine::general_purpose::STANDARD;
-    use core::fmt;
-    use serde::de::{self, Visitor};
-    use serde::{Deserializer, Serializer};
-    use zeroize::Zeroize as _;
-
-    struct Base64Visitor;
-
-    impl Visitor<'_> for Base64Visitor {
-        type Value = Vec<u8>;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a standard base64 string")
-        }
-
-        fn visit_str<E: de::Error>(self, text: &str) -> Result<Vec<u8>, E> {
-            STANDARD
-                .decode(text)
-                .map_err(|_| E::custom("a blob is not standard (padded) base64"))
-        }
-
-        fn visit_string<E: de::Error>(self, mut text: String) -> Result<Vec<u8>, E> {
-            let decoded = self.visit_str(&text);
-            text.zeroize();
-            decoded
-        }
-    }
-
-    struct OptionVisitor;
-
-    impl<'de> Visitor<'de> for OptionVisitor {
-        type Value = Option<Vec<u8>>;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("null or a standard base64 string")
-        }
-
-        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-
-        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            d.deserialize_str(Base64Visitor).map(Some)
-        }
-    }
-
-    fn encode_str<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
-        let mut text = STANDARD.encode(bytes);
-        let result = serializer.serialize_str(&text);
-        text.zeroize();
-        result
-    }
-
-    pub(super) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        encode_str(bytes, s)
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        d.deserialize_str(Base64Visitor)
-    }
-
-    pub(super) mod option {
-        use super::*;
-
-        #[allow(clippy::ref_option)]
-        pub(in super::super) fn serialize<S: Serializer>(
-            bytes: &Option<Vec<u8>>,
-            s: S,
-        ) -> Result<S::Ok, S::Error> {
-            match bytes {
-                Some(bytes) => encode_str(bytes, s),
-                None => s.serialize_none(),
-            }
-        }
-
-        pub(in super::super) fn deserialize<'de, D: Deserializer<'de>>(
-            d: D,
-        ) -> Result<Option<Vec<u8>>, D::Error> {
-            d.deserialize_option(OptionVisitor)
-        }
-    }
-
-    pub(super) mod secret {
-        use super::*;
-
-        pub(in super::super) fn serialize<S: Serializer>(
-            bytes: &SecretBytes,
-            s: S,
-        ) -> Result<S::Ok, S::Error> {
-            encode_str(bytes.expose(), s)
-        }
-
-        pub(in super::super) fn deserialize<'de, D: Deserializer<'de>>(
-            d: D,
-        ) -> Result<SecretBytes, D::Error> {
-            d.deserialize_str(Base64Visitor).map(SecretBytes::new)
-        }
-    }
-
-    pub(super) mod secret_option {
-        use super::*;
-
-        #[allow(clippy::ref_option)]
-        pub(in super::super) fn serialize<S: Serializer>(
-            bytes: &Option<SecretBytes>,
-            s: S,
-        ) -> Result<S::Ok, S::Error> {
-            match bytes {
-                Some(bytes) => encode_str(bytes.expose(), s),
-                None => s.serialize_none(),
-            }
-        }
-
-        pub(in super::super) fn deserialize<'de, D: Deserializer<'de>>(
-            d: D,
-        ) -> Result<Option<SecretBytes>, D::Error> {
-            Ok(d.deserialize_option(OptionVisitor)?.map(SecretBytes::new))
-        }
-    }
-}
-
 /// `RecipientInfo`: asks KMS to return the secret encrypted to the RSA key in an attestation
 /// document, in `CiphertextForRecipient`, instead of in plaintext.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -284,7 +153,7 @@ pub struct Recipient {
     pub key_encryption_algorithm: KeyEncryptionAlgorithm,
     /// The NSM attestation document (COSE_Sign1) whose `public_key` is the enclave's RSA-2048
     /// DER SubjectPublicKeyInfo. KMS accepts 1..=262144 bytes.
-    #[serde(with = "b64")]
+    #[serde(with = "crate::blob::bytes")]
     pub attestation_document: Vec<u8>,
 }
 
@@ -326,7 +195,7 @@ macro_rules! kms_request {
 #[serde(rename_all = "PascalCase")]
 pub struct DecryptRequest {
     /// The KMS ciphertext (1..=6144 bytes).
-    #[serde(with = "b64")]
+    #[serde(with = "crate::blob::bytes")]
     pub ciphertext_blob: Vec<u8>,
     /// The encryption context used when encrypting.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -361,7 +230,7 @@ pub struct DecryptResponse {
     /// The plaintext; absent when the request had a `Recipient`.
     #[serde(
         default,
-        with = "b64::secret_option",
+        with = "crate::blob::secret_option",
         skip_serializing_if = "Option::is_none"
     )]
     pub plaintext: Option<SecretBytes>,
@@ -369,7 +238,11 @@ pub struct DecryptResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption_algorithm: Option<EncryptionAlgorithm>,
     /// The plaintext as CMS EnvelopedData for the recipient key (with `Recipient`).
-    #[serde(default, with = "b64::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::blob::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ciphertext_for_recipient: Option<Vec<u8>>,
     /// The key material version used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -385,7 +258,7 @@ pub struct EncryptRequest {
     /// The key id, ARN, alias name or alias ARN.
     pub key_id: String,
     /// The data to encrypt (1..=4096 bytes).
-    #[serde(with = "b64::secret")]
+    #[serde(with = "crate::blob::secret")]
     pub plaintext: SecretBytes,
     /// The encryption context.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -406,7 +279,11 @@ pub struct EncryptRequest {
 #[serde(rename_all = "PascalCase")]
 pub struct EncryptResponse {
     /// The ciphertext.
-    #[serde(default, with = "b64::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::blob::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ciphertext_blob: Option<Vec<u8>>,
     /// The key ARN used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -449,12 +326,16 @@ pub struct GenerateDataKeyRequest {
 #[serde(rename_all = "PascalCase")]
 pub struct GenerateDataKeyResponse {
     /// The data key encrypted under the KMS key (always present).
-    #[serde(default, with = "b64::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::blob::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ciphertext_blob: Option<Vec<u8>>,
     /// The plaintext data key; absent with `Recipient`.
     #[serde(
         default,
-        with = "b64::secret_option",
+        with = "crate::blob::secret_option",
         skip_serializing_if = "Option::is_none"
     )]
     pub plaintext: Option<SecretBytes>,
@@ -462,7 +343,11 @@ pub struct GenerateDataKeyResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
     /// The plaintext data key for the recipient (with `Recipient`).
-    #[serde(default, with = "b64::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::blob::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ciphertext_for_recipient: Option<Vec<u8>>,
     /// The key material version used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -498,12 +383,16 @@ pub struct GenerateRandomResponse {
     /// The random bytes; absent with `Recipient`.
     #[serde(
         default,
-        with = "b64::secret_option",
+        with = "crate::blob::secret_option",
         skip_serializing_if = "Option::is_none"
     )]
     pub plaintext: Option<SecretBytes>,
     /// The random bytes for the recipient (with `Recipient`).
-    #[serde(default, with = "b64::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::blob::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ciphertext_for_recipient: Option<Vec<u8>>,
 }
 
@@ -541,17 +430,25 @@ pub struct GenerateDataKeyPairRequest {
 #[serde(rename_all = "PascalCase")]
 pub struct GenerateDataKeyPairResponse {
     /// The private key encrypted under the KMS key.
-    #[serde(default, with = "b64::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::blob::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub private_key_ciphertext_blob: Option<Vec<u8>>,
     /// The PKCS#8 private key; absent with `Recipient`.
     #[serde(
         default,
-        with = "b64::secret_option",
+        with = "crate::blob::secret_option",
         skip_serializing_if = "Option::is_none"
     )]
     pub private_key_plaintext: Option<SecretBytes>,
     /// The DER SubjectPublicKeyInfo.
-    #[serde(default, with = "b64::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::blob::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub public_key: Option<Vec<u8>>,
     /// The key ARN used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -560,7 +457,11 @@ pub struct GenerateDataKeyPairResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_pair_spec: Option<DataKeyPairSpec>,
     /// The private key for the recipient (with `Recipient`).
-    #[serde(default, with = "b64::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::blob::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ciphertext_for_recipient: Option<Vec<u8>>,
     /// The key material version used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -583,7 +484,7 @@ pub struct DeriveSharedSecretRequest {
     /// Always [`KeyAgreementAlgorithm::Ecdh`].
     pub key_agreement_algorithm: KeyAgreementAlgorithm,
     /// The peer's public key, DER SubjectPublicKeyInfo.
-    #[serde(with = "b64")]
+    #[serde(with = "crate::blob::bytes")]
     pub public_key: Vec<u8>,
     /// Grant tokens.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -606,12 +507,16 @@ pub struct DeriveSharedSecretResponse {
     /// The raw shared secret; absent with `Recipient`.
     #[serde(
         default,
-        with = "b64::secret_option",
+        with = "crate::blob::secret_option",
         skip_serializing_if = "Option::is_none"
     )]
     pub shared_secret: Option<SecretBytes>,
     /// The shared secret for the recipient (with `Recipient`).
-    #[serde(default, with = "b64::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::blob::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ciphertext_for_recipient: Option<Vec<u8>>,
     /// The algorithm used.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,17 +1,20 @@
 //! Byte streams to KMS, the parent and IMDS (feature `std`): where to connect ([`Endpoint`]:
 //! vsock inside the enclave, TCP or a Unix socket for local use), connecting with timeouts
-//! ([`Stream::connect`]), listening ([`Listener`]), and the one error of the transport
-//! boundary ([`TransportError`]), which covers TLS ([`crate::tls`]) and HTTP ([`crate::http`])
-//! failures too.
+//! ([`Stream::connect`]), listening ([`Listener`]) and serving ([`accept_loop`]: one thread
+//! per connection, bounded), and the one error of the transport boundary
+//! ([`TransportError`]), which covers TLS ([`crate::tls`]) and HTTP ([`crate::http`]) failures
+//! too.
 
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
+mod accept;
 pub mod vsock;
 
 use crate::http::HttpError;
+pub use accept::accept_loop;
 use core::fmt;
 use core::str::FromStr;
 use std::io::{self, Read, Write};
@@ -161,7 +164,7 @@ impl Stream {
                     endpoint: endpoint.clone(),
                     timeout: timeouts.connect,
                 }
-            } else if source.raw_os_error() == Some(libc::EAFNOSUPPORT) {
+            } else if source.raw_os_error() == Some(ccc_sys::libc::EAFNOSUPPORT) {
                 TransportError::VsockUnsupported {
                     endpoint: endpoint.clone(),
                 }
@@ -411,7 +414,12 @@ impl TransportError {
         match self {
             Self::Connect { source, .. } => !matches!(
                 source.raw_os_error(),
-                Some(libc::ENODEV | libc::EINVAL | libc::EACCES | libc::EPERM)
+                Some(
+                    ccc_sys::libc::ENODEV
+                        | ccc_sys::libc::EINVAL
+                        | ccc_sys::libc::EACCES
+                        | ccc_sys::libc::EPERM
+                )
             ),
             Self::ConnectTimeout { .. } | Self::Io { .. } | Self::Timeout { .. } => true,
             Self::Http { error, .. } => error.is_transient(),
@@ -449,7 +457,9 @@ impl fmt::Display for TransportError {
             Self::Connect { endpoint, source } => {
                 write!(f, "cannot connect to {endpoint}: {source}; ")?;
                 match endpoint {
-                    Endpoint::Vsock(address) if source.raw_os_error() == Some(libc::ENODEV) => {
+                    Endpoint::Vsock(address)
+                        if source.raw_os_error() == Some(ccc_sys::libc::ENODEV) =>
+                    {
                         write!(
                             f,
                             "no vsock transport reaches CID {} (CID 3 exists only inside a \
@@ -518,8 +528,8 @@ impl fmt::Display for TransportError {
     }
 }
 
-impl std::error::Error for TransportError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+impl core::error::Error for TransportError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         match self {
             Self::Resolve { source, .. }
             | Self::Connect { source, .. }
@@ -532,7 +542,7 @@ impl std::error::Error for TransportError {
 }
 
 #[cfg(test)]
-#[allow(clippy::panic)]
+#[expect(clippy::panic, reason = "test code: a panic is the test failure")]
 mod tests {
     use super::*;
 
@@ -607,7 +617,7 @@ mod tests {
                 assert_eq!(*timeout, Duration::from_millis(300));
             }
             TransportError::Connect { source, .. }
-                if source.raw_os_error() == Some(libc::ENODEV) =>
+                if source.raw_os_error() == Some(ccc_sys::libc::ENODEV) =>
             {
                 assert!(
                     shown.contains("no vsock transport reaches CID 3"),

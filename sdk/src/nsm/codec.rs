@@ -607,8 +607,7 @@ impl fmt::Display for CodecError {
     }
 }
 
-#[cfg(feature = "std")]
-impl std::error::Error for CodecError {}
+impl core::error::Error for CodecError {}
 
 type EncodeResult<'a> =
     Result<&'a mut Encoder<Vec<u8>>, minicbor::encode::Error<core::convert::Infallible>>;

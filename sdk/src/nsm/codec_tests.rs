@@ -1,7 +1,7 @@
 //! Wire-compatibility and robustness tests of the NSM codec against AWS's
 //! `aws-nitro-enclaves-nsm-api` 0.5.2 (serde_cbor), the Linux driver's hard-coded bytes and
 //! QEMU's field order.
-#![allow(clippy::panic)]
+#![expect(clippy::panic, reason = "test code: a panic is the test failure")]
 
 use super::codec::*;
 use alloc::collections::BTreeSet;

@@ -1,8 +1,7 @@
-//! The real NSM: `/dev/nsm` opened as an owned file and driven through the crate's `sys` module.
+//! The real NSM: `/dev/nsm` opened as an owned file and driven through ccc-sys's ioctl.
 
 use super::codec::{REQUEST_MAX, RESPONSE_MAX};
 use super::{NsmError, Transport};
-use crate::sys;
 use alloc::vec;
 use alloc::vec::Vec;
 use std::fs::{File, OpenOptions};
@@ -53,12 +52,12 @@ impl Transport for Device {
             });
         }
         let mut response = vec![0u8; RESPONSE_MAX];
-        match sys::nsm::nsm_raw(self.file.as_fd(), request, &mut response) {
+        match ccc_sys::nsm::raw(self.file.as_fd(), request, &mut response) {
             Ok(len) => {
                 response.truncate(len);
                 Ok(response)
             }
-            Err(error) if error.raw_os_error() == Some(libc::EMSGSIZE) => {
+            Err(error) if error.raw_os_error() == Some(ccc_sys::libc::EMSGSIZE) => {
                 Err(NsmError::RequestTooLarge {
                     size: request.len(),
                     limit: REQUEST_MAX,
@@ -77,7 +76,7 @@ impl Transport for Device {
 }
 
 #[cfg(test)]
-#[allow(clippy::panic)]
+#[expect(clippy::panic, reason = "test code: a panic is the test failure")]
 mod tests {
     use super::*;
     use crate::nsm::Nsm;
@@ -109,7 +108,9 @@ mod tests {
         let device = Device::open_path(Path::new("/dev/null")).unwrap();
         let error = device.exchange(b"\x6bDescribeNSM").unwrap_err();
         match &error {
-            NsmError::Io { source, .. } => assert_eq!(source.raw_os_error(), Some(libc::ENOTTY)),
+            NsmError::Io { source, .. } => {
+                assert_eq!(source.raw_os_error(), Some(ccc_sys::libc::ENOTTY))
+            }
             other => panic!("expected an I/O error, got {other:?}"),
         }
         assert!(
@@ -117,6 +118,12 @@ mod tests {
                 .to_string()
                 .starts_with("ioctl NSM_IOCTL_RAW on /dev/nsm failed")
         );
+    }
+
+    #[test]
+    fn the_codec_limits_are_the_drivers() {
+        assert_eq!(REQUEST_MAX, ccc_sys::nsm::REQUEST_MAX);
+        assert_eq!(RESPONSE_MAX, ccc_sys::nsm::RESPONSE_MAX);
     }
 
     #[test]

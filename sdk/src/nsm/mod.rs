@@ -7,9 +7,10 @@
 //! - [`Nsm::open`] is the real `/dev/nsm` and nothing else. Outside an enclave it fails with
 //!   [`NsmError::DeviceMissing`], whose message says how to select the simulator.
 //! - The simulator (feature `simulator`) is built explicitly with `Nsm::simulator(...)` or
-//!   chosen from configuration with `NsmBackend::Simulator(...)`. It prints a warning on
-//!   stderr the first time one is created in a process, and its attestation documents chain to
-//!   a development root that no production verifier trusts.
+//!   chosen from configuration with `NsmBackend::Simulator(...)`; the application announces
+//!   it (`simulator::ANNOUNCEMENT`). Its attestation documents chain to a development root
+//!   that no production verifier trusts, and its own failures (an expired chain) come back as
+//!   [`NsmError::Simulator`] with the reason.
 //!
 //! # Semantics (Nitro, and the simulator)
 //! 32 PCRs of 48 bytes (SHA-384); PCRs 0..=15 are locked at boot; `ExtendPCR` computes
@@ -431,10 +432,10 @@ impl fmt::Display for NsmError {
     }
 }
 
-#[cfg(feature = "std")]
-impl std::error::Error for NsmError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+impl core::error::Error for NsmError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         match self {
+            #[cfg(feature = "std")]
             Self::Io { source, .. } => Some(source),
             Self::Codec(error) => Some(error),
             #[cfg(feature = "simulator")]

@@ -1,25 +1,21 @@
-//! Shared helpers for the attestation tests: the real vectors from `../shared`, and a builder
+//! Shared helpers for the attestation tests: the real vectors (`tests/vectors`), and a builder
 //! of synthetic documents (signed under an rcgen chain with aws-lc-rs, or QEMU-shaped
 //! unsigned), encoded independently of the SDK with minicbor's encoder.
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::panic)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "helpers shared by several test binaries: each uses part of them, and test code panics on failure"
+)]
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair};
-use base64::Engine as _;
 use ccc_sdk::time::UnixMillis;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
     PKCS_ECDSA_P384_SHA384,
 };
-use std::path::PathBuf;
-
-/// `/work/shared` (or `CCC_SHARED_DIR`): `../shared` relative to the workspace root.
-pub fn shared_dir() -> PathBuf {
-    std::env::var_os("CCC_SHARED_DIR").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
-        PathBuf::from,
-    )
-}
 
 /// One real vector and the facts its README states.
 pub struct Vector {
@@ -99,20 +95,7 @@ pub const VECTORS: &[Vector] = &[
 
 /// Decoded bytes of a vector (`.bin` raw, `.hex`, `.b64`).
 pub fn load(v: &Vector) -> Vec<u8> {
-    let path = shared_dir()
-        .join("nitro-attestation-vectors")
-        .join(v.dir)
-        .join(v.file);
-    let raw = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    if v.file.ends_with(".hex") {
-        hex::decode(raw.trim_ascii()).unwrap()
-    } else if v.file.ends_with(".b64") {
-        base64::engine::general_purpose::STANDARD
-            .decode(raw.trim_ascii())
-            .unwrap()
-    } else {
-        raw
-    }
+    ccc_test_vectors::read_decoded(format!("nitro-attestation-vectors/{}/{}", v.dir, v.file))
 }
 
 pub fn vector(dir: &str) -> (&'static Vector, Vec<u8>) {
@@ -121,10 +104,7 @@ pub fn vector(dir: &str) -> (&'static Vector, Vec<u8>) {
 }
 
 pub fn aws_root_pem() -> String {
-    std::fs::read_to_string(
-        shared_dir().join("nitro-attestation-vectors/aws-nitro-enclaves-root-g1.pem"),
-    )
-    .unwrap()
+    ccc_test_vectors::read_text("nitro-attestation-vectors/aws-nitro-enclaves-root-g1.pem")
 }
 
 pub fn ms(rfc3339: &str) -> UnixMillis {

@@ -3,7 +3,13 @@
 //! operations, and with a `Recipient` parses the attestation document and returns the secret
 //! as a CMS envelope to the document's `public_key` (or, when told to behave like moto, in
 //! plaintext). Canned answers can be queued ahead of the real ones.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "helpers shared by several test binaries: each uses part of them, and test code panics on failure"
+)]
 
 use super::{TestRequest, TestResponse, TestServer};
 use base64::Engine as _;

@@ -18,6 +18,7 @@
 //!   claims more than was checked.
 
 use anyhow::{Context, Result, bail, ensure};
+use ccc_eif::elf::{Elf, SHF_ALLOC, SHT_NOBITS};
 use ccc_eif::{Eif, Measurements, Pcr};
 use std::path::{Path, PathBuf};
 
@@ -515,81 +516,25 @@ pub(crate) fn build_tampered(release: &Release) -> Result<(Subject, Tamper)> {
     Ok((subject, tamper))
 }
 
-/// ELF section flag: occupies memory at run time (System V gABI).
-const SHF_ALLOC: u64 = 0x2;
-/// ELF section type: occupies no file space.
-const SHT_NOBITS: u32 = 8;
-/// Size of an ELF64 section header.
-const ELF64_SHDR_LEN: usize = 64;
-
-fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
-}
-
 /// Changes one byte of a little-endian ELF64 file inside a section that is not loaded at run
 /// time (`.comment` when there is one, else another non-`SHF_ALLOC` section with file
 /// contents other than the section-name table): the program runs exactly as before, only its
-/// bytes — and so its measurement — differ. Layout from the System V gABI: `e_shoff` at 0x28,
-/// `e_shentsize` 0x3A, `e_shnum` 0x3C, `e_shstrndx` 0x3E; a section header holds `sh_name`
-/// (+0), `sh_type` (+4), `sh_flags` (+8), `sh_offset` (+24), `sh_size` (+32).
+/// bytes — and so its measurement — differ. The section headers are read with `ccc_eif::elf`.
 ///
 /// # Errors
 /// Not an ELF64 little-endian file, or no such section.
 pub(crate) fn tamper_elf(bytes: &mut [u8]) -> Result<Tamper> {
-    ensure!(
-        bytes.get(..4) == Some(b"\x7fELF") && bytes.get(4) == Some(&2) && bytes.get(5) == Some(&1),
-        "the application is not a little-endian ELF64 file"
-    );
-    let header = || -> Option<(usize, usize, usize, usize)> {
-        Some((
-            usize::try_from(u64_at(bytes, 0x28)?).ok()?,
-            usize::from(u16_at(bytes, 0x3A)?),
-            usize::from(u16_at(bytes, 0x3C)?),
-            usize::from(u16_at(bytes, 0x3E)?),
-        ))
-    };
-    let (shoff, shentsize, shnum, shstrndx) = header().context("the ELF header is truncated")?;
-    ensure!(
-        shentsize == ELF64_SHDR_LEN && shnum > 0,
-        "the application has no usable section headers (e_shentsize {shentsize}, e_shnum {shnum})"
-    );
-    let section = |index: usize| -> Option<(u32, u32, u64, u64, u64)> {
-        let at = shoff.checked_add(index.checked_mul(ELF64_SHDR_LEN)?)?;
-        Some((
-            u32_at(bytes, at)?,
-            u32_at(bytes, at + 4)?,
-            u64_at(bytes, at + 8)?,
-            u64_at(bytes, at + 24)?,
-            u64_at(bytes, at + 32)?,
-        ))
-    };
-    let (_, _, _, names_offset, names_size) =
-        section(shstrndx).context("the section-name table is outside the file")?;
-    let name_of = |name: u32| -> String {
-        let start = usize::try_from(names_offset.saturating_add(u64::from(name))).unwrap_or(0);
-        let end = usize::try_from(names_offset.saturating_add(names_size)).unwrap_or(0);
-        bytes
-            .get(start..end)
-            .and_then(|s| s.split(|&b| b == 0).next())
-            .map(|s| String::from_utf8_lossy(s).into_owned())
-            .unwrap_or_default()
-    };
-    let mut candidates = Vec::new();
-    for index in 0..shnum {
-        let (name, kind, flags, offset, size) =
-            section(index).context("a section header is outside the file")?;
-        if index != shstrndx && kind != SHT_NOBITS && flags & SHF_ALLOC == 0 && size > 0 {
-            candidates.push((name_of(name), offset, size));
-        }
-    }
+    let elf = Elf::parse(bytes).context("the application")?;
+    let names = elf.section_names_index();
+    let candidates: Vec<(String, u64, u64)> = elf
+        .sections()
+        .context("the application's section headers")?
+        .into_iter()
+        .filter(|s| {
+            s.index != names && s.kind != SHT_NOBITS && s.flags & SHF_ALLOC == 0 && s.size > 0
+        })
+        .map(|s| (s.name, s.offset, s.size))
+        .collect();
     let (name, offset, size) = candidates
         .iter()
         .find(|(name, _, _)| name == ".comment")

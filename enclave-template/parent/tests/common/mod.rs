@@ -5,7 +5,8 @@
     unreachable_pub,
     clippy::unwrap_used,
     clippy::expect_used,
-    clippy::panic
+    clippy::panic,
+    reason = "helpers shared by several test binaries: each uses part of them, and test code panics on failure"
 )]
 
 use std::io::{BufRead, BufReader, Read, Write};

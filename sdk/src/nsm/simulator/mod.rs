@@ -32,7 +32,7 @@ use chain::{Chain, Leaf};
 use core::fmt;
 use core::time::Duration;
 use minicbor::Encoder;
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 
 /// The module id a simulator reports unless configured otherwise; real ones look like
 /// `i-0123456789abcdef0-enc0123456789abcdef`.
@@ -41,7 +41,8 @@ pub const DEFAULT_MODULE_ID: &str = "i-00000000000000000-enc0000000000simulator"
 /// Longest module id accepted (real ones are 39 characters).
 pub const MODULE_ID_MAX: usize = 256;
 
-/// The warning printed once per process when a simulator is created.
+/// The warning an application prints when it selects a simulator (the SDK itself prints
+/// nothing: an application's console is its own).
 pub const ANNOUNCEMENT: &str =
     "NSM SIMULATOR: attestation documents are signed by a development root, not AWS";
 
@@ -165,7 +166,7 @@ impl fmt::Display for SimulatorError {
     }
 }
 
-impl std::error::Error for SimulatorError {}
+impl core::error::Error for SimulatorError {}
 
 /// Mutable NSM state.
 #[derive(Debug)]
@@ -193,8 +194,6 @@ impl fmt::Debug for Simulator {
             .finish_non_exhaustive()
     }
 }
-
-static ANNOUNCED: Once = Once::new();
 
 type BootPcrs = (
     [[u8; PCR_LEN]; PCR_COUNT as usize],
@@ -227,8 +226,8 @@ fn seconds(duration: Duration, what: &'static str) -> Result<u64, SimulatorError
 
 impl Simulator {
     /// Builds a simulator: validates the configuration, generates the development root and
-    /// intermediate, seeds and locks PCRs 0..=15. Prints [`ANNOUNCEMENT`] on stderr the first
-    /// time in a process.
+    /// intermediate, seeds and locks PCRs 0..=15. The caller announces the choice (see
+    /// [`ANNOUNCEMENT`]).
     ///
     /// # Errors
     /// [`SimulatorError`] naming the bad setting, or a crypto failure.
@@ -257,7 +256,6 @@ impl Simulator {
             .ok_or(SimulatorError::Validity("chain end overflows"))?;
         let chain = Arc::new(Chain::generate(not_before, not_after)?);
 
-        ANNOUNCED.call_once(|| std::eprintln!("{ANNOUNCEMENT}"));
         Ok(Self {
             module_id,
             leaf_validity,
@@ -340,13 +338,14 @@ impl Simulator {
         state.clock = clock;
     }
 
-    /// Answers one decoded request, as the NSM would.
-    fn handle(&self, request: Request) -> Response {
+    /// Answers one decoded request, as the NSM would; `Err` when the simulator itself cannot
+    /// (its chain expired, signing failed).
+    fn handle(&self, request: Request) -> Result<Response, SimulatorError> {
         let Ok(mut state) = self.state.lock() else {
-            return Response::Error(ErrorCode::InternalError);
+            return Ok(Response::Error(ErrorCode::InternalError));
         };
         let state = &mut *state;
-        match request {
+        Ok(match request {
             Request::DescribeNsm => Response::DescribeNsm(Description {
                 version_major: 1,
                 version_minor: 0,
@@ -419,22 +418,20 @@ impl Simulator {
                 .into_iter()
                 .any(|(value, limit)| value.is_some_and(|v| v.len() > limit));
                 if too_large {
-                    return Response::Error(ErrorCode::InputTooLarge);
+                    return Ok(Response::Error(ErrorCode::InputTooLarge));
                 }
                 let fields = Optional {
                     public_key: public_key.as_deref(),
                     user_data: user_data.as_deref(),
                     nonce: nonce.as_deref(),
                 };
-                match self.attest(state, &fields) {
-                    Ok(document) => Response::Attestation { document },
-                    Err(error) => {
-                        std::eprintln!("NSM SIMULATOR: attestation failed: {error}");
-                        Response::Error(ErrorCode::InternalError)
-                    }
+                // A failure of the simulator itself (its chain expired, signing failed) is
+                // the caller's to see, with the reason, not an anonymous InternalError.
+                Response::Attestation {
+                    document: self.attest(state, &fields)?,
                 }
             }
-        }
+        })
     }
 
     /// Builds and signs one attestation document.
@@ -499,7 +496,7 @@ impl Transport for Simulator {
         // A request the NSM cannot parse is answered with InvalidOperation (as QEMU's
         // virtio-nsm does).
         let response = match Request::decode(request) {
-            Ok(request) => self.handle(request),
+            Ok(request) => self.handle(request).map_err(NsmError::Simulator)?,
             Err(_) => Response::Error(ErrorCode::InvalidOperation),
         };
         response

@@ -2,7 +2,7 @@
 //! the attestation document's structure checked by independent peers: AWS's
 //! `AttestationDoc::from_binary`/`to_binary`, `serde_cbor` for the COSE envelope, and the
 //! `openssl` command line for the certificate chain and the COSE signature.
-#![allow(clippy::panic)]
+#![expect(clippy::panic, reason = "test code: a panic is the test failure")]
 
 use super::*;
 use crate::nsm::{Nsm, NsmError, PcrState};
@@ -339,11 +339,20 @@ fn leaves_are_renewed_near_expiry_and_an_expired_chain_refuses_to_sign() {
     let renewed = leaf_at(T.0 + 3 * 3_600_000 - 300_000);
     assert_ne!(renewed, first);
     // After the chain's end the simulator refuses to sign rather than emit a document no
-    // verifier could accept.
+    // verifier could accept, and says why.
     simulator.set_clock(Clock::Fixed(UnixMillis(T.0 + 86_400_000)));
-    assert_eq!(
-        nsm_code(nsm.attestation(None, None, None)),
-        ErrorCode::InternalError
+    let error = nsm.attestation(None, None, None).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            NsmError::Simulator(SimulatorError::ChainExpired { not_after })
+                if not_after == T.0 / 1000 + 86_400
+        ),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("create a new simulator"),
+        "{error}"
     );
 }
 
