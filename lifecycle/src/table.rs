@@ -253,6 +253,7 @@ impl Fixture {
             module_id.clone_into(&mut config.module_id);
             config
         };
+        eprintln!("{}", ccc_sdk::nsm::simulator::ANNOUNCEMENT);
         let stand_in = Simulator::new(config("i-0ccc0table0000000-enc0standin0aws"))
             .map_err(|e| emulation("the stand-in AWS root", e))?;
         let development = Simulator::new(config("i-0ccc0table0000000-enc0developer0sim"))
