@@ -780,7 +780,9 @@ fn expected(
     let allows_version = match (&environment.pin, version) {
         (Pin::Pcrs, Some(v)) => environment.allowed_versions.iter().any(|a| a == v),
         // A signer pin admits every image its certificate signed, whatever its version.
-        (Pin::Signer { pcr8, .. }, Some(_)) => version_pcr8 == Some(pcr8.as_str()),
+        (Pin::Signer { pcr8, .. }, Some(_)) => {
+            version_pcr8.is_some_and(|v| pcr8.iter().any(|p| p == v))
+        }
         _ => false,
     };
     match case {
@@ -795,12 +797,13 @@ fn expected(
 fn describe(environment: &Environment) -> String {
     let pin = match &environment.pin {
         Pin::Pcrs => "pins PCR0/1/2 per release".to_owned(),
-        Pin::Signer { pcr8, .. } => {
-            format!(
-                "pins the signer (PCR8 {}...)",
-                pcr8.get(..16).unwrap_or(pcr8)
-            )
-        }
+        Pin::Signer { pcr8, .. } => format!(
+            "pins the signer (PCR8 {})",
+            pcr8.iter()
+                .map(|p| format!("{}...", p.get(..16).unwrap_or(p)))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        ),
         _ => "pins something this tool does not know".to_owned(),
     };
     let mut accepts = Vec::new();

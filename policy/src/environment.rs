@@ -20,7 +20,8 @@
 //!
 //! # with pin = "signer":
 //! # [environments.production.signer]
-//! # pcr8 = "<96 hex>"                 # the signing certificate's measurement
+//! # pcr8 = "<96 hex>"                 # the signing certificate's measurement (a list of two
+//! #                                   # during a rotation: the one in use and its successor)
 //! # pcr3 = "<96 hex>"                 # optional: the parent's IAM role
 //! # pcr4 = "<96 hex>"                 # optional: the parent instance
 //! ```
@@ -43,8 +44,9 @@
 //! - staging and production never accept debug mode, the simulator root or QEMU's unsigned
 //!   documents, and never allow a superseded release;
 //! - every allowed version is in `release/pcr-expectations.json`, once;
-//! - `pin = "signer"` has a `[signer]` table with PCR8, and every allowed release is signed by
-//!   it (its recorded PCR8 is the signer's); `pin = "pcrs"` has none;
+//! - `pin = "signer"` has a `[signer]` table with PCR8 (one certificate, or two while rotating),
+//!   and every allowed release is signed by one of them (its recorded PCR8 is listed);
+//!   `pin = "pcrs"` has none;
 //! - the allowed releases can be told apart by PCR0 (two with one PCR0 are one image).
 
 use crate::check::Options;
@@ -103,8 +105,9 @@ pub enum Pin {
     /// PCR8 of the signing certificate: every image it signs. PCR3 (the parent's role) and
     /// PCR4 (the parent instance) narrow it further when given.
     Signer {
-        /// PCR8, lowercase hex.
-        pcr8: String,
+        /// PCR8, lowercase hex: one certificate, or two while a rotation is under way (the one
+        /// in use and its successor).
+        pcr8: Vec<String>,
         /// PCR3, lowercase hex.
         pcr3: Option<String>,
         /// PCR4, lowercase hex.
@@ -356,9 +359,19 @@ struct EnvironmentToml {
 }
 
 #[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMore {
+    One(String),
+    More(Vec<String>),
+}
+
+/// Most signing certificates an environment pins at once: the one in use and its successor.
+pub const MAX_SIGNERS: usize = 2;
+
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SignerToml {
-    pcr8: String,
+    pcr8: OneOrMore,
     #[serde(default)]
     pcr3: Option<String>,
     #[serde(default)]
@@ -539,7 +552,33 @@ fn validate(
             None
         }
         ("signer", Some(signer)) => {
-            let pcr8 = pcr_value(&mut p, "signer.pcr8", &signer.pcr8);
+            let listed = match signer.pcr8 {
+                OneOrMore::One(one) => vec![one],
+                OneOrMore::More(more) => more,
+            };
+            let mut pcr8 = Some(Vec::new());
+            if listed.is_empty() || listed.len() > MAX_SIGNERS {
+                p.add(
+                    Rule::Pin,
+                    "signer.pcr8",
+                    format!(
+                        "lists {} certificates: pin one, or two while rotating (the one in use \
+                         and its successor)",
+                        listed.len()
+                    ),
+                );
+                pcr8 = None;
+            }
+            for value in &listed {
+                match (pcr_value(&mut p, "signer.pcr8", value), pcr8.as_mut()) {
+                    (Some(v), Some(list)) if !list.contains(&v) => list.push(v),
+                    (Some(_), Some(_)) => {
+                        p.add(Rule::Pin, "signer.pcr8", "lists a certificate twice");
+                        pcr8 = None;
+                    }
+                    _ => pcr8 = None,
+                }
+            }
             // Absent is fine (`Ok(None)`); present must be a measurement.
             let mut optional = |field: &str, value: Option<String>| match value {
                 None => Ok(None),
@@ -651,7 +690,7 @@ fn validate(
             );
         }
         if let Some(Pin::Signer { pcr8, .. }) = &pin
-            && release.pcr8.as_deref() != Some(pcr8.as_str())
+            && !release.pcr8.as_ref().is_some_and(|p| pcr8.contains(p))
         {
             p.add(
                 Rule::UnsignedVersion,
@@ -664,7 +703,8 @@ fn validate(
                     ),
                     Some(other) => format!(
                         "release {version} was signed by another certificate (PCR8 {other}, \
-                         the environment pins {pcr8}): re-sign it or pin that certificate"
+                         the environment pins {}): re-sign it or pin that certificate",
+                        pcr8.join(" and ")
                     ),
                 },
             );
@@ -853,9 +893,16 @@ impl Environment {
                 if let Some(pcr4) = pcr4 {
                     parent.push((4, pcr4));
                 }
-                let mut pcrs = vec![(8, pcr8.as_str())];
-                pcrs.extend(parent.iter().copied());
-                admitted.push(Admitted::new(SetName::Signer, &pcrs).map_err(render)?);
+                for certificate in pcr8 {
+                    let mut pcrs = vec![(8, certificate.as_str())];
+                    pcrs.extend(parent.iter().copied());
+                    let name = if pcr8.len() == 1 {
+                        SetName::Signer
+                    } else {
+                        SetName::SignerOf(certificate.clone())
+                    };
+                    admitted.push(Admitted::new(name, &pcrs).map_err(render)?);
+                }
                 (Lead::Pcr8, parent)
             }
         };
@@ -1169,7 +1216,7 @@ pcr3 = "{pcr3}"
         assert_eq!(
             production.pin,
             Pin::Signer {
-                pcr8: hex_of(0x88),
+                pcr8: vec![hex_of(0x88)],
                 pcr3: Some(hex_of(0x33)),
                 pcr4: None
             }
@@ -1548,5 +1595,78 @@ pcr3 = "{pcr3}"
         assert!(err.contains("no-policy-administrator"), "{err}");
         let err = staging.gate("{}").unwrap_err().to_string();
         assert!(err.contains("invalid key policy"), "{err}");
+    }
+
+    /// A certificate rotation: the environment pins the certificate in use and its successor;
+    /// images signed by either are admitted, by a third are not.
+    #[test]
+    fn a_rotation_pins_two_signers() {
+        let mut e = expectations();
+        e.record(
+            "0.4.0",
+            Release::new(
+                [&hex_of(0x40), &hex_of(0x41), &hex_of(0x42)],
+                Some(&hex_of(0x99)),
+                "2026-12-02T10:00:00Z",
+                &"cd".repeat(20),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let rotating = file()
+            .replace(
+                &format!("pcr8 = \"{}\"", hex_of(0x88)),
+                &format!("pcr8 = [\"{}\", \"{}\"]", hex_of(0x88), hex_of(0x99)),
+            )
+            .replace(
+                "allowed_versions = [\"0.3.0\"]",
+                "allowed_versions = [\"0.3.0\", \"0.4.0\"]",
+            );
+        let environments = Environments::parse(&rotating, &e).unwrap();
+        let production = environments.get("production").unwrap();
+        let rendered = production.render(&e).unwrap();
+        let policy = crate::Policy::parse(&rendered.key_policy).unwrap();
+        let decide = |pcr8: u8| {
+            let mut ctx = RequestContext::new(
+                "arn:aws:sts::333344445555:assumed-role/ccc-parent/i-0",
+                "kms:Decrypt",
+                "*",
+            );
+            ctx.set(&crate::template::pcr_key(8), hex_of(pcr8));
+            ctx.set(&crate::template::pcr_key(3), hex_of(0x33));
+            policy.evaluate(&ctx).decision
+        };
+        assert!(matches!(decide(0x88), Decision::Allow { .. }));
+        assert!(matches!(decide(0x99), Decision::Allow { .. }));
+        assert!(matches!(decide(0x77), Decision::ExplicitDeny { .. }));
+        assert!(
+            rendered
+                .key_policy
+                .contains("EnclaveUseWithSigner 888888888888")
+        );
+        assert!(rendered.iam_policy.contains("EnclaveRandomWithSigner2"));
+        for (pcr8, words) in [
+            (
+                format!(
+                    "[\"{}\", \"{}\", \"{}\"]",
+                    hex_of(0x88),
+                    hex_of(0x99),
+                    hex_of(0x77)
+                ),
+                "lists 3 certificates",
+            ),
+            (
+                format!("[\"{}\", \"{}\"]", hex_of(0x88), hex_of(0x88)),
+                "lists a certificate twice",
+            ),
+            ("[]".to_owned(), "lists 0 certificates"),
+        ] {
+            let text = file().replace(
+                &format!("pcr8 = \"{}\"", hex_of(0x88)),
+                &format!("pcr8 = {pcr8}"),
+            );
+            let err = Environments::parse(&text, &e).unwrap_err().to_string();
+            assert!(err.contains(words), "{words}: {err}");
+        }
     }
 }

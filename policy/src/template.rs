@@ -459,6 +459,9 @@ pub enum SetName {
     Release(String),
     /// Any image signed by the environment's certificate (`EnclaveUseWithSigner`).
     Signer,
+    /// Any image signed by one of the environment's certificates during a rotation, named by
+    /// the start of its PCR8 (`EnclaveUseWithSigner <12 hex digits>`).
+    SignerOf(String),
     /// Debug-mode enclaves: every image PCR zero (`EnclaveUseInDebugMode`, development only).
     DebugMode,
 }
@@ -472,6 +475,7 @@ impl SetName {
             Self::ThisImage => "ThisImage".to_owned(),
             Self::Release(version) => format!("Release {version}"),
             Self::Signer => "Signer".to_owned(),
+            Self::SignerOf(pcr8) => format!("Signer {}", short_pcr(pcr8)),
             Self::DebugMode => "DebugMode".to_owned(),
         }
     }
@@ -483,6 +487,7 @@ impl SetName {
             Self::ThisImage => "EnclaveUseOnlyWithThisImage".to_owned(),
             Self::Release(version) => format!("EnclaveUseWithRelease {version}"),
             Self::Signer => "EnclaveUseWithSigner".to_owned(),
+            Self::SignerOf(pcr8) => format!("EnclaveUseWithSigner {}", short_pcr(pcr8)),
             Self::DebugMode => "EnclaveUseInDebugMode".to_owned(),
         }
     }
@@ -494,9 +499,15 @@ impl fmt::Display for SetName {
             Self::ThisImage => f.write_str("this image"),
             Self::Release(version) => write!(f, "release {version}"),
             Self::Signer => f.write_str("the signer"),
+            Self::SignerOf(pcr8) => write!(f, "the signer with PCR8 {}...", short_pcr(pcr8)),
             Self::DebugMode => f.write_str("debug mode"),
         }
     }
+}
+
+/// The first 12 hex digits of a measurement, to name a set by it.
+fn short_pcr(pcr: &str) -> &str {
+    pcr.get(..12).unwrap_or(pcr)
 }
 
 /// One set of attestation values a key releases secrets to: condition key → lowercase hex.
@@ -853,6 +864,10 @@ pub fn render_iam_policy(spec: &PolicySpec) -> Result<String, TemplateError> {
                 format!("EnclaveRandomWithAllowedImage{n}")
             }
             SetName::Signer => "EnclaveRandomWithSigner".to_owned(),
+            SetName::SignerOf(_) => {
+                n += 1;
+                format!("EnclaveRandomWithSigner{n}")
+            }
             SetName::DebugMode => "EnclaveRandomInDebugMode".to_owned(),
         };
         statement.push(Statement {
