@@ -832,6 +832,51 @@ fn describe(environment: &Environment) -> String {
     )
 }
 
+/// Checks that the EIF at `path` measures as `release` is published (PCR0/1/2, and PCR8 when
+/// either has one), so the table's documents can be seeded from it.
+///
+/// # Errors
+/// [`Error::Input`] naming the PCR that differs, or an unreadable or invalid EIF.
+pub fn check_eif(
+    path: &std::path::Path,
+    expectations: &Expectations,
+    release: &str,
+) -> Result<(), Error> {
+    let bad = |problem: String| Error::Input {
+        option: "--eif",
+        problem,
+    };
+    let eif = ccc_eif::Eif::open(path).map_err(|e| bad(format!("{}: {e}", path.display())))?;
+    let published = expectations
+        .get(release)
+        .ok_or_else(|| bad(format!("release {release} is not published")))?;
+    let m = &eif.measurements;
+    let built = [
+        (0u8, Some(m.pcr0.hex())),
+        (1, Some(m.pcr1.hex())),
+        (2, Some(m.pcr2.hex())),
+        (8, m.pcr8.as_ref().map(ccc_eif::Pcr::hex)),
+    ];
+    for (index, value) in built {
+        let want = published
+            .pcrs()
+            .into_iter()
+            .find(|(i, _)| *i == index)
+            .map(|(_, v)| v.to_owned());
+        if value != want {
+            return Err(bad(format!(
+                "{} is not release {release}: PCR{index} is {} in the image and {} in \
+                 release/pcr-expectations.json; give the release's EIF (or rebuild it: `cargo \
+                 xtask verify-release {release}`)",
+                path.display(),
+                value.as_deref().unwrap_or("absent"),
+                want.as_deref().unwrap_or("absent")
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Runs `environment`'s table for `release` (default: the newest published version) with a
 /// fresh fixture at the current time, and writes it to `out`, with the roots named. Returns
 /// whether every row passes.
@@ -842,6 +887,7 @@ pub fn print(
     paths: &crate::files::Paths,
     environment: &str,
     release: Option<&str>,
+    eif: Option<&std::path::Path>,
     out: &mut dyn std::io::Write,
 ) -> Result<bool, Error> {
     let (expectations, environment) = paths.environment(environment)?;
@@ -869,6 +915,13 @@ pub fn print(
         }),
         Err(e) => format!("on this host: {e}"),
     };
+    let seeded = match eif {
+        None => "release/pcr-expectations.json".to_owned(),
+        Some(path) => {
+            check_eif(path, &expectations, &release)?;
+            format!("{}, equal to release/pcr-expectations.json", path.display())
+        }
+    };
     let fixture = Fixture::new(UnixMillis::now())?;
     let table = fixture.run(&environment, &expectations, &release)?;
     let write = |out: &mut dyn std::io::Write, text: String| {
@@ -880,8 +933,8 @@ pub fn print(
     write(
         out,
         format!(
-            "EMULATION: release {release}'s measurements (release/pcr-expectations.json) seeded \
-             into the NSM simulator, documents and KMS emulators at {}. Real KMS trusts only AWS \
+            "EMULATION: release {release}'s measurements ({seeded}) seeded into the NSM \
+             simulator, documents and KMS emulators at {}. Real KMS trusts only AWS \
              Nitro Enclaves Root G1; here a simulator root stands in for it, and a second one is \
              the development simulator root that only a development environment accepting the \
              simulator trusts. {}.",

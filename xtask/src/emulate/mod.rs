@@ -85,7 +85,9 @@ pub(crate) struct Args {
     /// image, the previous version, a version it does not allow, a debug-mode and a
     /// simulator-signed document (NSM simulator, no QEMU), with `explain` for each. Exit 1
     /// unless every row is as the environment file says and explain agrees.
-    #[arg(long, value_name = "NAME", conflicts_with_all = ["eif", "scenario"])]
+    /// With --eif, the documents are seeded from that image's PCRs (checked to be the
+    /// release's).
+    #[arg(long, value_name = "NAME", conflicts_with = "scenario")]
     env: Option<String>,
 }
 
@@ -117,6 +119,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
             &paths,
             environment,
             args.version.as_deref(),
+            args.eif.as_deref(),
             &mut std::io::stdout(),
         )?;
         anyhow::ensure!(
