@@ -1,38 +1,21 @@
-//! The CI step `policy-check`: every template published from 0.2.0 on (0.1.0's is
-//! superseded; its findings are pinned by a test here), and the templates the release tool
-//! writes today, through the linter; and every environment of `deploy/environments.toml`
-//! rendered, its policies equal to the committed `deploy/policies/<env>/` and
-//! `release/pcr-expectations.json` recording the environments that allow each release.
+//! The CI step `policy-check`: every key-policy and IAM-policy template published from 0.2.0 on
+//! (0.1.0's is superseded; its findings are pinned by a test of `ccc_build::policy`), and the
+//! templates the release tool writes today, through the linter of `policy check`
+//! (`ccc_build::policy`); and every environment of `deploy/environments.toml` rendered, its
+//! policies equal to the committed `deploy/policies/<env>/` and `release/pcr-expectations.json`
+//! recording the environments that allow each release.
 //!
 //! The `cargo xtask policy ...` commands themselves are `ccc_lifecycle::policy`'s.
 
 use anyhow::{Context, Result, ensure};
-use ccc_lifecycle::policy::{check_file as lint_file, check_text as lint_text};
+use ccc_build::policy::{check_file, check_text};
+use ccc_build::release::{self, publish};
 use ccc_policy::Finding;
-use ccc_policy::check::Options;
 use ccc_policy::template::{self, ImagePins, Principals};
 use std::path::Path;
 
-use crate::release::{self, publish};
-
 /// The oldest release whose published templates must pass the linter (0.1.0's predates it).
 pub(crate) const FIRST_CHECKED_RELEASE: &str = "0.2.0";
-
-/// The findings for a policy document's text (production's options).
-///
-/// # Errors
-/// The text is not a policy (the parser's error names the field and the fix).
-pub(crate) fn check_text(text: &str) -> Result<Vec<Finding>> {
-    Ok(lint_text(text, "the policy", Options::default())?)
-}
-
-/// The findings for a policy file (production's options).
-///
-/// # Errors
-/// The file cannot be read or is not a policy.
-pub(crate) fn check_file(path: &Path) -> Result<Vec<Finding>> {
-    Ok(lint_file(path, Options::default())?)
-}
 
 /// The published versions (directories of `release/`), oldest first.
 fn published_versions(root: &Path) -> Result<Vec<String>> {
@@ -78,7 +61,7 @@ pub(crate) fn ci_step() -> Result<()> {
         if publish::version_key(version) < first {
             eprintln!(
                 "policy-check: release {version} predates the linter and is superseded (its \
-                 findings are pinned by the xtask test `release_0_1_0_has_its_known_findings`)"
+                 findings are pinned by the ccc-build test `release_0_1_0_has_its_known_findings`)"
             );
             continue;
         }
@@ -131,62 +114,4 @@ pub(crate) fn ci_step() -> Result<()> {
         paths.expectations.display()
     );
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use ccc_policy::Rule;
-
-    /// Release 0.1.0's key policy is the one issue 10 §2 reviewed: key administration through
-    /// the account root, secrets only implicitly denied, an enclave role that may rewrite the
-    /// policy, and operators able to mint sealed blobs. The linter names each of them; the
-    /// release is superseded (release/pcr-expectations.json says so), not rewritten.
-    #[test]
-    fn release_0_1_0_has_its_known_findings() {
-        let root = crate::workspace_root();
-        let path = root.join("release/0.1.0/kms-policy-template-0.1.0.json");
-        let findings = check_file(&path).unwrap();
-        let rules: Vec<Rule> = findings.iter().map(|f| f.rule).collect();
-        assert_eq!(
-            rules,
-            [
-                Rule::AdminViaAccountRoot,
-                Rule::NoExplicitDeny,
-                Rule::NoExplicitDeny,
-                Rule::NoExplicitDeny,
-                Rule::NoExplicitDeny,
-                Rule::EnclaveCanChangePolicy,
-                Rule::EncryptCanMintSealedBlobs,
-            ],
-            "{findings:#?}"
-        );
-        let lines: Vec<String> = findings.iter().map(ToString::to_string).collect();
-        assert!(lines[0].starts_with(
-            "finding: admin-via-account-root: Statement[0] \"KeyAdministrationByTheAccount\": \
-             allows kms:PutKeyPolicy to arn:aws:iam::ACCOUNT:root"
-        ));
-        for (line, what) in lines[1..5].iter().zip([
-            "without attestation",
-            "with another kms:RecipientAttestation:ImageSha384",
-            "with another kms:RecipientAttestation:PCR1",
-            "with another kms:RecipientAttestation:PCR2",
-        ]) {
-            assert!(
-                line.starts_with(&format!(
-                    "finding: no-explicit-deny: (policy): a request {what} is not explicitly \
-                     denied"
-                )),
-                "{line}"
-            );
-        }
-        assert!(
-            lines[5].contains("arn:aws:iam::ACCOUNT:role/ROLE is not explicitly denied"),
-            "{}",
-            lines[5]
-        );
-        // Its IAM template only grants GenerateRandom under the pins: nothing to report.
-        let iam = check_file(&root.join("release/0.1.0/iam-policy-template-0.1.0.json")).unwrap();
-        assert!(iam.is_empty(), "{iam:#?}");
-    }
 }
