@@ -64,7 +64,7 @@ impl fmt::Display for Error {
             | Self::Invalid { problem } => f.write_str(problem),
             Self::Failed { checks } => write!(
                 f,
-                "{} check(s) failed: {} (the transcript above shows the console and each step)",
+                "{} check(s) failed: {} (the transcript or table above shows each step)",
                 checks.len(),
                 checks.join("; ")
             ),
