@@ -77,7 +77,9 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Build(e) => Some(e),
-            Self::Environments(e) => Some(e),
+            // Its Display is this error's whole message: as a source too, a chain printer
+            // (`{:#}`) would print it twice.
+            Self::Environments(_) => None,
             _ => None,
         }
     }
