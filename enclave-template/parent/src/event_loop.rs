@@ -43,7 +43,7 @@
 
 use crate::allowlist::{Allowlist, Refusal, Resolver};
 use crate::net::Conn;
-use crate::proxy::{Destination, Limits, Stats, parse_connect_head, response};
+use crate::proxy::{Active, Destination, Limits, Stats, parse_connect_head, response};
 use crate::relay::{Ready, Relay};
 use crate::service::{Log, Shutdown, Tracked};
 use ccc_sys::epoll::{EDGE, Epoll, Events, READABLE, WRITABLE};
@@ -57,7 +57,7 @@ use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 /// Most resolver threads at once. Each blocks in `getaddrinfo` for one connection; past this
@@ -91,11 +91,25 @@ enum Side {
 /// What the proxy's loops share: the rules and where to report.
 #[derive(Debug)]
 pub(crate) struct Context {
-    pub(crate) allowlist: Allowlist,
+    /// Swapped whole by [`crate::proxy::Proxy::reload`] (SIGHUP); each connection reads it
+    /// once, at admission.
+    pub(crate) allowlist: RwLock<Arc<Allowlist>>,
     pub(crate) resolver: Arc<dyn Resolver>,
     pub(crate) limits: Limits,
     pub(crate) log: Log,
     pub(crate) stats: Arc<Stats>,
+}
+
+impl Context {
+    /// The allowlist in force now.
+    pub(crate) fn allowlist(&self) -> Arc<Allowlist> {
+        Arc::clone(
+            &self
+                .allowlist
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
 }
 
 /// What reaches a loop from other threads.
@@ -118,6 +132,8 @@ pub(crate) struct Adopted {
     pub(crate) peer: String,
     pub(crate) destination: Destination,
     pub(crate) tracked: Tracked,
+    /// Counted in [`Stats::active`] until the connection ends.
+    pub(crate) active: Active,
 }
 
 /// How other threads reach one loop.
@@ -261,6 +277,8 @@ struct Connection {
     armed: Option<Instant>,
     /// Queued in `again`.
     queued: bool,
+    /// Counted in [`Stats::active`] until dropped.
+    _active: Active,
     /// Ends the tracking when dropped (last: after the counters and the log line).
     _tracked: Tracked,
 }
@@ -375,6 +393,7 @@ impl Loop {
             peer,
             destination,
             tracked,
+            active,
         } = adopted;
         if let Err(e) = self.epoll.add(
             client.as_fd(),
@@ -408,6 +427,7 @@ impl Loop {
             active_at: now,
             armed: None,
             queued: false,
+            _active: active,
             _tracked: tracked,
         };
         self.connections.insert(id, connection);
@@ -422,7 +442,7 @@ impl Loop {
     /// Decides on the loop when no name must be resolved; otherwise asks a resolver thread.
     fn admit(&mut self, id: u64, host: &str, port: u16, early: Vec<u8>, now: Instant) {
         let offline = Offline::default();
-        let verdict = self.context.allowlist.admit(host, port, &offline);
+        let verdict = self.context.allowlist().admit(host, port, &offline);
         if offline.asked.load(Ordering::Relaxed) {
             if let Some(connection) = self.connections.get_mut(&id) {
                 connection.state = State::Admitting { early };
@@ -914,7 +934,10 @@ impl Loop {
                 upstream.shutdown(false);
             }
             let (up, down) = relay.moved();
-            self.context.stats.completed.fetch_add(1, Ordering::Relaxed);
+            let stats = &self.context.stats;
+            stats.completed.fetch_add(1, Ordering::Relaxed);
+            stats.bytes_up.fetch_add(up, Ordering::Relaxed);
+            stats.bytes_down.fetch_add(down, Ordering::Relaxed);
             if self.context.log.connections {
                 self.context.log.line(format_args!(
                     "proxy {}: {} closed after {:.1?}: {up} bytes up, {down} bytes down",
@@ -1007,7 +1030,7 @@ impl Resolvers {
                 drop(queue);
                 let verdict =
                     context
-                        .allowlist
+                        .allowlist()
                         .admit(&job.host, job.port, context.resolver.as_ref());
                 job.loop_handle.send(Message::Admitted {
                     id: job.id,

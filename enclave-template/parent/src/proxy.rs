@@ -25,7 +25,7 @@
 //! (the enclave's TLS runs end to end).
 
 use crate::ArgumentError;
-use crate::allowlist::{Allowlist, Refusal, Resolver};
+use crate::allowlist::{Allowlist, AllowlistError, Refusal, Resolver};
 use crate::event_loop::{Adopted, Context, Handle};
 use crate::net::Conn;
 use crate::service::{Closer, Services, Shutdown, Tracker};
@@ -33,9 +33,10 @@ use ccc_sdk::net::Stream;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 /// Largest CONNECT request head read (RFC 9110 sets no limit; a CONNECT carries a host
@@ -124,7 +125,9 @@ impl Limits {
     }
 }
 
-/// Counters, for logs and tests.
+/// Counters, for the metrics endpoint (`crate::metrics`), logs and tests. The proxy updates
+/// them at fixed points: accept, refusal, upstream failure, admission and end of a
+/// connection, bytes relayed.
 #[derive(Debug, Default)]
 pub struct Stats {
     /// Connections accepted.
@@ -137,6 +140,29 @@ pub struct Stats {
     pub upstream_failed: AtomicU64,
     /// Connections that were proxied and ended.
     pub completed: AtomicU64,
+    /// Connections admitted and not yet ended.
+    pub active: AtomicU64,
+    /// Bytes relayed from the enclave to the destination (counted when a connection ends).
+    pub bytes_up: AtomicU64,
+    /// Bytes relayed from the destination to the enclave (counted when a connection ends).
+    pub bytes_down: AtomicU64,
+}
+
+/// One admitted connection in [`Stats::active`]; the count drops when it is dropped.
+#[derive(Debug)]
+pub(crate) struct Active(Arc<Stats>);
+
+impl Active {
+    pub(crate) fn new(stats: &Arc<Stats>) -> Self {
+        stats.active.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(stats))
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The proxy's shared state.
@@ -169,13 +195,15 @@ impl Proxy {
         limits: Limits,
         services: &Services,
     ) -> Arc<Self> {
+        let stats = Arc::new(Stats::default());
+        services.metrics().watch_proxy(Arc::clone(&stats));
         Arc::new(Self {
             context: Arc::new(Context {
-                allowlist,
+                allowlist: RwLock::new(Arc::new(allowlist)),
                 resolver,
                 limits,
                 log: services.log().clone(),
-                stats: Arc::new(Stats::default()),
+                stats,
             }),
             tracker: Arc::clone(services.tracker()),
             shutdown: services.shutdown().clone(),
@@ -190,12 +218,38 @@ impl Proxy {
         &self.context.stats
     }
 
+    /// The allowlist in force.
+    #[must_use]
+    pub fn allowlist(&self) -> Arc<Allowlist> {
+        self.context.allowlist()
+    }
+
+    /// Reads the allowlist at `path` again and, if it is usable, makes it the one every new
+    /// connection is checked against (connections already relaying keep going). A file that
+    /// cannot be read or parsed changes nothing: the previous allowlist stays in force.
+    /// Returns the entry counts before and after.
+    ///
+    /// # Errors
+    /// The [`AllowlistError`] of the new file; the old allowlist is kept.
+    pub fn reload(&self, path: &Path) -> Result<(usize, usize), AllowlistError> {
+        let fresh = Allowlist::load(path)?;
+        let after = fresh.entries().len();
+        let mut current = self
+            .context
+            .allowlist
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let before = current.entries().len();
+        *current = Arc::new(fresh);
+        Ok((before, after))
+    }
+
     /// Checks `route` against the allowlist now (at start).
     ///
     /// # Errors
     /// The refusal.
     pub fn check_route(&self, route: &Route) -> Result<Vec<SocketAddr>, Refusal> {
-        self.context.allowlist.admit(
+        self.context.allowlist().admit(
             &route.host,
             route.remote_port,
             self.context.resolver.as_ref(),
@@ -295,6 +349,7 @@ impl Proxy {
             peer,
             destination,
             tracked,
+            active: Active::new(&self.context.stats),
         });
     }
 }
