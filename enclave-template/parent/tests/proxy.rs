@@ -1116,3 +1116,39 @@ fn short_connections_from_many_clients_at_once_are_all_served_by_one_loop_thread
     );
     assert_eq!(running.stop(), 0);
 }
+
+#[test]
+fn the_metrics_counters_follow_connections_on_the_loop() {
+    let echo = echo_server();
+    let running = Running::start(
+        &format!(
+            "allowlist:\n- {{address: 127.0.0.1, port: {}}}\n",
+            echo.port()
+        ),
+        Arc::new(TableResolver::default()),
+        one_loop(Limits::default()),
+        &[("127.0.0.1", echo.port())],
+        false,
+        Duration::ZERO,
+    );
+    let stats = Arc::clone(running.proxy.stats());
+    let mut client = connect(running.routes[0]);
+    let data = pseudo_random(100_000);
+    let mut writer = client.try_clone().unwrap();
+    let sent = data.clone();
+    let writing = std::thread::spawn(move || writer.write_all(&sent).unwrap());
+    let mut back = vec![0u8; data.len()];
+    client.read_exact(&mut back).unwrap();
+    writing.join().unwrap();
+    assert!(back == data, "the echoed bytes differ");
+    // While it is open it counts as active.
+    assert_eq!(stats.active.load(Ordering::Relaxed), 1);
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    assert!(read_all(&mut client).is_empty());
+    assert_eq!(running.tracker.wait_until(WAIT, |open| open == 0), 0);
+    assert_eq!(stats.active.load(Ordering::Relaxed), 0);
+    assert_eq!(stats.completed.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.bytes_up.load(Ordering::Relaxed), data.len() as u64);
+    assert_eq!(stats.bytes_down.load(Ordering::Relaxed), data.len() as u64);
+    assert_eq!(running.stop(), 0);
+}
