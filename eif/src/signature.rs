@@ -125,7 +125,7 @@ impl SignatureSection {
         at: Option<UnixMillis>,
     ) -> Result<SignatureCheck, SignatureCheckError> {
         let certificate = SigningCertificate::parse(&self.certificate_der)
-            .map_err(SignatureCheckError::Certificate)?;
+            .map_err(|e| SignatureCheckError::Certificate(e.to_string()))?;
         let key = certificate
             .p384_key
             .as_deref()

@@ -42,8 +42,13 @@ impl SigningCertificate {
     /// Parses a DER certificate.
     ///
     /// # Errors
-    /// The reason, with the byte offset when the DER itself is malformed.
-    pub fn parse(der: &[u8]) -> Result<Self, String> {
+    /// [`CertificateError`]: the reason, with the byte offset when the DER itself is
+    /// malformed.
+    pub fn parse(der: &[u8]) -> Result<Self, CertificateError> {
+        Self::parse_inner(der).map_err(|reason| CertificateError { reason })
+    }
+
+    fn parse_inner(der: &[u8]) -> Result<Self, String> {
         let describe = |e: DerError| format!("the signing certificate's DER: {e}");
         let mut outer = Reader::new(der);
         let cert = outer.read(tag::SEQUENCE).map_err(describe)?;
@@ -97,6 +102,27 @@ impl SigningCertificate {
         })
     }
 }
+
+/// A signing certificate that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CertificateError {
+    /// What is wrong (with the DER offset when the encoding is at fault).
+    pub reason: String,
+}
+
+impl std::fmt::Display for CertificateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cannot read the signing certificate: {}; pass a DER X.509 certificate in PEM \
+             (`openssl x509 -in CERT.pem -noout -text` shows what it holds)",
+            self.reason
+        )
+    }
+}
+
+impl std::error::Error for CertificateError {}
 
 fn algorithm_oid<'a>(r: &mut Reader<'a>) -> Result<&'a [u8], DerError> {
     let alg = r.read(tag::SEQUENCE)?;

@@ -82,7 +82,7 @@ impl Signer {
             .map_err(|e| Error::invalid("--sign-key and --sign-cert", e.to_string()))?;
         let certificate =
             ccc_eif::x509::SigningCertificate::parse(ccc_eif::PcrSigner::certificate_der(&signer))
-                .map_err(|e| Error::invalid("--sign-cert", e))?;
+                .map_err(|e| Error::invalid("--sign-cert", e.to_string()))?;
         ensure!(
             certificate.not_before <= at && at <= certificate.not_after,
             Error::invalid(
