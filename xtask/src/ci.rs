@@ -145,6 +145,12 @@ fn steps() -> Vec<Step> {
             run: |_| crate::policy::ci_step(),
         },
         Step {
+            // deploy/alarms.yaml through AWS's CloudFormation linter (installed from PyPI into
+            // target/tools on a first run).
+            name: "cfn-lint",
+            run: |_| crate::cfn_lint::ci_step(),
+        },
+        Step {
             name: "init-static",
             run: |_| {
                 let path = ccc_build::init::build(&crate::workspace_root())?;

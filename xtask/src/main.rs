@@ -7,6 +7,7 @@
 //! interpolated into a shell string).
 
 mod bench_boot;
+mod cfn_lint;
 mod ci;
 mod cms;
 mod fuzz;
