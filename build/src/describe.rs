@@ -5,33 +5,54 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use ccc_sdk::time::UnixMillis;
 
 /// Options of `describe-eif`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The .eif file.
     pub path: PathBuf,
+    /// Check a signed image's certificate validity at this instant (RFC 3339, e.g.
+    /// 2027-01-01T00:00:00Z) instead of now.
+    #[arg(long, value_name = "TIME", value_parser = parse_at)]
+    pub at: Option<UnixMillis>,
 }
 
-/// Reads, validates and describes the EIF at `path`.
+/// Parses `--at` (RFC 3339).
 ///
 /// # Errors
-/// When the file cannot be read or is not a valid EIF; the message gives the byte offset
-/// and the check that failed.
-pub fn describe(path: &Path) -> Result<String> {
+/// The time parser's reason.
+pub fn parse_at(text: &str) -> std::result::Result<UnixMillis, String> {
+    UnixMillis::parse(text).map_err(|e| format!("{e} (e.g. 2027-01-01T00:00:00Z)"))
+}
+
+/// Reads, validates and describes the EIF at `path`; a signed image's signature is verified
+/// and its certificate checked at `at`.
+///
+/// # Errors
+/// When the file cannot be read or is not a valid EIF (the message gives the byte offset and
+/// the check that failed), or its signature does not verify ([`Error::Signature`]).
+pub fn describe(path: &Path, at: UnixMillis) -> Result<String> {
     let eif = ccc_eif::Eif::open(path).map_err(|source| Error::Eif {
         path: path.to_path_buf(),
         source,
     })?;
-    Ok(eif.describe_json())
+    let describe = eif.describe_at(at).map_err(|source| Error::Signature {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(describe.to_json())
 }
 
-/// Prints [`describe`]'s JSON on stdout.
+/// Prints [`describe`]'s JSON on stdout (the time is `--at` or now).
 ///
 /// # Errors
 /// As [`describe`].
 pub fn run(args: &Args) -> Result<()> {
-    println!("{}", describe(&args.path)?);
+    println!(
+        "{}",
+        describe(&args.path, args.at.unwrap_or_else(UnixMillis::now))?
+    );
     Ok(())
 }
 
@@ -61,7 +82,7 @@ mod tests {
             .ramdisk(&ramdisk)
             .write_file(&path)
             .unwrap();
-        let json = describe(&path).unwrap();
+        let json = describe(&path, UnixMillis(0)).unwrap();
         let keys: Vec<&str> = json
             .lines()
             .filter_map(|l| l.strip_prefix("  \"").and_then(|l| l.split('"').next()))
@@ -107,7 +128,7 @@ mod tests {
         let mut bytes = vec![0u8; 600];
         bytes[..6].copy_from_slice(b".eif\x00\x09");
         std::fs::write(&path, &bytes).unwrap();
-        let err = describe(&path).unwrap_err().to_string();
+        let err = describe(&path, UnixMillis(0)).unwrap_err().to_string();
         assert!(err.contains("invalid EIF at byte 4"), "{err}");
         assert!(err.contains("version"), "{err}");
     }

@@ -76,6 +76,14 @@ pub enum Error {
         /// The reader's error (with the byte offset).
         source: ccc_eif::EifError,
     },
+    /// A signed enclave image's signature or certificate does not verify (or a signed
+    /// release's image is not signed).
+    Signature {
+        /// The file.
+        path: PathBuf,
+        /// The failed check.
+        source: ccc_eif::SignatureCheckError,
+    },
     /// An enclave image or ramdisk could not be assembled.
     Assemble {
         /// What was being assembled.
@@ -128,6 +136,7 @@ impl fmt::Display for Error {
             Self::Eif { path, source } => {
                 write!(f, "{} is not a valid EIF: {source}", path.display())
             }
+            Self::Signature { path, source } => write!(f, "{}: {source}", path.display()),
             Self::Assemble { what, problem } => write!(f, "cannot assemble {what}: {problem}"),
             Self::Attestation { problem } => {
                 write!(f, "the attestation document does not verify: {problem}")

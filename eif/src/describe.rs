@@ -11,19 +11,35 @@
 //!   "Metadata": { "BuildTime", "BuildTool", "BuildToolVersion", "OperatingSystem",
 //!                 "KernelVersion", "DockerInfo", <CustomMetadata keys, flattened> } }
 //! ```
+//! Checked against aws-nitro-enclaves-cli `src/common/json_output.rs` (`EifDescribeInfo`,
+//! `MetadataDescribeInfo`; blob 39840382236 of the stored index, the version that flattens
+//! `CustomMetadata`) and aws-nitro-enclaves-image-format 0.8.1 `src/utils/eif_reader.rs`
+//! (`SignCertificateInfo`, `get_certificate_info`). Signed images add, in nitro-cli's order,
+//! `"SigningCertificate": {"IssuerName": {..}, "Algorithm", "NotBefore", "NotAfter",
+//! "Signature"}` after `IsSigned` and `"SignatureCheck": true` after `CheckCRC`
+//! (see [`crate::x509`] for the string forms). The golden shape test is
+//! `describe_has_nitro_clis_keys_and_types` in `eif/tests/peer_aws.rs`.
+//!
 //! Differences from nitro-cli, on purpose:
 //! - `HashAlgorithm` is a fixed string ([`crate::Measurements::HASH_ALGORITHM`]); nitro-cli prints
 //!   a `Debug` string that varies with its sha2 version.
-//! - `CheckCRC` is always `true`: a CRC mismatch is an error here, not a flag.
-//! - Signed images: nitro-cli adds `SigningCertificate` (issuer, validity, ...) and
-//!   `SignatureCheck` (COSE verification). This crate does not parse X.509 or verify the
-//!   COSE signature, so those keys are absent; `IsSigned` and `PCR8` are present.
+//! - `CheckCRC` is `true` whenever anything is printed: the reader computes the CRC and refuses
+//!   an image whose CRC does not match (nitro-cli prints `false` and carries on).
+//! - `SignatureCheck`: nitro-cli verifies the COSE signature and compares its payload with
+//!   PCR0, printing `false` on a payload mismatch and failing on a bad signature. Here
+//!   [`Eif::describe_at`] fails on either, and also when the certificate is not valid at the
+//!   time given (nitro-cli does not look at validity; Nitro does, at `run-enclave`). The
+//!   infallible [`Eif::describe`] (for fuzzing) prints `false` for any failed check and checks
+//!   no time.
 //! - `CustomMetadata` is flattened like nitro-cli only when it is a JSON object none of whose
 //!   keys collides with the keys above; otherwise it is printed unflattened under
 //!   `"CustomMetadata"` (nitro-cli would fail to serialise a non-object, and would print a
 //!   colliding key twice, letting custom metadata shadow e.g. `BuildTime`).
 
 use crate::reader::Eif;
+use crate::signature::SignatureCheckError;
+use crate::x509::SigningCertificate;
+use ccc_sdk::time::UnixMillis;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 const METADATA_KEYS: [&str; 6] = [
@@ -36,32 +52,73 @@ const METADATA_KEYS: [&str; 6] = [
 ];
 
 /// Serialises as the describe-eif JSON object (see the module docs).
-#[derive(Debug, Clone, Copy)]
-pub struct Describe<'a>(pub &'a Eif);
+#[derive(Debug, Clone)]
+pub struct Describe<'a> {
+    eif: &'a Eif,
+    /// Signed images: the certificate (when it parses) and the signature check's outcome.
+    signed: Option<(Option<SigningCertificate>, bool)>,
+}
+
+impl Describe<'_> {
+    /// The pretty-printed JSON, as nitro-cli prints it.
+    #[must_use]
+    pub fn to_json(&self) -> String {
+        // Serialising strings, numbers and serde_json values cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
 
 impl Eif {
-    /// The describe-eif view of this image.
-    #[must_use]
-    pub fn describe(&self) -> Describe<'_> {
-        Describe(self)
+    /// The describe-eif view of this image, failing closed: a signed image whose signature,
+    /// payload or certificate (validity at `at`) does not verify is an error, never a
+    /// `"SignatureCheck": false` line to overlook.
+    ///
+    /// # Errors
+    /// [`SignatureCheckError`] naming the failed check.
+    pub fn describe_at(&self, at: UnixMillis) -> Result<Describe<'_>, SignatureCheckError> {
+        let signed = self
+            .check_signature(Some(at))?
+            .map(|check| (Some(check.certificate), true));
+        Ok(Describe { eif: self, signed })
     }
 
-    /// The describe-eif JSON, pretty-printed as nitro-cli prints it.
+    /// The describe-eif view without a time: a failed signature check prints
+    /// `"SignatureCheck": false` (the fuzzing entry point; commands use [`Eif::describe_at`]).
+    #[must_use]
+    pub fn describe(&self) -> Describe<'_> {
+        let signed = self.signature.as_ref().map(|section| {
+            match section.verify(&self.measurements.pcr0, None) {
+                Ok(check) => (Some(check.certificate), true),
+                Err(_) => (
+                    SigningCertificate::parse(&section.certificate_der).ok(),
+                    false,
+                ),
+            }
+        });
+        Describe { eif: self, signed }
+    }
+
+    /// [`Eif::describe`]'s JSON, pretty-printed as nitro-cli prints it.
     #[must_use]
     pub fn describe_json(&self) -> String {
-        // Serialising strings, numbers and serde_json values cannot fail.
-        serde_json::to_string_pretty(&self.describe()).unwrap_or_default()
+        self.describe().to_json()
     }
 }
 
 impl Serialize for Describe<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let eif = self.0;
+        let eif = self.eif;
         let mut map = serializer.serialize_map(None)?;
         map.serialize_entry("EifVersion", &eif.header.version)?;
         map.serialize_entry("Measurements", &eif.measurements.to_json())?;
         map.serialize_entry("IsSigned", &eif.signature.is_some())?;
+        if let Some((Some(certificate), _)) = &self.signed {
+            map.serialize_entry("SigningCertificate", &certificate.describe_json())?;
+        }
         map.serialize_entry("CheckCRC", &true)?;
+        if let Some((_, check)) = &self.signed {
+            map.serialize_entry("SignatureCheck", check)?;
+        }
         if let Some(identity) = &eif.identity {
             map.serialize_entry("ImageName", &identity.image_name)?;
             map.serialize_entry("ImageVersion", &identity.image_version)?;

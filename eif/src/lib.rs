@@ -16,7 +16,9 @@
 //! - [`pcr`]: [`Pcr`], [`Measurements`] and the streaming SHA-384 pipeline.
 //! - [`describe`]: the `nitro-cli describe-eif` JSON.
 //! - [`elf`]: the ELF64 headers of the executables an image carries (static or not, sections).
-//! - [`signature`]: the signature section (PCR8) and a local ES384 [`LocalSigner`].
+//! - [`signature`]: the signature section (PCR8), its verification ([`Eif::check_signature`])
+//!   and a local ES384 [`LocalSigner`]; [`writer::sign_image`] signs a built image.
+//! - [`x509`]: the signing certificate's fields (`describe-eif`'s `SigningCertificate`).
 //!
 //! Nothing here reads a clock or the environment: the build time is a [`SourceDateEpoch`]
 //! passed in by the caller.
@@ -32,13 +34,16 @@ pub mod pcr;
 pub mod reader;
 pub mod signature;
 pub mod writer;
+pub mod x509;
 
 pub use epoch::{EpochError, SourceDateEpoch};
 pub use format::{Arch, BuildInfo, EifHeader, EifIdentity, SectionKind};
 pub use pcr::{Measurements, Pcr};
 pub use reader::{Eif, EifError, Place, SectionInfo};
-pub use signature::{LocalSigner, PcrSigner, SignatureSection};
-pub use writer::{BuildError, Built, EifBuilder, FileSource, SectionSource};
+pub use signature::{
+    LocalSigner, PcrSigner, SignatureCheck, SignatureCheckError, SignatureSection,
+};
+pub use writer::{BuildError, Built, EifBuilder, FileSource, SectionSource, sign_image};
 
 /// The fuzzing entry point for the EIF reader: parses `data` as an EIF and, when it is
 /// valid, renders its describe-eif JSON. Must never panic, whatever `data` is; a fuzz target

@@ -15,8 +15,14 @@
 //! X.509 requires) that equals the base64-decoded PEM body used here.
 
 use crate::pcr::Pcr;
+use crate::reader::Eif;
+use crate::x509::SigningCertificate;
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+use aws_lc_rs::signature::{
+    ECDSA_P384_SHA384_FIXED, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair,
+    UnparsedPublicKey,
+};
+use ccc_sdk::time::UnixMillis;
 use minicbor::data::Type;
 use rustls_pki_types::pem::{self, PemObject as _};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -25,6 +31,10 @@ use zeroize::Zeroizing;
 
 /// COSE algorithm identifier of ES384 (RFC 9053 §2.1).
 const COSE_ES384: i32 = -35;
+/// CBOR tag of a tagged COSE_Sign1 (RFC 9052 §4.2); AWS writes it untagged, both are read.
+const COSE_SIGN1_TAG: u64 = 18;
+/// Length of an ES384 signature: `r || s`, 48 bytes each (RFC 9053 §2.1).
+const ES384_SIGNATURE_LEN: usize = 96;
 /// Most elements accepted in the signature array (the format uses one; the section itself is
 /// at most [`crate::format::MAX_SIGNATURE_LEN`] bytes, which bounds this anyway).
 const MAX_SIGNATURES: u64 = 32;
@@ -87,6 +97,189 @@ impl SignatureSection {
     pub fn pcr8(&self) -> Pcr {
         Pcr::of_content(&self.certificate_der)
     }
+}
+
+/// What a verified signature section vouches for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SignatureCheck {
+    /// The signing certificate, parsed.
+    pub certificate: SigningCertificate,
+    /// PCR8, the measurement of that certificate.
+    pub pcr8: Pcr,
+}
+
+impl SignatureSection {
+    /// Verifies the section as the Nitro hypervisor and nitro-cli do, and more: the COSE_Sign1
+    /// is ES384, its signature verifies with the certificate's P-384 key, its payload is
+    /// exactly `{register_index: 0, register_value: PCR0}` for `pcr0` (byte for byte, as
+    /// AWS's reader compares it), and — when `at` is given — the certificate is valid at `at`
+    /// (`NotBefore <= at <= NotAfter`; Nitro refuses to start an enclave whose signing
+    /// certificate has expired).
+    ///
+    /// # Errors
+    /// [`SignatureCheckError`] naming the failed check.
+    pub fn verify(
+        &self,
+        pcr0: &Pcr,
+        at: Option<UnixMillis>,
+    ) -> Result<SignatureCheck, SignatureCheckError> {
+        let certificate = SigningCertificate::parse(&self.certificate_der)
+            .map_err(|e| SignatureCheckError::Certificate(e.to_string()))?;
+        let key = certificate
+            .p384_key
+            .as_deref()
+            .ok_or(SignatureCheckError::NotP384)?;
+        let cose = CoseSign1::parse(&self.cose_sign1).map_err(SignatureCheckError::Cose)?;
+        if cose.algorithm != i64::from(COSE_ES384) {
+            return Err(SignatureCheckError::Algorithm(cose.algorithm));
+        }
+        let to_be_signed = sig_structure(cose.protected, cose.payload)
+            .map_err(|e| SignatureCheckError::Cose(e.to_string()))?;
+        if cose.signature.len() != ES384_SIGNATURE_LEN
+            || UnparsedPublicKey::new(&ECDSA_P384_SHA384_FIXED, key)
+                .verify(&to_be_signed, cose.signature)
+                .is_err()
+        {
+            return Err(SignatureCheckError::BadSignature);
+        }
+        let expected = pcr_payload(pcr0).map_err(|e| SignatureCheckError::Cose(e.to_string()))?;
+        if cose.payload != expected.as_slice() {
+            return Err(SignatureCheckError::WrongPayload {
+                pcr0: pcr0.hex(),
+                found: hex::encode(cose.payload),
+            });
+        }
+        if let Some(at) = at {
+            if at < certificate.not_before {
+                return Err(SignatureCheckError::NotYetValid {
+                    not_before: certificate.not_before,
+                    at,
+                });
+            }
+            if at > certificate.not_after {
+                return Err(SignatureCheckError::Expired {
+                    not_after: certificate.not_after,
+                    at,
+                });
+            }
+        }
+        Ok(SignatureCheck {
+            certificate,
+            pcr8: self.pcr8(),
+        })
+    }
+}
+
+impl Eif {
+    /// Verifies this image's signature (see [`SignatureSection::verify`]); `Ok(None)` for an
+    /// unsigned image. Callers that know the image must be signed (a release that publishes
+    /// PCR8) treat `None` as [`SignatureCheckError::Missing`] — see [`Eif::require_signed`].
+    ///
+    /// # Errors
+    /// [`SignatureCheckError`] naming the failed check.
+    pub fn check_signature(
+        &self,
+        at: Option<UnixMillis>,
+    ) -> Result<Option<SignatureCheck>, SignatureCheckError> {
+        self.signature
+            .as_ref()
+            .map(|s| s.verify(&self.measurements.pcr0, at))
+            .transpose()
+    }
+
+    /// Verifies a signature that must be there: an unsigned image is
+    /// [`SignatureCheckError::Missing`], never "unsigned and fine".
+    ///
+    /// # Errors
+    /// [`SignatureCheckError`] naming the failed check.
+    pub fn require_signed(
+        &self,
+        at: Option<UnixMillis>,
+    ) -> Result<SignatureCheck, SignatureCheckError> {
+        self.check_signature(at)?
+            .ok_or(SignatureCheckError::Missing)
+    }
+}
+
+/// The parts of a COSE_Sign1 the check needs, borrowed.
+struct CoseSign1<'a> {
+    protected: &'a [u8],
+    algorithm: i64,
+    payload: &'a [u8],
+    signature: &'a [u8],
+}
+
+impl<'a> CoseSign1<'a> {
+    fn parse(bytes: &'a [u8]) -> Result<Self, String> {
+        let mut d = minicbor::Decoder::new(bytes);
+        let err = |what: &str, e: &minicbor::decode::Error| format!("COSE_Sign1 {what}: {e}");
+        if d.datatype().map_err(|e| err("", &e))? == Type::Tag {
+            let t = d.tag().map_err(|e| err("tag", &e))?;
+            if t.as_u64() != COSE_SIGN1_TAG {
+                return Err(format!("COSE_Sign1 has tag {}, expected 18", t.as_u64()));
+            }
+        }
+        if d.array().map_err(|e| err("array", &e))? != Some(4) {
+            return Err("COSE_Sign1 is not a 4-element array".to_owned());
+        }
+        let protected = d.bytes().map_err(|e| err("protected header", &e))?;
+        d.skip().map_err(|e| err("unprotected header", &e))?;
+        let payload = d
+            .bytes()
+            .map_err(|e| err("payload (detached payloads are not accepted)", &e))?;
+        let signature = d.bytes().map_err(|e| err("signature", &e))?;
+        if d.position() != bytes.len() {
+            return Err("bytes after the COSE_Sign1 array".to_owned());
+        }
+        let mut h = minicbor::Decoder::new(protected);
+        let entries = h
+            .map()
+            .map_err(|e| err("protected header map", &e))?
+            .ok_or("COSE_Sign1 protected header: indefinite-length map")?;
+        let mut algorithm = None;
+        for _ in 0..entries {
+            let label = h.i64().map_err(|e| err("protected header label", &e))?;
+            if label == 1 {
+                algorithm = Some(h.i64().map_err(|e| err("alg", &e))?);
+            } else {
+                h.skip().map_err(|e| err("protected header value", &e))?;
+            }
+        }
+        if h.position() != protected.len() {
+            return Err("bytes after the COSE_Sign1 protected header".to_owned());
+        }
+        Ok(Self {
+            protected,
+            algorithm: algorithm.ok_or("COSE_Sign1 protected header has no alg (1)")?,
+            payload,
+            signature,
+        })
+    }
+}
+
+/// `Sig_structure = ["Signature1", protected, external_aad = h'', payload]` (RFC 9052 §4.4).
+fn sig_structure(protected: &[u8], payload: &[u8]) -> Result<Vec<u8>, SignerError> {
+    cbor(|e| {
+        e.array(4)?
+            .str("Signature1")?
+            .bytes(protected)?
+            .bytes(&[])?
+            .bytes(payload)?;
+        Ok(())
+    })
+}
+
+/// The signed payload, `{"register_index": 0, "register_value": PCR0}` as serde_cbor writes
+/// AWS's `PcrInfo`.
+fn pcr_payload(pcr0: &Pcr) -> Result<Vec<u8>, SignerError> {
+    cbor(|e| {
+        e.map(2)?
+            .str("register_index")?
+            .u8(0)?
+            .str("register_value")?;
+        uint_array(e, &pcr0.0)
+    })
 }
 
 /// Decodes one `PcrSignature` map; returns (certificate, signature, offset of certificate).
@@ -315,21 +508,8 @@ impl PcrSigner for LocalSigner {
             e.map(1)?.u8(1)?.i32(COSE_ES384)?;
             Ok(())
         })?;
-        let payload = cbor(|e| {
-            e.map(2)?
-                .str("register_index")?
-                .u8(0)?
-                .str("register_value")?;
-            uint_array(e, &pcr0.0)
-        })?;
-        let to_sign = cbor(|e| {
-            e.array(4)?
-                .str("Signature1")?
-                .bytes(&protected)?
-                .bytes(&[])?
-                .bytes(&payload)?;
-            Ok(())
-        })?;
+        let payload = pcr_payload(pcr0)?;
+        let to_sign = sig_structure(&protected, &payload)?;
         let signature = self
             .key
             .sign(&SystemRandom::new(), &to_sign)
@@ -342,13 +522,23 @@ impl PcrSigner for LocalSigner {
                 .bytes(signature.as_ref())?;
             Ok(())
         })?;
-        cbor(|e| {
-            e.array(1)?.map(2)?.str("signing_certificate")?;
-            uint_array(e, &self.certificate_pem)?;
-            e.str("signature")?;
-            uint_array(e, &cose)
-        })
+        encode_section(&self.certificate_pem, &cose)
     }
+}
+
+/// A one-element signature section, `[{"signing_certificate": PEM, "signature": COSE_Sign1}]`,
+/// both as serde_cbor writes `Vec<u8>` (arrays of uints). For signers other than
+/// [`LocalSigner`] (a KMS key signs the same Sig_structure).
+///
+/// # Errors
+/// [`SignerError::Encoding`] (it does not happen for in-memory output).
+pub fn encode_section(certificate_pem: &[u8], cose_sign1: &[u8]) -> Result<Vec<u8>, SignerError> {
+    cbor(|e| {
+        e.array(1)?.map(2)?.str("signing_certificate")?;
+        uint_array(e, certificate_pem)?;
+        e.str("signature")?;
+        uint_array(e, cose_sign1)
+    })
 }
 
 type Enc = minicbor::Encoder<Vec<u8>>;
@@ -461,6 +651,88 @@ impl fmt::Display for SignerError {
 }
 
 impl core::error::Error for SignerError {}
+
+/// Why a signed image's signature is not accepted. Every variant is a refusal: a signed image
+/// whose signature does not verify is never treated as unsigned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SignatureCheckError {
+    /// The image has no signature section, but it must be signed (its release publishes PCR8).
+    Missing,
+    /// The signing certificate cannot be read.
+    Certificate(String),
+    /// The certificate's key is not an EC P-384 key.
+    NotP384,
+    /// The COSE_Sign1 is malformed.
+    Cose(String),
+    /// The COSE algorithm is not ES384 (-35).
+    Algorithm(i64),
+    /// The ECDSA signature does not verify with the certificate's key.
+    BadSignature,
+    /// The signed payload is not `(0, PCR0)` of this image.
+    WrongPayload {
+        /// This image's PCR0 (hex).
+        pcr0: String,
+        /// The signed payload (CBOR, hex).
+        found: String,
+    },
+    /// The certificate is not valid yet at the time checked.
+    NotYetValid {
+        /// Its NotBefore.
+        not_before: UnixMillis,
+        /// The time checked.
+        at: UnixMillis,
+    },
+    /// The certificate has expired at the time checked.
+    Expired {
+        /// Its NotAfter.
+        not_after: UnixMillis,
+        /// The time checked.
+        at: UnixMillis,
+    },
+}
+
+impl fmt::Display for SignatureCheckError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the EIF signature is not valid: ")?;
+        match self {
+            Self::Missing => f.write_str(
+                "the image has no signature section, but its release is signed (it publishes \
+                 PCR8); use the signed EIF the release published, never an unsigned copy",
+            ),
+            Self::Certificate(reason) => write!(f, "{reason}"),
+            Self::NotP384 => f.write_str(
+                "the signing certificate's key is not an EC P-384 key; nitro-cli signs with \
+                 ECDSA P-384 only",
+            ),
+            Self::Cose(reason) => write!(f, "{reason}"),
+            Self::Algorithm(alg) => {
+                write!(f, "the COSE_Sign1 algorithm is {alg}, expected ES384 (-35)")
+            }
+            Self::BadSignature => f.write_str(
+                "the ECDSA signature does not verify with the signing certificate's key: the \
+                 image or its signature was altered, or the certificate is not the signer's",
+            ),
+            Self::WrongPayload { pcr0, found } => write!(
+                f,
+                "the signature covers another image: its payload is {found}, expected \
+                 register 0 = this image's PCR0 {pcr0}; re-sign the image"
+            ),
+            Self::NotYetValid { not_before, at } => write!(
+                f,
+                "the signing certificate is not valid before {not_before} (checked at {at}); \
+                 check the clock or pass --at"
+            ),
+            Self::Expired { not_after, at } => write!(
+                f,
+                "the signing certificate expired at {not_after} (checked at {at}); Nitro \
+                 refuses to run it: re-sign with a current certificate (docs/releasing.md)"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for SignatureCheckError {}
 
 #[cfg(test)]
 mod tests {

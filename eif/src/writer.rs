@@ -506,6 +506,75 @@ fn pipe_error(e: PipeError, section: &str) -> BuildError {
     }
 }
 
+/// Signs a built, unsigned image: appends its signature section (as AWS's
+/// `EifSigner::sign_image` and `nitro-cli build-enclave --private-key` do: the section goes
+/// last) and rewrites the header's section table and CRC. Every byte after the header is the
+/// unsigned image's, so PCR0, PCR1 and PCR2 do not change; PCR8 is the certificate's.
+/// Returns the signed image and its measurements.
+///
+/// # Errors
+/// [`BuildError::NotAnImage`] when `unsigned` is not a valid EIF, [`BuildError::AlreadySigned`],
+/// [`BuildError::TooManySections`], or [`BuildError::Sign`].
+pub fn sign_image(
+    unsigned: &[u8],
+    signer: &dyn PcrSigner,
+) -> Result<(Vec<u8>, Measurements), BuildError> {
+    let eif =
+        crate::Eif::from_bytes(unsigned).map_err(|e| BuildError::NotAnImage(e.to_string()))?;
+    if eif.signature.is_some() {
+        return Err(BuildError::AlreadySigned);
+    }
+    let signature = signer
+        .signature_section(&eif.measurements.pcr0)
+        .map_err(BuildError::Sign)?;
+    let len = signature.len() as u64;
+    if len > format::MAX_SIGNATURE_LEN {
+        return Err(BuildError::Sign(SignerError::TooLarge {
+            len,
+            limit: format::MAX_SIGNATURE_LEN,
+        }));
+    }
+    let mut header = eif.header;
+    let index = usize::from(header.num_sections);
+    let (Some(offset), Some(size)) = (
+        header.section_offsets.get_mut(index),
+        header.section_sizes.get_mut(index),
+    ) else {
+        return Err(BuildError::TooManySections { count: index + 1 });
+    };
+    *offset = unsigned.len() as u64;
+    *size = len;
+    header.num_sections += 1;
+    header.crc32 = 0;
+    let body = unsigned.get(HEADER_LEN as usize..).unwrap_or_default();
+    let section_header = SectionHeader::new(SectionKind::Signature, len).to_bytes();
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(
+        header
+            .to_bytes()
+            .get(..format::CRC_OFFSET as usize)
+            .unwrap_or_default(),
+    );
+    for part in [body, &section_header[..], &signature] {
+        crc.update(part);
+    }
+    header.crc32 = crc.finalize();
+    let mut out = Vec::with_capacity(unsigned.len() + section_header.len() + signature.len());
+    for part in [
+        &header.to_bytes()[..],
+        body,
+        &section_header[..],
+        &signature,
+    ] {
+        out.extend_from_slice(part);
+    }
+    let measurements = Measurements {
+        pcr8: Some(Pcr::of_content(signer.certificate_der())),
+        ..eif.measurements
+    };
+    Ok((out, measurements))
+}
+
 /// Why an image could not be built.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -542,6 +611,10 @@ pub enum BuildError {
     Metadata(serde_json::Error),
     /// The signer failed.
     Sign(SignerError),
+    /// The image given to [`sign_image`] is not a valid EIF (the reader's reason).
+    NotAnImage(String),
+    /// The image given to [`sign_image`] is signed already.
+    AlreadySigned,
 }
 
 impl fmt::Display for BuildError {
@@ -575,6 +648,12 @@ impl fmt::Display for BuildError {
             Self::Output(source) => write!(f, "writing the EIF failed: {source}"),
             Self::Metadata(source) => write!(f, "serialising the EIF metadata failed: {source}"),
             Self::Sign(error) => write!(f, "signing the EIF failed: {error}"),
+            Self::NotAnImage(reason) => {
+                write!(f, "the image to sign is not a valid EIF: {reason}")
+            }
+            Self::AlreadySigned => f.write_str(
+                "the image to sign is signed already; sign the unsigned image the build produced",
+            ),
         }
     }
 }

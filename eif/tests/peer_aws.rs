@@ -422,3 +422,333 @@ fn our_signed_images_verify_with_aws() {
     let err = LocalSigner::from_pem(key_pem.as_bytes(), b"not a certificate").unwrap_err();
     assert!(matches!(err, SignerError::Certificate(_)), "{err:?}");
 }
+
+/// A P-384 key and a self-signed certificate valid from `from` to `to` (y, m, d), with a
+/// two-attribute issuer (the describe strings then show a sorted map).
+fn p384_key_and_dated_cert(from: (i32, u8, u8), to: (i32, u8, u8)) -> (String, String) {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["signer.example".to_owned()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(from.0, from.1, from.2);
+    params.not_after = rcgen::date_time_ymd(to.0, to.1, to.2);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "CCC release signer");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "CCC");
+    let cert = params.self_signed(&key).unwrap();
+    (key.serialize_pem(), cert.pem())
+}
+
+/// 2030-06-01T00:00:00Z, inside the validity of the certificates below.
+const IN_2030: ccc_sdk::time::UnixMillis = ccc_sdk::time::UnixMillis(1_906_934_400_000);
+
+fn unsigned_image(seed: u64) -> (Vec<u8>, Inputs) {
+    let mut inputs = signed_inputs();
+    inputs.kernel = common::bytes(seed, 40_000);
+    let (bytes, _) = ours(&inputs);
+    (bytes, inputs)
+}
+
+/// The release path: an unsigned image, signed afterwards by `sign_image` (the signature
+/// section appended, header and CRC rewritten). AWS's reader and checker verify it, compute
+/// the same PCR8, and print the same `SigningCertificate` strings as our describe-eif.
+#[test]
+fn images_signed_after_the_build_verify_with_aws_field_for_field() {
+    let dir = common::scratch_dir("sign-after");
+    let (key_pem, cert_pem) = p384_key_and_dated_cert((2025, 1, 2), (2035, 11, 30));
+    let signer = LocalSigner::from_pem(key_pem.as_bytes(), cert_pem.as_bytes()).unwrap();
+    let (unsigned, inputs) = unsigned_image(31);
+    let (signed, measurements) = ccc_eif::sign_image(&unsigned, &signer).unwrap();
+    // Only the header changes before the appended section.
+    assert_eq!(signed[548..unsigned.len()], unsigned[548..]);
+    let path = dir.join("signed.eif");
+    std::fs::write(&path, &signed).unwrap();
+
+    let mut checker = PcrSignatureChecker::from_eif(path.to_str().unwrap()).unwrap();
+    checker.verify().unwrap();
+    let mut reader = EifReader::from_eif(path.to_str().unwrap().to_owned()).unwrap();
+    assert!(reader.check_crc(), "AWS reader: CRC of the signed image");
+    let theirs = reader.get_measurements().unwrap();
+    assert_eq!(
+        without_algorithm(theirs.clone()),
+        aws_measurements(&measurements)
+    );
+    assert_eq!(theirs["PCR8"], measurements.pcr8.unwrap().hex());
+    let aws_cert = reader.get_certificate_info(theirs).unwrap();
+    assert_eq!(reader.sign_check, Some(true));
+
+    let read = Eif::from_bytes(&signed).unwrap();
+    assert_eq!(read.measurements, measurements);
+    let check = read.require_signed(Some(IN_2030)).unwrap();
+    assert_eq!(Some(check.pcr8), measurements.pcr8);
+    let describe: serde_json::Value =
+        serde_json::from_str(&read.describe_at(IN_2030).unwrap().to_json()).unwrap();
+    assert_eq!(
+        describe["SigningCertificate"],
+        serde_json::to_value(&aws_cert).unwrap(),
+        "SigningCertificate differs from AWS's SignCertificateInfo"
+    );
+    assert_eq!(describe["SignatureCheck"], true);
+    assert_eq!(
+        describe["Metadata"]["BuildTime"],
+        inputs.identity.build.build_time
+    );
+
+    // Signing twice is refused: the input must be the unsigned image.
+    let err = ccc_eif::sign_image(&signed, &signer).unwrap_err();
+    assert!(err.to_string().contains("signed already"), "{err}");
+}
+
+/// nitro-cli 1.5's describe-eif keys, in its order, with their JSON types: aws-nitro-enclaves-cli
+/// `src/common/json_output.rs` `EifDescribeInfo` / `MetadataDescribeInfo` (stored blob
+/// 39840382236) and image-format 0.8.1 `SignCertificateInfo`.
+#[test]
+fn describe_has_nitro_clis_keys_and_types() {
+    use serde_json::Value;
+    let (key_pem, cert_pem) = p384_key_and_dated_cert((2025, 1, 2), (2035, 11, 30));
+    let signer = LocalSigner::from_pem(key_pem.as_bytes(), cert_pem.as_bytes()).unwrap();
+    let (unsigned, _) = unsigned_image(32);
+    let (signed, _) = ccc_eif::sign_image(&unsigned, &signer).unwrap();
+    let read = Eif::from_bytes(&signed).unwrap();
+    let text = read.describe_at(IN_2030).unwrap().to_json();
+    // serde_json::Value would sort the keys; read them in document order from the text.
+    let keys_at = |indent: &str| -> Vec<String> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix(indent))
+            .filter(|l| l.starts_with('"'))
+            .filter_map(|l| l.split('"').nth(1).map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(
+        keys_at("  "),
+        [
+            "EifVersion",
+            "Measurements",
+            "IsSigned",
+            "SigningCertificate",
+            "CheckCRC",
+            "SignatureCheck",
+            "ImageName",
+            "ImageVersion",
+            "Metadata"
+        ]
+    );
+    let value: Value = serde_json::from_str(&text).unwrap();
+    let kind = |v: &Value| match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    let shape = |v: &Value| -> Vec<(String, &'static str)> {
+        v.as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), kind(v)))
+            .collect()
+    };
+    let expect = |pairs: &[(&str, &'static str)]| -> Vec<(String, &'static str)> {
+        let mut v: Vec<_> = pairs.iter().map(|(k, t)| ((*k).to_owned(), *t)).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        shape(&value),
+        expect(&[
+            ("EifVersion", "number"),
+            ("Measurements", "object"),
+            ("IsSigned", "bool"),
+            ("SigningCertificate", "object"),
+            ("CheckCRC", "bool"),
+            ("SignatureCheck", "bool"),
+            ("ImageName", "string"),
+            ("ImageVersion", "string"),
+            ("Metadata", "object"),
+        ])
+    );
+    assert_eq!(
+        shape(&value["Measurements"]),
+        expect(&[
+            ("HashAlgorithm", "string"),
+            ("PCR0", "string"),
+            ("PCR1", "string"),
+            ("PCR2", "string"),
+            ("PCR8", "string"),
+        ])
+    );
+    assert_eq!(
+        shape(&value["SigningCertificate"]),
+        expect(&[
+            ("IssuerName", "object"),
+            ("Algorithm", "string"),
+            ("NotBefore", "string"),
+            ("NotAfter", "string"),
+            ("Signature", "string"),
+        ])
+    );
+    assert_eq!(
+        shape(&value["Metadata"]),
+        expect(&[
+            ("BuildTime", "string"),
+            ("BuildTool", "string"),
+            ("BuildToolVersion", "string"),
+            ("OperatingSystem", "string"),
+            ("KernelVersion", "string"),
+            ("DockerInfo", "null"),
+        ])
+    );
+    assert_eq!(
+        value["SigningCertificate"]["NotAfter"],
+        "Nov 30 00:00:00 2035 GMT"
+    );
+    assert_eq!(
+        value["SigningCertificate"]["IssuerName"]["commonName"],
+        "CCC release signer"
+    );
+    assert_eq!(
+        value["SigningCertificate"]["Algorithm"],
+        "ecdsa-with-SHA384"
+    );
+}
+
+/// An EIF signed by AWS's own signer (`EifSigner::sign_image`, what `nitro-cli sign-eif`
+/// runs) on our unsigned image: our reader verifies it and computes AWS's PCR8.
+#[test]
+fn our_reader_verifies_images_aws_signs() {
+    let dir = common::scratch_dir("aws-signer");
+    let (key_path, cert_path, _, _) = p384_key_and_cert(&dir, "aws-signer");
+    let (unsigned, _) = unsigned_image(33);
+    let path = dir.join("to-sign.eif");
+    std::fs::write(&path, &unsigned).unwrap();
+    let sign = SignKeyData::new(key_path.to_str().unwrap(), &cert_path).unwrap();
+    let signer =
+        aws_nitro_enclaves_image_format::utils::eif_signer::EifSigner::new(Some(sign)).unwrap();
+    signer.sign_image(path.to_str().unwrap()).unwrap();
+    let signed = std::fs::read(&path).unwrap();
+    let read = Eif::from_bytes(&signed).unwrap();
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let now = ccc_sdk::time::UnixMillis(since_epoch.as_millis() as u64);
+    let check = read.require_signed(Some(now)).unwrap();
+    let mut reader = EifReader::from_eif(path.to_str().unwrap().to_owned()).unwrap();
+    let theirs = reader.get_measurements().unwrap();
+    assert_eq!(theirs["PCR8"], check.pcr8.hex());
+    assert_eq!(
+        without_algorithm(theirs),
+        aws_measurements(&read.measurements)
+    );
+}
+
+/// Hands `sign_image` a prepared section (to build the images a forger would).
+struct Forged {
+    certificate_der: Vec<u8>,
+    section: Vec<u8>,
+}
+
+impl ccc_eif::PcrSigner for Forged {
+    fn certificate_der(&self) -> &[u8] {
+        &self.certificate_der
+    }
+
+    fn signature_section(&self, _: &ccc_eif::Pcr) -> Result<Vec<u8>, SignerError> {
+        Ok(self.section.clone())
+    }
+}
+
+/// Every broken signature is refused by name, by the reader and by describe-eif; none reads as
+/// "unsigned and fine".
+#[test]
+fn bad_signatures_fail_closed_by_name() {
+    use ccc_eif::SignatureCheckError as E;
+    let (key_pem, cert_pem) = p384_key_and_dated_cert((2025, 1, 2), (2035, 11, 30));
+    let signer = LocalSigner::from_pem(key_pem.as_bytes(), cert_pem.as_bytes()).unwrap();
+    let (unsigned, _) = unsigned_image(34);
+    let (signed, _) = ccc_eif::sign_image(&unsigned, &signer).unwrap();
+    let good = Eif::from_bytes(&signed).unwrap();
+    let section = good.signature.clone().unwrap();
+    let check = |bytes: &[u8]| {
+        let eif = Eif::from_bytes(bytes).unwrap();
+        let describe = eif.describe_at(IN_2030).map(|d| d.to_json());
+        let err = eif.require_signed(Some(IN_2030)).unwrap_err();
+        assert_eq!(
+            describe.unwrap_err(),
+            err,
+            "describe-eif must fail the same way"
+        );
+        let lenient: serde_json::Value = serde_json::from_str(&eif.describe_json()).unwrap();
+        assert_eq!(lenient["SignatureCheck"], false);
+        err
+    };
+
+    // Tampered signature: flip one byte of r in the COSE signature.
+    let mut cose = section.cose_sign1.clone();
+    let last = cose.len() - 10;
+    cose[last] ^= 1;
+    let forged = Forged {
+        certificate_der: section.certificate_der.clone(),
+        section: ccc_eif::signature::encode_section(&section.certificate_pem, &cose).unwrap(),
+    };
+    let (bytes, _) = ccc_eif::sign_image(&unsigned, &forged).unwrap();
+    assert_eq!(check(&bytes), E::BadSignature);
+
+    // Another certificate (another key) with this signature.
+    let (_, other_cert) = p384_key_and_dated_cert((2025, 1, 2), (2035, 11, 30));
+    let other = LocalSigner::from_pem(
+        p384_key_and_dated_cert((2025, 1, 2), (2035, 11, 30))
+            .0
+            .as_bytes(),
+        other_cert.as_bytes(),
+    );
+    assert_eq!(other.unwrap_err(), SignerError::KeyMismatch);
+    let other_der = rustls_pki_types_der(&other_cert);
+    let forged = Forged {
+        certificate_der: other_der,
+        section: ccc_eif::signature::encode_section(other_cert.as_bytes(), &section.cose_sign1)
+            .unwrap(),
+    };
+    let (bytes, _) = ccc_eif::sign_image(&unsigned, &forged).unwrap();
+    assert_eq!(check(&bytes), E::BadSignature);
+
+    // A genuine signature of another image.
+    let (other_image, _) = unsigned_image(35);
+    let forged = Forged {
+        certificate_der: section.certificate_der.clone(),
+        section: ccc_eif::signature::encode_section(&section.certificate_pem, &section.cose_sign1)
+            .unwrap(),
+    };
+    let (bytes, _) = ccc_eif::sign_image(&other_image, &forged).unwrap();
+    assert!(matches!(check(&bytes), E::WrongPayload { .. }));
+
+    // Expired, or not yet valid, at the time given.
+    let after = ccc_sdk::time::UnixMillis::parse("2036-01-01T00:00:00Z").unwrap();
+    let err = good.require_signed(Some(after)).unwrap_err();
+    assert!(matches!(err, E::Expired { .. }), "{err:?}");
+    assert!(err.to_string().contains("expired"), "{err}");
+    assert_eq!(good.describe_at(after).unwrap_err(), err);
+    let before = ccc_sdk::time::UnixMillis::parse("2024-12-31T00:00:00Z").unwrap();
+    assert!(matches!(
+        good.require_signed(Some(before)).unwrap_err(),
+        E::NotYetValid { .. }
+    ));
+
+    // The signature section removed: the image is valid and unsigned, and a caller that knows
+    // it must be signed gets Missing.
+    let stripped = Eif::from_bytes(&unsigned).unwrap();
+    assert_eq!(
+        stripped.require_signed(Some(IN_2030)).unwrap_err(),
+        E::Missing
+    );
+    assert_eq!(stripped.check_signature(Some(IN_2030)).unwrap(), None);
+}
+
+fn rustls_pki_types_der(pem: &str) -> Vec<u8> {
+    // The DER of the certificate, as the section parser computes it.
+    let section = ccc_eif::signature::encode_section(pem.as_bytes(), &[0]).unwrap();
+    ccc_eif::SignatureSection::parse(&section)
+        .unwrap()
+        .certificate_der
+}

@@ -122,6 +122,11 @@ impl Release {
         Ok(AppSpec::from_kind(&app.package, &app.kind, &app.name)?)
     }
 
+    /// The published PCR8 (hex) of a signed release.
+    pub(crate) fn pcr8_hex(&self) -> Option<String> {
+        self.measurements.pcr8.map(|p| p.hex())
+    }
+
     /// The EIF's file name in `release/<V>/`.
     pub(crate) fn eif_name(&self) -> String {
         release::eif_file_name(&self.manifest.image_name, &self.version)
@@ -221,7 +226,11 @@ fn measurements(values: &PcrValues) -> Result<Measurements> {
         pcr0: pcr("PCR0", &values.pcr0)?,
         pcr1: pcr("PCR1", &values.pcr1)?,
         pcr2: pcr("PCR2", &values.pcr2)?,
-        pcr8: None,
+        pcr8: values
+            .pcr8
+            .as_deref()
+            .map(|hex| pcr("PCR8", hex))
+            .transpose()?,
     })
 }
 
@@ -252,11 +261,27 @@ pub(crate) struct Subject {
 }
 
 impl Subject {
-    fn open(eif: &Path, origin: String) -> Result<Self> {
+    /// Reads the EIF; a signed one must verify (signature, PCR0, certificate valid now), and
+    /// when `release_pcr8` is given (the published EIF of a signed release) it must be signed
+    /// with that certificate. Fails closed: a bad signature is never booted as "unsigned".
+    fn open(eif: &Path, origin: String, release_pcr8: Option<Option<&str>>) -> Result<Self> {
         let read = Eif::open(eif).map_err(|source| ccc_build::Error::Eif {
             path: eif.to_path_buf(),
             source,
         })?;
+        let now = ccc_sdk::time::UnixMillis::now();
+        match release_pcr8 {
+            Some(pcr8) => {
+                release::sign::check_published(eif, &read, pcr8, now)?;
+            }
+            None => {
+                read.check_signature(Some(now))
+                    .map_err(|source| ccc_build::Error::Signature {
+                        path: eif.to_path_buf(),
+                        source,
+                    })?;
+            }
+        }
         Ok(Self {
             eif: eif.to_path_buf(),
             measurements: read.measurements,
@@ -343,14 +368,29 @@ pub(crate) fn resolve(
 ) -> Result<Resolved> {
     let (subject, rebuilt) = match eif {
         Some(path) => (
-            Subject::open(path, format!("--eif {}", path.display()))?,
+            Subject::open(path, format!("--eif {}", path.display()), None)?,
             false,
         ),
         None => match release.published_eif(transcript)? {
             Some(path) => (
-                Subject::open(&path, format!("the published {}", release.eif_name()))?,
+                Subject::open(
+                    &path,
+                    format!("the published {}", release.eif_name()),
+                    Some(release.pcr8_hex().as_deref()),
+                )?,
                 false,
             ),
+            None if release.measurements.pcr8.is_some() => {
+                return Err(Error::release(format!(
+                    "release {} is signed (it publishes PCR8), and its signed EIF {} is not \
+                     here; a rebuild is unsigned and could never satisfy a policy pinning PCR8. \
+                     Put the published signed EIF in release/{}/ (SHA-256 as in its manifest) \
+                     or pass it with --eif",
+                    release.version,
+                    release.eif_name(),
+                    release.version
+                )));
+            }
             None => {
                 transcript.line(
                     "image",
@@ -366,6 +406,7 @@ pub(crate) fn resolve(
                     Subject::open(
                         &image.eif,
                         format!("rebuilt from this checkout ({})", image.eif.display()),
+                        None,
                     )?,
                     true,
                 )
@@ -378,6 +419,16 @@ pub(crate) fn resolve(
     );
     let published = PcrValues::of(&release.measurements, false);
     let ours = PcrValues::of(&subject.measurements, false);
+    if release.measurements.pcr8.is_some()
+        && subject.measurements.pcr8.is_none()
+        && published.pcrs() == ours.pcrs()
+    {
+        return Err(ccc_build::Error::Signature {
+            path: subject.eif.clone(),
+            source: ccc_eif::SignatureCheckError::Missing,
+        }
+        .into());
+    }
     if published.same_pcrs(&ours) {
         transcript.line(
             "check",
@@ -517,6 +568,7 @@ pub(crate) fn build_tampered(project: &Project, release: &Release) -> Result<(Su
     let subject = Subject::open(
         &image.eif,
         format!("the TAMPERED image ({})", image.eif.display()),
+        None,
     )?;
     Ok((subject, tamper))
 }

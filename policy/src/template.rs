@@ -26,6 +26,8 @@
 //!   true"), so a request without attestation is denied too. One statement per PCR: the
 //!   conditions of one statement must all hold for it to apply, so three PCRs in one Deny would
 //!   deny only a request where all three differ.
+//!   A signed image's policies pin PCR8 (the signing certificate) the same way
+//!   ([`ImagePins::with_pcr8`]): one more Allow condition and `DenySecretsUnlessPCR8Matches`.
 //! - `DenyMintingSealedBlobs`: nobody may `Encrypt` with `ccc:purpose=seal`; otherwise an
 //!   operator could pick a data key, wrap it under the enclave's key and build a sealed blob the
 //!   enclave would accept as its own.
@@ -64,7 +66,7 @@
 
 use crate::hex::{is_pcr_hex, is_zero};
 use crate::keys::{
-    DENIED_WITHOUT_ATTESTATION, IMAGE_SHA384, PCR1, PCR2, POLICY_CHANGE_ACTIONS,
+    DENIED_WITHOUT_ATTESTATION, IMAGE_SHA384, PCR1, PCR2, PCR8, POLICY_CHANGE_ACTIONS,
     RECIPIENT_ATTESTATION_PREFIX, SEALING_PURPOSE, pcr_of, purpose_condition_key,
 };
 use serde::Serialize;
@@ -410,6 +412,8 @@ pub struct ImagePins {
     pcr0: String,
     pcr1: String,
     pcr2: String,
+    /// PCR8 (the signing certificate) of a signed image.
+    pcr8: Option<String>,
 }
 
 impl ImagePins {
@@ -435,17 +439,42 @@ impl ImagePins {
             pcr0: check(0, pcr0)?,
             pcr1: check(1, pcr1)?,
             pcr2: check(2, pcr2)?,
+            pcr8: None,
         })
     }
 
-    /// The attestation conditions, key → lowercase hex, sorted: ImageSha384, PCR1, PCR2.
+    /// Adds PCR8, the signing certificate's measurement, for a signed image: the policies then
+    /// also pin the signer (an Allow condition and a `DenySecretsUnlessPCR8Matches`).
+    ///
+    /// # Errors
+    /// As [`ImagePins::new`], for index 8.
+    pub fn with_pcr8(mut self, pcr8: &str) -> Result<Self, TemplateError> {
+        if pcr8.len() != 96 || !pcr8.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(TemplateError::Pcr {
+                index: 8,
+                found: pcr8.to_owned(),
+            });
+        }
+        if pcr8.bytes().all(|b| b == b'0') {
+            return Err(TemplateError::DebugPcr { index: 8 });
+        }
+        self.pcr8 = Some(pcr8.to_ascii_lowercase());
+        Ok(self)
+    }
+
+    /// The attestation conditions, key → lowercase hex, sorted: ImageSha384, PCR1, PCR2 and,
+    /// for a signed image, PCR8.
     #[must_use]
     pub fn conditions(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
+        let mut conditions = BTreeMap::from([
             (IMAGE_SHA384.to_owned(), self.pcr0.clone()),
             (PCR1.to_owned(), self.pcr1.clone()),
             (PCR2.to_owned(), self.pcr2.clone()),
-        ])
+        ]);
+        if let Some(pcr8) = &self.pcr8 {
+            conditions.insert(PCR8.to_owned(), pcr8.clone());
+        }
+        conditions
     }
 }
 
@@ -1101,6 +1130,48 @@ mod tests {
             serde_json::json!(["kms:GenerateRandom"])
         );
         assert!(iam["Statement"][0].get("Principal").is_none());
+    }
+
+    #[test]
+    fn signed_pins_add_pcr8_to_the_allow_and_a_deny_of_their_own() {
+        let signed = pins(0x10).with_pcr8(&hex_of(0x88)).unwrap();
+        assert_eq!(signed.conditions()[PCR8], hex_of(0x88));
+        let text = key_policy(&signed, &Principals::placeholders());
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let statements = v["Statement"].as_array().unwrap();
+        let allow = statements
+            .iter()
+            .find(|s| s["Sid"] == "EnclaveUseOnlyWithThisImage")
+            .unwrap();
+        assert_eq!(
+            allow["Condition"]["StringEqualsIgnoreCase"][PCR8],
+            hex_of(0x88)
+        );
+        let deny = statements
+            .iter()
+            .find(|s| s["Sid"] == "DenySecretsUnlessPCR8Matches")
+            .unwrap();
+        assert_eq!(
+            deny["Condition"]["StringNotEqualsIgnoreCase"][PCR8],
+            hex_of(0x88)
+        );
+        let iam: serde_json::Value = serde_json::from_str(&iam_policy(&signed)).unwrap();
+        assert_eq!(
+            iam["Statement"][0]["Condition"]["StringEqualsIgnoreCase"][PCR8],
+            hex_of(0x88)
+        );
+        let policy = Policy::parse_any(&text).unwrap();
+        assert!(crate::check::check(&policy).is_empty());
+        // Unsigned pins never mention PCR8; a debug or malformed PCR8 is refused.
+        assert!(!key_policy(&pins(0x10), &Principals::placeholders()).contains(PCR8));
+        assert_eq!(
+            pins(1).with_pcr8(&"0".repeat(96)).unwrap_err(),
+            TemplateError::DebugPcr { index: 8 }
+        );
+        assert!(matches!(
+            pins(1).with_pcr8("abc").unwrap_err(),
+            TemplateError::Pcr { index: 8, .. }
+        ));
     }
 
     #[test]

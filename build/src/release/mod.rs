@@ -16,8 +16,9 @@ pub mod checks;
 mod compile;
 pub mod publish;
 mod reproduce;
+pub mod sign;
 
-use ccc_eif::Measurements;
+use ccc_eif::{Eif, Measurements};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -92,6 +93,9 @@ pub struct Args {
     /// cores); without it the kernel is built once (or taken from its cache) for both passes.
     #[arg(long, conflicts_with = "kernel")]
     pub full: bool,
+    /// Signing (PCR8).
+    #[command(flatten)]
+    pub sign: sign::SignArgs,
 }
 
 /// Options of the `verify-release` command.
@@ -105,6 +109,10 @@ pub struct VerifyArgs {
     /// The bzImage, when the release was built with --kernel.
     #[arg(long, value_name = "PATH")]
     pub kernel: Option<PathBuf>,
+    /// Check a signed release's certificate validity at this instant (RFC 3339) instead of
+    /// now.
+    #[arg(long, value_name = "TIME", value_parser = crate::describe::parse_at)]
+    pub at: Option<ccc_sdk::time::UnixMillis>,
 }
 
 impl Args {
@@ -388,6 +396,14 @@ pub fn run(project: &Project, args: &Args) -> Result<Outcome> {
         _ => Principals::placeholders(),
     };
     let app = args.app_spec(&project.app);
+    let signer = match (&args.sign.sign_key, &args.sign.sign_cert) {
+        (Some(key), Some(cert)) => Some(sign::Signer::load(
+            key,
+            cert,
+            ccc_sdk::time::UnixMillis::now(),
+        )?),
+        _ => None,
+    };
     ensure_prerequisites(project)?;
     project.check_target(&app, "--app")?;
     let git = git::state(root)?;
@@ -420,7 +436,7 @@ pub fn run(project: &Project, args: &Args) -> Result<Outcome> {
     let (first_pass, second_pass) = passes(project, &work);
     let first_pass_cold = !first_pass.target_dir().exists();
     let t = Instant::now();
-    let first = build_pass(project, &first_pass, &app, &kernel, &git, &version, |_| {})?;
+    let mut first = build_pass(project, &first_pass, &app, &kernel, &git, &version, |_| {})?;
     let first_time = t.elapsed();
 
     let t = Instant::now();
@@ -438,6 +454,24 @@ pub fn run(project: &Project, args: &Args) -> Result<Outcome> {
     let second_time = t.elapsed();
 
     compare(&first, &second, &app)?;
+    // Signing comes after the comparison: the passes' unsigned images are what must be
+    // byte-identical (the signature is randomised).
+    let signing = match &signer {
+        Some(signer) => {
+            let (measurements, record) =
+                signer.sign_file(&first.image.eif, ccc_sdk::time::UnixMillis::now())?;
+            first.image.measurements = measurements;
+            first.image.len = std::fs::metadata(&first.image.eif)
+                .io("stat", &first.image.eif)?
+                .len();
+            eprintln!(
+                "release: signed the EIF (PCR8 {}, certificate valid until {})",
+                record.pcr8, record.certificate_not_after
+            );
+            Some(record)
+        }
+        None => None,
+    };
     let measurements = first.image.measurements;
     publish::refuse_debug_pcrs(&measurements)?;
     let pcrs = PcrValues::of(&measurements, true);
@@ -468,6 +502,7 @@ pub fn run(project: &Project, args: &Args) -> Result<Outcome> {
         full: args.full,
         principal: &principal,
         first: &first,
+        signing: signing.as_ref(),
     };
     write_release(&context, &names, &out)?;
 
@@ -574,6 +609,8 @@ struct ReleaseContext<'a> {
     full: bool,
     principal: &'a Principals,
     first: &'a Built,
+    /// Set when the image was signed.
+    signing: Option<&'a sign::SigningRecord>,
 }
 
 impl ReleaseContext<'_> {
@@ -899,6 +936,7 @@ fn manifest(
         inputs,
         outputs,
         measurements: PcrValues::of(&image.measurements, true),
+        signing: ctx.signing.cloned(),
         reproducibility: publish::ReproducibilityRecord {
             rebuilt_twice: vec![
                 "ccc-init".to_owned(),
@@ -1012,22 +1050,66 @@ pub fn verify(project: &Project, args: &VerifyArgs) -> Result<()> {
     }
     let eif_name = eif_file_name(&manifest.image_name, version);
     let eif_sha = crate::hash::sha256_file(&image.eif)?;
-    match manifest.outputs.get(&eif_name) {
-        Some(digest) if digest.sha256 == eif_sha => {
-            println!("  EIF match     sha256 {eif_sha} (byte-identical to the published image)");
+    // A signed release publishes the signed image; what was rebuilt twice, and is rebuilt
+    // here, is the unsigned one the manifest records.
+    let (what, published_sha) = match &manifest.signing {
+        Some(signing) => ("unsigned image", Some(&signing.unsigned_eif.sha256)),
+        None => (
+            "published image",
+            manifest.outputs.get(&eif_name).map(|d| &d.sha256),
+        ),
+    };
+    match published_sha {
+        Some(sha) if *sha == eif_sha => {
+            println!("  EIF match     sha256 {eif_sha} (byte-identical to the {what})");
         }
-        Some(digest) => println!(
-            "  EIF differs   sha256 {eif_sha}, published {} (the metadata holds the commit time \
-             and tool version; PCRs are what policies pin)",
-            digest.sha256
+        Some(sha) => println!(
+            "  EIF differs   sha256 {eif_sha}, {what} {sha} (the metadata holds the commit time \
+             and tool version; PCRs are what policies pin)"
         ),
         None => println!("  EIF           the manifest lists no {eif_name}"),
+    }
+    // The published image itself: fail closed on its signature whatever the PCRs say.
+    let published_eif = dir.join(&eif_name);
+    let at = args.at.unwrap_or_else(ccc_sdk::time::UnixMillis::now);
+    let read = Eif::open(&published_eif).map_err(|source| Error::Eif {
+        path: published_eif.clone(),
+        source,
+    })?;
+    let signed = sign::check_published(
+        &published_eif,
+        &read,
+        published.measurements.pcr8.as_deref(),
+        at,
+    )?;
+    if let Some(check) = &signed {
+        for (name, want, got) in [
+            ("PCR0", read.measurements.pcr0, image.measurements.pcr0),
+            ("PCR1", read.measurements.pcr1, image.measurements.pcr1),
+            ("PCR2", read.measurements.pcr2, image.measurements.pcr2),
+        ] {
+            if want != got {
+                mismatches += 1;
+                println!(
+                    "  {name} of the published signed EIF MISMATCH\n    published {}\n    \
+                     rebuilt   {}",
+                    want.hex(),
+                    got.hex()
+                );
+            }
+        }
+        println!(
+            "  PCR8 match     {} (the signature verifies at {at}, covers the rebuilt PCR0; \
+             certificate valid until {})",
+            check.pcr8.hex(),
+            check.certificate.not_after
+        );
     }
     eprintln!("verify-release: done in {}", elapsed(started.elapsed()));
     ensure!(
         mismatches == 0,
         Error::pcrs(format!(
-            "{mismatches} of 3 PCRs differ from {}: this checkout does not rebuild release \
+            "{mismatches} PCRs differ from {}: this checkout does not rebuild release \
              {version} (check out commit {} and build on Debian 12)",
             dir.display(),
             manifest.git.commit

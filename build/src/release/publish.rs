@@ -14,18 +14,23 @@ use std::path::Path;
 
 use crate::error::{Error, IoContext, Result, ensure};
 
-/// The image pins of `measurements` (PCR0 as `ImageSha384`, PCR1, PCR2).
+/// The image pins of `measurements` (PCR0 as `ImageSha384`, PCR1, PCR2, and PCR8 when the
+/// image is signed).
 ///
 /// # Errors
 /// A PCR is all zeros, the value debug-mode enclaves report (AWS Nitro Enclaves user guide,
 /// `nitro-cli run-enclave --debug-mode`): a policy pinning it would release keys to any
 /// enclave whose memory the parent can read.
 pub fn pins(measurements: &Measurements) -> Result<ImagePins> {
-    ImagePins::new(
+    let pins = ImagePins::new(
         &measurements.pcr0.hex(),
         &measurements.pcr1.hex(),
         &measurements.pcr2.hex(),
-    )
+    );
+    match measurements.pcr8 {
+        Some(pcr8) => pins.and_then(|p| p.with_pcr8(&pcr8.hex())),
+        None => pins,
+    }
     .map_err(|e| Error::pcrs(e.to_string()))
 }
 
@@ -37,7 +42,8 @@ pub fn refuse_debug_pcrs(measurements: &Measurements) -> Result<()> {
     pins(measurements).map(drop)
 }
 
-/// The three attestation conditions, key → lowercase hex (sorted: ImageSha384, PCR1, PCR2).
+/// The attestation conditions, key → lowercase hex (sorted: ImageSha384, PCR1, PCR2, and PCR8
+/// when signed).
 ///
 /// # Errors
 /// As [`refuse_debug_pcrs`].
@@ -101,8 +107,8 @@ pub fn iam_policy(measurements: &Measurements) -> Result<String> {
     Ok(text)
 }
 
-/// PCR0/1/2 as published (nitro-cli's `Measurements` object: `HashAlgorithm` first, then the
-/// PCRs, lowercase hex).
+/// PCR0/1/2 (and PCR8 for a signed image) as published (nitro-cli's `Measurements` object:
+/// `HashAlgorithm` first, then the PCRs, lowercase hex).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PcrValues {
     #[serde(
@@ -117,6 +123,9 @@ pub struct PcrValues {
     pub pcr1: String,
     #[serde(rename = "PCR2")]
     pub pcr2: String,
+    /// The signing certificate's measurement; absent for an unsigned release.
+    #[serde(rename = "PCR8", skip_serializing_if = "Option::is_none", default)]
+    pub pcr8: Option<String>,
 }
 
 impl PcrValues {
@@ -127,10 +136,11 @@ impl PcrValues {
             pcr0: measurements.pcr0.hex(),
             pcr1: measurements.pcr1.hex(),
             pcr2: measurements.pcr2.hex(),
+            pcr8: measurements.pcr8.map(|p| p.hex()),
         }
     }
 
-    /// `(name, value)` of PCR0, PCR1, PCR2.
+    /// `(name, value)` of PCR0, PCR1, PCR2 (PCR8 is compared apart: a rebuild is unsigned).
     pub fn pcrs(&self) -> [(&'static str, &str); 3] {
         [
             ("PCR0", &self.pcr0),
@@ -139,12 +149,20 @@ impl PcrValues {
         ]
     }
 
-    /// PCR0, PCR1 and PCR2 are equal (hex compared case-insensitively).
+    /// PCR0, PCR1, PCR2 and PCR8 (or its absence) are equal (hex compared
+    /// case-insensitively).
     pub fn same_pcrs(&self, other: &Self) -> bool {
-        self.pcrs()
-            .iter()
-            .zip(other.pcrs())
-            .all(|((_, a), (_, b))| a.eq_ignore_ascii_case(b))
+        let same_pcr8 = match (&self.pcr8, &other.pcr8) {
+            (None, None) => true,
+            (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+            _ => false,
+        };
+        same_pcr8
+            && self
+                .pcrs()
+                .iter()
+                .zip(other.pcrs())
+                .all(|((_, a), (_, b))| a.eq_ignore_ascii_case(b))
     }
 }
 
@@ -274,6 +292,9 @@ pub struct Manifest {
     /// The published files (all but this manifest, REPRODUCE.md and SHA256SUMS).
     pub outputs: BTreeMap<String, FileDigest>,
     pub measurements: PcrValues,
+    /// A signed release's signing record (absent: unsigned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing: Option<super::sign::SigningRecord>,
     pub reproducibility: ReproducibilityRecord,
 }
 
@@ -405,8 +426,13 @@ pub fn load_expectations(path: &Path) -> Result<Expectations> {
 /// # Errors
 /// A malformed value (never for what the pipeline computes).
 pub fn expectation(pcrs: &PcrValues, date: &str, commit: &str) -> Result<ExpectedRelease> {
-    ExpectedRelease::new([&pcrs.pcr0, &pcrs.pcr1, &pcrs.pcr2], None, date, commit)
-        .map_err(|e| Error::pcrs(e.to_string()))
+    ExpectedRelease::new(
+        [&pcrs.pcr0, &pcrs.pcr1, &pcrs.pcr2],
+        pcrs.pcr8.as_deref(),
+        date,
+        commit,
+    )
+    .map_err(|e| Error::pcrs(e.to_string()))
 }
 
 /// Sort key for versions: dot/dash/plus-separated parts, numbers before words and compared as
@@ -419,11 +445,22 @@ pub fn version_key(version: &str) -> Vec<(u8, u64, String)> {
 
 /// `PCRn  recorded  built` lines for an error message.
 pub fn pcr_table(recorded: &PcrValues, built: &PcrValues) -> String {
+    let none = "(unsigned)";
+    let pcr8 = [(
+        "PCR8",
+        recorded.pcr8.as_deref().unwrap_or(none),
+        built.pcr8.as_deref().unwrap_or(none),
+    )];
     recorded
         .pcrs()
         .iter()
         .zip(built.pcrs())
-        .map(|((name, a), (_, b))| {
+        .map(|((name, a), (_, b))| (*name, *a, b))
+        .chain(
+            pcr8.into_iter()
+                .filter(|(_, a, b)| (*a, *b) != (none, none)),
+        )
+        .map(|(name, a, b)| {
             let verdict = if a.eq_ignore_ascii_case(b) {
                 "match"
             } else {

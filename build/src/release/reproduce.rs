@@ -130,6 +130,27 @@ pub(super) fn markdown(
     } else {
         " (CCC's sources, a dependency, are used in place by both)"
     };
+    let signing = match ctx.signing {
+        Some(record) => format!(
+            "\n## Signature (PCR8)\n\nThe image is signed (ECDSA P-384, COSE ES384, as nitro-cli \
+             signs): its signing certificate\ngives\n\n    PCR8 {pcr8}\n\n(certificate SHA-256 \
+             {cert}, valid {from} to {to}). The key policy also pins PCR8.\nThe two passes built \
+             the **unsigned** image, byte-identical (SHA-256 {unsigned}); the\nsignature \
+             section was appended afterwards. ECDSA signatures are randomised, so re-signing \
+             gives\nother bytes: what reproduces is the unsigned image, PCR0/1/2 and PCR8. \
+             `verify-release` rebuilds the\nunsigned image and checks that `{eif}`'s signature \
+             verifies, covers the rebuilt PCR0,\nand that its certificate gives this PCR8; \
+             `describe-eif {eif}` prints the certificate. The image\nstops launching on Nitro \
+             when the certificate expires ({to}).\n",
+            pcr8 = record.pcr8,
+            cert = record.certificate_sha256,
+            from = record.certificate_not_before,
+            to = record.certificate_not_after,
+            unsigned = record.unsigned_eif.sha256,
+            eif = names.eif,
+        ),
+        None => String::new(),
+    };
     let placeholder = if ctx.principal.is_placeholder() {
         format!(
             "\nThe template names `ACCOUNT`, `ROLE` and `KEY_ADMIN_ROLE`: replace them with your \
@@ -168,7 +189,7 @@ commit that changed anything outside `release/`; its commit time is the build's
 
 PCR0 covers the kernel, the command line and both ramdisks; PCR1 the kernel, the command line
 and the bootstrap ramdisk (ccc-init); PCR2 the application ramdisk.
-
+{signing}
 ## Rebuild and compare
 
 On Debian 12 (x86_64), as root (otherwise the commands stop with the exact `apt-get install` to
