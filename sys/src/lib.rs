@@ -20,6 +20,7 @@
 //! - [`pipe`]: pipes and `splice(2)` (the parent's proxy moves bytes without copying them);
 //! - [`mount`](mod@mount): `mount(2)`;
 //! - [`interface`]: bringing a network interface up (the enclave's `lo`);
+//! - [`unix`]: Unix stream listeners whose socket file is `0600` from its creation;
 //! - [`process`]: signals, the standard streams, fork/exec/wait, sessions, resource limits;
 //! - [`power`]: `sync(2)` and `reboot(2)`, how an enclave stops.
 //!
@@ -38,6 +39,7 @@ pub mod poll;
 pub mod power;
 pub mod process;
 pub mod socket;
+pub mod unix;
 pub mod vsock;
 
 use std::io;

@@ -8,7 +8,9 @@
 
 use crate::ArgumentError;
 use crate::service::{CONNECTION_STACK, Closer, Services};
-use ccc_sdk::credentials::parent::{self, Environment, Imds, ServeEvent, ServeOptions};
+use ccc_sdk::credentials::parent::{
+    self, AllowedPeers, Environment, Imds, ServeEvent, ServeOptions,
+};
 use ccc_sdk::credentials::{
     Credentials, CredentialsError, CredentialsProvider, CredentialsSource, Refreshing,
 };
@@ -118,7 +120,9 @@ impl fmt::Display for Described {
     }
 }
 
-/// Serves the credentials protocol on `listener`, one tracked thread per connection.
+/// Serves the credentials protocol on `listener`, one tracked thread per connection, to the
+/// vsock peers `allowed` admits (others are logged and closed unanswered; see
+/// [`AllowedPeers`] for what can be checked on each transport).
 ///
 /// # Errors
 /// The accept thread could not be started.
@@ -126,6 +130,7 @@ pub fn serve(
     services: &mut Services,
     listener: crate::net::Bound,
     provider: Arc<dyn CredentialsProvider>,
+    allowed: AllowedPeers,
 ) -> io::Result<()> {
     let log = services.log().clone();
     let tracker = Arc::clone(services.tracker());
@@ -133,6 +138,7 @@ pub fn serve(
         log: Some(Arc::new(move |event: &ServeEvent<'_>| {
             log.line(format_args!("{event}"));
         })),
+        allowed_peers: allowed,
         ..ServeOptions::default()
     };
     let log = services.log().clone();

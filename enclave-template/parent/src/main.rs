@@ -1,8 +1,12 @@
 //! `ccc-template-parent`: the parent instance's side of the enclave template. `run` starts
 //! the KMS proxy and the credentials service together; `proxy` and `credentials` start one;
 //! `client` calls the enclave's API.
+// Bytes from peers (the enclave, the parent, KMS clients, the kernel command line) are read
+// with get()/split_first()/cursors: indexing that could panic is an error outside tests.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 use anyhow::{Context, Result, bail};
+use ccc_sdk::credentials::parent::AllowedPeers;
 use ccc_template_parent::allowlist::{Allowlist, Resolver, SystemResolver, TableResolver};
 use ccc_template_parent::client::{self, Outcome};
 use ccc_template_parent::credentials::{self, Source};
@@ -123,6 +127,11 @@ struct CredentialsArgs {
     /// The credentials service's port (the enclave's CCC_APP_CREDENTIALS_PORT).
     #[arg(long, default_value_t = ccc_sdk::credentials::protocol::DEFAULT_PORT)]
     credentials_port: u32,
+    /// Which vsock peers get credentials: `any` enclave (CID 4 or more; 0-2 are the
+    /// hypervisor, loopback and host, 3 the parent itself), or one enclave's CID (from
+    /// `nitro-cli describe-enclaves`). Others are logged and closed unanswered.
+    #[arg(long, default_value = "any", value_name = "CID")]
+    enclave_cid: AllowedPeers,
 }
 
 fn seconds(value: f64, flag: &str) -> Result<Duration> {
@@ -267,8 +276,23 @@ fn serve(
         let source = args.source.open().map_err(|e| anyhow::anyhow!("{e}"))?;
         log.line(format_args!("credentials from {}", source.describe()));
         let listener = listen.listen.bind(args.credentials_port)?;
-        log.line(format_args!("credentials on {}", listener.describe()));
-        credentials::serve(&mut services, listener, credentials::provider(source))?;
+        let peers = match &listen.listen {
+            Family::Vsock => format!("for {}", args.enclave_cid),
+            Family::Uds(_) => "for the guest of vhost-device-vsock (its guest-cid; no CID \
+                               reaches this socket, whose mode 0600 admits this user only)"
+                .to_owned(),
+            Family::Tcp(_) => "for any TCP peer (development: no CID to check)".to_owned(),
+        };
+        log.line(format_args!(
+            "credentials on {} {peers}",
+            listener.describe()
+        ));
+        credentials::serve(
+            &mut services,
+            listener,
+            credentials::provider(source),
+            args.enclave_cid,
+        )?;
     }
     if heartbeat {
         let listener = listen.listen.bind(heartbeat::PORT)?;
