@@ -2,12 +2,24 @@
 
 use alloc::vec::Vec;
 use core::fmt;
+use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 /// Secret bytes (plaintexts, data keys, private key material). Zeroized on drop; `Debug`
-/// prints `[redacted]` and the length only.
-#[derive(Clone, Default, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+/// prints `[redacted]` and the length only; `==` compares in constant time.
+#[derive(Clone, Default, Zeroize, ZeroizeOnDrop)]
 pub struct SecretBytes(Vec<u8>);
+
+/// Constant time in the contents: every byte is compared whatever the earlier ones were, so
+/// the time taken does not tell where two secrets first differ. Lengths are compared first
+/// and are not secret (as in `subtle`).
+impl PartialEq for SecretBytes {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_slice().ct_eq(other.0.as_slice()).into()
+    }
+}
+
+impl Eq for SecretBytes {}
 
 impl SecretBytes {
     /// Takes ownership of `bytes`; the caller's buffer is moved, not copied.
@@ -62,6 +74,22 @@ impl From<Vec<u8>> for SecretBytes {
 mod tests {
     use super::*;
     use alloc::format;
+
+    #[test]
+    fn equality_compares_contents_and_lengths() {
+        let secret = SecretBytes::copy_from(b"0123456789abcdef");
+        assert_eq!(secret, SecretBytes::copy_from(b"0123456789abcdef"));
+        for other in [
+            &b"x123456789abcdef"[..],
+            b"0123456789abcdex",
+            b"0123456789abcde",
+            b"0123456789abcdef0",
+            b"",
+        ] {
+            assert_ne!(secret, SecretBytes::copy_from(other), "{other:?}");
+        }
+        assert_eq!(SecretBytes::default(), SecretBytes::new(Vec::new()));
+    }
 
     #[test]
     fn debug_never_shows_the_bytes() {
