@@ -25,6 +25,9 @@
 //! 3. Build the attested KMS client: TLS to `kms.<region>.amazonaws.com` through the parent's
 //!    proxy, the enclave's RSA-2048 key generated inside.
 //! 4. Listen on the API port and serve.
+// Bytes from peers (the enclave, the parent, KMS clients, the kernel command line) are read
+// with get()/split_first()/cursors: indexing that could panic is an error outside tests.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 pub mod app;
 pub mod config;

@@ -1,5 +1,8 @@
 //! The enclave binary: reads its settings, opens the NSM, runs the start-up sequence and
 //! serves the API until the enclave stops. The application itself is in `app.rs`.
+// Bytes from peers (the enclave, the parent, KMS clients, the kernel command line) are read
+// with get()/split_first()/cursors: indexing that could panic is an error outside tests.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 use enclave::Stop;
 use enclave::config::{NsmChoice, Settings};

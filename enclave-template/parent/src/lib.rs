@@ -13,6 +13,9 @@
 //!
 //! The system calls std does not wrap (`poll`, `splice`, `shutdown` on a vsock socket, the
 //! open-files limit) are ccc-sys's; this crate has no `unsafe`.
+// Bytes from peers (the enclave, the parent, KMS clients, the kernel command line) are read
+// with get()/split_first()/cursors: indexing that could panic is an error outside tests.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 use std::fmt;
 
