@@ -21,6 +21,7 @@ use alloc::boxed::Box;
 use alloc::string::{String, ToString};
 use core::fmt;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use std::collections::BTreeMap;
 use std::format;
 use std::io;
@@ -159,16 +160,20 @@ const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
 /// `X-aws-ec2-metadata-token`.
 const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
 
-/// IMDS's role-credentials JSON (other members, `LastUpdated` and `Type`, are ignored).
+/// IMDS's role-credentials JSON (other members, `LastUpdated` and `Type`, are ignored). The
+/// secret members are kept as raw JSON text and unescaped by
+/// [`crate::secret::json::string`] into zeroizing buffers (serde_json would unescape them
+/// through a scratch buffer it frees unwiped).
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct RoleCredentials {
+struct RoleCredentials<'a> {
     #[serde(default)]
     code: Option<String>,
     access_key_id: String,
-    secret_access_key: Zeroizing<String>,
-    #[serde(default)]
-    token: Option<Zeroizing<String>>,
+    #[serde(borrow)]
+    secret_access_key: &'a RawValue,
+    #[serde(default, borrow)]
+    token: Option<&'a RawValue>,
     #[serde(default)]
     expiration: Option<String>,
 }
@@ -188,7 +193,7 @@ pub fn from_imds_json(json: &[u8], from: &str) -> Result<Credentials, Credential
         from: from.to_owned(),
         detail,
     };
-    let parsed: RoleCredentials = serde_json::from_slice(json).map_err(|e| {
+    let parsed: RoleCredentials<'_> = serde_json::from_slice(json).map_err(|e| {
         malformed(format!(
             "not IMDS role credentials JSON (AccessKeyId, SecretAccessKey, Token, Expiration): \
              {:?} error at line {} column {}",
@@ -203,10 +208,19 @@ pub fn from_imds_json(json: &[u8], from: &str) -> Result<Credentials, Credential
             code.chars().take(64).collect::<String>()
         )));
     }
+    let secret_member = |member: &str, raw: &RawValue| {
+        crate::secret::json::string(raw).map_err(|e| malformed(format!("{member}: {e}")))
+    };
+    let mut secret = secret_member("SecretAccessKey", parsed.secret_access_key)?;
+    let mut token = parsed
+        .token
+        .map(|raw| secret_member("Token", raw))
+        .transpose()?;
+    // Moved into the credentials, not copied: what stays in `secret` and `token` is empty.
     let credentials = Credentials::new(
         parsed.access_key_id,
-        parsed.secret_access_key.as_str(),
-        parsed.token.map(|token| token.as_str().to_owned()),
+        core::mem::take(&mut *secret),
+        token.as_mut().map(|token| core::mem::take(&mut **token)),
     )
     .map_err(|error| CredentialsError::Invalid {
         from: from.to_owned(),
@@ -848,6 +862,10 @@ mod tests {
         for (json, needle) in [
             (
                 format!(r#"{{"AccessKeyId":"A","SecretAccessKey":{{"{SECRET}":1}}}}"#),
+                "SecretAccessKey: not a JSON string",
+            ),
+            (
+                format!(r#"{{"AccessKeyId":"A","SecretAccessKey":"{SECRET}""#),
                 "not IMDS role credentials JSON",
             ),
             (

@@ -1,9 +1,32 @@
-//! Types for secret bytes: they zeroize on drop and never print their contents.
+//! Types for secret bytes: they zeroize on drop and never print their contents; and the
+//! buffer handling that keeps copies of secrets from being left behind: growing a buffer
+//! without freeing an unwiped copy ([`reserve_wiping`]), and with `std`, JSON that is encoded
+//! into an exactly sized zeroizing buffer and secret strings decoded without serde temporaries
+//! ([`json`]).
 
 use alloc::vec::Vec;
 use core::fmt;
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
+
+#[cfg(feature = "std")]
+pub mod json;
+
+/// Makes room for `additional` more bytes in `buffer` without leaving a copy of its contents
+/// in freed memory: when the capacity does not suffice, the bytes move to a new allocation (of
+/// at least twice the old capacity, so appending stays amortised O(1)) and the old one is
+/// zeroized, over its whole capacity, before it is freed. `Vec`'s own growth frees the old
+/// allocation as it is.
+pub fn reserve_wiping(buffer: &mut Vec<u8>, additional: usize) {
+    let needed = buffer.len().saturating_add(additional);
+    if needed <= buffer.capacity() {
+        return;
+    }
+    let mut grown = Vec::with_capacity(needed.max(buffer.capacity().saturating_mul(2)));
+    grown.extend_from_slice(buffer);
+    let mut old = core::mem::replace(buffer, grown);
+    old.zeroize();
+}
 
 /// Secret bytes (plaintexts, data keys, private key material). Zeroized on drop; `Debug`
 /// prints `[redacted]` and the length only; `==` compares in constant time.
@@ -89,6 +112,23 @@ mod tests {
             assert_ne!(secret, SecretBytes::copy_from(other), "{other:?}");
         }
         assert_eq!(SecretBytes::default(), SecretBytes::new(Vec::new()));
+    }
+
+    #[test]
+    fn growing_keeps_the_bytes_and_the_capacity_promise() {
+        let mut buffer = Vec::with_capacity(4);
+        buffer.extend_from_slice(b"abcd");
+        reserve_wiping(&mut buffer, 0);
+        assert_eq!(buffer.capacity(), 4, "no move when nothing is added");
+        reserve_wiping(&mut buffer, 1);
+        assert_eq!(buffer, b"abcd");
+        assert!(buffer.capacity() >= 8, "{}", buffer.capacity());
+        let before = buffer.as_ptr();
+        buffer.push(b'e');
+        assert_eq!(buffer.as_ptr(), before, "the push fits");
+        reserve_wiping(&mut buffer, 100);
+        assert!(buffer.capacity() >= 105);
+        assert_eq!(buffer, b"abcde");
     }
 
     #[test]
