@@ -313,3 +313,34 @@ pub fn start(settings: &Settings, nsm: Nsm, console: Console) -> Result<Started,
         stop: stopped,
     })
 }
+
+/// The fuzzing entry point for the API request decoder: reads `data` as a stream of frames
+/// and decodes each as a request (what the enclave does with every frame a client sends), and
+/// `data` itself as a request and as an answer (the parent's side). Must never panic,
+/// whatever `data` is; `fuzz/fuzz_targets/template_request.rs` calls it.
+#[doc(hidden)]
+pub fn fuzz_request(data: &[u8]) {
+    let mut stream = std::io::Cursor::new(data);
+    while let Ok(frame) = protocol::read_frame(&mut stream) {
+        let Some(frame) = frame else { break };
+        if let Ok(request) = protocol::decode_request(&frame) {
+            let _ = request.check();
+        }
+    }
+    if let Ok(request) = protocol::decode_request(data) {
+        let _ = request.check();
+        let _ = protocol::encode_request(&request);
+    }
+    let _ = protocol::decode_response(data);
+}
+
+/// The fuzzing entry point for the sealed-blob parser: parses `data` as a sealed blob and,
+/// when it parses, opens it under an all-zero data key (the authentication fails, through the
+/// same path as a forged blob). Must never panic, whatever `data` is;
+/// `fuzz/fuzz_targets/sealed_blob.rs` calls it.
+#[doc(hidden)]
+pub fn fuzz_sealed(data: &[u8]) {
+    if let Ok(sealed) = seal::parse(data) {
+        let _ = seal::open(&sealed, &ccc_sdk::secret::SecretBytes::new(vec![0; 32]));
+    }
+}

@@ -377,20 +377,29 @@ impl Target {
                 stream.set_write_timeout(io)?;
                 stream.write_all(format!("CONNECT {port}\n").as_bytes())?;
                 let reply = read_line(&mut stream)?;
-                match reply.strip_prefix("OK ") {
-                    Some(host_port) if host_port.parse::<u32>().is_ok() => Ok(Stream::Unix(stream)),
-                    _ => Err(io::Error::new(
+                if connect_reply_ok(&reply) {
+                    Ok(Stream::Unix(stream))
+                } else {
+                    Err(io::Error::new(
                         io::ErrorKind::ConnectionRefused,
                         format!(
                             "vhost-device-vsock answered {reply:?} to CONNECT {port}: nothing \
                              listens on guest port {port} (has the enclave printed `serving API \
                              v1`?)"
                         ),
-                    )),
+                    ))
                 }
             }
         }
     }
+}
+
+/// Whether vhost-device-vsock's reply line to `CONNECT <port>` (without its `\n`) is
+/// `OK <host port>`: the guest port accepted the connection.
+pub fn connect_reply_ok(reply: &str) -> bool {
+    reply
+        .strip_prefix("OK ")
+        .is_some_and(|host_port| host_port.parse::<u32>().is_ok())
 }
 
 /// Reads one `\n`-terminated line, byte by byte (nothing after it may be consumed: it belongs

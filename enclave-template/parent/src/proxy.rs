@@ -366,9 +366,19 @@ fn read_connect(client: &mut Conn) -> Result<(String, u16), String> {
             Err(e) => return Err(format!("reading the request: {e}")),
         }
     }
+    parse_connect_head(&head)
+}
+
+/// The destination of a complete CONNECT request head (`CONNECT host:port HTTP/1.1`, headers,
+/// blank line), as the enclave sent it.
+///
+/// # Errors
+/// What is wrong with the head (not HTTP/1.1, another method, a target that is not
+/// `host:port`), for the refusal line in the log.
+pub fn parse_connect_head(head: &[u8]) -> Result<(String, u16), String> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_CONNECT_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
-    match request.parse(&head) {
+    match request.parse(head) {
         Ok(httparse::Status::Complete(_)) => {}
         _ => return Err("not an HTTP/1.1 request".into()),
     }
