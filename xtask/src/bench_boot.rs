@@ -32,7 +32,7 @@
 //! the guest's random pool then never initialises and the first NSM request does not return
 //! before the driver's 120 s timeout (1 in 18 boots before the fix; every stalled console had
 //! "Marking clocksource 'tsc' as unstable", no attesting one did). Every emulated boot now
-//! appends `tsc=reliable` (see `qemu::Boot`), and no stall was seen in the 22 boots after it.
+//! appends `tsc=reliable` (see `ccc_build::boot::Boot`), and no stall was seen in the 22 boots after it.
 //! Should one still happen, the boot is killed at `--timeout`, counted, reported, and tried
 //! again (`--retries`); it never enters the timings.
 //!
@@ -53,9 +53,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::progress::elapsed;
-use crate::qemu::Boot;
-use crate::release::{self, AppSpec};
+use ccc_build::boot::Boot;
+use ccc_build::progress::elapsed;
+use ccc_build::project::{AppSpec, Project};
+use ccc_build::release;
+use ccc_build::tools::Tools;
 
 /// The reference's package and binary.
 const REFERENCE_PACKAGE: &str = "ccc-boot-reference";
@@ -112,7 +114,7 @@ pub(crate) struct Args {
 /// # Errors
 /// Bad options, a failed build, a missing emulation tool, or an image that does not reach its
 /// attestation at the timed memory.
-pub(crate) fn run(args: &[String]) -> Result<()> {
+pub(crate) fn run(project: &Project, args: &[String]) -> Result<()> {
     let args = Args::try_parse_from(
         std::iter::once("cargo xtask bench boot".to_owned()).chain(args.iter().cloned()),
     )
@@ -122,10 +124,11 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         args.memory_step > 0 && args.memory_floor > 0 && args.memory_floor < args.memory,
         "the memory search needs 0 < --memory-floor < --memory and --memory-step > 0"
     );
-    let dir = crate::workspace_root().join(WORK_DIR);
+    let dir = project.root.join(WORK_DIR);
+    let tools = ccc_build::tools::ensure(&project.cache, &project.root)?;
     let images = [
-        Image::template(&dir).context("building the template's image")?,
-        Image::reference(&dir).context("building the reference image")?,
+        Image::template(project, &dir, &tools).context("building the template's image")?,
+        Image::reference(project, &dir, &tools).context("building the reference image")?,
     ];
     for image in &images {
         remove_old_consoles(&image.eif)?;
@@ -284,26 +287,29 @@ struct Image {
     subject: Subject,
     eif: PathBuf,
     len: u64,
+    tools: Tools,
 }
 
 impl Image {
     /// The release pipeline's image of the enclave template, built from this checkout.
-    fn template(dir: &Path) -> Result<Self> {
+    fn template(project: &Project, dir: &Path, tools: &Tools) -> Result<Self> {
         let built =
-            release::build_image(&AppSpec::template(), None, &dir.join("template"), |_| {})?;
+            release::build_image(project, &project.app, None, &dir.join("template"), |_| {})?;
         Ok(Self {
             subject: Subject::Template,
             eif: built.eif,
             len: built.len,
+            tools: tools.clone(),
         })
     }
 
     /// The reference image: `ccc-boot-reference` compiled by the release pipeline (which also
     /// assembles a standard two-ramdisk image of it, unused here), then packed as the only
     /// ramdisk's `/init` with the template's kernel and command line.
-    fn reference(dir: &Path) -> Result<Self> {
+    fn reference(project: &Project, dir: &Path, tools: &Tools) -> Result<Self> {
         let mut parts: Option<(PathBuf, String, PathBuf, EifIdentity)> = None;
         release::build_image(
+            project,
             &AppSpec::bin(REFERENCE_PACKAGE, REFERENCE_PACKAGE),
             None,
             &dir.join("reference-build"),
@@ -319,7 +325,7 @@ impl Image {
         let (kernel, cmdline, init, identity) =
             parts.context("the release pipeline did not describe the reference's image")?;
         // Compressed like the release's ramdisks, so both kernels unpack gzip.
-        let ramdisk = crate::release::image::ramdisk_bytes(&initramfs::bootstrap_ramdisk(
+        let ramdisk = ccc_build::image::ramdisk_bytes(&initramfs::bootstrap_ramdisk(
             SourceDateEpoch::UNIX_EPOCH,
             Init::File(&init),
         )?)?;
@@ -341,6 +347,7 @@ impl Image {
             subject: Subject::Reference,
             eif,
             len: built.len,
+            tools: tools.clone(),
         })
     }
 }
@@ -374,7 +381,7 @@ fn boot_once(
     let seen: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
     let subject = image.subject;
     let (on_done, on_seen) = (Arc::clone(&done), Arc::clone(&seen));
-    let boot = Boot::new(&image.eif)
+    let boot = Boot::new(&image.eif, &image.tools)
         .memory_mib(memory_mib)
         .timeout(timeout)
         .cancel_on(Arc::clone(&done))

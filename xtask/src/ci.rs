@@ -3,6 +3,7 @@
 //! and the exit status is non-zero if any step failed.
 
 use anyhow::{Context, Result};
+use ccc_build::project::AppSpec;
 use std::path::PathBuf;
 use std::time::Instant;
 use xshell::{Shell, cmd};
@@ -57,10 +58,11 @@ const OPT_IN_TESTS: &[OptInTest] = &[
         name: "peer_eif_build",
         step: "test-peers",
     },
-    // A whole second build of the template under another name (ccc-template-enclave).
+    // A project made by `cargo ccc new` outside the workspace, built offline under its own
+    // names (a whole second build of the template; cargo-ccc).
     OptInTest {
-        name: "fork",
-        step: "test-fork",
+        name: "scaffold",
+        step: "test-scaffold",
     },
     // QEMU boots of the release image (QEMU and the kernel are built on a cold machine;
     // xtask).
@@ -84,7 +86,7 @@ fn steps() -> Vec<Step> {
     vec![
         Step {
             name: "setup",
-            run: |_| crate::setup::ensure_base(),
+            run: |_| crate::setup(),
         },
         Step {
             name: "fmt",
@@ -126,9 +128,11 @@ fn steps() -> Vec<Step> {
             run: |sh| opt_in_tests(sh, "test-peers"),
         },
         Step {
-            // The README's fork story: a renamed copy of the template builds and runs.
-            name: "test-fork",
-            run: |sh| opt_in_tests(sh, "test-fork"),
+            // `cargo ccc new`'s project builds offline outside the workspace and its enclave
+            // binary refuses to start without /dev/nsm (the README's plugin story, without the
+            // kernel and QEMU the `plugin` step needs).
+            name: "test-scaffold",
+            run: |sh| opt_in_tests(sh, "test-scaffold"),
         },
         Step {
             // Every published key-policy and IAM-policy template from 0.2.0 on, and the ones
@@ -139,7 +143,7 @@ fn steps() -> Vec<Step> {
         Step {
             name: "init-static",
             run: |_| {
-                let path = crate::init::build()?;
+                let path = ccc_build::init::build(&crate::workspace_root())?;
                 eprintln!(
                     "ccc-init: static, {} bytes",
                     std::fs::metadata(&path)?.len()
@@ -152,13 +156,19 @@ fn steps() -> Vec<Step> {
             // byte-identical, then SHA256SUMS, the EIF's PCRs, the SDK's policy loader and the
             // key policy are checked. Builds the kernel on a fresh machine (cached after).
             name: "release-reproducible",
-            run: |_| crate::release::checks::reproducible(),
+            run: |_| Ok(ccc_build::release::checks::reproducible(&crate::project()?)?),
         },
         Step {
             // Another application (`--app ccc-init --example nsm_probe`) through the same
             // pipeline: same PCR1 as the template, different PCR2.
             name: "release-other-app",
-            run: |_| crate::release::checks::other_app(),
+            run: |_| {
+                let nsm_probe = AppSpec::example("ccc-init", "nsm_probe");
+                Ok(ccc_build::release::checks::other_app(
+                    &crate::project()?,
+                    &nsm_probe,
+                )?)
+            },
         },
         Step {
             // The release image under QEMU's nitro-enclave machine (TCG): PCRs as published
@@ -182,11 +192,19 @@ fn steps() -> Vec<Step> {
             run: |sh| opt_in_tests(sh, "emulate-teardown"),
         },
         Step {
+            // CCC from a cargo project outside this workspace: the README's "Build your own
+            // enclave" block as written (install cargo-ccc, `cargo ccc new`, an app change,
+            // release, emulate, the project's tests), then the same commit released from a
+            // second path with another cache location (identical files) and emulated tampered.
+            name: "plugin",
+            run: |_| crate::plugin::run(),
+        },
+        Step {
             // The SDK's core (and ccc-cmdline) for a target that has no std at all (`cargo
             // check` on the host would let a dependency that needs std through).
             name: "no-std",
             run: |sh| {
-                let target = crate::setup::NO_STD_TARGET;
+                let target = ccc_build::host::NO_STD_TARGET;
                 Ok(cmd!(
                     sh,
                     "cargo build -p ccc-sdk -p ccc-cmdline --no-default-features --target {target} --locked"

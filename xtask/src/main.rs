@@ -1,28 +1,24 @@
-//! `cargo xtask`: the one entry point for building, releasing, emulating, benchmarking and CI.
-//!
-//! Each subcommand lives in its own module. Commands run through `xshell` (arguments are never
+//! `cargo xtask`: CCC's repository commands. The product commands (release, verify-release,
+//! emulate, describe-eif, attestation, policy, kernel, qemu) are the same modules `cargo ccc` runs,
+//! from `ccc-build` and `ccc-emulate`, applied to this repository as a project (its
+//! `[workspace.metadata.ccc]`: the enclave template); the repository-only ones (ci, fuzz,
+//! bench, setup, the NSM/CMS/SigV4 developer tools, the KMS emulator) live here, one module
+//! each. Commands run through `xshell` or `std::process::Command` (arguments are never
 //! interpolated into a shell string).
 
-mod attestation;
 mod bench_boot;
 mod ci;
 mod cms;
-mod eif;
-mod emulate;
 mod fuzz;
-mod hash;
-mod init;
-mod kernel;
 mod kms_emulator;
 mod nsm;
+mod plugin;
 mod policy;
-mod progress;
-mod qemu;
-mod release;
-mod setup;
 mod sigv4;
 
 use anyhow::Result;
+use ccc_build::cache::Cache;
+use ccc_build::project::{Project, Tool};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -44,22 +40,19 @@ enum Command {
     /// Build the enclave template (or --app CRATE) into a reproducible EIF, twice in different
     /// directories, and publish release/<V>/ (EIF, PCRs, KMS policy template, manifest,
     /// SHA256SUMS, REPRODUCE.md) only if every byte matches.
-    Release(release::Args),
+    Release(ccc_build::release::Args),
     /// Rebuild a published release from this checkout and compare its PCRs (exit status 1 on
     /// any mismatch).
-    VerifyRelease(release::VerifyArgs),
+    VerifyRelease(ccc_build::release::VerifyArgs),
     /// NSM developer tools: `nsm simulate-attestation --out FILE` writes a document signed by
     /// the simulator's development chain (not AWS) and that chain's root.
     Nsm(nsm::Args),
     /// Inspect and verify NSM attestation documents.
     #[command(subcommand)]
-    Attestation(attestation::Command),
+    Attestation(ccc_build::attestation::Command),
     /// Validate an enclave image (EIF) and print its PCRs and metadata as the
     /// `nitro-cli describe-eif` JSON. Malformed files fail with the byte offset and reason.
-    DescribeEif {
-        /// The .eif file.
-        path: PathBuf,
-    },
+    DescribeEif(ccc_build::describe::Args),
     /// Debug KMS CiphertextForRecipient envelopes (decrypt with the enclave key).
     Cms(cms::Args),
     /// Debug SigV4: sign a request file and print the intermediate strings.
@@ -72,20 +65,20 @@ enum Command {
         emulation: bool,
     },
     /// Build the enclave kernel (bzImage) reproducibly from the pinned Debian source and
-    /// kernel-config/, cached under target/kernel/; prints its path and SHA-256.
-    Kernel(kernel::Args),
-    /// Build/install QEMU with the nitro-enclave machine and vhost-device-vsock (cached under
-    /// target/tools/), or boot an EIF with them.
-    Qemu(qemu::Args),
+    /// kernel-config/, cached per user (~/.cache/ccc/kernel/); prints its path and SHA-256.
+    Kernel(ccc_build::kernel::Args),
+    /// Build/install QEMU with the nitro-enclave machine and vhost-device-vsock (cached per
+    /// user, ~/.cache/ccc/tools/), or boot an EIF with them.
+    Qemu(ccc_build::boot::Args),
     /// Boot the released EIF under QEMU's nitro-enclave machine (TCG) with the parent side
     /// and the KMS emulator, compare the guest's PCRs with the published ones and run the
     /// attested key release (`--scenario tampered`: one byte of the app changed, KMS must
     /// refuse). Prints a transcript and the verdict; tears everything down, also on Ctrl-C.
-    Emulate(emulate::Args),
+    Emulate(ccc_emulate::Args),
     /// KMS key policies: `policy check FILE` lints one (exit 1 with one line per finding, 2 if
     /// the file is unreadable or not a policy).
     #[command(subcommand)]
-    Policy(policy::Command),
+    Policy(ccc_build::policy::Command),
     /// Run the KMS emulator (HTTPS on 127.0.0.1, SigV4, Recipient, key policies) in the
     /// foreground; prints the endpoint, the CA to trust, credentials and the default key.
     KmsEmulator(kms_emulator::Args),
@@ -111,7 +104,7 @@ fn main() -> std::process::ExitCode {
     // `policy check` tells findings (1) from unreadable input (2).
     let result = match &cli.command {
         Command::Ci(args) => ci::run(args),
-        Command::Policy(command) => Ok(policy::run(command)),
+        Command::Policy(command) => Ok(ccc_build::policy::run(command)),
         _ => run(cli).map(|()| std::process::ExitCode::SUCCESS),
     };
     match result {
@@ -125,47 +118,47 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    let root = workspace_root();
     match cli.command {
         // `main` calls `ci::run` itself, for its exit code.
-        Command::Ci(args) => ci::run(&args).map(drop),
+        Command::Ci(args) => ci::run(&args).map(drop)?,
         Command::Policy(command) => {
-            if policy::run(&command) == std::process::ExitCode::SUCCESS {
-                Ok(())
-            } else {
-                anyhow::bail!("policy check failed")
+            if ccc_build::policy::run(&command) != std::process::ExitCode::SUCCESS {
+                anyhow::bail!("policy check failed");
             }
         }
-        Command::Release(args) => release::run(&args),
-        Command::VerifyRelease(args) => release::verify(&args),
-        Command::Nsm(args) => nsm::run(&args),
-        Command::Attestation(command) => attestation::run(command),
-        Command::DescribeEif { path } => eif::run(&path),
-        Command::Cms(args) => cms::run(&args),
-        Command::Sigv4(args) => sigv4::run(&args),
+        Command::Release(args) => ccc_build::release::run(&project()?, &args).map(drop)?,
+        Command::VerifyRelease(args) => ccc_build::release::verify(&project()?, &args)?,
+        Command::Nsm(args) => nsm::run(&args)?,
+        Command::Attestation(command) => ccc_build::attestation::run(&command)?,
+        Command::DescribeEif(args) => ccc_build::describe::run(&args)?,
+        Command::Cms(args) => cms::run(&args)?,
+        Command::Sigv4(args) => sigv4::run(&args)?,
         Command::Setup { emulation } => {
-            setup::ensure_base()?;
+            setup()?;
             if emulation {
-                qemu::ensure_all()?;
+                ccc_build::boot::run(&Cache::from_env()?, &root, &ccc_build::boot::Args::tools())?;
             }
-            Ok(())
         }
-        Command::Kernel(args) => kernel::run(&args),
-        Command::Qemu(args) => qemu::run(&args),
-        Command::KmsEmulator(args) => kms_emulator::run(&args),
-        Command::Emulate(args) => emulate::run(&args),
-        Command::Fuzz(args) => fuzz::run(&args),
-        Command::Bench { name, options } if name == "boot" => bench_boot::run(&options),
+        Command::Kernel(args) => ccc_build::kernel::run(&root, &Cache::from_env()?, &args)?,
+        Command::Qemu(args) => ccc_build::boot::run(&Cache::from_env()?, &root, &args)?,
+        Command::KmsEmulator(args) => kms_emulator::run(&args)?,
+        Command::Emulate(args) => ccc_emulate::run(&project()?, &args)?,
+        Command::Fuzz(args) => fuzz::run(&args)?,
+        Command::Bench { name, options } if name == "boot" => {
+            bench_boot::run(&project()?, &options)?;
+        }
         Command::Bench { name, options } => {
             let sh = xshell::Shell::new()?;
-            sh.change_dir(workspace_root());
+            sh.change_dir(&root);
             xshell::cmd!(
                 sh,
                 "cargo run --quiet --locked --profile bench -p ccc-bench -- {name} {options...}"
             )
             .run()?;
-            Ok(())
         }
     }
+    Ok(())
 }
 
 /// The workspace root (the directory holding the top-level Cargo.toml).
@@ -174,4 +167,31 @@ pub(crate) fn workspace_root() -> PathBuf {
     manifest_dir
         .parent()
         .map_or_else(|| manifest_dir.clone(), std::path::Path::to_path_buf)
+}
+
+/// Everything the workspace build and the default tests need, and the no_std check's target.
+///
+/// # Errors
+/// A prerequisite is missing and cannot be installed (the error names the command).
+pub(crate) fn setup() -> Result<()> {
+    let root = workspace_root();
+    ccc_build::host::ensure_base(&root)?;
+    Ok(ccc_build::host::ensure_target(
+        &root,
+        ccc_build::host::NO_STD_TARGET,
+    )?)
+}
+
+/// This repository as a project: the enclave template, built by `cargo xtask` (the EIF
+/// metadata's `BuildTool`), with the per-user cache.
+///
+/// # Errors
+/// The cache cannot be located, or `cargo metadata` fails.
+pub(crate) fn project() -> Result<Project> {
+    let tool = Tool {
+        name: "ccc-xtask".to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        command: "cargo xtask".to_owned(),
+    };
+    Ok(Project::load(&workspace_root(), tool, Cache::from_env()?)?)
 }

@@ -6,7 +6,7 @@
 //! plaintext state. A run that ends normally must leave nothing behind either.
 //!
 //! The first run builds what the emulation needs (QEMU, vhost-device-vsock, the kernel, the
-//! EIF) when the caches under target/ are cold; the tests wait on the transcript line that
+//! EIF) when the per-user cache (~/.cache/ccc) is cold; the tests wait on the transcript line that
 //! names the started processes, not on a clock.
 #![expect(
     clippy::unwrap_used,

@@ -1,5 +1,5 @@
-//! `cargo xtask release` and `cargo xtask verify-release`: the reproducible enclave image and
-//! its published measurements.
+//! The `release` and `verify-release` commands: a project's reproducible enclave image and its
+//! published measurements.
 //!
 //! `release` builds the image twice — once from the checkout, once from a fresh copy of the
 //! tracked files in another directory, with another umask, time zone, locale, temporary
@@ -12,51 +12,51 @@
 //! [`build_image`] is the programmatic entry point (one pass, same bytes as the release of this
 //! checkout) for other tasks that need an image, e.g. emulation and its tampered variants.
 
-mod build;
-pub(crate) mod checks;
-pub(crate) mod image;
-pub(crate) mod publish;
+pub mod checks;
+mod compile;
+pub mod publish;
+mod reproduce;
 
-use anyhow::{Context, Result, bail, ensure};
+use ccc_eif::Measurements;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-pub(crate) use build::{AppSpec, AppTarget, git_state};
-pub(crate) use image::{Image, ImageSpec};
-
-use crate::init::MUSL_TARGET;
+use crate::error::{Error, IoContext, Result, ensure};
+use crate::git::{self, GitState};
+use crate::host::MUSL_TARGET;
+use crate::image::{self, Image, ImageSpec};
 use crate::kernel::{self, KernelArtifact};
 use crate::progress::elapsed;
-use build::{Binaries, GitState, Pass};
+use crate::project::{AppSpec, AppTarget, CccOrigin, Project};
 use ccc_policy::template::Principals;
+use compile::{Binaries, Pass};
 use publish::{
-    Expectations, FileDigest, KernelRecord, Manifest, MeasurementsFile, PcrValues, Recorded,
+    CccRecord, Expectations, FileDigest, KernelRecord, Manifest, MeasurementsFile, PcrValues,
+    Recorded, ToolRecord,
 };
 
-/// Where the passes build, relative to the workspace root.
-const WORK_DIR: &str = "target/ccc-release";
+/// The cross-release record of PCRs, relative to the project root.
+pub const EXPECTATIONS_FILE: &str = "release/pcr-expectations.json";
 
-/// The cross-release record of PCRs, relative to the workspace root.
-pub(crate) const EXPECTATIONS_FILE: &str = "release/pcr-expectations.json";
+/// Timings of the last `release` run (read by `cargo xtask bench eif`), inside the work
+/// directory.
+pub const TIMINGS_FILE: &str = "last-run.json";
 
-/// Timings of the last `release` run (read by `cargo xtask bench eif`), inside [`WORK_DIR`].
-pub(crate) const TIMINGS_FILE: &str = "last-run.json";
+/// Format version of `build-manifest.json` (2: the `ccc` and `tool` records).
+const MANIFEST_FORMAT: u32 = 2;
 
-/// Format version of `build-manifest.json`.
-const MANIFEST_FORMAT: u32 = 1;
-
-/// Options of `cargo xtask release`.
-#[derive(Debug, clap::Args)]
-pub(crate) struct Args {
-    /// Release version (default: the workspace version).
+/// Options of the `release` command.
+#[derive(Debug, Default, clap::Args)]
+pub struct Args {
+    /// Release version (default: the application package's version).
     #[arg(long)]
-    version: Option<String>,
-    /// The workspace package whose binary the enclave runs (default: the enclave template,
-    /// ccc-template-enclave). Its binary of the same name is used unless --bin or --example
-    /// names another.
+    pub version: Option<String>,
+    /// The workspace package whose binary the enclave runs (default: the project's
+    /// application, `[workspace.metadata.ccc] app`). Its binary of the same name is used
+    /// unless --bin or --example names another.
     #[arg(long, value_name = "CRATE")]
-    app: Option<String>,
+    pub app: Option<String>,
     /// The binary of --app to run.
     #[arg(
         long,
@@ -64,56 +64,58 @@ pub(crate) struct Args {
         requires = "app",
         conflicts_with = "example"
     )]
-    bin: Option<String>,
+    pub bin: Option<String>,
     /// An example of --app to run instead of a binary (e.g. `--app ccc-init --example nsm_probe`).
     #[arg(long, value_name = "NAME", requires = "app")]
-    example: Option<String>,
+    pub example: Option<String>,
     /// Use this bzImage instead of CCC's kernel (a `<PATH>.config` next to it is picked up).
     #[arg(long, value_name = "PATH")]
-    kernel: Option<PathBuf>,
+    pub kernel: Option<PathBuf>,
     /// AWS account id for the key-policy template (12 digits; default: the placeholder
     /// ACCOUNT). Needs --role and --admin-role.
     #[arg(long, value_name = "ID", requires_all = ["role", "admin_role"])]
-    account: Option<String>,
+    pub account: Option<String>,
     /// Name of the parent instance's IAM role, the principal that calls KMS for the enclave
     /// (default: the placeholder ROLE).
     #[arg(long, value_name = "NAME", requires = "account")]
-    role: Option<String>,
+    pub role: Option<String>,
     /// Name of the key-administrator role, the only principal allowed to change the key policy
     /// (it gets no decryption rights; default: the placeholder KEY_ADMIN_ROLE). It must not be
     /// the parent's role.
     #[arg(long, value_name = "NAME", requires = "account")]
-    admin_role: Option<String>,
+    pub admin_role: Option<String>,
     /// Output directory (default: release/<VERSION>/). Only the default updates
     /// release/pcr-expectations.json.
     #[arg(long, value_name = "DIR")]
-    out: Option<PathBuf>,
+    pub out: Option<PathBuf>,
     /// Replace the PCRs recorded for an existing version in release/pcr-expectations.json.
     #[arg(long)]
-    force: bool,
+    pub force: bool,
     /// Also rebuild CCC's kernel in another directory and compare (about 5 more minutes on 2
     /// cores); without it the kernel is built once (or taken from its cache) for both passes.
     #[arg(long, conflicts_with = "kernel")]
-    full: bool,
+    pub full: bool,
 }
 
-/// Options of `cargo xtask verify-release`.
+/// Options of the `verify-release` command.
 #[derive(Debug, clap::Args)]
-pub(crate) struct VerifyArgs {
+pub struct VerifyArgs {
     /// The published version to check (release/<VERSION>/).
-    version: String,
+    pub version: String,
     /// The published directory (default: release/<VERSION>/).
     #[arg(long, value_name = "DIR")]
-    dir: Option<PathBuf>,
+    pub dir: Option<PathBuf>,
     /// The bzImage, when the release was built with --kernel.
     #[arg(long, value_name = "PATH")]
-    kernel: Option<PathBuf>,
+    pub kernel: Option<PathBuf>,
 }
 
 impl Args {
-    fn app_spec(&self) -> AppSpec {
+    /// The application the options select: `--app` (with `--bin`/`--example`), or
+    /// `default` (the project's).
+    pub fn app_spec(&self, default: &AppSpec) -> AppSpec {
         match &self.app {
-            None => AppSpec::template(),
+            None => default.clone(),
             Some(package) => AppSpec {
                 package: package.clone(),
                 target: match (&self.bin, &self.example) {
@@ -126,51 +128,54 @@ impl Args {
     }
 }
 
-/// The image name (metadata `ImageName`, EIF file stem): `ccc-enclave` for the template, the
-/// binary's name otherwise.
-fn image_name(app: &AppSpec) -> String {
-    if app.is_template() {
-        image::TEMPLATE_IMAGE_NAME.to_owned()
-    } else {
-        app.name().to_owned()
-    }
-}
-
-pub(crate) fn eif_file_name(image_name: &str, version: &str) -> String {
+/// `<image>-<version>.eif`.
+pub fn eif_file_name(image_name: &str, version: &str) -> String {
     format!("{image_name}-{version}.eif")
 }
 
-pub(crate) fn measurements_file_name(version: &str) -> String {
+/// `pcr-measurements-<version>.json`.
+pub fn measurements_file_name(version: &str) -> String {
     format!("pcr-measurements-{version}.json")
 }
 
-pub(crate) fn key_policy_file_name(version: &str) -> String {
+/// `kms-policy-template-<version>.json`.
+pub fn key_policy_file_name(version: &str) -> String {
     format!("kms-policy-template-{version}.json")
 }
 
-pub(crate) fn iam_policy_file_name(version: &str) -> String {
+pub fn iam_policy_file_name(version: &str) -> String {
     format!("iam-policy-template-{version}.json")
 }
 
-pub(crate) const MANIFEST_FILE: &str = "build-manifest.json";
+/// The build manifest's file name.
+pub const MANIFEST_FILE: &str = "build-manifest.json";
 const REPRODUCE_FILE: &str = "REPRODUCE.md";
-const SUMS_FILE: &str = "SHA256SUMS";
+/// The checksum file's name.
+pub const SUMS_FILE: &str = "SHA256SUMS";
 
-/// The two passes of a release.
-fn passes(root: &Path) -> (Pass, Pass) {
-    let work = root.join(WORK_DIR);
+/// The two passes of a release of `project`, under `work`.
+fn passes(project: &Project, work: &Path) -> (Pass, Pass) {
     let first = Pass {
         name: "first",
-        source: root.to_path_buf(),
+        source: project.root.clone(),
+        ccc: project.ccc.root.clone(),
         dir: work.join("first"),
         umask: "022",
         tz: "UTC0",
         locale: "C",
     };
     let second_dir = work.join("second");
+    let source = second_dir.join("src");
     let second = Pass {
         name: "second",
-        source: second_dir.join("src"),
+        // CCC's sources are a dependency (used in place, like every other crate); when the
+        // project is CCC, its copy is the second pass's source.
+        ccc: if project.is_ccc() {
+            source.clone()
+        } else {
+            project.ccc.root.clone()
+        },
+        source,
         dir: second_dir,
         umask: "077",
         // A POSIX TZ string (no tzdata needed): UTC+12:45, a zone offset nobody builds in.
@@ -188,6 +193,7 @@ struct Built {
 
 /// Compiles and assembles one pass.
 fn build_pass(
+    project: &Project,
     pass: &Pass,
     app: &AppSpec,
     kernel: &KernelArtifact,
@@ -195,55 +201,55 @@ fn build_pass(
     version: &str,
     customize: impl FnOnce(&mut ImageSpec<'_>),
 ) -> Result<Built> {
-    let binaries = build::compile(pass, app, git.epoch)?;
-    let name = image_name(app);
-    let identity = image::identity(&name, version, git.epoch, kernel)?;
+    let binaries = compile::compile(pass, app, git.epoch)?;
+    let name = project.image_name_for(app);
+    let identity = image::identity(&name, version, git.epoch, kernel, &project.tool)?;
     let mut spec = ImageSpec::new(kernel, &binaries.init, &binaries.app, app.name(), identity);
     customize(&mut spec);
     let out = pass.out_dir();
     if out.exists() {
-        std::fs::remove_dir_all(&out).with_context(|| format!("cannot empty {}", out.display()))?;
+        std::fs::remove_dir_all(&out).io("empty", &out)?;
     }
     let image = image::assemble(&spec, &out, &eif_file_name(&name, version))?;
     Ok(Built { binaries, image })
 }
 
-/// Builds the EIF of `app` from this checkout into `out_dir` in one pass: the same kernel,
-/// init, command line, layout and metadata as `cargo xtask release` (so, for the enclave
-/// template and no customisation, the same bytes as the release of this commit). `customize`
-/// may change the image before it is written — another `/env`, extra arguments, another
-/// command line — which is how a deliberately different ("tampered") image is made. The
-/// kernel is CCC's (built or cached) unless `kernel` names a bzImage.
+/// Builds the EIF of `app` from the project's checkout into `out_dir` in one pass: the same
+/// kernel, init, command line, layout and metadata as `release` (so, for the project's
+/// application and no customisation, the same bytes as the release of this commit).
+/// `customize` may change the image before it is written — another `/env`, extra arguments,
+/// another command line, the metadata — which is how a deliberately different ("tampered")
+/// image is made. The kernel is CCC's (built or cached) unless `kernel` names a bzImage.
 ///
 /// The compile reuses the release's first-pass target directory (warm after one release).
 ///
 /// # Errors
 /// A missing prerequisite, a failed build, or an image that cannot be written.
-pub(crate) fn build_image(
+pub fn build_image(
+    project: &Project,
     app: &AppSpec,
     kernel: Option<PathBuf>,
     out_dir: &Path,
     customize: impl FnOnce(&mut ImageSpec<'_>),
 ) -> Result<Image> {
-    let root = crate::workspace_root();
-    crate::setup::ensure_base()?;
-    app.check(&root)?;
-    let git = build::git_state(&root)?;
-    let kernel = kernel::resolve(kernel)?;
-    let (first, _) = passes(&root);
+    ensure_prerequisites(project)?;
+    project.check_target(app, "--app")?;
+    let git = git::state(&project.root)?;
+    let kernel = kernel::resolve(kernel, &project.ccc.root, &project.cache)?;
+    let (first, _) = passes(project, &project.work_dir());
     let built = build_pass(
+        project,
         &first,
         app,
         &kernel,
         &git,
-        env!("CARGO_PKG_VERSION"),
+        &project.version,
         customize,
     )?;
-    std::fs::create_dir_all(out_dir)?;
+    std::fs::create_dir_all(out_dir).io("create", out_dir)?;
     let move_into = |from: &Path| -> Result<PathBuf> {
-        let to = out_dir.join(from.file_name().context("no file name")?);
-        std::fs::copy(from, &to)
-            .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
+        let to = out_dir.join(from.file_name().unwrap_or_default());
+        std::fs::copy(from, &to).io(&format!("copy {} to", from.display()), &to)?;
         Ok(to)
     };
     Ok(Image {
@@ -254,10 +260,23 @@ pub(crate) fn build_image(
     })
 }
 
+/// The host packages and the musl target of both toolchains a release uses (the project's and,
+/// for the init, CCC's).
+fn ensure_prerequisites(project: &Project) -> Result<()> {
+    crate::host::ensure_base(&project.root)?;
+    if !project.is_ccc() {
+        crate::host::ensure_musl_target(&project.ccc.root)?;
+    }
+    Ok(())
+}
+
 /// The first byte where two files differ, as a sentence; `None` when they are identical.
-fn first_difference(a: &Path, b: &Path) -> Result<Option<String>> {
-    let x = std::fs::read(a).with_context(|| format!("cannot read {}", a.display()))?;
-    let y = std::fs::read(b).with_context(|| format!("cannot read {}", b.display()))?;
+///
+/// # Errors
+/// A file cannot be read.
+pub fn first_difference(a: &Path, b: &Path) -> Result<Option<String>> {
+    let x = std::fs::read(a).io("read", a)?;
+    let y = std::fs::read(b).io("read", b)?;
     if x == y {
         return Ok(None);
     }
@@ -302,7 +321,7 @@ fn compare(first: &Built, second: &Built, app: &AppSpec) -> Result<()> {
         match first_difference(a, b)? {
             None => eprintln!(
                 "release: {name}: identical ({} bytes)",
-                std::fs::metadata(a)?.len()
+                std::fs::metadata(a).io("stat", a)?.len()
             ),
             Some(how) => {
                 eprintln!("release: {name}: DIFFERENT: {how}");
@@ -317,98 +336,108 @@ fn compare(first: &Built, second: &Built, app: &AppSpec) -> Result<()> {
     if differences.is_empty() {
         return Ok(());
     }
-    bail!(
-        "the two builds differ, so this release is not reproducible and is NOT published:\n  \
-         {}\nBoth copies are kept for inspection (e.g. `diffoscope A B`); the first differing \
-         artifact is usually the cause of the others",
-        differences.join("\n  ")
-    )
+    Err(Error::NotReproducible { differences })
 }
 
 /// Timings of a run, for `cargo xtask bench eif`.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub(crate) struct Timings {
-    pub(crate) version: String,
-    pub(crate) app: String,
+struct Timings {
+    version: String,
+    app: String,
     /// The whole command.
-    pub(crate) total_secs: f64,
-    pub(crate) kernel_secs: f64,
+    total_secs: f64,
+    kernel_secs: f64,
     /// The kernel was compiled in this run (not taken from its cache).
-    pub(crate) kernel_built: bool,
-    pub(crate) first_pass_secs: f64,
-    pub(crate) second_pass_secs: f64,
+    kernel_built: bool,
+    first_pass_secs: f64,
+    second_pass_secs: f64,
     /// The first pass's target directory did not exist (everything compiled from scratch).
-    pub(crate) first_pass_cold: bool,
-    pub(crate) eif_bytes: u64,
+    first_pass_cold: bool,
+    eif_bytes: u64,
     /// Available CPUs and the 1-minute load average when the run ended.
-    pub(crate) cpus: usize,
-    pub(crate) load_average: String,
+    cpus: usize,
+    load_average: String,
 }
 
-/// `cargo xtask release`.
+/// What a release wrote.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Outcome {
+    /// The release directory.
+    pub dir: PathBuf,
+    /// The EIF in it.
+    pub eif: PathBuf,
+    /// Its PCRs.
+    pub measurements: Measurements,
+}
+
+/// The `release` command for `project`.
 ///
 /// # Errors
 /// A missing prerequisite (with its fix), a failed build, a difference between the two passes,
 /// all-zero PCRs, PCRs that contradict release/pcr-expectations.json (without `--force`), or a
 /// write failure.
-pub(crate) fn run(args: &Args) -> Result<()> {
+pub fn run(project: &Project, args: &Args) -> Result<Outcome> {
     let started = Instant::now();
-    let root = crate::workspace_root();
+    let root = &project.root;
     let version = args
         .version
         .clone()
-        .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned());
+        .unwrap_or_else(|| project.version.clone());
     publish::check_version(&version)?;
     let principal = match (&args.account, &args.role, &args.admin_role) {
         (Some(account), Some(role), Some(admin_role)) => Principals::new(account, role, admin_role)
-            .context("--account, --role and --admin-role")?,
+            .map_err(|e| Error::invalid("--account, --role and --admin-role", e.to_string()))?,
         _ => Principals::placeholders(),
     };
-    let app = args.app_spec();
-    crate::setup::ensure_base()?;
-    app.check(&root)?;
-    let git = build::git_state(&root)?;
+    let app = args.app_spec(&project.app);
+    ensure_prerequisites(project)?;
+    project.check_target(&app, "--app")?;
+    let git = git::state(root)?;
     warn_about_the_tree(&git);
 
-    let default_out = root.join("release").join(&version);
+    let default_out = project.release_dir().join(&version);
     let out = match &args.out {
         Some(dir) if dir.is_absolute() => dir.clone(),
-        Some(dir) => std::env::current_dir()?.join(dir),
+        Some(dir) => std::env::current_dir()
+            .io("find", Path::new("the current directory"))?
+            .join(dir),
         None => default_out.clone(),
     };
     let publishing = out == default_out;
-    let names = ReleaseFiles::new(&image_name(&app), &version);
+    let names = ReleaseFiles::new(&project.image_name_for(&app), &version);
     names.check_directory(&out)?;
     let expectations_path = root.join(EXPECTATIONS_FILE);
     let mut expectations = Expectations::load(&expectations_path)?;
 
     let t = Instant::now();
-    let kernel_built = args.kernel.is_none() && !kernel::is_cached()?;
-    let kernel = kernel::resolve(args.kernel.clone())?;
+    let (ccc_root, cache) = (&project.ccc.root, &project.cache);
+    let kernel_built = args.kernel.is_none() && !kernel::is_cached(ccc_root, cache)?;
+    let kernel = kernel::resolve(args.kernel.clone(), ccc_root, cache)?;
     if args.full {
-        kernel::verify_reproducible(&kernel)?;
+        kernel::verify_reproducible(&kernel, ccc_root, cache)?;
     }
     let kernel_time = t.elapsed();
 
-    let (first_pass, second_pass) = passes(&root);
+    let work = project.work_dir();
+    let (first_pass, second_pass) = passes(project, &work);
     let first_pass_cold = !first_pass.target_dir().exists();
     let t = Instant::now();
-    let first = build_pass(&first_pass, &app, &kernel, &git, &version, |_| {})?;
+    let first = build_pass(project, &first_pass, &app, &kernel, &git, &version, |_| {})?;
     let first_time = t.elapsed();
 
     let t = Instant::now();
     for dir in [second_pass.source.clone(), second_pass.tmp_dir()] {
         if dir.exists() {
-            std::fs::remove_dir_all(&dir)
-                .with_context(|| format!("cannot remove {}", dir.display()))?;
+            std::fs::remove_dir_all(&dir).io("remove", &dir)?;
         }
     }
-    let copied = build::export_tracked(&root, &second_pass.source)?;
+    let copied = git::export_tracked(root, &second_pass.source)?;
     eprintln!(
         "release: [second] copied {copied} tracked files into {}",
         second_pass.source.display()
     );
-    let second = build_pass(&second_pass, &app, &kernel, &git, &version, |_| {})?;
+    let second = build_pass(project, &second_pass, &app, &kernel, &git, &version, |_| {})?;
     let second_time = t.elapsed();
 
     compare(&first, &second, &app)?;
@@ -429,7 +458,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     }
 
     let context = ReleaseContext {
-        root: &root,
+        project,
         version: &version,
         app: &app,
         git: &git,
@@ -444,7 +473,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     if publishing {
         let recorded = expectations.record(&version, &pcrs, args.force)?;
         std::fs::write(&expectations_path, expectations.to_json()?)
-            .with_context(|| format!("cannot write {}", expectations_path.display()))?;
+            .io("write", &expectations_path)?;
         match recorded {
             Recorded::Added => eprintln!("release: recorded {version} in {EXPECTATIONS_FILE}"),
             Recorded::Unchanged => {
@@ -475,11 +504,8 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         cpus: std::thread::available_parallelism().map_or(1, usize::from),
         load_average: load_average(),
     };
-    let timings_path = root.join(WORK_DIR).join(TIMINGS_FILE);
-    std::fs::write(
-        &timings_path,
-        serde_json::to_string_pretty(&timings)? + "\n",
-    )?;
+    let timings_path = work.join(TIMINGS_FILE);
+    std::fs::write(&timings_path, publish::json_text(&timings)?).io("write", &timings_path)?;
 
     eprintln!(
         "release: {version} published in {} (kernel {}, first pass {}, second pass {}); EIF \
@@ -494,9 +520,13 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         eprintln!("release: WARNING: built from a DIRTY tree (recorded as dirty: true)");
     }
     let total = started.elapsed();
-    println!("{}", serde_json::to_string_pretty(&pcrs)?);
+    print!("{}", publish::json_text(&pcrs)?);
     eprintln!("release: total {}", elapsed(total));
-    Ok(())
+    Ok(Outcome {
+        eif: out.join(&names.eif),
+        dir: out,
+        measurements,
+    })
 }
 
 fn load_average() -> String {
@@ -531,7 +561,7 @@ fn warn_about_the_tree(git: &GitState) {
 
 /// Everything the published files are written from.
 struct ReleaseContext<'a> {
-    root: &'a Path,
+    project: &'a Project,
     version: &'a str,
     app: &'a AppSpec,
     git: &'a GitState,
@@ -540,6 +570,13 @@ struct ReleaseContext<'a> {
     full: bool,
     principal: &'a Principals,
     first: &'a Built,
+}
+
+impl ReleaseContext<'_> {
+    /// How users invoke the tool that made this release (`cargo xtask`, `cargo ccc`).
+    fn command(&self) -> &str {
+        &self.project.tool.command
+    }
 }
 
 /// The file names of one release directory.
@@ -581,42 +618,47 @@ impl ReleaseFiles {
         }
         let ours = self.all();
         let mut stray = Vec::new();
-        for entry in
-            std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?
-        {
-            let name = entry?.file_name().to_string_lossy().into_owned();
+        for entry in std::fs::read_dir(dir).io("list", dir)? {
+            let name = entry
+                .io("list", dir)?
+                .file_name()
+                .to_string_lossy()
+                .into_owned();
             if !ours.contains(&name) {
                 stray.push(name);
             }
         }
         ensure!(
             stray.is_empty(),
-            "{} holds files a release does not write ({}); remove them (SHA256SUMS must cover \
-             every file of a release directory)",
-            dir.display(),
-            stray.join(", ")
+            Error::published(
+                dir,
+                format!(
+                    "holds files a release does not write ({}); remove them (SHA256SUMS must \
+                     cover every file of a release directory)",
+                    stray.join(", ")
+                )
+            )
         );
         Ok(())
     }
 }
 
 fn write_release(ctx: &ReleaseContext<'_>, names: &ReleaseFiles, out: &Path) -> Result<()> {
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    std::fs::create_dir_all(out).io("create", out)?;
     let write = |name: &str, text: &str| -> Result<()> {
         let path = out.join(name);
-        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+        std::fs::write(&path, text).io("write", &path)
     };
     let measurements = &ctx.first.image.measurements;
     let eif_path = out.join(&names.eif);
-    std::fs::copy(&ctx.first.image.eif, &eif_path)
-        .with_context(|| format!("cannot write {}", eif_path.display()))?;
+    std::fs::copy(&ctx.first.image.eif, &eif_path).io("write", &eif_path)?;
 
-    let tools: BTreeMap<String, String> = build::tool_versions(ctx.root)
+    let tools: BTreeMap<String, String> = compile::tool_versions(&ctx.project.root)
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
     let kernel_record = kernel_record(ctx)?;
-    let rebuild = rebuild_commands(ctx);
+    let rebuild = reproduce::rebuild_commands(ctx);
     let measurements_file = MeasurementsFile {
         version: ctx.version.to_owned(),
         build_timestamp: ctx.git.epoch.rfc3339(),
@@ -639,7 +681,7 @@ fn write_release(ctx: &ReleaseContext<'_>, names: &ReleaseFiles, out: &Path) -> 
         &publish::key_policy(measurements, ctx.principal)?,
     )?;
     write(&names.iam_policy, &publish::iam_policy(measurements)?)?;
-    write(REPRODUCE_FILE, &reproduce_md(ctx, names, &rebuild))?;
+    write(REPRODUCE_FILE, &reproduce::markdown(ctx, names, &rebuild))?;
 
     let mut outputs = BTreeMap::new();
     for name in [
@@ -687,7 +729,7 @@ fn kernel_record(ctx: &ReleaseContext<'_>) -> Result<KernelRecord> {
             bzimage_sha256: ctx.kernel.sha256.clone(),
         });
     }
-    let pin = kernel::Pin::load(ctx.root)?;
+    let pin = kernel::Pin::load(&ctx.project.ccc.root)?;
     Ok(KernelRecord {
         origin: "ccc".to_owned(),
         package: Some(pin.package),
@@ -703,41 +745,24 @@ fn kernel_record(ctx: &ReleaseContext<'_>) -> Result<KernelRecord> {
     })
 }
 
-/// The arguments that select what a release builds (for the rebuild commands).
-fn selection_args(ctx: &ReleaseContext<'_>) -> String {
-    let mut args = String::new();
-    if !ctx.app.is_template() {
-        args.push_str(&format!(" --app {}", ctx.app.package));
-        match &ctx.app.target {
-            AppTarget::Bin(name) if *name == ctx.app.package => {}
-            AppTarget::Bin(name) => args.push_str(&format!(" --bin {name}")),
-            AppTarget::Example(name) => args.push_str(&format!(" --example {name}")),
+/// The CCC record of the manifest: version, origin, commit.
+fn ccc_record(project: &Project) -> CccRecord {
+    let commit = project.ccc.commit();
+    CccRecord {
+        version: project.ccc.version.clone(),
+        origin: match project.ccc.origin {
+            CccOrigin::Workspace => "workspace",
+            CccOrigin::Path => "path",
+            CccOrigin::Git { .. } => "git",
         }
+        .to_owned(),
+        url: match &project.ccc.origin {
+            CccOrigin::Git { url, .. } => Some(url.clone()),
+            _ => None,
+        },
+        dirty: commit.as_ref().is_some_and(|(_, dirty)| *dirty),
+        commit: commit.map(|(commit, _)| commit),
     }
-    if ctx.custom_kernel {
-        args.push_str(" --kernel <the same bzImage>");
-    }
-    args
-}
-
-fn rebuild_commands(ctx: &ReleaseContext<'_>) -> Vec<String> {
-    let kernel = if ctx.custom_kernel {
-        " --kernel <the same bzImage>"
-    } else {
-        ""
-    };
-    vec![
-        "git clone <this repository> ccc && cd ccc".to_owned(),
-        format!(
-            "git checkout <the commit that published release/{}>",
-            ctx.version
-        ),
-        format!(
-            "git diff --stat {} HEAD -- . ':(exclude)release'   # must print nothing",
-            ctx.git.commit
-        ),
-        format!("cargo xtask verify-release {}{kernel}", ctx.version),
-    ]
 }
 
 fn manifest(
@@ -746,12 +771,13 @@ fn manifest(
     kernel: KernelRecord,
     outputs: BTreeMap<String, FileDigest>,
 ) -> Result<Manifest> {
+    let project = ctx.project;
     let image = &ctx.first.image;
     let mut inputs = BTreeMap::new();
     inputs.insert("kernel".to_owned(), FileDigest::of(&ctx.kernel.path)?);
     inputs.insert(
         "cmdline".to_owned(),
-        FileDigest::of_bytes(image::CMDLINE.as_bytes())?,
+        FileDigest::of_bytes(image::CMDLINE.as_bytes()),
     );
     inputs.insert("init".to_owned(), FileDigest::of(&ctx.first.binaries.init)?);
     inputs.insert("app".to_owned(), FileDigest::of(&ctx.first.binaries.app)?);
@@ -768,37 +794,64 @@ fn manifest(
          used the same file"
             .to_owned()
     } else if ctx.full {
-        "built (or taken from target/kernel/<key>/, keyed by the pinned .deb, the config, the \
-         build environment and the recipe) and then rebuilt from scratch in \
-         target/kernel/verify/<key>/ (--full): byte-identical; both passes used it"
+        "built (or taken from the per-user cache, <cache>/kernel/<key>/, keyed by the pinned \
+         .deb, the config, the build environment and the recipe) and then rebuilt from scratch \
+         in <cache>/kernel/verify/<key>/ (--full): byte-identical; both passes used it"
             .to_owned()
     } else {
-        "built once (or taken from target/kernel/<key>/, keyed by the pinned .deb, the config, \
-         the build environment and the recipe) and used by both passes; NOT rebuilt by this run: \
-         its own reproducibility check is `cargo xtask kernel --verify-reproducible` (or \
-         `cargo xtask release --full`)"
-            .to_owned()
+        format!(
+            "built once (or taken from the per-user cache, <cache>/kernel/<key>/, keyed by the \
+             pinned .deb, the config, the build environment and the recipe) and used by both \
+             passes; NOT rebuilt by this run: its own reproducibility check is `cargo xtask \
+             kernel --verify-reproducible` in CCC's repository (or `{} release --full`)",
+            ctx.command()
+        )
     };
-    let (first, second) = passes(Path::new("."));
+    let (first, second) = passes(project, Path::new("target/ccc-release"));
     let describe = |pass: &Pass, source: &str| {
         format!(
             "{source}; CARGO_TARGET_DIR {}; TMPDIR {}; umask {}; TZ {}; LC_ALL {}",
-            relative(&pass.target_dir()),
-            relative(&pass.tmp_dir()),
+            pass.target_dir().display(),
+            pass.tmp_dir().display(),
             pass.umask,
             pass.tz,
             pass.locale
         )
     };
+    let ccc_in_place = if project.is_ccc() {
+        ""
+    } else {
+        "; CCC's sources (a dependency) are used in place by both passes"
+    };
+    let mut path_remapping = vec![
+        "rustup toolchain -> /rust-toolchain".to_owned(),
+        "CARGO_HOME -> /cargo".to_owned(),
+        "workspace -> /ccc (CCC's for ccc-init, the project's for the application)".to_owned(),
+    ];
+    if !project.is_ccc() {
+        path_remapping.push("CCC's sources, for the application -> /ccc-source".to_owned());
+    }
+    path_remapping.extend([
+        "CARGO_TARGET_DIR -> /ccc-target".to_owned(),
+        "rustc: --remap-path-prefix in CARGO_ENCODED_RUSTFLAGS; C: -ffile-prefix-map in \
+         CFLAGS_x86_64_unknown_linux_musl and CXXFLAGS_x86_64_unknown_linux_musl"
+            .to_owned(),
+    ]);
     Ok(Manifest {
         format: MANIFEST_FORMAT,
         version: ctx.version.to_owned(),
-        image_name: image_name(ctx.app),
+        image_name: project.image_name_for(ctx.app),
         app: publish::AppRecord {
             package: ctx.app.package.clone(),
             kind: ctx.app.kind().to_owned(),
             name: ctx.app.name().to_owned(),
         },
+        ccc: Some(ccc_record(project)),
+        tool: Some(ToolRecord {
+            name: project.tool.name.clone(),
+            version: project.tool.version.clone(),
+            command: project.tool.command.clone(),
+        }),
         git: publish::GitRecord {
             commit: ctx.git.commit.clone(),
             dirty: ctx.git.dirty,
@@ -812,28 +865,21 @@ fn manifest(
                 .to_owned(),
         },
         toolchain: publish::ToolchainRecord {
-            rustc: build::rustc_verbose_version(ctx.root)?
+            rustc: compile::rustc_verbose_version(&project.root)?
                 .lines()
                 .map(str::to_owned)
                 .collect(),
             target: MUSL_TARGET.to_owned(),
             cargo_build: format!(
                 "cargo build --locked --release --target {MUSL_TARGET} -p ccc-init --bin \
-                 ccc-init -p {} --{} {}",
+                 ccc-init (in CCC's workspace, with CCC's Cargo.lock), then -p {} --{} {} (in \
+                 the project's)",
                 ctx.app.package,
                 ctx.app.kind(),
                 ctx.app.name()
             ),
-            profile: "release ([profile.release] of the workspace Cargo.toml)".to_owned(),
-            path_remapping: vec![
-                "rustup toolchain -> /rust-toolchain".to_owned(),
-                "CARGO_HOME -> /cargo".to_owned(),
-                "workspace -> /ccc".to_owned(),
-                "CARGO_TARGET_DIR -> /ccc-target".to_owned(),
-                "rustc: --remap-path-prefix in CARGO_ENCODED_RUSTFLAGS; C: -ffile-prefix-map in \
-                 CFLAGS_x86_64_unknown_linux_musl and CXXFLAGS_x86_64_unknown_linux_musl"
-                    .to_owned(),
-            ],
+            profile: "release ([profile.release] of each workspace's Cargo.toml)".to_owned(),
+            path_remapping,
             environment: "cleared; set: PATH (cargo's directory, then /usr/local/sbin:\
                           /usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin), SOURCE_DATE_EPOCH, TZ, \
                           LC_ALL, LANG, TMPDIR, CARGO_TARGET_DIR, CARGO_ENCODED_RUSTFLAGS, \
@@ -843,7 +889,7 @@ fn manifest(
                 .to_owned(),
         },
         tools,
-        cargo_lock_sha256: crate::hash::sha256_file(&ctx.root.join("Cargo.lock"))?,
+        cargo_lock_sha256: crate::hash::sha256_file(&project.root.join("Cargo.lock"))?,
         kernel,
         cmdline: image::CMDLINE.to_owned(),
         inputs,
@@ -860,13 +906,13 @@ fn manifest(
             comparison: "byte for byte; any difference stops the release before anything is \
                          published"
                 .to_owned(),
-            first_pass: describe(&first, "the checkout itself"),
+            first_pass: describe(&first, &format!("the checkout itself{ccc_in_place}")),
             second_pass: describe(
                 &second,
                 &format!(
                     "a fresh copy of the tracked files (git ls-files, working-tree content) in \
-                     {}",
-                    relative(&second.source)
+                     {}{ccc_in_place}",
+                    second.source.display()
                 ),
             ),
             kernel: kernel_note,
@@ -874,198 +920,49 @@ fn manifest(
     })
 }
 
-/// A pass path relative to the workspace root, for the manifest (no host paths in published
-/// files).
-fn relative(path: &Path) -> String {
-    path.strip_prefix(".").unwrap_or(path).display().to_string()
-}
-
-fn reproduce_md(ctx: &ReleaseContext<'_>, names: &ReleaseFiles, rebuild: &[String]) -> String {
-    let version = ctx.version;
-    let m = &ctx.first.image.measurements;
-    let dirty = if ctx.git.dirty {
-        "\n\n**Warning: built from a working tree with uncommitted changes (`dirty: true` in the \
-         manifest). Nobody can rebuild it from the commit alone.**"
-    } else {
-        ""
-    };
-    let args = selection_args(ctx);
-    let kernel_text = if ctx.custom_kernel {
-        "The kernel was supplied with `--kernel` (its SHA-256 is in the manifest); bring the \
-         same file."
-    } else {
-        "The kernel is built from the Debian package pinned in `kernel-config/source.json` with \
-         the committed `kernel-config/config-6.12-x86_64` (about 5 minutes on 2 cores; cached \
-         under `target/kernel/`)."
-    };
-    let full_text = if ctx.full {
-        "This release ran with `--full`: the kernel was also rebuilt in another directory and \
-         compared, byte for byte."
-    } else {
-        "The kernel was built once and used by both passes; its own reproducibility is checked \
-         by `cargo xtask kernel --verify-reproducible` (or `cargo xtask release --full`)."
-    };
-    let placeholder = if ctx.principal.is_placeholder() {
-        format!(
-            "\nThe template names `ACCOUNT`, `ROLE` and `KEY_ADMIN_ROLE`: replace them with your \
-             account id,\nthe name of the parent instance's IAM role and the name of the \
-             key-administrator role (or run\n`cargo xtask release --version {version} --account \
-             111122223333 --role NAME --admin-role NAME --out DIR`),\nthen:\n\n    \
-             aws kms put-key-policy --key-id KEY --policy-name default --policy \
-             file://{}\n\nand check what you upload with `cargo xtask policy check FILE` (exit \
-             status 0: no findings).\n",
-            names.key_policy
-        )
-    } else {
-        String::new()
-    };
-    format!(
-        "# Reproducing CCC release {version}
-
-Written by `cargo xtask release --version {version}{args}` from commit `{commit}` (the latest
-commit that changed anything outside `release/`; its commit time is the build's
-`SOURCE_DATE_EPOCH`).{dirty}
-
-| file | content |
-|---|---|
-| `{eif}` | the enclave image (not in git: rebuild it, below) |
-| `{meas}` | PCR0, PCR1, PCR2 and the KMS condition values |
-| `{kms}` | KMS key policy pinning this image |
-| `{iam}` | IAM policy for the parent's role: `kms:GenerateRandom` for this image |
-| `build-manifest.json` | commit, toolchain, kernel source, SHA-256 of every input and output |
-| `SHA256SUMS` | `sha256sum` of every other file here |
-
-## Measurements
-
-    PCR0 {pcr0}
-    PCR1 {pcr1}
-    PCR2 {pcr2}
-
-PCR0 covers the kernel, the command line and both ramdisks; PCR1 the kernel, the command line
-and the bootstrap ramdisk (ccc-init); PCR2 the application ramdisk.
-
-## Rebuild and compare
-
-On Debian 12 (x86_64), as root (otherwise the commands stop with the exact `apt-get install` to
-run first):
-
-    {rebuild}
-
-`verify-release` rebuilds ccc-init, the application and the EIF from the checkout and prints,
-for PCR0, PCR1 and PCR2, `match` or `MISMATCH` with both values; it exits non-zero on any
-mismatch.
-
-{kernel_text}
-
-To compare every byte instead, build the whole release into a scratch directory and check it
-against the published sums:
-
-    cargo xtask release --version {version}{args} --out /tmp/ccc-{version}
-    cd /tmp/ccc-{version} && sha256sum -c <checkout>/release/{version}/SHA256SUMS
-
-Every line must say `OK`. `{meas}` and `build-manifest.json` also record the host's compiler
-and linker versions (the musl target links with the host's `cc` and `ld`): on a machine with
-other Debian package versions those two files differ, and usually the binaries with them.
-
-## What was built twice, and how it was compared
-
-`cargo xtask release` builds `ccc-init`, the application, both ramdisks and the EIF twice: first
-from the checkout (umask 022, TZ UTC0, LC_ALL C), then from a fresh copy of the tracked files in
-`target/ccc-release/second/src` with its own target and temporary directories, umask 077,
-TZ CCC-12:45 and LC_ALL C.UTF-8. It publishes only when all five are byte-identical. Build paths
-are remapped (`--remap-path-prefix`, `-ffile-prefix-map`), the environment is cleared, the build
-is `--locked`, and `SOURCE_DATE_EPOCH` is the commit time.
-
-{full_text}
-
-## Key policy
-
-`{kms}` follows AWS's guidance for Nitro Enclaves key policies: nobody uses the key
-without this image's attestation, and nothing the parent controls can change that
-(`docs/threat-model.md` in the repository says which attack each statement stops).
-
-1. `KeyAdministration`: the key-administrator role (`KEY_ADMIN_ROLE`) manages the key and its
-   policy, so the key is never orphaned (KMS refuses a policy that locks everyone out). It lists
-   actions one by one and holds nothing that reveals plaintext or routes around attestation:
-   no `kms:Decrypt`, `kms:GenerateDataKey*`, `kms:ReEncrypt*`, `kms:DeriveSharedSecret`,
-   `kms:CreateGrant`. Not the account root: `arn:aws:iam::ACCOUNT:root` would hand the decision
-   to IAM, and so to every role of the account with broad IAM rights, the parent's included.
-2. `OperatorsEncryptButNeverSeal`: principals of the account may `kms:Encrypt` secrets for the
-   enclave (this reveals nothing), never with the encryption context `ccc:purpose=seal`, which
-   the enclave reserves for its sealed blobs.
-3. `EnclaveUseOnlyWithThisImage`: the parent instance's role (`ROLE`) may call `kms:Decrypt`
-   and `kms:GenerateDataKey` only with an attestation document (`Recipient`) whose PCR0
-   (`kms:RecipientAttestation:ImageSha384`), PCR1 and PCR2 equal this release's
-   (`StringEqualsIgnoreCase`). A debug-mode enclave reports all-zero PCRs; the release tool
-   never writes a policy with all-zero PCRs.
-4. to 6. `DenySecretsUnlessImageSha384Matches`, `...PCR1Matches`, `...PCR2Matches`: an explicit
-   Deny, for every principal, of `kms:Decrypt`, `kms:GenerateDataKey*`, `kms:ReEncrypt*` and
-   `kms:DeriveSharedSecret` unless that PCR is this release's (`StringNotEqualsIgnoreCase`,
-   which also holds when the request carries no attestation at all: IAM user guide, condition
-   operators). No statement added later, no grant and no IAM policy can release a secret
-   outside this image.
-7. `DenyMintingSealedBlobs`: nobody may `kms:Encrypt` with `ccc:purpose=seal`: an operator who
-   could would choose a data key, wrap it and build a sealed blob the enclave takes for its own.
-8. `DenyPolicyAndGrantChangesToTheEnclaveRole`: the parent's role may never change the policy,
-   create, revoke or retire grants, or replicate the key, whatever its IAM policies say.
-{placeholder}
-`kms:GenerateRandom` is not in the key policy: it uses no key, so KMS authorises it through IAM
-policies only (KMS API reference, GenerateRandom: \"Required permissions: kms:GenerateRandom (IAM
-policy)\"). Attach `{iam}` to the parent's role to allow it for this image only (the attestation
-condition keys apply to GenerateRandom in IAM policies).
-",
-        commit = ctx.git.commit,
-        eif = names.eif,
-        meas = names.measurements,
-        kms = names.key_policy,
-        iam = names.iam_policy,
-        pcr0 = m.pcr0.hex(),
-        pcr1 = m.pcr1.hex(),
-        pcr2 = m.pcr2.hex(),
-        rebuild = rebuild.join("\n    "),
-    )
-}
-
-/// `cargo xtask verify-release V`.
+/// The `verify-release V` command for `project`.
 ///
 /// # Errors
 /// The published files are missing or malformed, the rebuild fails, or any PCR differs.
-pub(crate) fn verify(args: &VerifyArgs) -> Result<()> {
+pub fn verify(project: &Project, args: &VerifyArgs) -> Result<()> {
     let started = Instant::now();
-    let root = crate::workspace_root();
     let version = &args.version;
     publish::check_version(version)?;
     let dir = args
         .dir
         .clone()
-        .unwrap_or_else(|| root.join("release").join(version));
+        .unwrap_or_else(|| project.release_dir().join(version));
     let published = MeasurementsFile::load(&dir.join(measurements_file_name(version)))?;
     let manifest = Manifest::load(&dir.join(MANIFEST_FILE))?;
     ensure!(
         published.version == *version && manifest.version == *version,
-        "{} describes version {} (manifest: {}), not {version}",
-        dir.display(),
-        published.version,
-        manifest.version
+        Error::published(
+            &dir,
+            format!(
+                "describes version {} (manifest: {}), not {version}",
+                published.version, manifest.version
+            )
+        )
     );
-    let app = AppSpec {
-        package: manifest.app.package.clone(),
-        target: match manifest.app.kind.as_str() {
-            "bin" => AppTarget::Bin(manifest.app.name.clone()),
-            "example" => AppTarget::Example(manifest.app.name.clone()),
-            other => bail!("the manifest names an app of kind `{other}`"),
-        },
-    };
+    let app = AppSpec::from_kind(
+        &manifest.app.package,
+        &manifest.app.kind,
+        &manifest.app.name,
+    )?;
     if manifest.kernel.origin == "custom" {
         ensure!(
             args.kernel.is_some(),
-            "release {version} was built with its own kernel ({}, sha256 {}): pass it with \
-             --kernel PATH",
-            manifest.kernel.source,
-            manifest.kernel.bzimage_sha256
+            Error::invalid(
+                "--kernel",
+                format!(
+                    "release {version} was built with its own kernel ({}, sha256 {}): pass it \
+                     with --kernel PATH",
+                    manifest.kernel.source, manifest.kernel.bzimage_sha256
+                )
+            )
         );
     }
-    let git = build::git_state(&root)?;
+    let git = git::state(&project.root)?;
     eprintln!(
         "verify-release: published from commit {}{}; rebuilding from {}{}",
         manifest.git.commit,
@@ -1080,8 +977,21 @@ pub(crate) fn verify(args: &VerifyArgs) -> Result<()> {
             manifest.git.commit
         );
     }
-    let out = root.join(WORK_DIR).join("verify");
-    let image = build_image(&app, args.kernel.clone(), &out, |spec| {
+    if let Some(ccc) = &manifest.ccc
+        && let Some(commit) = &ccc.commit
+        && project
+            .ccc
+            .commit()
+            .is_some_and(|(ours, _)| ours != *commit)
+    {
+        eprintln!(
+            "verify-release: WARNING: release {version} was built with CCC {} at {commit}; this \
+             project resolves CCC at another commit: expect mismatches",
+            ccc.version
+        );
+    }
+    let out = project.work_dir().join("verify");
+    let image = build_image(project, &app, args.kernel.clone(), &out, |spec| {
         spec.identity.image_name = manifest.image_name.clone();
         spec.identity.image_version = version.clone();
     })?;
@@ -1112,10 +1022,12 @@ pub(crate) fn verify(args: &VerifyArgs) -> Result<()> {
     eprintln!("verify-release: done in {}", elapsed(started.elapsed()));
     ensure!(
         mismatches == 0,
-        "{mismatches} of 3 PCRs differ from {}: this checkout does not rebuild release \
-         {version} (check out commit {} and build on Debian 12)",
-        dir.display(),
-        manifest.git.commit
+        Error::pcrs(format!(
+            "{mismatches} of 3 PCRs differ from {}: this checkout does not rebuild release \
+             {version} (check out commit {} and build on Debian 12)",
+            dir.display(),
+            manifest.git.commit
+        ))
     );
     Ok(())
 }
@@ -1173,7 +1085,7 @@ mod tests {
                 },
             }
         };
-        let app = AppSpec::template();
+        let app = AppSpec::bin("ccc-template-enclave", "ccc-template-enclave");
         let a = pass("a", b"rootfs/bin/app 0644");
         let b = pass("b", b"rootfs/bin/app 0644");
         compare(&a, &b, &app).unwrap();
@@ -1225,11 +1137,12 @@ mod tests {
             #[command(flatten)]
             args: Args,
         }
+        let template = AppSpec::bin("ccc-template-enclave", "ccc-template-enclave");
         let parse = |words: &[&str]| {
             Cli::try_parse_from(std::iter::once("release").chain(words.iter().copied()))
-                .map(|c| c.args.app_spec())
+                .map(|c| c.args.app_spec(&template))
         };
-        assert_eq!(parse(&[]).unwrap(), AppSpec::template());
+        assert_eq!(parse(&[]).unwrap(), template);
         assert_eq!(parse(&["--app", "x"]).unwrap(), AppSpec::bin("x", "x"));
         assert_eq!(
             parse(&["--app", "x", "--bin", "y"]).unwrap(),
@@ -1268,7 +1181,5 @@ mod tests {
             .is_ok()
         );
         assert!(parse(&["--full", "--kernel", "/k"]).is_err());
-        assert_eq!(image_name(&AppSpec::template()), "ccc-enclave");
-        assert_eq!(image_name(&AppSpec::bin("x", "y")), "y");
     }
 }

@@ -1,7 +1,10 @@
-//! `cargo xtask emulate`: the released enclave image booted under QEMU's `nitro-enclave`
-//! machine (TCG), its measurements compared with the published ones, and its key release
-//! through the attested KMS path against the KMS emulator — the whole chain (image bytes →
-//! PCRs → key policy → attestation document → key release) without Nitro hardware.
+//! The `emulate` command (`cargo xtask emulate`, `cargo ccc emulate`): a project's released
+//! enclave image booted under QEMU's `nitro-enclave` machine (TCG), its measurements compared
+//! with the published ones, and its key release through the attested KMS path against the KMS
+//! emulator — the whole chain (image bytes → PCRs → key policy → attestation document → key
+//! release) without Nitro hardware. The enclave's API is driven with the project's parent
+//! binary (`run` for the proxy and credentials, `client attest` and `client hmac`), so the
+//! application must keep the template's `attest` and `hmac` operations.
 //!
 //! Scenarios:
 //! - `default`: the release image boots; the guest's NSM (QEMU's own implementation) reports
@@ -19,14 +22,19 @@
 //! The emulation is INSECURE by construction and says so: QEMU's attestation documents are not
 //! signed, and the KMS emulator is told explicitly to accept them.
 
+mod error;
 mod image;
 mod interrupt;
 mod kms;
 mod parent;
 mod transcript;
 
-use anyhow::{Context, Result, bail};
+pub use error::{Error, Result};
+
 use base64::Engine as _;
+use ccc_build::boot::{Boot, Running};
+use ccc_build::progress::elapsed;
+use ccc_build::project::Project;
 use ccc_eif::Measurements;
 use ccc_sdk::crypto::{AwsLc, Crypto};
 use std::collections::BTreeMap;
@@ -36,15 +44,13 @@ use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
-use crate::progress::elapsed;
-use crate::qemu;
 use image::{Pinned, Release, Subject};
 use interrupt::Interrupt;
 use transcript::Transcript;
 
 /// What an emulation demonstrates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub(crate) enum Scenario {
+pub enum Scenario {
     /// The release image boots, measures as published, and gets its key released.
     Default,
     /// One byte of the application changed: other PCRs, and KMS refuses.
@@ -60,9 +66,9 @@ impl Scenario {
     }
 }
 
-/// Options of `cargo xtask emulate`.
+/// Options of the `emulate` command.
 #[derive(Debug, clap::Args)]
-pub(crate) struct Args {
+pub struct Args {
     /// Boot this EIF as the release instead of release/<V>/'s (which is rebuilt from this
     /// checkout when absent). Default scenario only.
     #[arg(long, value_name = "PATH")]
@@ -83,7 +89,7 @@ pub(crate) struct Args {
 }
 
 /// Guest memory unless `--memory` says otherwise.
-pub(crate) const DEFAULT_MEMORY_MIB: u32 = 512;
+pub const DEFAULT_MEMORY_MIB: u32 = 512;
 
 /// The encryption context the secret is sealed under (the `hmac` request repeats it; keys
 /// starting with `ccc:` are reserved by the enclave API).
@@ -98,22 +104,24 @@ const API_CALLS: u32 = 2;
 /// Length of the nonce the harness binds into the attestation document.
 const NONCE_LEN: usize = 16;
 
-/// `cargo xtask emulate`.
+/// The `emulate` command for `project`.
 ///
 /// # Errors
 /// A prerequisite is missing (with the command that fixes it), a build or boot fails, a check
 /// fails (the verdict is FAIL), or a signal interrupted the run.
-pub(crate) fn run(args: &Args) -> Result<()> {
+pub fn run(project: &Project, args: &Args) -> Result<()> {
     if args.eif.is_some() && args.scenario != Scenario::Default {
-        bail!(
-            "--eif applies to the default scenario only: the tampered scenario builds its image \
-             from this checkout (the release's application with one byte changed)"
-        );
+        return Err(Error::Invalid {
+            problem: "--eif applies to the default scenario only: the tampered scenario builds \
+                      its image from this checkout (the release's application with one byte \
+                      changed)"
+                .to_owned(),
+        });
     }
     let interrupt = Interrupt::install()?;
     let transcript = Transcript::start();
     let started = Instant::now();
-    let result = emulate(args, &interrupt, &transcript);
+    let result = emulate(project, args, &interrupt, &transcript);
     let total = started.elapsed();
     match &result {
         Ok(verdict) => {
@@ -121,13 +129,10 @@ pub(crate) fn run(args: &Args) -> Result<()> {
             println!("emulate {}: {verdict}", args.scenario.name());
         }
         Err(error) if interrupt.is_set() => {
-            transcript.line("VERDICT", format!("INTERRUPTED: {error:#}"));
+            transcript.line("VERDICT", format!("INTERRUPTED: {error}"));
         }
         Err(error) => {
-            transcript.line(
-                "VERDICT",
-                format!("FAIL after {}: {error:#}", elapsed(total)),
-            );
+            transcript.line("VERDICT", format!("FAIL after {}: {error}", elapsed(total)));
         }
     }
     result.map(|_| ())
@@ -140,11 +145,12 @@ struct RunDir(PathBuf);
 impl RunDir {
     fn create() -> Result<Self> {
         let dir = std::env::temp_dir().join(format!("ccc-emulate-{}", std::process::id()));
+        let fail =
+            |e: std::io::Error| Error::setup(format!("cannot create {}: {e}", dir.display()));
         if dir.exists() {
-            std::fs::remove_dir_all(&dir)?;
+            std::fs::remove_dir_all(&dir).map_err(fail)?;
         }
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(&dir).map_err(fail)?;
         Ok(Self(dir))
     }
 }
@@ -175,11 +181,15 @@ impl Checks {
     }
 }
 
-fn emulate(args: &Args, interrupt: &Interrupt, transcript: &Transcript) -> Result<String> {
-    let root = crate::workspace_root();
+fn emulate(
+    project: &Project,
+    args: &Args,
+    interrupt: &Interrupt,
+    transcript: &Transcript,
+) -> Result<String> {
     let version = match &args.version {
         Some(v) => v.clone(),
-        None => Release::latest(&root)?,
+        None => Release::latest(project)?,
     };
     transcript.banner(format!(
         "emulate: scenario {}, release {version}. INSECURE EMULATION: QEMU's NSM documents are \
@@ -189,26 +199,25 @@ fn emulate(args: &Args, interrupt: &Interrupt, transcript: &Transcript) -> Resul
     ));
 
     let t = Instant::now();
-    let qemu_binary = qemu::ensure()?;
-    let vhost = qemu::vhost_device_vsock()?;
+    let tools = ccc_build::tools::ensure(&project.cache, &project.root)?;
     transcript.line(
         "emulate",
         format!(
             "tools ready in {}: {}, {}",
             elapsed(t.elapsed()),
-            qemu_binary.display(),
-            vhost.display()
+            tools.qemu.display(),
+            tools.vhost_device_vsock.display()
         ),
     );
     interrupt.check()?;
 
-    let release = Release::load(&root, &version)?;
+    let release = Release::load(project, &version)?;
     let t = Instant::now();
-    let resolved = image::resolve(&release, args.eif.as_deref(), transcript)?;
+    let resolved = image::resolve(project, &release, args.eif.as_deref(), transcript)?;
     let (subject, tamper) = match args.scenario {
         Scenario::Default => (resolved.subject.clone(), None),
         Scenario::Tampered => {
-            let (subject, tamper) = image::build_tampered(&release)?;
+            let (subject, tamper) = image::build_tampered(project, &release)?;
             transcript.line("image", format!("TAMPERED: {tamper}"));
             (subject, Some(tamper))
         }
@@ -237,7 +246,7 @@ fn emulate(args: &Args, interrupt: &Interrupt, transcript: &Transcript) -> Resul
         match &resolved.pinned {
             Pinned::Published => format!(
                 "key policy: release/{version}/{} with ACCOUNT={} ROLE={} KEY_ADMIN_ROLE={}",
-                crate::release::key_policy_file_name(&version),
+                ccc_build::release::key_policy_file_name(&version),
                 kms::EMULATOR_ACCOUNT,
                 kms::EMULATOR_ROLE,
                 kms::EMULATOR_ADMIN_ROLE
@@ -255,7 +264,7 @@ fn emulate(args: &Args, interrupt: &Interrupt, transcript: &Transcript) -> Resul
     let sealed = kms.seal_secret(secret_context(args.scenario), transcript)?;
     interrupt.check()?;
 
-    let parent_binary = parent::build(transcript)?;
+    let parent_binary = parent::build(project, transcript)?;
     interrupt.check()?;
 
     let running_kms = kms.running()?;
@@ -263,7 +272,7 @@ fn emulate(args: &Args, interrupt: &Interrupt, transcript: &Transcript) -> Resul
     let t = Instant::now();
     let console = transcript.clone();
     let (console_tx, console_rx) = channel::<String>();
-    let boot = qemu::Boot::new(&subject.eif)
+    let boot = Boot::new(&subject.eif, &tools)
         .timeout(Duration::from_secs(args.timeout))
         .memory_mib(args.memory)
         .cancel_on(interrupt.flag())
@@ -301,9 +310,9 @@ fn emulate(args: &Args, interrupt: &Interrupt, transcript: &Transcript) -> Resul
             &kms,
             transcript,
         )?);
-        Ok(())
+        Ok::<(), Error>(())
     })?;
-    let parent_side = parent_side.context("the parent was not started")?;
+    let parent_side = parent_side.ok_or_else(|| Error::parent("the parent was not started"))?;
     let (qemu_pid, vhost_pid) = running.pids();
     transcript.line(
         "emulate",
@@ -373,7 +382,9 @@ fn emulate(args: &Args, interrupt: &Interrupt, transcript: &Transcript) -> Resul
     let outcome = running.wait()?;
     drop(parent_side);
     if outcome.interrupted {
-        bail!("{}", interrupt.message());
+        return Err(Error::Interrupted {
+            message: interrupt.message(),
+        });
     }
     transcript.line(
         "emulate",
@@ -441,11 +452,9 @@ fn emulate(args: &Args, interrupt: &Interrupt, transcript: &Transcript) -> Resul
         for line in &kernel {
             transcript.line("kernel", line);
         }
-        bail!(
-            "{} check(s) failed: {}",
-            checks.failed.len(),
-            checks.failed.join("; ")
-        );
+        return Err(Error::Failed {
+            checks: checks.failed,
+        });
     }
     let pinned = match &resolved.pinned {
         Pinned::Published => format!("release {version}'s published PCRs"),
@@ -568,7 +577,7 @@ const POLL: Duration = Duration::from_millis(50);
 /// # Errors
 /// A signal interrupted the run, or QEMU cannot be waited on.
 fn api_ready(
-    running: &mut qemu::Running,
+    running: &mut Running,
     console: &Receiver<String>,
     deadline: Instant,
     interrupt: &Interrupt,
@@ -592,7 +601,9 @@ fn api_ready(
             }
         }
         if running.is_cancelled() {
-            bail!("{}", interrupt.message());
+            return Err(Error::Interrupted {
+                message: interrupt.message(),
+            });
         }
         if let Some(status) = running.qemu_exited()? {
             return Ok(Serving::Ended(format!("QEMU exited first ({status})")));
@@ -617,7 +628,11 @@ impl Call<'_> {
         self.transcript.line(
             "api",
             format!(
-                "ccc-template-parent client --enclave vhost-uds://{}:{} {}",
+                "{} client --enclave vhost-uds://{}:{} {}",
+                self.binary
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy(),
                 self.uds.display(),
                 parent::API_PORT,
                 args.iter()
@@ -645,7 +660,7 @@ fn random_bytes(n: usize) -> Result<Vec<u8>> {
     let mut bytes = vec![0; n];
     AwsLc
         .fill_random(&mut bytes)
-        .map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+        .map_err(|e| Error::setup(format!("no randomness: {e}")))?;
     Ok(bytes)
 }
 
@@ -940,5 +955,31 @@ mod tests {
         let one = "condition StringEqualsIgnoreCase kms:RecipientAttestation:PCR1: request has a";
         assert_eq!(refused_pcrs(one), [1]);
         assert!(refused_pcrs("AccessDeniedException: kms:RecipientAttestation:* PCR2").is_empty());
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use ccc_build::cache::Cache;
+    use ccc_build::project::{Project, Tool};
+    use std::path::PathBuf;
+
+    /// CCC's own workspace as a project (the tests read its committed release).
+    pub(crate) fn ccc_project() -> Project {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default();
+        let tool = Tool {
+            name: "ccc-emulate-test".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            command: "cargo xtask".into(),
+        };
+        Project::load(
+            &root,
+            tool,
+            Cache::at(std::env::temp_dir().join("ccc-emulate-test-cache")),
+        )
+        .unwrap()
     }
 }

@@ -5,12 +5,13 @@
 //! Every writer here is deterministic (fixed key order, no clock, no host paths), so rebuilding a
 //! release from the same commit on the same kind of machine rewrites the same bytes.
 
-use anyhow::{Context, Result, bail, ensure};
 use ccc_eif::Measurements;
 use ccc_policy::template::{self, ImagePins, Principals};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
+
+use crate::error::{Error, IoContext, Result, ensure};
 
 /// The image pins of `measurements` (PCR0 as `ImageSha384`, PCR1, PCR2).
 ///
@@ -18,19 +19,20 @@ use std::path::Path;
 /// A PCR is all zeros, the value debug-mode enclaves report (AWS Nitro Enclaves user guide,
 /// `nitro-cli run-enclave --debug-mode`): a policy pinning it would release keys to any
 /// enclave whose memory the parent can read.
-pub(crate) fn pins(measurements: &Measurements) -> Result<ImagePins> {
-    Ok(ImagePins::new(
+pub fn pins(measurements: &Measurements) -> Result<ImagePins> {
+    ImagePins::new(
         &measurements.pcr0.hex(),
         &measurements.pcr1.hex(),
         &measurements.pcr2.hex(),
-    )?)
+    )
+    .map_err(|e| Error::pcrs(e.to_string()))
 }
 
 /// Refuses all-zero PCRs (see [`pins`]).
 ///
 /// # Errors
 /// PCR0, PCR1 or PCR2 is all zeros.
-pub(crate) fn refuse_debug_pcrs(measurements: &Measurements) -> Result<()> {
+pub fn refuse_debug_pcrs(measurements: &Measurements) -> Result<()> {
     pins(measurements).map(drop)
 }
 
@@ -38,25 +40,42 @@ pub(crate) fn refuse_debug_pcrs(measurements: &Measurements) -> Result<()> {
 ///
 /// # Errors
 /// As [`refuse_debug_pcrs`].
-pub(crate) fn policy_conditions(measurements: &Measurements) -> Result<BTreeMap<String, String>> {
+pub fn policy_conditions(measurements: &Measurements) -> Result<BTreeMap<String, String>> {
     Ok(pins(measurements)?.conditions())
 }
 
-/// Refuses a policy `cargo xtask policy check` has findings for: a release never publishes one.
+/// Refuses a policy `policy check` has findings for: a release never publishes one.
 fn refuse_findings(name: &str, text: &str) -> Result<()> {
-    let policy = ccc_policy::Policy::parse_any(text)
-        .with_context(|| format!("the release tool wrote a {name} that does not parse"))?;
-    let findings = ccc_policy::check::check(&policy);
+    let findings = crate::policy::check_text(text).map_err(|e| {
+        e.context(format!(
+            "the release tool wrote a {name} that does not parse"
+        ))
+    })?;
     ensure!(
         findings.is_empty(),
-        "the {name} has findings; refusing to publish it:\n{}",
-        findings
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n")
+        Error::assemble(
+            format!("the {name}"),
+            format!(
+                "it has findings; refusing to publish it:\n{}",
+                findings
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        )
     );
     Ok(())
+}
+
+/// Pretty JSON with a trailing newline.
+///
+/// # Errors
+/// Serialisation fails (it does not for this module's types: string keys, no floats).
+pub fn json_text(value: &impl Serialize) -> Result<String> {
+    serde_json::to_string_pretty(value)
+        .map(|text| text + "\n")
+        .map_err(|e| Error::assemble("a JSON document", e))
 }
 
 /// The KMS key policy for this image (`ccc_policy::template::key_policy`), checked by the
@@ -64,7 +83,7 @@ fn refuse_findings(name: &str, text: &str) -> Result<()> {
 ///
 /// # Errors
 /// As [`refuse_debug_pcrs`]; the policy has findings.
-pub(crate) fn key_policy(measurements: &Measurements, principals: &Principals) -> Result<String> {
+pub fn key_policy(measurements: &Measurements, principals: &Principals) -> Result<String> {
     let text = template::key_policy(&pins(measurements)?, principals);
     refuse_findings("key policy", &text)?;
     Ok(text)
@@ -75,7 +94,7 @@ pub(crate) fn key_policy(measurements: &Measurements, principals: &Principals) -
 ///
 /// # Errors
 /// As [`refuse_debug_pcrs`]; the policy has findings.
-pub(crate) fn iam_policy(measurements: &Measurements) -> Result<String> {
+pub fn iam_policy(measurements: &Measurements) -> Result<String> {
     let text = template::iam_policy(&pins(measurements)?);
     refuse_findings("IAM policy", &text)?;
     Ok(text)
@@ -84,24 +103,24 @@ pub(crate) fn iam_policy(measurements: &Measurements) -> Result<String> {
 /// PCR0/1/2 as published (nitro-cli's `Measurements` object: `HashAlgorithm` first, then the
 /// PCRs, lowercase hex).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct PcrValues {
+pub struct PcrValues {
     #[serde(
         rename = "HashAlgorithm",
         skip_serializing_if = "Option::is_none",
         default
     )]
-    pub(crate) hash_algorithm: Option<String>,
+    pub hash_algorithm: Option<String>,
     #[serde(rename = "PCR0")]
-    pub(crate) pcr0: String,
+    pub pcr0: String,
     #[serde(rename = "PCR1")]
-    pub(crate) pcr1: String,
+    pub pcr1: String,
     #[serde(rename = "PCR2")]
-    pub(crate) pcr2: String,
+    pub pcr2: String,
 }
 
 impl PcrValues {
     /// The published form of `measurements`, with or without `HashAlgorithm`.
-    pub(crate) fn of(measurements: &Measurements, with_algorithm: bool) -> Self {
+    pub fn of(measurements: &Measurements, with_algorithm: bool) -> Self {
         Self {
             hash_algorithm: with_algorithm.then(|| Measurements::HASH_ALGORITHM.to_owned()),
             pcr0: measurements.pcr0.hex(),
@@ -111,7 +130,7 @@ impl PcrValues {
     }
 
     /// `(name, value)` of PCR0, PCR1, PCR2.
-    pub(crate) fn pcrs(&self) -> [(&'static str, &str); 3] {
+    pub fn pcrs(&self) -> [(&'static str, &str); 3] {
         [
             ("PCR0", &self.pcr0),
             ("PCR1", &self.pcr1),
@@ -120,7 +139,7 @@ impl PcrValues {
     }
 
     /// PCR0, PCR1 and PCR2 are equal (hex compared case-insensitively).
-    pub(crate) fn same_pcrs(&self, other: &Self) -> bool {
+    pub fn same_pcrs(&self, other: &Self) -> bool {
         self.pcrs()
             .iter()
             .zip(other.pcrs())
@@ -130,51 +149,51 @@ impl PcrValues {
 
 /// Where the kernel came from, and its identity.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct KernelRecord {
+pub struct KernelRecord {
     /// `ccc` (built from kernel-config/) or `custom` (`--kernel PATH`).
-    pub(crate) origin: String,
+    pub origin: String,
     /// Debian source package (CCC's kernel only).
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub(crate) package: Option<String>,
+    pub package: Option<String>,
     /// Its exact version.
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub(crate) package_version: Option<String>,
+    pub package_version: Option<String>,
     /// SHA-256 of the `.deb`.
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub(crate) deb_sha256: Option<String>,
+    pub deb_sha256: Option<String>,
     /// SHA-256 of the kernel configuration, when known.
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub(crate) config_sha256: Option<String>,
+    pub config_sha256: Option<String>,
     /// The bzImage's file name (custom kernels) or `kernel-config/<config>` (CCC's).
-    pub(crate) source: String,
+    pub source: String,
     /// The bzImage's version string.
-    pub(crate) version: String,
+    pub version: String,
     /// SHA-256 of the bzImage.
-    pub(crate) bzimage_sha256: String,
+    pub bzimage_sha256: String,
 }
 
 /// `verification` in the measurements file: enough to rebuild and to know what to expect.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Verification {
-    pub(crate) commit: String,
-    pub(crate) dirty: bool,
-    pub(crate) toolchain: String,
-    pub(crate) target: String,
-    pub(crate) app: String,
-    pub(crate) kernel: KernelRecord,
-    pub(crate) tools: BTreeMap<String, String>,
-    pub(crate) rebuild: Vec<String>,
+pub struct Verification {
+    pub commit: String,
+    pub dirty: bool,
+    pub toolchain: String,
+    pub target: String,
+    pub app: String,
+    pub kernel: KernelRecord,
+    pub tools: BTreeMap<String, String>,
+    pub rebuild: Vec<String>,
 }
 
 /// `pcr-measurements-V.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct MeasurementsFile {
-    pub(crate) version: String,
+pub struct MeasurementsFile {
+    pub version: String,
     /// RFC 3339 of the release's `SOURCE_DATE_EPOCH`.
-    pub(crate) build_timestamp: String,
-    pub(crate) measurements: PcrValues,
-    pub(crate) kms_policy_conditions: BTreeMap<String, String>,
-    pub(crate) verification: Verification,
+    pub build_timestamp: String,
+    pub measurements: PcrValues,
+    pub kms_policy_conditions: BTreeMap<String, String>,
+    pub verification: Verification,
 }
 
 impl MeasurementsFile {
@@ -182,26 +201,30 @@ impl MeasurementsFile {
     ///
     /// # Errors
     /// Missing or malformed.
-    pub(crate) fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{} is malformed", path.display()))
+    pub fn load(path: &Path) -> Result<Self> {
+        load_json(path)
     }
 
     /// Pretty JSON with a trailing newline.
     ///
     /// # Errors
     /// Serialisation fails (it does not for these types).
-    pub(crate) fn to_json(&self) -> Result<String> {
-        Ok(serde_json::to_string_pretty(self)? + "\n")
+    pub fn to_json(&self) -> Result<String> {
+        json_text(self)
     }
+}
+
+/// Reads a published JSON file.
+fn load_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).io("read", path)?;
+    serde_json::from_str(&text).map_err(|e| Error::published(path, format!("malformed: {e}")))
 }
 
 /// SHA-256 and length of one file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct FileDigest {
-    pub(crate) sha256: String,
-    pub(crate) bytes: u64,
+pub struct FileDigest {
+    pub sha256: String,
+    pub bytes: u64,
 }
 
 impl FileDigest {
@@ -209,91 +232,116 @@ impl FileDigest {
     ///
     /// # Errors
     /// The file cannot be read.
-    pub(crate) fn of(path: &Path) -> Result<Self> {
+    pub fn of(path: &Path) -> Result<Self> {
         Ok(Self {
             sha256: crate::hash::sha256_file(path)?,
-            bytes: std::fs::metadata(path)
-                .with_context(|| format!("cannot stat {}", path.display()))?
-                .len(),
+            bytes: std::fs::metadata(path).io("stat", path)?.len(),
         })
     }
 
     /// Hashes bytes.
-    ///
-    /// # Errors
-    /// `sha256sum` is missing.
-    pub(crate) fn of_bytes(bytes: &[u8]) -> Result<Self> {
-        Ok(Self {
-            sha256: crate::hash::sha256(bytes)?,
+    pub fn of_bytes(bytes: &[u8]) -> Self {
+        Self {
+            sha256: crate::hash::sha256(bytes),
             bytes: bytes.len() as u64,
-        })
+        }
     }
 }
 
 /// `build-manifest.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Manifest {
+pub struct Manifest {
     /// Format version of this file.
-    pub(crate) format: u32,
-    pub(crate) version: String,
-    pub(crate) image_name: String,
-    pub(crate) app: AppRecord,
-    pub(crate) git: GitRecord,
-    pub(crate) toolchain: ToolchainRecord,
-    pub(crate) tools: BTreeMap<String, String>,
-    pub(crate) cargo_lock_sha256: String,
-    pub(crate) kernel: KernelRecord,
-    pub(crate) cmdline: String,
+    pub format: u32,
+    pub version: String,
+    pub image_name: String,
+    pub app: AppRecord,
+    /// The CCC sources the image was built with (format 2 on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ccc: Option<CccRecord>,
+    /// The program that built it (format 2 on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<ToolRecord>,
+    pub git: GitRecord,
+    pub toolchain: ToolchainRecord,
+    pub tools: BTreeMap<String, String>,
+    pub cargo_lock_sha256: String,
+    pub kernel: KernelRecord,
+    pub cmdline: String,
     /// What went into the EIF: kernel, cmdline, init, app, both ramdisks.
-    pub(crate) inputs: BTreeMap<String, FileDigest>,
+    pub inputs: BTreeMap<String, FileDigest>,
     /// The published files (all but this manifest, REPRODUCE.md and SHA256SUMS).
-    pub(crate) outputs: BTreeMap<String, FileDigest>,
-    pub(crate) measurements: PcrValues,
-    pub(crate) reproducibility: ReproducibilityRecord,
+    pub outputs: BTreeMap<String, FileDigest>,
+    pub measurements: PcrValues,
+    pub reproducibility: ReproducibilityRecord,
 }
 
 /// Which application the image runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct AppRecord {
-    pub(crate) package: String,
+pub struct AppRecord {
+    pub package: String,
     /// `bin` or `example`.
-    pub(crate) kind: String,
-    pub(crate) name: String,
+    pub kind: String,
+    pub name: String,
+}
+
+/// The CCC a project was built with: its version and where its sources came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CccRecord {
+    pub version: String,
+    /// `workspace` (the project is CCC), `git` or `path`.
+    pub origin: String,
+    /// The repository (git only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The commit of CCC's sources, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// CCC's sources differed from that commit (a path dependency on a dirty checkout).
+    pub dirty: bool,
+}
+
+/// The program that built an image (`BuildTool` and `BuildToolVersion` in its metadata).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolRecord {
+    pub name: String,
+    pub version: String,
+    pub command: String,
 }
 
 /// The checkout.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct GitRecord {
-    pub(crate) commit: String,
-    pub(crate) dirty: bool,
+pub struct GitRecord {
+    pub commit: String,
+    pub dirty: bool,
     /// `git status --porcelain` lines of a dirty tree.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
-    pub(crate) changes: Vec<String>,
-    pub(crate) source_date_epoch: u32,
-    pub(crate) source_date: String,
-    pub(crate) epoch_rule: String,
+    pub changes: Vec<String>,
+    pub source_date_epoch: u32,
+    pub source_date: String,
+    pub epoch_rule: String,
 }
 
 /// The Rust side of the build.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct ToolchainRecord {
+pub struct ToolchainRecord {
     /// `rustc -vV`, one line per entry.
-    pub(crate) rustc: Vec<String>,
-    pub(crate) target: String,
-    pub(crate) cargo_build: String,
-    pub(crate) profile: String,
-    pub(crate) path_remapping: Vec<String>,
-    pub(crate) environment: String,
+    pub rustc: Vec<String>,
+    pub target: String,
+    pub cargo_build: String,
+    pub profile: String,
+    pub path_remapping: Vec<String>,
+    pub environment: String,
 }
 
 /// What was built twice and how it was compared.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct ReproducibilityRecord {
-    pub(crate) rebuilt_twice: Vec<String>,
-    pub(crate) comparison: String,
-    pub(crate) first_pass: String,
-    pub(crate) second_pass: String,
-    pub(crate) kernel: String,
+pub struct ReproducibilityRecord {
+    pub rebuilt_twice: Vec<String>,
+    pub comparison: String,
+    pub first_pass: String,
+    pub second_pass: String,
+    pub kernel: String,
 }
 
 impl Manifest {
@@ -301,18 +349,16 @@ impl Manifest {
     ///
     /// # Errors
     /// Missing or malformed.
-    pub(crate) fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{} is malformed", path.display()))
+    pub fn load(path: &Path) -> Result<Self> {
+        load_json(path)
     }
 
     /// Pretty JSON with a trailing newline.
     ///
     /// # Errors
     /// Serialisation fails (it does not for these types).
-    pub(crate) fn to_json(&self) -> Result<String> {
-        Ok(serde_json::to_string_pretty(self)? + "\n")
+    pub fn to_json(&self) -> Result<String> {
+        json_text(self)
     }
 }
 
@@ -321,14 +367,17 @@ impl Manifest {
 ///
 /// # Errors
 /// A file cannot be hashed.
-pub(crate) fn sha256sums(dir: &Path, names: &[String]) -> Result<String> {
+pub fn sha256sums(dir: &Path, names: &[String]) -> Result<String> {
     let mut names = names.to_vec();
     names.sort();
     let mut out = String::new();
     for name in names {
         ensure!(
             !name.contains(['/', '\n', '\\']),
-            "`{name}` cannot be listed in SHA256SUMS"
+            Error::invalid(
+                format!("`{name}`"),
+                "cannot be listed in SHA256SUMS (no /, \\ or newline)"
+            )
         );
         let digest = crate::hash::sha256_file(&dir.join(&name))?;
         out.push_str(&format!("{digest}  {name}\n"));
@@ -338,13 +387,13 @@ pub(crate) fn sha256sums(dir: &Path, names: &[String]) -> Result<String> {
 
 /// `release/pcr-expectations.json`: every published version's PCRs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Expectations {
+pub struct Expectations {
     releases: BTreeMap<String, PcrValues>,
 }
 
 /// What [`Expectations::record`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Recorded {
+pub enum Recorded {
     /// The version was new.
     Added,
     /// The version was there with the same PCRs: nothing changed.
@@ -376,21 +425,18 @@ impl Expectations {
     ///
     /// # Errors
     /// The file exists but is malformed.
-    pub(crate) fn load(path: &Path) -> Result<Self> {
+    pub fn load(path: &Path) -> Result<Self> {
         if !path.exists() {
             return Ok(Self::default());
         }
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let file: ExpectationsFile = serde_json::from_str(&text)
-            .with_context(|| format!("{} is malformed", path.display()))?;
+        let file: ExpectationsFile = load_json(path)?;
         Ok(Self {
             releases: file.releases,
         })
     }
 
     /// The recorded PCRs of `version`.
-    pub(crate) fn get(&self, version: &str) -> Option<&PcrValues> {
+    pub fn get(&self, version: &str) -> Option<&PcrValues> {
         self.releases.get(version)
     }
 
@@ -398,24 +444,19 @@ impl Expectations {
     ///
     /// # Errors
     /// The version is recorded with other PCRs and `force` is false.
-    pub(crate) fn record(
-        &mut self,
-        version: &str,
-        pcrs: &PcrValues,
-        force: bool,
-    ) -> Result<Recorded> {
+    pub fn record(&mut self, version: &str, pcrs: &PcrValues, force: bool) -> Result<Recorded> {
         let pcrs = PcrValues {
             hash_algorithm: None,
             ..pcrs.clone()
         };
         match self.releases.get(version) {
             Some(old) if old.same_pcrs(&pcrs) => Ok(Recorded::Unchanged),
-            Some(old) if !force => bail!(
+            Some(old) if !force => Err(Error::pcrs(format!(
                 "release {version} is already published with other PCRs:\n{}\nA published \
                  version's PCRs never change: bump the version (`--version`), or pass --force \
                  if release {version} was never used in a key policy",
                 pcr_table(old, &pcrs)
-            ),
+            ))),
             old => {
                 let old = old.cloned();
                 self.releases.insert(version.to_owned(), pcrs);
@@ -428,7 +469,7 @@ impl Expectations {
     ///
     /// # Errors
     /// Serialisation fails (it does not for these types).
-    pub(crate) fn to_json(&self) -> Result<String> {
+    pub fn to_json(&self) -> Result<String> {
         struct Ordered<'a>(Vec<(&'a String, &'a PcrValues)>);
         impl Serialize for Ordered<'_> {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -451,13 +492,14 @@ impl Expectations {
             comment: EXPECTATIONS_COMMENT,
             releases: Ordered(entries),
         };
-        Ok(serde_json::to_string_pretty(&out)? + "\n")
+        json_text(&out)
     }
 }
 
 /// Sort key for versions: dot/dash/plus-separated parts, numbers before words and compared as
-/// numbers (`0.2.0` < `0.10.0`).
-pub(crate) fn version_key(version: &str) -> Vec<(u8, u64, String)> {
+/// numbers (`0.2.0` < `0.10.0`). The one version order of CCC (release records, the linter's
+/// first checked release, emulation's "newest release").
+pub fn version_key(version: &str) -> Vec<(u8, u64, String)> {
     version
         .split(['.', '-', '+'])
         .map(|part| match part.parse::<u64>() {
@@ -468,7 +510,7 @@ pub(crate) fn version_key(version: &str) -> Vec<(u8, u64, String)> {
 }
 
 /// `PCRn  recorded  built` lines for an error message.
-pub(crate) fn pcr_table(recorded: &PcrValues, built: &PcrValues) -> String {
+pub fn pcr_table(recorded: &PcrValues, built: &PcrValues) -> String {
     recorded
         .pcrs()
         .iter()
@@ -489,7 +531,7 @@ pub(crate) fn pcr_table(recorded: &PcrValues, built: &PcrValues) -> String {
 ///
 /// # Errors
 /// Empty, too long, or holding characters other than letters, digits and `.+-`.
-pub(crate) fn check_version(version: &str) -> Result<()> {
+pub fn check_version(version: &str) -> Result<()> {
     ensure!(
         !version.is_empty()
             && version.len() <= 64
@@ -497,8 +539,31 @@ pub(crate) fn check_version(version: &str) -> Result<()> {
             && version
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b".+-".contains(&b)),
-        "version `{version}`: use 1 to 64 letters, digits and .+- (for example 0.2.0), not \
-         starting with a dot"
+        Error::invalid(
+            format!("version `{version}`"),
+            "use 1 to 64 letters, digits and .+- (for example 0.2.0), not starting with a dot"
+        )
+    );
+    Ok(())
+}
+
+/// Checks an image name is usable as the EIF's `ImageName` and in its file name.
+///
+/// # Errors
+/// Empty, longer than 64, or holding characters other than letters, digits and `._-`, or
+/// starting with a dot.
+pub fn check_name(name: &str) -> Result<()> {
+    ensure!(
+        !name.is_empty()
+            && name.len() <= 64
+            && !name.starts_with('.')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)),
+        Error::invalid(
+            format!("image name `{name}`"),
+            "use 1 to 64 letters, digits and ._-, not starting with a dot"
+        )
     );
     Ok(())
 }

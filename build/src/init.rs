@@ -1,54 +1,79 @@
 //! The enclave's PID 1 as a file: `ccc-init` built for x86_64-unknown-linux-musl (release
-//! profile), checked to be a static executable, ready for the bootstrap ramdisk.
+//! profile), checked to be a static executable, ready for the bootstrap ramdisk; and the ELF
+//! check every enclave binary goes through.
 
-use anyhow::{Context, Result, ensure};
 use ccc_eif::elf::{EM_X86_64, Elf};
-use std::path::PathBuf;
-use xshell::{Shell, cmd};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
-/// The target the enclave's binaries are built for.
-pub(crate) const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
+use crate::error::{Error, IoContext, Result, ensure};
+use crate::host::{self, MUSL_TARGET};
 
-/// Builds `ccc-init` (release, musl) and returns its path.
+/// The init's package (and binary) in CCC's workspace.
+pub const PACKAGE: &str = "ccc-init";
+
+/// Builds `ccc-init` (release, musl) in CCC's workspace at `ccc_root`, into its own target
+/// directory, and returns its path. (A release builds the init its own way, with every path
+/// remapped: see [`crate::release`].)
 ///
 /// # Errors
 /// The musl target is missing (with the command that adds it), the build failed, or the result
 /// is not a static executable.
-pub(crate) fn build() -> Result<PathBuf> {
-    crate::setup::ensure_musl_target()?;
-    let root = crate::workspace_root();
-    let sh = Shell::new()?;
-    sh.change_dir(&root);
-    cmd!(
-        sh,
-        "cargo build --locked --release -p ccc-init --bin ccc-init --target {MUSL_TARGET}"
-    )
-    .run()
-    .context("building ccc-init for musl failed")?;
-    let path = root
+pub fn build(ccc_root: &Path) -> Result<PathBuf> {
+    host::ensure_musl_target(ccc_root)?;
+    let status = Command::new("cargo")
+        .args([
+            "build",
+            "--locked",
+            "--release",
+            "-p",
+            PACKAGE,
+            "--bin",
+            PACKAGE,
+        ])
+        .args(["--target", MUSL_TARGET])
+        .current_dir(ccc_root)
+        .status()
+        .map_err(|e| Error::program("cargo", format!("cannot start: {e}")))?;
+    ensure!(
+        status.success(),
+        Error::program(
+            "cargo build -p ccc-init",
+            format!("building ccc-init for musl failed ({status})")
+        )
+    );
+    let path = ccc_root
         .join("target")
         .join(MUSL_TARGET)
         .join("release")
-        .join("ccc-init");
-    let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        .join(PACKAGE);
+    let bytes = std::fs::read(&path).io("read", &path)?;
     ensure!(
-        !has_interpreter(&bytes)?,
-        "{} asks for a dynamic loader (PT_INTERP): the init must be static",
-        path.display()
+        !has_interpreter(&bytes).map_err(|e| e.context(path.display().to_string()))?,
+        Error::invalid(
+            path.display().to_string(),
+            "asks for a dynamic loader (PT_INTERP): the init must be static"
+        )
     );
     Ok(path)
 }
 
 /// Whether a little-endian ELF64 x86-64 executable has a `PT_INTERP` program header (i.e. is
 /// dynamically linked), read with `ccc_eif::elf`.
-pub(crate) fn has_interpreter(elf: &[u8]) -> Result<bool> {
-    let elf = Elf::parse(elf)?;
+///
+/// # Errors
+/// Not an ELF64 x86-64 file, or a truncated one (the message says which).
+pub fn has_interpreter(elf: &[u8]) -> Result<bool> {
+    let not_usable = |e: ccc_eif::elf::ElfError| Error::invalid("the executable", e.to_string());
+    let elf = Elf::parse(elf).map_err(not_usable)?;
     ensure!(
         elf.machine() == EM_X86_64,
-        "not an x86-64 file (e_machine {})",
-        elf.machine()
+        Error::invalid(
+            "the executable",
+            format!("not an x86-64 file (e_machine {})", elf.machine())
+        )
     );
-    Ok(elf.has_interpreter()?)
+    elf.has_interpreter().map_err(not_usable)
 }
 
 #[cfg(test)]

@@ -2,10 +2,11 @@
 //! of the orchestration polls, so the run unwinds and every process, socket and temporary file
 //! is removed by its owner's `Drop`; a second one exits at once (exit status 130).
 
-use anyhow::{Context, Result, bail};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use crate::error::{Error, Result};
 
 /// Exit status when a second signal arrives before the teardown finished (128 + SIGINT).
 const FORCED_EXIT: i32 = 130;
@@ -38,19 +39,19 @@ impl Interrupt {
                 FORCED_EXIT,
                 Arc::clone(&interrupt.flag),
             )
-            .context("cannot install the signal handlers")?;
+            .map_err(|e| Error::setup(format!("cannot install the signal handlers: {e}")))?;
             let Ok(number) = usize::try_from(signal) else {
                 continue;
             };
             signal_hook::flag::register_usize(signal, Arc::clone(&interrupt.signal), number)
-                .context("cannot install the signal handlers")?;
+                .map_err(|e| Error::setup(format!("cannot install the signal handlers: {e}")))?;
             signal_hook::flag::register(signal, Arc::clone(&interrupt.flag))
-                .context("cannot install the signal handlers")?;
+                .map_err(|e| Error::setup(format!("cannot install the signal handlers: {e}")))?;
         }
         Ok(interrupt)
     }
 
-    /// The flag the handlers set (for [`crate::qemu::Boot::cancel_on`]).
+    /// The flag the handlers set (for [`ccc_build::boot::Boot::cancel_on`]).
     pub(crate) fn flag(&self) -> Arc<AtomicBool> {
         Arc::clone(&self.flag)
     }
@@ -76,7 +77,9 @@ impl Interrupt {
     /// A signal arrived.
     pub(crate) fn check(&self) -> Result<()> {
         if self.is_set() {
-            bail!("{}", self.message());
+            return Err(Error::Interrupted {
+                message: self.message(),
+            });
         }
         Ok(())
     }

@@ -3,8 +3,8 @@
 //! enclave boots — sealing a random secret under the emulated key with `Encrypt`, as a parent
 //! or operator would with real KMS.
 
-use anyhow::{Context, Result, ensure};
 use ccc_emulator::{Config, Emulator, Running, TrustMode};
+use ccc_policy::template::Principals;
 use ccc_sdk::credentials::StaticCredentials;
 use ccc_sdk::crypto::{AwsLc, Crypto};
 use ccc_sdk::kms::EncryptRequest;
@@ -16,9 +16,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ccc_policy::template::Principals;
-
-use super::transcript::Transcript;
+use crate::error::{Error, Result, ensure};
+use crate::transcript::Transcript;
 
 /// The account of every ARN the emulator makes (its default state).
 pub(crate) const EMULATOR_ACCOUNT: &str = "111122223333";
@@ -40,11 +39,8 @@ pub(crate) const SECRET_LEN: usize = 32;
 /// # Errors
 /// Never for these constants (they are a valid account id and role names).
 pub(crate) fn principal() -> Result<Principals> {
-    Ok(Principals::new(
-        EMULATOR_ACCOUNT,
-        EMULATOR_ROLE,
-        EMULATOR_ADMIN_ROLE,
-    )?)
+    Principals::new(EMULATOR_ACCOUNT, EMULATOR_ROLE, EMULATOR_ADMIN_ROLE)
+        .map_err(|e| Error::kms(format!("the emulator's principals: {e}")))
 }
 
 /// A running KMS emulator whose state lives in a directory removed on drop (it holds keys and
@@ -81,7 +77,8 @@ impl Kms {
     /// The emulator does not start, or its account or principal are not the ones the policy
     /// was filled in for.
     pub(crate) fn start(dir: &Path, policy: &str, transcript: &Transcript) -> Result<Self> {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::setup(format!("cannot create {}: {e}", dir.display())))?;
         transcript.line(
             "kms",
             "starting the KMS emulator with trust mode INSECURE-qemu-unsigned: QEMU's NSM \
@@ -93,11 +90,15 @@ impl Kms {
             .with_trust(TrustMode::InsecureQemuUnsigned)
             .with_policy(policy)
             .with_log(true);
-        let running = Emulator::start(config).context("the KMS emulator did not start")?;
+        let running = Emulator::start(config)
+            .map_err(|e| Error::kms(format!("the KMS emulator did not start: {e}")))?;
         ensure!(
             running.account_id() == EMULATOR_ACCOUNT,
-            "the KMS emulator's account is {}, the key policy was filled in for {EMULATOR_ACCOUNT}",
-            running.account_id()
+            Error::kms(format!(
+                "the KMS emulator's account is {}, the key policy was filled in for \
+                 {EMULATOR_ACCOUNT}",
+                running.account_id()
+            ))
         );
         let role_session = format!(":assumed-role/{EMULATOR_ROLE}/");
         ensure!(
@@ -105,8 +106,10 @@ impl Kms {
                 .credentials()
                 .principal_arn()
                 .contains(&role_session),
-            "the KMS emulator's principal is {}, the key policy names role {EMULATOR_ROLE}",
-            running.credentials().principal_arn()
+            Error::kms(format!(
+                "the KMS emulator's principal is {}, the key policy names role {EMULATOR_ROLE}",
+                running.credentials().principal_arn()
+            ))
         );
         transcript.line(
             "kms",
@@ -130,7 +133,9 @@ impl Kms {
     /// # Errors
     /// Never after [`Kms::start`] (the emulator runs until drop).
     pub(crate) fn running(&self) -> Result<&Running> {
-        self.running.as_ref().context("the KMS emulator is stopped")
+        self.running
+            .as_ref()
+            .ok_or_else(|| Error::kms("the KMS emulator is stopped"))
     }
 
     /// A KMS client as the operator's (the parent's credentials, TLS trusting only the
@@ -146,8 +151,14 @@ impl Kms {
             Transport::Tls(TrustAnchors::CustomCaPem(running.ca_pem().to_owned())),
         )
         .with_host(running.host_name());
-        let credentials = StaticCredentials::new(running.credentials().sigv4()?);
-        Ok(KmsClient::new(config, Arc::new(credentials))?)
+        let credentials = StaticCredentials::new(
+            running
+                .credentials()
+                .sigv4()
+                .map_err(|e| Error::kms(format!("the emulator's credentials: {e}")))?,
+        );
+        KmsClient::new(config, Arc::new(credentials))
+            .map_err(|e| Error::kms(format!("cannot make the operator's KMS client: {e}")))
     }
 
     /// Seals a fresh random secret for the enclave: `Encrypt` under the default key with
@@ -163,7 +174,7 @@ impl Kms {
         let mut secret = SecretBytes::new(vec![0; SECRET_LEN]);
         AwsLc
             .fill_random(secret.expose_mut())
-            .map_err(|e| anyhow::anyhow!("no randomness for the secret: {e}"))?;
+            .map_err(|e| Error::kms(format!("no randomness for the secret: {e}")))?;
         let running = self.running()?;
         let response = self
             .operator_client()?
@@ -173,10 +184,10 @@ impl Kms {
                 encryption_context: context.clone(),
                 ..EncryptRequest::default()
             })
-            .context("the operator's Encrypt of the secret failed")?;
+            .map_err(|e| Error::kms(format!("the operator's Encrypt of the secret failed: {e}")))?;
         let ciphertext_blob = response
             .ciphertext_blob
-            .context("KMS answered Encrypt without a CiphertextBlob")?;
+            .ok_or_else(|| Error::kms("KMS answered Encrypt without a CiphertextBlob"))?;
         transcript.line(
             "kms",
             format!(

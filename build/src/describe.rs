@@ -1,18 +1,28 @@
-//! `cargo xtask describe-eif PATH`: validate an enclave image and print its measurements and
+//! The `describe-eif PATH` command: validate an enclave image and print its measurements and
 //! metadata as the `nitro-cli describe-eif` JSON (see `ccc_eif::describe` for the shape and
 //! the deliberate differences).
 
-use anyhow::{Context, Result};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Options of `describe-eif`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The .eif file.
+    pub path: PathBuf,
+}
 
 /// Reads, validates and describes the EIF at `path`.
 ///
 /// # Errors
 /// When the file cannot be read or is not a valid EIF; the message gives the byte offset
 /// and the check that failed.
-pub(crate) fn describe(path: &Path) -> Result<String> {
-    let eif = ccc_eif::Eif::open(path)
-        .with_context(|| format!("{} is not a valid EIF", path.display()))?;
+pub fn describe(path: &Path) -> Result<String> {
+    let eif = ccc_eif::Eif::open(path).map_err(|source| Error::Eif {
+        path: path.to_path_buf(),
+        source,
+    })?;
     Ok(eif.describe_json())
 }
 
@@ -20,8 +30,8 @@ pub(crate) fn describe(path: &Path) -> Result<String> {
 ///
 /// # Errors
 /// As [`describe`].
-pub(crate) fn run(path: &Path) -> Result<()> {
-    println!("{}", describe(path)?);
+pub fn run(args: &Args) -> Result<()> {
+    println!("{}", describe(&args.path)?);
     Ok(())
 }
 
@@ -31,7 +41,7 @@ mod tests {
     use ccc_eif::{BuildInfo, EifBuilder, EifIdentity, SourceDateEpoch};
 
     fn scratch(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("ccc-xtask-eif-{name}-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("ccc-build-eif-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         dir.join("image.eif")
     }
@@ -97,7 +107,7 @@ mod tests {
         let mut bytes = vec![0u8; 600];
         bytes[..6].copy_from_slice(b".eif\x00\x09");
         std::fs::write(&path, &bytes).unwrap();
-        let err = format!("{:#}", describe(&path).unwrap_err());
+        let err = describe(&path).unwrap_err().to_string();
         assert!(err.contains("invalid EIF at byte 4"), "{err}");
         assert!(err.contains("version"), "{err}");
     }

@@ -3,13 +3,14 @@
 //! Every byte is decided by the inputs: the ramdisks are deterministic cpio archives whose
 //! entries all carry the same fixed mtime, and the EIF's only time is the given epoch.
 
-use anyhow::{Context, Result, ensure};
 use ccc_eif::cpio::FileMode;
 use ccc_eif::initramfs::{self, Init, ROOTFS};
 use ccc_eif::{BuildInfo, Eif, EifBuilder, EifIdentity, FileSource, Measurements, SourceDateEpoch};
 use std::path::{Path, PathBuf};
 
+use crate::error::{Error, IoContext, Result, ensure};
 use crate::kernel::KernelArtifact;
+use crate::project::Tool;
 
 /// The kernel command line every CCC image carries (measured: PCR0 and PCR1).
 ///
@@ -25,50 +26,44 @@ use crate::kernel::KernelArtifact;
 /// - `i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd`: the i8042 driver (built in,
 ///   `CONFIG_SERIO_I8042`) must not probe devices the Nitro VM does not have;
 /// - `random.trust_cpu=on`: seed the RNG from RDRAND at boot.
-pub(crate) const CMDLINE: &str = "reboot=k panic=30 console=ttyS0 i8042.noaux i8042.nomux \
+pub const CMDLINE: &str = "reboot=k panic=30 console=ttyS0 i8042.noaux i8042.nomux \
                                   i8042.nopnp i8042.dumbkbd random.trust_cpu=on";
 
 /// The mtime of every ramdisk entry. Fixed (not the commit time) so the PCRs depend only on
 /// the bytes of the kernel, command line, init and application: a commit that changes none of
 /// them leaves every PCR as it was.
-pub(crate) const RAMDISK_MTIME: SourceDateEpoch = SourceDateEpoch::UNIX_EPOCH;
+pub const RAMDISK_MTIME: SourceDateEpoch = SourceDateEpoch::UNIX_EPOCH;
 
 /// The directory of the application inside the image's root (`/bin/<name>`).
-pub(crate) const APP_DIR: &str = "bin";
+pub const APP_DIR: &str = "bin";
 
 /// The application's environment (`/env`): a PATH and nothing else.
-pub(crate) const APP_ENV: &[&str] = &["PATH=/bin"];
-
-/// `BuildTool` in the EIF metadata.
-pub(crate) const BUILD_TOOL: &str = "ccc-xtask";
-
-/// `ImageName` of the enclave template's image, and the stem of its EIF's file name.
-pub(crate) const TEMPLATE_IMAGE_NAME: &str = "ccc-enclave";
+pub const APP_ENV: &[&str] = &["PATH=/bin"];
 
 /// Everything an image is made of.
 #[derive(Debug, Clone)]
-pub(crate) struct ImageSpec<'a> {
+pub struct ImageSpec<'a> {
     /// The bzImage.
-    pub(crate) kernel: &'a KernelArtifact,
+    pub kernel: &'a KernelArtifact,
     /// The measured kernel command line.
-    pub(crate) cmdline: String,
+    pub cmdline: String,
     /// The static init (ramdisk 0's `init`).
-    pub(crate) init: PathBuf,
+    pub init: PathBuf,
     /// The static application (ramdisk 1's `rootfs/bin/<app_name>`).
-    pub(crate) app: PathBuf,
+    pub app: PathBuf,
     /// The application's file name in the image.
-    pub(crate) app_name: String,
+    pub app_name: String,
     /// Arguments after the program in `/cmd`.
-    pub(crate) args: Vec<String>,
+    pub args: Vec<String>,
     /// `/env`.
-    pub(crate) env: Vec<String>,
+    pub env: Vec<String>,
     /// The EIF metadata.
-    pub(crate) identity: EifIdentity,
+    pub identity: EifIdentity,
 }
 
 impl<'a> ImageSpec<'a> {
     /// The standard image of an application: [`CMDLINE`], no arguments, [`APP_ENV`].
-    pub(crate) fn new(
+    pub fn new(
         kernel: &'a KernelArtifact,
         init: &Path,
         app: &Path,
@@ -88,7 +83,7 @@ impl<'a> ImageSpec<'a> {
     }
 
     /// The argv in `/cmd`: the application's absolute path, then [`ImageSpec::args`].
-    pub(crate) fn cmd(&self) -> Vec<String> {
+    pub fn cmd(&self) -> Vec<String> {
         std::iter::once(format!("/{APP_DIR}/{}", self.app_name))
             .chain(self.args.iter().cloned())
             .collect()
@@ -97,35 +92,36 @@ impl<'a> ImageSpec<'a> {
 
 /// An image on disk.
 #[derive(Debug, Clone)]
-pub(crate) struct Image {
+pub struct Image {
     /// The EIF.
-    pub(crate) eif: PathBuf,
+    pub eif: PathBuf,
     /// Ramdisk 0 as written into the EIF.
-    pub(crate) bootstrap: PathBuf,
+    pub bootstrap: PathBuf,
     /// Ramdisk 1 as written into the EIF.
-    pub(crate) customer: PathBuf,
+    pub customer: PathBuf,
     /// PCR0, PCR1, PCR2 (unsigned: no PCR8).
-    pub(crate) measurements: Measurements,
+    pub measurements: Measurements,
     /// The EIF's length in bytes.
-    pub(crate) len: u64,
+    pub len: u64,
 }
 
-/// The metadata of a release image. `OperatingSystem` and `KernelVersion` come from the
-/// kernel config's third line (`# Linux/x86_64 6.12.117 Kernel Configuration`), split as
-/// nitro-cli splits it (on space, `/` and `-`); without a config, from the bzImage's version.
+/// The metadata of a release image: `BuildTool` and `BuildToolVersion` name `tool`;
+/// `OperatingSystem` and `KernelVersion` come from the kernel config's third line
+/// (`# Linux/x86_64 6.12.117 Kernel Configuration`), split as nitro-cli splits it (on space,
+/// `/` and `-`); without a config, from the bzImage's version.
 ///
 /// # Errors
 /// The config exists but cannot be read.
-pub(crate) fn identity(
+pub fn identity(
     image_name: &str,
     version: &str,
     epoch: SourceDateEpoch,
     kernel: &KernelArtifact,
+    tool: &Tool,
 ) -> Result<EifIdentity> {
     let from_config = match &kernel.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
+            let text = std::fs::read_to_string(path).io("read", path)?;
             text.lines().nth(2).and_then(|line| {
                 let words: Vec<&str> = line.split([' ', '/', '-']).collect();
                 Some(((*words.get(1)?).to_owned(), (*words.get(3)?).to_owned()))
@@ -147,13 +143,7 @@ pub(crate) fn identity(
     Ok(EifIdentity::new(
         image_name,
         version,
-        BuildInfo::new(
-            epoch,
-            BUILD_TOOL,
-            env!("CARGO_PKG_VERSION"),
-            os,
-            kernel_version,
-        ),
+        BuildInfo::new(epoch, &tool.name, &tool.version, os, kernel_version),
     ))
 }
 
@@ -163,38 +153,46 @@ pub(crate) fn identity(
 /// # Errors
 /// An input cannot be read, a launch line is invalid, a write fails, or the written image does
 /// not read back with the same measurements.
-pub(crate) fn assemble(spec: &ImageSpec<'_>, out_dir: &Path, eif_name: &str) -> Result<Image> {
-    std::fs::create_dir_all(out_dir)
-        .with_context(|| format!("cannot create {}", out_dir.display()))?;
+pub fn assemble(spec: &ImageSpec<'_>, out_dir: &Path, eif_name: &str) -> Result<Image> {
+    std::fs::create_dir_all(out_dir).io("create", out_dir)?;
     let bootstrap_path = out_dir.join("bootstrap.cpio.gz");
     let customer_path = out_dir.join("customer.cpio.gz");
     let eif_path = out_dir.join(eif_name);
 
-    let bootstrap = initramfs::bootstrap_ramdisk(RAMDISK_MTIME, Init::File(&spec.init))?;
+    let bootstrap = initramfs::bootstrap_ramdisk(RAMDISK_MTIME, Init::File(&spec.init))
+        .map_err(|e| Error::assemble("the bootstrap ramdisk", e))?;
     write_archive(&bootstrap, &bootstrap_path)?;
-    let mut customer = initramfs::customer_ramdisk(RAMDISK_MTIME, &spec.cmd(), &spec.env)?;
-    customer.add_host_file(
-        format!("{ROOTFS}/{APP_DIR}/{}", spec.app_name),
-        &spec.app,
-        FileMode::Executable,
-    )?;
+    let customer_error =
+        |e: ccc_eif::cpio::ArchiveError| Error::assemble("the customer ramdisk", e);
+    let mut customer = initramfs::customer_ramdisk(RAMDISK_MTIME, &spec.cmd(), &spec.env)
+        .map_err(customer_error)?;
+    customer
+        .add_host_file(
+            format!("{ROOTFS}/{APP_DIR}/{}", spec.app_name),
+            &spec.app,
+            FileMode::Executable,
+        )
+        .map_err(customer_error)?;
     write_archive(&customer, &customer_path)?;
 
-    let kernel = FileSource::open(&spec.kernel.path)
-        .with_context(|| format!("cannot open the kernel {}", spec.kernel.path.display()))?;
-    let bootstrap_source = FileSource::open(&bootstrap_path)?;
-    let customer_source = FileSource::open(&customer_path)?;
+    let kernel = FileSource::open(&spec.kernel.path).io("open the kernel", &spec.kernel.path)?;
+    let bootstrap_source = FileSource::open(&bootstrap_path).io("open", &bootstrap_path)?;
+    let customer_source = FileSource::open(&customer_path).io("open", &customer_path)?;
     let built = EifBuilder::new(&kernel, spec.cmdline.clone(), spec.identity.clone())
         .ramdisk(&bootstrap_source)
         .ramdisk(&customer_source)
         .write_file(&eif_path)
-        .with_context(|| format!("cannot write {}", eif_path.display()))?;
-    let read = Eif::open(&eif_path)
-        .with_context(|| format!("{} does not read back as an EIF", eif_path.display()))?;
+        .map_err(|e| Error::assemble(eif_path.display().to_string(), e))?;
+    let read = Eif::open(&eif_path).map_err(|source| Error::Eif {
+        path: eif_path.clone(),
+        source,
+    })?;
     ensure!(
         read.measurements == built.measurements && read.len == built.len,
-        "{} reads back with other measurements than it was written with",
-        eif_path.display()
+        Error::assemble(
+            eif_path.display().to_string(),
+            "it reads back with other measurements than it was written with"
+        )
     );
     Ok(Image {
         eif: eif_path,
@@ -207,7 +205,7 @@ pub(crate) fn assemble(spec: &ImageSpec<'_>, out_dir: &Path, eif_name: &str) -> 
 
 fn write_archive(archive: &ccc_eif::cpio::Archive, path: &Path) -> Result<()> {
     let bytes = ramdisk_bytes(archive)?;
-    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+    std::fs::write(path, bytes).io("write", path)
 }
 
 /// A ramdisk as it goes into the EIF: the cpio archive, gzip-compressed, padded with zeros to
@@ -221,11 +219,11 @@ fn write_archive(archive: &ccc_eif::cpio::Archive, path: &Path) -> Result<()> {
 ///
 /// # Errors
 /// The compressor failed (it writes to memory, so only on a bug).
-pub(crate) fn ramdisk_bytes(archive: &ccc_eif::cpio::Archive) -> Result<Vec<u8>> {
+pub fn ramdisk_bytes(archive: &ccc_eif::cpio::Archive) -> Result<Vec<u8>> {
     let mut cpio = Vec::new();
     archive
         .write_to(&mut cpio)
-        .context("cannot serialise a ramdisk")?;
+        .map_err(|e| Error::assemble("a ramdisk", e))?;
     let mut encoder = flate2::GzBuilder::new()
         .mtime(0)
         .operating_system(255)
@@ -233,8 +231,11 @@ pub(crate) fn ramdisk_bytes(archive: &ccc_eif::cpio::Archive) -> Result<Vec<u8>>
             Vec::with_capacity(cpio.len() / 2),
             flate2::Compression::best(),
         );
-    std::io::Write::write_all(&mut encoder, &cpio).context("cannot compress a ramdisk")?;
-    let mut bytes = encoder.finish().context("cannot compress a ramdisk")?;
+    std::io::Write::write_all(&mut encoder, &cpio)
+        .map_err(|e| Error::assemble("a ramdisk", format!("cannot compress it: {e}")))?;
+    let mut bytes = encoder
+        .finish()
+        .map_err(|e| Error::assemble("a ramdisk", format!("cannot compress it: {e}")))?;
     bytes.resize(bytes.len().next_multiple_of(4), 0);
     Ok(bytes)
 }
@@ -242,6 +243,14 @@ pub(crate) fn ramdisk_bytes(archive: &ccc_eif::cpio::Archive) -> Result<Vec<u8>>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tool() -> Tool {
+        Tool {
+            name: "ccc-xtask".into(),
+            version: "0.1.0".into(),
+            command: "cargo xtask".into(),
+        }
+    }
 
     fn scratch(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("ccc-image-{name}-{}", std::process::id()));
@@ -276,7 +285,7 @@ mod tests {
 
     fn spec<'a>(kernel: &'a KernelArtifact, init: &Path, app: &Path) -> ImageSpec<'a> {
         let epoch = SourceDateEpoch::from_secs(1_700_000_000);
-        let identity = identity(TEMPLATE_IMAGE_NAME, "0.1.0", epoch, kernel).unwrap();
+        let identity = identity("ccc-enclave", "0.1.0", epoch, kernel, &tool()).unwrap();
         ImageSpec::new(kernel, init, app, "ccc-template-enclave", identity)
     }
 
@@ -292,7 +301,7 @@ mod tests {
         // The kernel config agrees: no PCI, no modules, the i8042 driver built in.
         let config = crate::kernel::config_values(
             &std::fs::read_to_string(
-                crate::workspace_root().join("kernel-config/config-6.12-x86_64"),
+                crate::tests::ccc_root().join("kernel-config/config-6.12-x86_64"),
             )
             .unwrap(),
         );
@@ -309,7 +318,7 @@ mod tests {
         let dir = scratch("identity");
         let (kernel, _, _) = parts(&dir);
         let epoch = SourceDateEpoch::from_secs(1_700_000_000);
-        let id = identity("ccc-enclave", "0.1.0", epoch, &kernel).unwrap();
+        let id = identity("ccc-enclave", "0.1.0", epoch, &kernel, &tool()).unwrap();
         assert_eq!(id.image_name, "ccc-enclave");
         assert_eq!(id.image_version, "0.1.0");
         assert_eq!(id.build.build_time, "2023-11-14T22:13:20+00:00");
@@ -320,7 +329,7 @@ mod tests {
             config: None,
             ..kernel
         };
-        let id = identity("x", "1", epoch, &bare).unwrap();
+        let id = identity("x", "1", epoch, &bare, &tool()).unwrap();
         assert_eq!(
             (
                 id.build.operating_system.as_str(),

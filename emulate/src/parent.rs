@@ -1,12 +1,15 @@
-//! The emulation's parent instance: the enclave template's own parent binary
-//! (`ccc-template-parent`), started on vhost-device-vsock's Unix sockets as a real parent runs
+//! The emulation's parent instance: the project's own parent binary (`[workspace.metadata.ccc]
+//! parent`, the template's `ccc-template-parent` or a copy of it), started on
+//! vhost-device-vsock's Unix sockets as a real parent runs
 //! on vsock — the KMS proxy on port 8000 (one route, to the KMS emulator, and an allowlist
 //! admitting only that address) and the credentials service on port 8002 (the emulator's fixed
 //! credentials from a cleared environment: never the caller's real ones) — and its `client`
 //! command for the enclave API calls, so the harness drives the enclave exactly as an operator
 //! would.
 
-use anyhow::{Context, Result, bail, ensure};
+use ccc_build::boot::orphan_proof;
+use ccc_build::progress::elapsed;
+use ccc_build::project::{AppSpec, Project};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,13 +18,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
-use crate::progress::elapsed;
-
-use super::kms::Kms;
-use super::transcript::Transcript;
-
-/// The parent binary's package and binary name.
-const PARENT_PACKAGE: &str = "ccc-template-parent";
+use crate::error::{Error, Result, ensure};
+use crate::kms::Kms;
+use crate::transcript::Transcript;
 
 /// The port the enclave's KMS traffic arrives on (`ccc_sdk::net::KMS_PROXY_PORT`).
 const KMS_PROXY_PORT: u32 = ccc_sdk::net::KMS_PROXY_PORT;
@@ -35,25 +34,44 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often waits look at the cancel flag and the deadline.
 const POLL: Duration = Duration::from_millis(20);
 
-/// Builds the parent binary for the host (`cargo build -p ccc-template-parent`, the
-/// workspace's target directory; quick when it is up to date) and returns its path.
+/// The project's parent binary.
 ///
 /// # Errors
-/// The build fails or cargo names no executable.
-pub(crate) fn build(transcript: &Transcript) -> Result<PathBuf> {
+/// The project names none.
+pub(crate) fn spec(project: &Project) -> Result<&AppSpec> {
+    project.parent.as_ref().ok_or_else(|| {
+        Error::parent(format!(
+            "{} names no parent binary: emulation runs the parent's `run` (proxy and \
+             credentials) and `client` (the enclave's API); add `parent = {{ package = \
+             \"NAME\" }}` to [workspace.metadata.ccc]",
+            project.root.join("Cargo.toml").display()
+        ))
+    })
+}
+
+/// Builds the parent binary for the host (`cargo build -p PARENT`, the project's target
+/// directory; quick when it is up to date) and returns its path.
+///
+/// # Errors
+/// The project names no parent, the build fails or cargo names no executable.
+pub(crate) fn build(project: &Project, transcript: &Transcript) -> Result<PathBuf> {
+    let spec = spec(project)?;
+    let (package, kind, name) = (&spec.package, spec.kind(), spec.name());
     let t = Instant::now();
     let output = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
         .args(["build", "--locked", "--quiet", "--message-format=json"])
-        .args(["-p", PARENT_PACKAGE, "--bin", PARENT_PACKAGE])
-        .current_dir(crate::workspace_root())
+        .args(["-p", package, &format!("--{kind}"), name])
+        .current_dir(&project.root)
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
-        .context("cannot run cargo to build the parent")?;
+        .map_err(|e| Error::parent(format!("cannot run cargo to build the parent: {e}")))?;
     ensure!(
         output.status.success(),
-        "cargo build -p {PARENT_PACKAGE} failed ({})",
-        output.status
+        Error::parent(format!(
+            "cargo build -p {package} --{kind} {name} failed ({})",
+            output.status
+        ))
     );
     let mut found = None;
     for line in String::from_utf8_lossy(&output.stdout).lines() {
@@ -61,13 +79,14 @@ pub(crate) fn build(transcript: &Transcript) -> Result<PathBuf> {
             continue;
         };
         if message["reason"] == "compiler-artifact"
-            && message["target"]["name"] == PARENT_PACKAGE
+            && message["target"]["name"] == *name
             && let Some(path) = message["executable"].as_str()
         {
             found = Some(PathBuf::from(path));
         }
     }
-    let path = found.with_context(|| format!("cargo named no executable for {PARENT_PACKAGE}"))?;
+    let path = found
+        .ok_or_else(|| Error::parent(format!("cargo named no executable for {package} {name}")))?;
     transcript.line(
         "parent",
         format!("{} ready in {}", path.display(), elapsed(t.elapsed())),
@@ -106,11 +125,11 @@ impl Parent {
                 upstream.port()
             ),
         )
-        .with_context(|| format!("cannot write {}", allowlist.display()))?;
+        .map_err(|e| Error::setup(format!("cannot write {}: {e}", allowlist.display())))?;
         let credentials = running.credentials();
         let listen = format!("uds:{}", uds.display());
         let route = format!("{KMS_PROXY_PORT}={}:{}", upstream.ip(), upstream.port());
-        let mut command = crate::qemu::orphan_proof(binary);
+        let mut command = orphan_proof(binary);
         command
             .args(["run", "--listen", &listen, "--route", &route, "--allowlist"])
             .arg(&allowlist)
@@ -140,11 +159,11 @@ impl Parent {
         );
         let mut child = command
             .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))?;
+            .map_err(|e| Error::parent(format!("cannot start {}: {e}", binary.display())))?;
         let stderr = child
             .stderr
             .take()
-            .context("the parent's stderr is not piped")?;
+            .ok_or_else(|| Error::parent("the parent's stderr is not piped"))?;
         let (ready_tx, ready) = channel();
         let lines = transcript.clone();
         std::thread::spawn(move || {
@@ -167,16 +186,24 @@ impl Parent {
             match ready.recv_timeout(POLL) {
                 Ok(()) => return Ok(()),
                 Err(RecvTimeoutError::Disconnected) => {
-                    bail!("the parent closed its stderr before it was ready")
+                    return Err(Error::parent(
+                        "the parent closed its stderr before it was ready",
+                    ));
                 }
                 Err(RecvTimeoutError::Timeout) => {}
             }
-            if let Some(status) = self.child.try_wait()? {
-                bail!("the parent exited before it was ready ({status})");
+            if let Some(status) = self
+                .child
+                .try_wait()
+                .map_err(|e| Error::parent(format!("cannot wait for the parent: {e}")))?
+            {
+                return Err(Error::parent(format!(
+                    "the parent exited before it was ready ({status})"
+                )));
             }
             ensure!(
                 Instant::now() < deadline,
-                "the parent was not ready within {READY_TIMEOUT:?}"
+                Error::parent(format!("the parent was not ready within {READY_TIMEOUT:?}"))
             );
         }
     }
@@ -221,21 +248,21 @@ pub(crate) fn client(
     let remaining = deadline.saturating_duration_since(Instant::now());
     ensure!(
         !remaining.is_zero(),
-        "no time left for the enclave API call"
+        Error::parent("no time left for the enclave API call")
     );
     let timeout = format!("{:.1}", remaining.as_secs_f64());
-    let mut child = crate::qemu::orphan_proof(binary)
+    let mut child = orphan_proof(binary)
         .args(["client", "--enclave", &target, "--timeout", &timeout])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .with_context(|| format!("cannot start {} client", binary.display()))?;
+        .map_err(|e| Error::parent(format!("cannot start {} client: {e}", binary.display())))?;
     let mut stdout = child
         .stdout
         .take()
-        .context("the client's stdout is not piped")?;
+        .ok_or_else(|| Error::parent("the client's stdout is not piped"))?;
     let out = std::thread::spawn(move || {
         let mut text = String::new();
         let _ = stdout.read_to_string(&mut text);
@@ -244,7 +271,7 @@ pub(crate) fn client(
     let stderr = child
         .stderr
         .take()
-        .context("the client's stderr is not piped")?;
+        .ok_or_else(|| Error::parent("the client's stderr is not piped"))?;
     let lines = transcript.clone();
     let err = std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines() {
@@ -253,33 +280,40 @@ pub(crate) fn client(
         }
     });
     let status = loop {
-        if let Some(status) = child.try_wait()? {
+        if let Some(status) = child
+            .try_wait()
+            .map_err(|e| Error::parent(format!("cannot wait for the client: {e}")))?
+        {
             break status;
         }
         if cancel.load(Ordering::SeqCst) || Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
             let _ = err.join();
-            bail!(
+            return Err(Error::parent(format!(
                 "the client call was stopped ({})",
                 if cancel.load(Ordering::SeqCst) {
                     "interrupted"
                 } else {
                     "the emulation's timeout passed"
                 }
-            );
+            )));
         }
         std::thread::sleep(POLL);
     };
     let text = out.join().unwrap_or_default();
     let _ = err.join();
     let value = || -> Result<serde_json::Value> {
-        serde_json::from_str(text.trim())
-            .with_context(|| format!("the client printed no JSON answer: {}", text.trim()))
+        serde_json::from_str(text.trim()).map_err(|_| {
+            Error::parent(format!(
+                "the client printed no JSON answer: {}",
+                text.trim()
+            ))
+        })
     };
     match status.code() {
         Some(0) => Ok(Answer::Answer(value()?)),
         Some(2) => Ok(Answer::Refused(value()?)),
-        _ => bail!("the client failed ({status})"),
+        _ => Err(Error::parent(format!("the client failed ({status})"))),
     }
 }

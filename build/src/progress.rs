@@ -2,12 +2,13 @@
 //! terminal gets a line every few seconds with the command's latest line, and a failure prints
 //! the log's tail and its path.
 
-use anyhow::{Context, Result, bail};
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+use crate::error::{Error, IoContext, Result};
 
 /// How often the latest output line is shown.
 const REPORT_EVERY: Duration = Duration::from_secs(15);
@@ -16,7 +17,7 @@ const REPORT_EVERY: Duration = Duration::from_secs(15);
 const TAIL_LINES: usize = 40;
 
 /// Formats a duration as `1m05s` / `12.3s`.
-pub(crate) fn elapsed(d: Duration) -> String {
+pub fn elapsed(d: Duration) -> String {
     let secs = d.as_secs();
     if secs >= 60 {
         format!("{}m{:02}s", secs / 60, secs % 60)
@@ -31,29 +32,32 @@ pub(crate) fn elapsed(d: Duration) -> String {
 /// # Errors
 /// The command could not start, or exited unsuccessfully (the error names the log; its last
 /// lines are printed first).
-pub(crate) fn run_logged(mut command: Command, label: &str, log: &Path) -> Result<()> {
+pub fn run_logged(mut command: Command, label: &str, log: &Path) -> Result<()> {
     let mut log_file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
-        .with_context(|| format!("cannot open {}", log.display()))?;
-    writeln!(log_file, "$ {command:?}")?;
-    let (reader, writer) = std::io::pipe().context("cannot create a pipe")?;
+        .io("open", log)?;
+    writeln!(log_file, "$ {command:?}").io("write", log)?;
+    let pipe_error = |e| Error::program(label, format!("cannot create a pipe: {e}"));
+    let (reader, writer) = std::io::pipe().map_err(pipe_error)?;
     command
         .stdin(std::process::Stdio::null())
-        .stdout(writer.try_clone()?)
+        .stdout(writer.try_clone().map_err(pipe_error)?)
         .stderr(writer);
     let mut child = command
         .spawn()
-        .with_context(|| format!("cannot start {command:?}"))?;
+        .map_err(|e| Error::program(label, format!("cannot start {command:?}: {e}")))?;
     // Our copies of the pipe's write end must go, or reading never sees end-of-file.
     drop(command);
     let started = Instant::now();
     let mut last_report = Instant::now();
     let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
     for line in BufReader::new(reader).split(b'\n') {
-        let line = String::from_utf8_lossy(&line?).into_owned();
-        writeln!(log_file, "{line}")?;
+        let line =
+            line.map_err(|e| Error::program(label, format!("cannot read its output: {e}")))?;
+        let line = String::from_utf8_lossy(&line).into_owned();
+        writeln!(log_file, "{line}").io("write", log)?;
         if last_report.elapsed() >= REPORT_EVERY {
             eprintln!("{label}: [{}] {}", elapsed(started.elapsed()), line.trim());
             last_report = Instant::now();
@@ -63,16 +67,21 @@ pub(crate) fn run_logged(mut command: Command, label: &str, log: &Path) -> Resul
         }
         tail.push_back(line);
     }
-    let status = child.wait()?;
+    let status = child
+        .wait()
+        .map_err(|e| Error::program(label, format!("cannot wait for it: {e}")))?;
     if !status.success() {
         for line in &tail {
             eprintln!("{label}| {line}");
         }
-        bail!(
-            "{label} failed ({status}) after {}; full log: {}",
-            elapsed(started.elapsed()),
-            log.display()
-        );
+        return Err(Error::program(
+            label,
+            format!(
+                "failed ({status}) after {}; full log: {}",
+                elapsed(started.elapsed()),
+                log.display()
+            ),
+        ));
     }
     Ok(())
 }
