@@ -223,6 +223,13 @@ mod tests {
         assert_eq!(credentials.access_key_id(), "ASIAFILE");
         assert!(credentials.expiration().is_some());
         std::fs::write(&path, r#"{"AccessKeyId":"A","SecretAccessKey":12345678}"#).unwrap();
+        let error = FileSource(path.clone()).fetch().unwrap_err().to_string();
+        assert!(
+            error.contains("SecretAccessKey: not a JSON string"),
+            "{error}"
+        );
+        assert!(!error.contains("12345678"), "{error}");
+        std::fs::write(&path, r#"{"AccessKeyId":"A","SecretAccessKey":"12345678""#).unwrap();
         let error = FileSource(path).fetch().unwrap_err().to_string();
         assert!(error.contains("line 1 column"), "{error}");
         assert!(!error.contains("12345678"), "{error}");

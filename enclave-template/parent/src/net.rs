@@ -396,7 +396,7 @@ impl Target {
 
 /// Whether vhost-device-vsock's reply line to `CONNECT <port>` (without its `\n`) is
 /// `OK <host port>`: the guest port accepted the connection.
-pub fn connect_reply_ok(reply: &str) -> bool {
+pub(crate) fn connect_reply_ok(reply: &str) -> bool {
     reply
         .strip_prefix("OK ")
         .is_some_and(|host_port| host_port.parse::<u32>().is_ok())

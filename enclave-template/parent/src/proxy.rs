@@ -375,7 +375,7 @@ fn read_connect(client: &mut Conn) -> Result<(String, u16), String> {
 /// # Errors
 /// What is wrong with the head (not HTTP/1.1, another method, a target that is not
 /// `host:port`), for the refusal line in the log.
-pub fn parse_connect_head(head: &[u8]) -> Result<(String, u16), String> {
+pub(crate) fn parse_connect_head(head: &[u8]) -> Result<(String, u16), String> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_CONNECT_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
     match request.parse(head) {
