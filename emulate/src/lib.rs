@@ -14,6 +14,13 @@
 //!   differ, the key policy refuses with `AccessDenied` naming the PCR, and the enclave
 //!   reports the denial. PASS means the denial happened.
 //!
+//! The enclave's console is kept a production enclave's (`ccc_app.console=production`: one
+//! start line), as on Nitro, where only a debug-mode console can be read: the harness takes
+//! the enclave's PCRs, its key-release outcome and its exit from the records the parent
+//! receives on the log channel (shown as `log` lines), and ends with a scrape of the parent's
+//! metrics, which must count the scenario's Decrypt (`ok` by default, `access_denied`
+//! tampered).
+//!
 //! Every process (vhost-device-vsock, QEMU, the parent side) and the KMS emulator are stopped,
 //! and their sockets and state removed, whatever happens: on success, on failure, on Ctrl-C or
 //! SIGTERM ([`interrupt`]), and — through the parent-death signal — even when this process is
@@ -41,7 +48,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use image::{Pinned, Release, Subject};
@@ -86,6 +93,43 @@ pub struct Args {
     /// Guest memory in MiB.
     #[arg(long, default_value_t = DEFAULT_MEMORY_MIB)]
     memory: u32,
+    /// Instead of booting: the cross-environment table of this environment (a table of
+    /// deploy/environments.toml) — its rendered policy in a KMS emulator against the release's
+    /// image, the previous version, a version it does not allow, a debug-mode and a
+    /// simulator-signed document (NSM simulator, no QEMU), with `explain` for each. Exit 1
+    /// unless every row is as the environment file says and explain agrees.
+    /// With --eif, the documents are seeded from that image's PCRs (checked to be the
+    /// release's).
+    #[arg(long, value_name = "NAME", conflicts_with = "scenario")]
+    env: Option<String>,
+}
+
+/// `--env NAME`: the environment's cross-environment table (`ccc_lifecycle::table`), from the
+/// project's `deploy/environments.toml` and `release/pcr-expectations.json`.
+///
+/// # Errors
+/// [`Error::Environments`] for unreadable files or an EIF that is not the release;
+/// [`Error::Failed`] when a row is not as the environment file says or explain disagrees.
+fn environment_table(project: &Project, environment: &str, args: &Args) -> Result<()> {
+    let paths = ccc_lifecycle::files::Files::default().resolve(&project.root);
+    let passes = ccc_lifecycle::table::print(
+        &paths,
+        environment,
+        args.version.as_deref(),
+        args.eif.as_deref(),
+        &mut std::io::stdout(),
+    )
+    .map_err(Error::Environments)?;
+    if passes {
+        return Ok(());
+    }
+    Err(Error::Failed {
+        checks: vec![format!(
+            "the cross-environment table of {environment} has rows that are not as {} says, or \
+             where explain disagrees with the emulator (marked FAIL above)",
+            paths.environments.display()
+        )],
+    })
 }
 
 /// Guest memory unless `--memory` says otherwise.
@@ -110,6 +154,9 @@ const NONCE_LEN: usize = 16;
 /// A prerequisite is missing (with the command that fixes it), a build or boot fails, a check
 /// fails (the verdict is FAIL), or a signal interrupted the run.
 pub fn run(project: &Project, args: &Args) -> Result<()> {
+    if let Some(environment) = &args.env {
+        return environment_table(project, environment, args);
+    }
     if args.eif.is_some() && args.scenario != Scenario::Default {
         return Err(Error::Invalid {
             problem: "--eif applies to the default scenario only: the tampered scenario builds \
@@ -271,7 +318,6 @@ fn emulate(
     let ca = base64::engine::general_purpose::STANDARD.encode(running_kms.ca_der());
     let t = Instant::now();
     let console = transcript.clone();
-    let (console_tx, console_rx) = channel::<String>();
     let boot = Boot::new(&subject.eif, &tools)
         .timeout(Duration::from_secs(args.timeout))
         .memory_mib(args.memory)
@@ -279,17 +325,19 @@ fn emulate(
         // Emulation-only switches (QEMU's -append is not measured; the enclave accepts them
         // only with ccc.emulation=1, which Boot appends, and only because its NSM document is
         // QEMU's unsigned one): trust the KMS emulator's CA, its region and its key (the
-        // release image has no trusted key of its own), and exit after the harness's requests
-        // so the guest powers off.
+        // release image has no trusted key of its own), exit after the harness's requests
+        // so the guest powers off, and keep the console as a production enclave's (one start
+        // line): the harness reads the enclave's records from the parent's log channel, as an
+        // operator of a real enclave must.
         .append(format!("ccc_app.kms_ca={ca}"))
         .append(format!("ccc_app.region={}", running_kms.region()))
         .append(format!("ccc_app.key_arn={}", running_kms.default_key_arn()))
         .append(format!("ccc_app.exit_after={API_CALLS}"))
+        .append("ccc_app.console=production")
         .on_console_line(move |line| {
             if transcript::is_app_line(line) {
                 console.console(line);
             }
-            let _ = console_tx.send(line.to_owned());
         });
     transcript.line(
         "emulate",
@@ -329,7 +377,14 @@ fn emulate(
     let uds = boot.vsock_uds();
     let mut checks = Checks::default();
     let mut running = running;
-    let api = api_ready(&mut running, &console_rx, deadline, interrupt)?;
+    let mut records = Vec::new();
+    let api = api_ready(
+        &mut running,
+        parent_side.records(),
+        &mut records,
+        deadline,
+        interrupt,
+    )?;
     let serving = match &api {
         Serving::Ready => {
             transcript.line(
@@ -380,12 +435,16 @@ fn emulate(
     }
 
     let outcome = running.wait()?;
-    drop(parent_side);
     if outcome.interrupted {
         return Err(Error::Interrupted {
             message: interrupt.message(),
         });
     }
+    // The enclave flushes its queue before it exits; its last record (`enclave.exit`, or
+    // `enclave.fatal`) means every earlier one was counted by the parent.
+    let ended = last_records(parent_side.records(), &mut records, interrupt);
+    let scrape = parent_side.scrape();
+    drop(parent_side);
     transcript.line(
         "emulate",
         format!(
@@ -404,34 +463,48 @@ fn emulate(
         !outcome.timed_out,
         format!("the guest stopped by itself within {} s", args.timeout),
     );
+    checks.check(
+        transcript,
+        outcome.console.contains("production console:")
+            && !outcome.console.contains("serving API v"),
+        "the console was a production enclave's: its start line and none of the records",
+    );
+    let pcr_lines: Vec<&str> = records
+        .iter()
+        .filter(|r| r["event"] == "start.pcr")
+        .filter_map(|r| r["message"].as_str())
+        .collect();
     check_measurements(
         &mut checks,
         transcript,
-        &outcome.console,
+        &pcr_lines.join("\n"),
         &subject,
         &resolved.pinned_measurements,
         args.scenario,
     );
     if args.scenario == Scenario::Tampered {
-        let denied = outcome.console.lines().any(|line| {
-            line.contains("hmac: FAILED")
-                && line.contains("kms_access_denied")
-                && line.contains("AccessDenied")
+        let denied = records.iter().any(|r| {
+            let message = r["message"].as_str().unwrap_or_default();
+            r["event"] == "api.request"
+                && r["fields"]["outcome"] == "kms_access_denied"
+                && message.contains("hmac: FAILED")
+                && message.contains("AccessDenied")
         });
         checks.check(
             transcript,
             denied,
-            "the enclave's console reports the hmac's key release as refused (kms_access_denied, \
-             AccessDenied)",
+            "the enclave's api.request record on the log channel reports the hmac's key release \
+             as refused (kms_access_denied, AccessDenied)",
         );
     }
     checks.check(
         transcript,
-        outcome
-            .console
-            .contains("ccc-init: app exited with status 0"),
-        "the application exited with status 0 (ccc-init's report)",
+        ended
+            .as_ref()
+            .is_some_and(|r| r["event"] == "enclave.exit" && r["fields"]["status"] == 0),
+        "the application exited with status 0 (its enclave.exit record on the log channel)",
     );
+    check_scrape(&mut checks, transcript, scrape, args.scenario);
     drop(sealed);
     drop(kms);
 
@@ -519,7 +592,7 @@ fn check_measurements(
             checks.check(
                 transcript,
                 false,
-                format!("the enclave printed no PCR{index} on the console"),
+                format!("the enclave reported no PCR{index} on the log channel (start.pcr)"),
             );
             continue;
         };
@@ -559,45 +632,141 @@ fn check_measurements(
     }
 }
 
+/// How long the enclave's last records may take to reach the harness after QEMU ended (they
+/// were flushed before the guest powered off; this only bounds a hang).
+const LAST_RECORDS: Duration = Duration::from_secs(15);
+
+/// Collects the records still arriving until the enclave's last one (`enclave.exit` or
+/// `enclave.fatal`), which it returns; `None` if it never came.
+fn last_records(
+    arriving: &Receiver<serde_json::Value>,
+    records: &mut Vec<serde_json::Value>,
+    interrupt: &Interrupt,
+) -> Option<serde_json::Value> {
+    let last =
+        |r: &serde_json::Value| r["event"] == "enclave.exit" || r["event"] == "enclave.fatal";
+    if let Some(found) = records.iter().find(|r| last(r)) {
+        return Some(found.clone());
+    }
+    let deadline = Instant::now() + LAST_RECORDS;
+    while Instant::now() < deadline && interrupt.check().is_ok() {
+        match arriving.recv_timeout(POLL) {
+            Ok(record) => {
+                let is_last = last(&record);
+                records.push(record);
+                if is_last {
+                    return records.last().cloned();
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return None,
+        }
+    }
+    None
+}
+
+/// The value of the sample `series` (its name and labels as written) in a scrape.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Shows the parent's metrics (histogram buckets left out) and checks that the scenario's KMS
+/// outcome was counted: a successful Decrypt by default, an `access_denied` one tampered.
+fn check_scrape(
+    checks: &mut Checks,
+    transcript: &Transcript,
+    scrape: Result<String>,
+    scenario: Scenario,
+) {
+    let text = match scrape {
+        Ok(text) => text,
+        Err(e) => {
+            checks.check(transcript, false, format!("the parent's metrics: {e}"));
+            return;
+        }
+    };
+    transcript.line(
+        "metrics",
+        "GET /metrics on the parent (histogram buckets not shown):",
+    );
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("ccc_") && !l.contains("_bucket{"))
+    {
+        transcript.line("metrics", line);
+    }
+    let outcome = match scenario {
+        Scenario::Default => "ok",
+        Scenario::Tampered => "access_denied",
+    };
+    let series =
+        format!(r#"ccc_enclave_kms_calls_total{{operation="Decrypt",outcome="{outcome}"}}"#);
+    let counted = sample(&text, &series);
+    checks.check(
+        transcript,
+        counted.is_some_and(|n| n >= 1.0),
+        format!(
+            "the parent's metrics count the enclave's Decrypt with outcome {outcome}: {series} {}",
+            counted.map_or_else(|| "absent".to_owned(), |n| n.to_string())
+        ),
+    );
+    let malformed = sample(&text, "ccc_parent_log_lines_malformed_total");
+    checks.check(
+        transcript,
+        malformed == Some(0.0),
+        format!(
+            "every line on the log channel was a record (ccc_parent_log_lines_malformed_total {})",
+            malformed.map_or_else(|| "absent".to_owned(), |n| n.to_string())
+        ),
+    );
+}
+
 /// Whether the enclave came to serve its API.
 #[derive(Debug)]
 enum Serving {
-    /// It printed `serving API v…`.
+    /// It reported `start.serving` on the log channel.
     Ready,
-    /// It did not, and why (the console line, QEMU's exit, the timeout).
+    /// It did not, and why (its last record, QEMU's exit, the timeout).
     Ended(String),
 }
 
 /// How often the API wait looks at QEMU and the cancel flag.
 const POLL: Duration = Duration::from_millis(50);
 
-/// Waits for the enclave's `serving API` console line — or a sign it will never come: a
-/// fatal line, the app's exit, QEMU's exit, the deadline.
+/// Waits for the enclave's `start.serving` record on the log channel (keeping every record in
+/// `records`) — or a sign it will never come: an `enclave.fatal` or `enclave.exit` record,
+/// QEMU's exit, the deadline.
 ///
 /// # Errors
 /// A signal interrupted the run, or QEMU cannot be waited on.
 fn api_ready(
     running: &mut Running,
-    console: &Receiver<String>,
+    arriving: &Receiver<serde_json::Value>,
+    records: &mut Vec<serde_json::Value>,
     deadline: Instant,
     interrupt: &Interrupt,
 ) -> Result<Serving> {
     loop {
-        match console.recv_timeout(POLL) {
-            Ok(line) if line.contains("serving API v") => return Ok(Serving::Ready),
-            Ok(line)
-                if line.contains("FATAL")
-                    || line.contains("ccc-init: app exited")
-                    || line.contains("Kernel panic") =>
-            {
-                return Ok(Serving::Ended(format!(
-                    "the console said `{}`",
-                    line.trim()
-                )));
+        match arriving.recv_timeout(POLL) {
+            Ok(record) => {
+                let event = record["event"].as_str().unwrap_or_default().to_owned();
+                let message = record["message"].as_str().unwrap_or_default().to_owned();
+                records.push(record);
+                match event.as_str() {
+                    "start.serving" => return Ok(Serving::Ready),
+                    "enclave.fatal" | "enclave.exit" => {
+                        return Ok(Serving::Ended(format!(
+                            "the enclave's {event} record said `{message}`"
+                        )));
+                    }
+                    _ => {}
+                }
             }
-            Ok(_) | Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
-                return Ok(Serving::Ended("the console closed".to_owned()));
+                return Ok(Serving::Ended("the parent's stdout closed".to_owned()));
             }
         }
         if running.is_cancelled() {

@@ -3,19 +3,23 @@
 //! vhost-device-vsock's Unix sockets as a real parent runs
 //! on vsock — the KMS proxy on port 8000 (one route, to the KMS emulator, and an allowlist
 //! admitting only that address) and the credentials service on port 8002 (the emulator's fixed
-//! credentials from a cleared environment: never the caller's real ones) — and its `client`
+//! credentials from a cleared environment: never the caller's real ones), the log channel on
+//! port 8003 (the enclave's records, which the parent writes to its stdout as JSON lines: the
+//! harness shows them as `log` lines and reads its checks from them, never from the console)
+//! and the metrics endpoint on a loopback port it scrapes at the end — and its `client`
 //! command for the enclave API calls, so the harness drives the enclave exactly as an operator
 //! would.
 
 use ccc_build::boot::orphan_proof;
 use ccc_build::progress::elapsed;
 use ccc_build::project::{AppSpec, Project};
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result, ensure};
@@ -94,10 +98,19 @@ pub(crate) fn build(project: &Project, transcript: &Transcript) -> Result<PathBu
     Ok(path)
 }
 
+/// The enclave's CID under QEMU (`ccc_build::boot::Boot`'s guest CID), which the parent tags
+/// records with: on vhost-device-vsock's Unix sockets it cannot read it from the connection.
+const GUEST_CID: &str = "16";
+
+/// How long a metrics scrape may take.
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A running `ccc-template-parent run`. Dropping it kills it.
 #[derive(Debug)]
 pub(crate) struct Parent {
     child: Child,
+    records: Receiver<serde_json::Value>,
+    metrics: Arc<Mutex<Option<SocketAddr>>>,
 }
 
 impl Parent {
@@ -134,6 +147,12 @@ impl Parent {
             .args(["run", "--listen", &listen, "--route", &route, "--allowlist"])
             .arg(&allowlist)
             .args(["--credentials", "environment", "--drain-timeout", "2"])
+            .args([
+                "--enclave-cid",
+                GUEST_CID,
+                "--metrics-listen",
+                "127.0.0.1:0",
+            ])
             // Only the emulator's credentials: nothing of the caller's environment (its AWS_*
             // variables above all) reaches the parent.
             .env_clear()
@@ -141,7 +160,7 @@ impl Parent {
             .env("AWS_ACCESS_KEY_ID", credentials.access_key_id())
             .env("AWS_SECRET_ACCESS_KEY", credentials.secret_access_key())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         if let Some(token) = credentials.session_token() {
             command.env("AWS_SESSION_TOKEN", token);
@@ -150,8 +169,8 @@ impl Parent {
             "parent",
             format!(
                 "starting: {} run --listen {listen} --route {route} --allowlist {} \
-                 --credentials environment (the KMS emulator's credentials for {}, in a \
-                 cleared environment)",
+                 --credentials environment --enclave-cid {GUEST_CID} --metrics-listen \
+                 127.0.0.1:0 (the KMS emulator's credentials for {}, in a cleared environment)",
                 binary.display(),
                 allowlist.display(),
                 credentials.principal_arn()
@@ -164,18 +183,46 @@ impl Parent {
             .stderr
             .take()
             .ok_or_else(|| Error::parent("the parent's stderr is not piped"))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| Error::parent("the parent's stdout is not piped"))?;
         let (ready_tx, ready) = channel();
         let lines = transcript.clone();
+        let metrics = Arc::new(Mutex::new(None));
+        let found = Arc::clone(&metrics);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
+                if let Some(address) = metrics_address(&line) {
+                    *found.lock().unwrap_or_else(PoisonError::into_inner) = Some(address);
+                }
                 if line.ends_with(": ready") || line == "ready" {
                     let _ = ready_tx.send(());
                 }
                 lines.line("parent", line);
             }
         });
-        let mut parent = Self { child };
+        // The parent's stdout: the enclave's records, one JSON object per line.
+        let (records_tx, records) = channel();
+        let lines = transcript.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                match serde_json::from_str::<serde_json::Value>(&line) {
+                    Ok(record) => {
+                        lines.line("log", summary(&record));
+                        let _ = records_tx.send(record);
+                    }
+                    Err(_) => lines.line("log", format!("(not JSON) {line}")),
+                }
+            }
+        });
+        let mut parent = Self {
+            child,
+            records,
+            metrics,
+        };
         parent.wait_ready(&ready)?;
         Ok(parent)
     }
@@ -212,6 +259,70 @@ impl Parent {
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// The enclave's records as the parent wrote them to stdout, in arrival order.
+    pub(crate) fn records(&self) -> &Receiver<serde_json::Value> {
+        &self.records
+    }
+
+    /// `GET /metrics` on the parent's metrics endpoint: the Prometheus text.
+    ///
+    /// # Errors
+    /// The parent named no endpoint, or the scrape failed or did not answer 200.
+    pub(crate) fn scrape(&self) -> Result<String> {
+        let address = self
+            .metrics
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .ok_or_else(|| Error::parent("the parent printed no `metrics on http://...` line"))?;
+        let failed = |e: std::io::Error| Error::parent(format!("scraping {address}: {e}"));
+        let mut stream = TcpStream::connect_timeout(&address, SCRAPE_TIMEOUT).map_err(failed)?;
+        stream
+            .set_read_timeout(Some(SCRAPE_TIMEOUT))
+            .map_err(failed)?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .map_err(failed)?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).map_err(failed)?;
+        let (head, body) = response
+            .split_once("\r\n\r\n")
+            .ok_or_else(|| Error::parent(format!("scraping {address}: no HTTP response")))?;
+        ensure!(
+            head.starts_with("HTTP/1.1 200"),
+            Error::parent(format!(
+                "scraping {address}: {}",
+                head.lines().next().unwrap_or_default()
+            ))
+        );
+        Ok(body.to_owned())
+    }
+}
+
+/// The address in the parent's `metrics on http://ADDRESS/metrics ...` line.
+fn metrics_address(line: &str) -> Option<SocketAddr> {
+    let (_, rest) = line.split_once("metrics on http://")?;
+    rest.split('/').next()?.parse().ok()
+}
+
+/// One record as the transcript shows it: `cid=16 info start.serving: serving API v1 ...`.
+fn summary(record: &serde_json::Value) -> String {
+    let text = |name: &str| record[name].as_str().unwrap_or("?").to_owned();
+    let cid = record["cid"]
+        .as_u64()
+        .map_or_else(|| "?".to_owned(), |c| c.to_string());
+    let dropped = record["dropped"]
+        .as_u64()
+        .filter(|n| *n > 0)
+        .map_or_else(String::new, |n| {
+            format!(" ({n} earlier record(s) dropped by the enclave)")
+        });
+    format!(
+        "cid={cid} {} {}: {}{dropped}",
+        text("level"),
+        text("event"),
+        text("message")
+    )
 }
 
 impl Drop for Parent {

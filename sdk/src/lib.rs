@@ -29,6 +29,9 @@
 //!   and the opening of attested (`Recipient`) responses.
 //! - [`sigv4`]: AWS Signature Version 4 signing (and verification), with its intermediate strings.
 //! - [`blob`]: binary JSON members as base64, for serde (KMS's blobs, the template's frames).
+//! - [`log`]: structured log records and their JSON-lines wire form (the log protocol,
+//!   `docs/log-protocol.md`); with `std`, `log::channel` sends them to the parent without ever
+//!   blocking the caller, and the KMS client's steps convert into them.
 //!
 //! With `std` (Linux):
 //! - [`net`]: vsock, TCP and Unix streams with timeouts; listeners; the transport error.
@@ -60,6 +63,7 @@ pub mod der;
 #[cfg(feature = "std")]
 pub mod http;
 pub mod kms;
+pub mod log;
 #[cfg(all(feature = "std", target_os = "linux"))]
 pub mod net;
 pub mod nsm;

@@ -479,3 +479,52 @@ fn no_trusted_key_leaves_only_keyless_operations() {
         "{error:?}"
     );
 }
+
+/// Each call that reached KMS is reported once, with its final outcome: after the answer was
+/// checked and opened (an answer refused here is `answer_refused`, not `ok`), and not at all
+/// for a call refused before sending.
+#[test]
+fn each_call_is_reported_once_with_its_final_outcome() {
+    let s = setup(KeyRotation::default());
+    let finished = || -> Vec<String> {
+        s.recorder
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(" after ") && l.contains(" attempt(s) in "))
+            .cloned()
+            .collect()
+    };
+    s.client.decrypt(decrypt_request(b"blob")).unwrap();
+    s.client.generate_random(8).unwrap();
+    let lines = finished();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].starts_with("Decrypt: ok after 1 attempt(s)"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with("GenerateRandom: ok after 1 attempt(s)"),
+        "{lines:?}"
+    );
+
+    // KMS answered 200 for another key: the call failed, and says so.
+    let other = "arn:aws:kms:eu-west-1:444455556666:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    *s.fake.state.answer_key_id.lock().unwrap() = Some(Some(other.to_owned()));
+    s.client.decrypt(decrypt_request(b"blob")).unwrap_err();
+    *s.fake.state.answer_key_id.lock().unwrap() = None;
+    // Refused before sending: no KMS call, nothing reported.
+    s.client
+        .decrypt(DecryptRequest {
+            key_id: Some(other.into()),
+            ..decrypt_request(b"blob")
+        })
+        .unwrap_err();
+    let lines = finished();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(
+        lines[2].starts_with("Decrypt: answer_refused after 1 attempt(s)"),
+        "{lines:?}"
+    );
+}

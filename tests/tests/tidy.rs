@@ -720,3 +720,46 @@ fn the_tidy_search_finds_what_it_looks_for() {
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(found, [format!("{} ({needle})", planted.display())]);
 }
+
+/// The metric names a deployment file names (`deploy/alarms.yaml`, the CloudWatch agent's
+/// selectors): every `ccc_…` word.
+fn deployment_metric_names() -> Vec<(String, String)> {
+    let mut named = Vec::new();
+    for file in ["deploy/alarms.yaml", "deploy/cloudwatch-agent.json"] {
+        let text = read(Path::new(file));
+        for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if word.starts_with("ccc_") {
+                named.push((file.to_owned(), word.to_owned()));
+            }
+        }
+    }
+    named
+}
+
+/// An alarm on a metric the parent does not serve watches nothing and never fires: every
+/// metric the deployment files name is registered in the parent's metrics module (counters
+/// are registered without the `_total` the exposition adds). The parent's own test
+/// (`tests/observe.rs`) checks the names it serves; this keeps deploy/ in step with them.
+#[test]
+fn every_metric_the_deployment_files_name_is_served_by_the_parent() {
+    let source = read(Path::new("enclave-template/parent/src/metrics.rs"));
+    let named = deployment_metric_names();
+    assert!(
+        named.len() >= 4,
+        "the deployment files name too few metrics: {named:?}"
+    );
+    let missing: Vec<String> = named
+        .iter()
+        .filter(|(_, name)| {
+            let registered = name.strip_suffix("_total").unwrap_or(name);
+            !source.contains(&format!("\"{registered}\""))
+        })
+        .map(|(file, name)| format!("{file}: {name}"))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "deploy/ names metrics enclave-template/parent/src/metrics.rs does not register (rename \
+         them in deploy/ or register them):\n{}",
+        missing.join("\n")
+    );
+}

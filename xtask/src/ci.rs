@@ -47,6 +47,10 @@ const OPT_IN_TESTS: &[OptInTest] = &[
         step: "test-peers",
     },
     OptInTest {
+        name: "moto_policy",
+        step: "test-peers",
+    },
+    OptInTest {
         name: "kms_botocore",
         step: "test-peers",
     },
@@ -139,6 +143,12 @@ fn steps() -> Vec<Step> {
             // the release tool writes today, through `cargo xtask policy check`'s linter.
             name: "policy-check",
             run: |_| crate::policy::ci_step(),
+        },
+        Step {
+            // deploy/alarms.yaml through AWS's CloudFormation linter (installed from PyPI into
+            // target/tools on a first run).
+            name: "cfn-lint",
+            run: |_| crate::cfn_lint::ci_step(),
         },
         Step {
             name: "init-static",

@@ -14,10 +14,11 @@
 //!   with other words keeps PCR2 and changes PCR0 and PCR1, so a key policy pinning PCR2 alone
 //!   would still release keys to it. Under QEMU, `-append` adds words that are not measured at
 //!   all. The `ccc_app.*` switches (the emulator's CA as base64 DER, region, trusted key,
-//!   port, exit after N requests) and `ccc.emulation=1` exist for QEMU emulation only: they
-//!   are accepted here only together with `ccc.emulation=1` and a mistyped one stops the
-//!   enclave (as the init does for `ccc.*`), and at start (`crate::start`) the enclave honours
-//!   them only if its own NSM attestation document is QEMU's unsigned one. With a signed
+//!   port, exit after N requests, a production console) and `ccc.emulation=1` exist for QEMU
+//!   emulation only: they are accepted here only together with `ccc.emulation=1` and a
+//!   mistyped one stops the enclave (as the init does for `ccc.*`), and at start
+//!   (`crate::start`) the enclave honours them only if its own NSM attestation document is
+//!   QEMU's unsigned one. With a signed
 //!   document (real Nitro, or the signed simulator) their mere presence stops the start
 //!   ([`crate::StartError::EmulationSwitchesOnSignedDocument`]): a parent that rebuilt the EIF
 //!   with its own CA on the command line cannot read the enclave's KMS traffic, whatever the
@@ -53,11 +54,11 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 16;
 const ENV_KNOWN: &str = "CCC_APP_REGION, CCC_APP_KEY_ARN, CCC_APP_PORT, CCC_APP_PARENT_CID, \
      CCC_APP_KMS_PROXY_PORT, CCC_APP_CREDENTIALS_PORT, CCC_APP_KMS_HOST, CCC_APP_KMS_CA_FILE, \
      CCC_APP_NSM, CCC_APP_LISTEN, CCC_APP_KMS_ENDPOINT, CCC_APP_CREDENTIALS_ENDPOINT, \
-     CCC_APP_MAX_CONNECTIONS";
+     CCC_APP_MAX_CONNECTIONS, CCC_APP_LOG_PORT, CCC_APP_LOG_ENDPOINT";
 
 /// The command-line switches read, for error messages.
 const CMDLINE_KNOWN: &str = "ccc_app.kms_ca=<base64 DER>, ccc_app.region=, ccc_app.key_arn=, \
-     ccc_app.port=, ccc_app.exit_after=<requests>";
+     ccc_app.port=, ccc_app.exit_after=<requests>, ccc_app.console=production";
 
 /// Settings that were renamed, with what to write instead.
 const RENAMED: [(&str, &str); 2] = [
@@ -122,6 +123,13 @@ pub struct Settings {
     pub kms_trust: TrustAnchors,
     /// Where the credentials service is (default `vsock://<parent>:8002`).
     pub credentials_endpoint: Endpoint,
+    /// Where the log records go (default the parent's log port, `vsock://<parent>:8003`;
+    /// docs/log-protocol.md).
+    pub log_endpoint: Endpoint,
+    /// Emulation only (`ccc_app.console=production`): the console behaves as a production
+    /// enclave's even under QEMU (one start line), so a harness can show that everything an
+    /// operator needs arrives through the log channel.
+    pub console_production: bool,
     /// Which NSM.
     pub nsm: NsmChoice,
     /// Connections served at once.
@@ -254,7 +262,7 @@ fn parse_cmdline(text: &str) -> Result<Cmdline, ConfigError> {
                     }
                     if !matches!(
                         name,
-                        "kms_ca" | "region" | "key_arn" | "port" | "exit_after"
+                        "kms_ca" | "region" | "key_arn" | "port" | "exit_after" | "console"
                     ) {
                         return Err(ConfigError::UnknownSwitch(word));
                     }
@@ -435,6 +443,7 @@ impl Settings {
             None,
             ccc_sdk::credentials::protocol::DEFAULT_PORT,
         )?;
+        let log_port = sources.port("LOG_PORT", None, ccc_sdk::log::DEFAULT_PORT)?;
         let listen = match sources.pick("LISTEN", None, None) {
             Some((v, _)) => endpoint("CCC_APP_LISTEN", &v)?,
             None => Endpoint::Vsock(VsockAddr::new(CID_ANY, api_port)),
@@ -446,6 +455,10 @@ impl Settings {
         let credentials_endpoint = match sources.pick("CREDENTIALS_ENDPOINT", None, None) {
             Some((v, _)) => endpoint("CCC_APP_CREDENTIALS_ENDPOINT", &v)?,
             None => Endpoint::Vsock(VsockAddr::new(parent_cid, credentials_port)),
+        };
+        let log_endpoint = match sources.pick("LOG_ENDPOINT", None, None) {
+            Some((v, _)) => endpoint("CCC_APP_LOG_ENDPOINT", &v)?,
+            None => Endpoint::Vsock(VsockAddr::new(parent_cid, log_port)),
         };
         let kms_host = sources.pick("KMS_HOST", None, None).map(|(v, _)| v);
         let kms_trust = match (
@@ -505,6 +518,18 @@ impl Settings {
             ),
             _ => None,
         };
+        let console_production = match sources.pick("CONSOLE", Some("console"), None) {
+            // Only the command line can set it, and only with ccc.emulation=1.
+            Some((v, Origin::Cmdline)) if v == "production" => true,
+            Some((_, Origin::Cmdline)) => {
+                return Err(ConfigError::BadValue {
+                    name: "ccc_app.console".into(),
+                    expected: "`production` (the console of a production enclave: one start \
+                               line; records go to the log channel)",
+                });
+            }
+            _ => false,
+        };
         if cmdline.emulation {
             sources
                 .report
@@ -518,6 +543,8 @@ impl Settings {
             kms_host,
             kms_trust,
             credentials_endpoint,
+            log_endpoint,
+            console_production,
             nsm,
             max_connections,
             emulation: cmdline.emulation,
@@ -577,6 +604,8 @@ mod tests {
         assert_eq!(s.listen.to_string(), "vsock://4294967295:5000");
         assert_eq!(s.kms_endpoint.to_string(), "vsock://3:8000");
         assert_eq!(s.credentials_endpoint.to_string(), "vsock://3:8002");
+        assert_eq!(s.log_endpoint.to_string(), "vsock://3:8003");
+        assert!(!s.console_production);
         assert_eq!(s.kms_trust, TrustAnchors::AmazonRoots);
         assert_eq!(s.nsm, NsmChoice::Device);
         assert_eq!(
@@ -618,6 +647,7 @@ mod tests {
         );
         assert_eq!(s.kms_endpoint.to_string(), "vsock://2:8000");
         assert_eq!(s.credentials_endpoint.to_string(), "vsock://2:8002");
+        assert_eq!(s.log_endpoint.to_string(), "vsock://2:8003");
         assert_eq!(s.key_arn.as_ref().map(KeyArn::as_str), Some(QEMU_KEY));
         match &s.kms_trust {
             TrustAnchors::CustomCaPem(pem) => {
@@ -745,6 +775,44 @@ mod tests {
         assert_eq!(
             error,
             ConfigError::UnknownVariable("CCC_APP_EXIT_AFTER".into())
+        );
+    }
+
+    /// The log channel follows the parent's CID and its own port; `ccc_app.console=production`
+    /// is an emulation-only switch with one value.
+    #[test]
+    fn the_log_channel_and_the_production_console_switch() {
+        let s = Settings::from_sources(&env(&[("CCC_APP_LOG_PORT", "9100")]), "").unwrap();
+        assert_eq!(s.log_endpoint.to_string(), "vsock://3:9100");
+        let s = Settings::from_sources(
+            &env(&[("CCC_APP_LOG_ENDPOINT", "tcp://127.0.0.1:7000")]),
+            "",
+        )
+        .unwrap();
+        assert_eq!(s.log_endpoint.to_string(), "tcp://127.0.0.1:7000");
+
+        let s = Settings::from_sources(
+            &env(&[]),
+            "ccc.emulation=1 ccc.parent_cid=2 ccc_app.console=production",
+        )
+        .unwrap();
+        assert!(s.console_production);
+        assert!(s.emulation_switches.contains(&"ccc_app.console".to_owned()));
+        assert_eq!(s.log_endpoint.to_string(), "vsock://2:8003");
+        assert_eq!(
+            Settings::from_sources(&env(&[]), "ccc_app.console=production").unwrap_err(),
+            ConfigError::SwitchOutsideEmulation("ccc_app.console".into())
+        );
+        let error =
+            Settings::from_sources(&env(&[]), "ccc.emulation=1 ccc_app.console=full").unwrap_err();
+        assert!(
+            matches!(&error, ConfigError::BadValue { name, .. } if name == "ccc_app.console"),
+            "{error}"
+        );
+        // No environment variable sets it: an image's /env cannot silence a debug console.
+        assert_eq!(
+            Settings::from_sources(&env(&[("CCC_APP_CONSOLE", "production")]), "").unwrap_err(),
+            ConfigError::UnknownVariable("CCC_APP_CONSOLE".into())
         );
     }
 }

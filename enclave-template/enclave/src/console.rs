@@ -1,11 +1,8 @@
-//! The enclave's console log: one line per step, `ccc-enclave: ...`, written to stderr (the
-//! serial console under the init, what `nitro-cli console` shows in debug mode).
-//!
-//! Every attestation and KMS step gets a line (the SDK's [`Event`]s), and every request its
-//! outcome, so a refused key release can be diagnosed from the console alone. No line ever
-//! holds a secret: events carry lengths and public-key hashes, errors carry KMS's messages.
+//! The enclave's console: lines `ccc-enclave: ...` on stderr (the serial console under the
+//! init, what `nitro-cli console` shows in debug mode). What reaches it is decided by
+//! [`crate::log`]: every record's message in debug mode and emulation, one start line in
+//! production.
 
-use ccc_sdk::kms::client::{Event, Observer};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
@@ -53,12 +50,6 @@ impl Console {
     pub fn line(&self, text: fmt::Arguments<'_>) {
         (self.sink)(&format!("{PREFIX}: {text}"));
     }
-
-    /// The KMS client's observer: `ccc-enclave: kms <step>`.
-    #[must_use]
-    pub fn kms_observer(&self) -> Arc<dyn Observer> {
-        Arc::new(KmsSteps(self.clone()))
-    }
 }
 
 /// The system's uptime as `/proc/uptime` gives it (`uptime 0.93 s`: the kernel's
@@ -79,16 +70,6 @@ pub fn uptime() -> String {
             format!("uptime {seconds} s")
         }
         _ => "uptime unknown".to_owned(),
-    }
-}
-
-/// Prints the SDK's KMS and attestation events.
-#[derive(Debug)]
-struct KmsSteps(Console);
-
-impl Observer for KmsSteps {
-    fn event(&self, event: &Event<'_>) {
-        self.0.line(format_args!("kms {event}"));
     }
 }
 

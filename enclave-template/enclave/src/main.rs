@@ -1,38 +1,64 @@
 //! The enclave binary: reads its settings, opens the NSM, runs the start-up sequence and
 //! serves the API until the enclave stops. The application itself is in `app.rs`.
+//!
+//! Failures before the log channel exists (unusable settings, no NSM) go to the console only;
+//! from the start-up on they are `enclave.fatal` records as well (`enclave::log::Log::fatal`),
+//! flushed before the process exits.
 // Bytes from peers (the enclave, the parent, KMS clients, the kernel command line) are read
 // with get()/split_first()/cursors: indexing that could panic is an error outside tests.
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
+use ccc_sdk::log::Level;
 use enclave::Stop;
 use enclave::config::{NsmChoice, Settings};
 use enclave::console::Console;
+use enclave::log::{FLUSH_ON_EXIT, record};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let console = Console::stderr();
     match run(&console) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
+        Err(Some(message)) => {
             console.line(format_args!("FATAL: {message}"));
             ExitCode::FAILURE
         }
+        // Already reported (console and log channel).
+        Err(None) => ExitCode::FAILURE,
     }
 }
 
-fn run(console: &Console) -> Result<(), String> {
-    let settings = Settings::from_process().map_err(|e| e.to_string())?;
-    let nsm = open_nsm(settings.nsm, console)?;
-    let started = enclave::start(&settings, nsm, console.clone()).map_err(|e| e.to_string())?;
+/// `Err(Some)`: a failure still to print; `Err(None)`: one already reported.
+fn run(console: &Console) -> Result<(), Option<String>> {
+    let settings = Settings::from_process().map_err(|e| Some(e.to_string()))?;
+    let nsm = open_nsm(settings.nsm, console).map_err(Some)?;
+    let started = enclave::start(&settings, nsm, console.clone()).map_err(|_| None)?;
+    let log = started.log().clone();
     match started.wait() {
         Stop::Served(n) => {
-            console.line(format_args!(
-                "EMULATION: {n} request(s) answered (ccc_app.exit_after): exiting with status 0"
-            ));
+            log.emit(
+                record(
+                    Level::Warn,
+                    "enclave.exit",
+                    format!(
+                        "EMULATION: {n} request(s) answered (ccc_app.exit_after): exiting with \
+                         status 0"
+                    ),
+                )
+                .field("requests", n)
+                .field("status", 0u8),
+            );
+            let _ = log.flush(FLUSH_ON_EXIT);
             Ok(())
         }
-        Stop::Failed(error) => Err(format!("the API server stopped: {error}")),
-        _ => Err("the API server stopped".into()),
+        Stop::Failed(error) => {
+            log.fatal(&format!("the API server stopped: {error}"));
+            Err(None)
+        }
+        _ => {
+            log.fatal("the API server stopped");
+            Err(None)
+        }
     }
 }
 

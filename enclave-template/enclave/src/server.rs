@@ -1,11 +1,13 @@
 //! The API server: accepts connections on the configured endpoint (vsock in an enclave, TCP
 //! or a Unix socket on a laptop), reads request frames, lets [`App`] answer, writes the
-//! answer frames, and prints one console line per request and one per outcome. In emulation
+//! answer frames, and logs one `api.received` record per request and one `api.request` record
+//! per outcome (operation, outcome = `ok` or the error code, latency). In emulation
 //! ([`ExitAfter`], `ccc_app.exit_after=N`) it stops after N answered requests.
 
 use crate::app::App;
-use crate::console::Console;
+use crate::log::{Log, record};
 use crate::protocol::{self, ErrorCode, Failure, ProtocolError, Response};
+use ccc_sdk::log::Level;
 use ccc_sdk::net::{Endpoint, Listener, Stream, VsockListener, accept_loop};
 use std::io::{self, Read};
 use std::net::TcpListener;
@@ -14,7 +16,7 @@ use std::os::unix::net::UnixListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long a connection may sit between requests (and a write may block) before it is
 /// closed. Long enough for a parent that keeps one connection for a batch of calls.
@@ -86,12 +88,19 @@ impl ExitAfter {
 
     /// Waits for the caller to close `stream` (anything it still sends is ignored), then
     /// reports the budget as spent.
-    fn spend(&self, mut stream: Stream, peer: &str, console: &Console) {
-        console.line(format_args!(
-            "EMULATION: answered {} request(s) (ccc_app.exit_after); exiting once {peer} \
-             closes the connection",
-            self.limit
-        ));
+    fn spend(&self, mut stream: Stream, peer: &str, log: &Log) {
+        log.emit(
+            record(
+                Level::Warn,
+                "api.budget_spent",
+                format!(
+                    "EMULATION: answered {} request(s) (ccc_app.exit_after); exiting once {peer} \
+                     closes the connection",
+                    self.limit
+                ),
+            )
+            .field("requests", self.limit),
+        );
         let mut sink = [0u8; 512];
         while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
         drop(stream);
@@ -99,8 +108,17 @@ impl ExitAfter {
     }
 }
 
-/// Numbers requests for the console.
+/// Numbers requests for the log.
 static REQUESTS: AtomicU64 = AtomicU64::new(1);
+
+/// Requests answered so far by this process (an error frame counts), for the heartbeat.
+static ANSWERED: AtomicU64 = AtomicU64::new(0);
+
+/// Requests answered so far by this process.
+#[must_use]
+pub fn requests_answered() -> u64 {
+    ANSWERED.load(Ordering::Relaxed)
+}
 
 /// Serves until `accept` fails for good; returns that error. One thread per connection, at
 /// most `max_connections` at once (more are closed at once, with a console line). With
@@ -108,23 +126,70 @@ static REQUESTS: AtomicU64 = AtomicU64::new(1);
 pub fn serve(
     listener: &dyn Listener,
     app: Arc<App>,
-    console: Console,
+    log: Log,
     max_connections: usize,
     exit_after: Option<Arc<ExitAfter>>,
 ) -> io::Error {
-    let turned_away = console.clone();
+    let turned_away = log.clone();
     accept_loop(
         listener,
         max_connections,
         "ccc-enclave-api",
         &|peer| {
-            turned_away.line(format_args!(
-                "turned {peer} away: {max_connections} connections are open \
-                 (CCC_APP_MAX_CONNECTIONS)"
-            ));
+            turned_away.emit(
+                record(
+                    Level::Warn,
+                    "api.turned_away",
+                    format!(
+                        "turned {peer} away: {max_connections} connections are open \
+                         (CCC_APP_MAX_CONNECTIONS)"
+                    ),
+                )
+                .field("peer", peer)
+                .field("max_connections", max_connections),
+            );
         },
-        move |stream, peer| connection(stream, peer, &app, &console, exit_after.as_deref()),
+        move |stream, peer| connection(stream, peer, &app, &log, exit_after.as_deref()),
     )
+}
+
+/// A connection-level problem (not a request's outcome).
+fn connection_record(peer: &str, problem: String) -> ccc_sdk::log::Record {
+    record(
+        Level::Warn,
+        "api.connection",
+        format!("connection from {peer}: {problem}"),
+    )
+    .field("peer", peer)
+}
+
+/// The record of one answered request.
+fn outcome_record(
+    id: u64,
+    op: &'static str,
+    peer: &str,
+    started: Instant,
+    response: &Response,
+) -> ccc_sdk::log::Record {
+    let latency = started.elapsed().as_secs_f64();
+    let (level, outcome, message) = match response {
+        Response::Error(failure) => (
+            Level::Warn,
+            failure.code.as_str(),
+            format!("#{id} {op}: FAILED at {failure}"),
+        ),
+        _ => (Level::Info, "ok", format!("#{id} {op}: ok")),
+    };
+    let mut record = record(level, "api.request", message)
+        .field("id", id)
+        .field("op", op)
+        .field("outcome", outcome)
+        .field("latency_seconds", latency)
+        .field("peer", peer);
+    if let Response::Error(failure) = response {
+        record = record.field("step", failure.step.as_str());
+    }
+    record
 }
 
 fn send(stream: &mut Stream, response: &Response) -> io::Result<()> {
@@ -137,13 +202,11 @@ fn connection(
     mut stream: Stream,
     peer: &str,
     app: &App,
-    console: &Console,
+    log: &Log,
     exit_after: Option<&ExitAfter>,
 ) {
     if let Err(e) = stream.set_timeouts(IDLE_TIMEOUT) {
-        console.line(format_args!(
-            "connection from {peer}: cannot set timeouts: {e}"
-        ));
+        log.emit(connection_record(peer, format!("cannot set timeouts: {e}")));
         return;
     }
     loop {
@@ -160,7 +223,7 @@ fn connection(
                         protocol::MAX_FRAME_LEN
                     ),
                 );
-                console.line(format_args!("connection from {peer}: {failure}"));
+                log.emit(connection_record(peer, failure.to_string()));
                 let _ = send(&mut stream, &Response::Error(failure));
                 return;
             }
@@ -170,44 +233,75 @@ fn connection(
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                console.line(format_args!(
-                    "connection from {peer}: idle for {IDLE_TIMEOUT:?}, closed"
+                log.emit(connection_record(
+                    peer,
+                    format!("idle for {IDLE_TIMEOUT:?}, closed"),
                 ));
                 return;
             }
             Err(e) => {
-                console.line(format_args!("connection from {peer}: {e}"));
+                log.emit(connection_record(peer, e.to_string()));
                 return;
             }
         };
         let id = REQUESTS.fetch_add(1, Ordering::Relaxed);
-        let response = match protocol::decode_request(&payload) {
+        let started = Instant::now();
+        let (op, response) = match protocol::decode_request(&payload) {
             Ok(request) => {
                 let op = request.op();
-                console.line(format_args!("#{id} {op} from {peer}"));
-                match app.handle(request) {
-                    Ok(response) => {
-                        console.line(format_args!("#{id} {op}: ok"));
-                        response
-                    }
-                    Err(failure) => {
-                        console.line(format_args!("#{id} {op}: FAILED at {failure}"));
-                        Response::Error(failure)
-                    }
-                }
+                log.emit(
+                    record(
+                        Level::Debug,
+                        "api.received",
+                        format!("#{id} {op} from {peer}"),
+                    )
+                    .field("id", id)
+                    .field("op", op)
+                    .field("peer", peer),
+                );
+                let response = app.handle(request).unwrap_or_else(Response::Error);
+                (op, response)
             }
             Err(failure) => {
-                console.line(format_args!("#{id} from {peer}: refused: {failure}"));
-                Response::Error(failure)
+                log.emit(
+                    record(
+                        Level::Warn,
+                        "api.refused",
+                        format!("#{id} from {peer}: refused: {failure}"),
+                    )
+                    .field("id", id)
+                    .field("peer", peer)
+                    .field("code", failure.code.as_str()),
+                );
+                ("invalid", Response::Error(failure))
             }
         };
         drop(payload);
+        if let Response::Attest { document, .. } = &response {
+            log.emit(
+                record(
+                    Level::Debug,
+                    "attestation.document",
+                    format!(
+                        "#{id} attest: attestation document of {} bytes",
+                        document.len()
+                    ),
+                )
+                .field("purpose", "attest")
+                .field("bytes", document.len()),
+            );
+        }
+        log.emit(outcome_record(id, op, peer, started, &response));
+        ANSWERED.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = send(&mut stream, &response) {
-            console.line(format_args!("#{id}: cannot send the answer to {peer}: {e}"));
+            log.emit(connection_record(
+                peer,
+                format!("#{id}: cannot send the answer: {e}"),
+            ));
             return;
         }
         if let Some(budget) = exit_after.filter(|b| b.count()) {
-            budget.spend(stream, peer, console);
+            budget.spend(stream, peer, log);
             return;
         }
     }

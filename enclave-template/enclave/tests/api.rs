@@ -26,6 +26,7 @@ use ccc_sdk::kms::{
     DecryptRequest, EncryptRequest, EncryptResponse, ErrorKind, GenerateDataKeyRequest, KeyArn,
     KmsError,
 };
+use ccc_sdk::log::Received;
 use ccc_sdk::net::{Endpoint, Stream, Timeouts};
 use ccc_sdk::nsm::{Nsm, NsmError, Simulator, SimulatorConfig};
 use ccc_sdk::secret::SecretBytes;
@@ -38,10 +39,11 @@ use enclave::protocol::{
 };
 use enclave::seal;
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 const PCRS: [[u8; 48]; 3] = [[0xa0; 48], [0xa1; 48], [0xa2; 48]];
 
@@ -91,10 +93,10 @@ enum NsmKind {
     QemuUnsigned,
 }
 
-/// An NSM that answers like QEMU's `nitro-enclave` machine: the simulator's PCRs and fields,
-/// its attestation documents re-wrapped in QEMU's unsigned COSE_Sign1 (protected header
-/// `{1: -1}`, 64 zero bytes of signature; QEMU `hw/virtio/virtio-nsm.c`). Only the envelope
-/// matters here: the enclave reads its own document's algorithm at start.
+/// An NSM that answers like QEMU's `nitro-enclave` machine: the simulator's PCRs and fields in
+/// QEMU's exact unsigned shape (protected header `{1: -1}`, and 64 zero bytes for the
+/// signature, the certificate and the one cabundle entry; QEMU `hw/virtio/virtio-nsm.c`), so
+/// the KMS emulator in its explicit insecure QEMU mode accepts it as it accepts a QEMU guest's.
 struct QemuUnsignedNsm(Arc<Simulator>);
 
 impl ccc_sdk::nsm::Transport for QemuUnsignedNsm {
@@ -108,13 +110,54 @@ impl ccc_sdk::nsm::Transport for QemuUnsignedNsm {
         let Ok(NsmResponse::Attestation { document }) = NsmResponse::decode(&answer) else {
             return Ok(answer);
         };
-        let parsed = attestation::parse(&document).unwrap();
+        let doc = attestation::parse(&document).unwrap().document;
+        let zero = [0u8; 64];
+        let mut payload = minicbor::Encoder::new(Vec::new());
+        payload.map(9).unwrap();
+        payload
+            .str("module_id")
+            .unwrap()
+            .str(doc.module_id)
+            .unwrap();
+        payload.str("digest").unwrap().str(doc.digest).unwrap();
+        payload
+            .str("timestamp")
+            .unwrap()
+            .u64(doc.timestamp.0)
+            .unwrap();
+        payload
+            .str("pcrs")
+            .unwrap()
+            .map(doc.pcrs.len() as u64)
+            .unwrap();
+        for (index, value) in doc.pcrs.iter() {
+            payload.u8(index).unwrap().bytes(value).unwrap();
+        }
+        payload.str("certificate").unwrap().bytes(&zero).unwrap();
+        payload
+            .str("cabundle")
+            .unwrap()
+            .array(1)
+            .unwrap()
+            .bytes(&zero)
+            .unwrap();
+        for (key, value) in [
+            ("public_key", doc.public_key),
+            ("user_data", doc.user_data),
+            ("nonce", doc.nonce),
+        ] {
+            payload.str(key).unwrap();
+            match value {
+                Some(bytes) => payload.bytes(bytes).unwrap(),
+                None => payload.null().unwrap(),
+            };
+        }
         let mut cose = minicbor::Encoder::new(Vec::new());
         cose.array(4).unwrap();
         cose.bytes(&[0xa1, 0x01, 0x20]).unwrap();
         cose.map(0).unwrap();
-        cose.bytes(parsed.cose.payload).unwrap();
-        cose.bytes(&[0; 64]).unwrap();
+        cose.bytes(&payload.into_writer()).unwrap();
+        cose.bytes(&zero).unwrap();
         Ok(NsmResponse::Attestation {
             document: cose.into_writer(),
         }
@@ -132,12 +175,95 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// How long a test waits for a record to arrive: only a bound against a hang.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// The parent's end of the log channel: a real listener on loopback TCP keeping every line
+/// received, whole and as bytes.
+#[derive(Default)]
+struct LogChannel {
+    lines: Mutex<Vec<Vec<u8>>>,
+    changed: Condvar,
+}
+
+impl LogChannel {
+    /// Listens on 127.0.0.1 (one thread per connection); the port to give the enclave.
+    fn listen() -> (Arc<Self>, u16) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let channel = Arc::new(Self::default());
+        let kept = Arc::clone(&channel);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let kept = Arc::clone(&kept);
+                std::thread::spawn(move || {
+                    for line in BufReader::new(stream).split(b'\n') {
+                        let Ok(line) = line else { break };
+                        kept.lines.lock().unwrap().push(line);
+                        kept.changed.notify_all();
+                    }
+                });
+            }
+        });
+        (channel, port)
+    }
+
+    /// Every line so far, as bytes.
+    fn raw(&self) -> Vec<Vec<u8>> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Every record so far (each line must decode).
+    fn records(&self) -> Vec<Received> {
+        decode_all(&self.raw())
+    }
+
+    /// Waits (on each arrival, up to [`WAIT`]) until `done` holds for the records received,
+    /// and returns them.
+    fn wait_for(&self, what: &str, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
+        let deadline = Instant::now() + WAIT;
+        let mut lines = self.lines.lock().unwrap();
+        loop {
+            let records = decode_all(&lines);
+            if done(&records) {
+                return records;
+            }
+            let now = Instant::now();
+            assert!(now < deadline, "{what}: not among {records:#?}");
+            lines = self.changed.wait_timeout(lines, deadline - now).unwrap().0;
+        }
+    }
+
+    /// Waits until a record's message contains each of `needles`.
+    fn wait_for_messages(&self, needles: &[&str]) -> Vec<Received> {
+        self.wait_for(&format!("{needles:?}"), |records| {
+            needles
+                .iter()
+                .all(|n| records.iter().any(|r| r.message.contains(n)))
+        })
+    }
+}
+
+fn decode_all(lines: &[Vec<u8>]) -> Vec<Received> {
+    lines
+        .iter()
+        .map(|line| {
+            ccc_sdk::log::decode(line)
+                .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(line)))
+        })
+        .collect()
+}
+
 /// Everything one test needs, started.
 struct World {
     running: Running,
     enclave: enclave::Started,
     root_pem: String,
     console: Arc<Mutex<Vec<String>>>,
+    log: Arc<LogChannel>,
+    /// The credentials the parent hands out.
+    handed: Credential,
 }
 
 /// How a world is set up; [`Setup::default`] is the honest one.
@@ -154,6 +280,8 @@ struct Setup {
     parent_hands: Option<Credential>,
     /// A key policy of the team's own instead of the release's template.
     key_policy: Option<String>,
+    /// The parent's credentials service is down (nothing listens on its port).
+    no_credentials: bool,
 }
 
 impl Default for Setup {
@@ -165,6 +293,7 @@ impl Default for Setup {
             nsm: NsmKind::Signed,
             parent_hands: None,
             key_policy: None,
+            no_credentials: false,
         }
     }
 }
@@ -206,16 +335,22 @@ impl World {
         )
         .unwrap();
 
-        // The parent's credentials service.
+        // The parent's credentials service (or, down, a port nothing listens on).
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let credentials_port = listener.local_addr().unwrap().port();
+        let listener = (!setup.no_credentials).then_some(listener);
         let handed = setup
             .parent_hands
             .clone()
             .unwrap_or_else(|| running.credentials().clone());
         let parent_side: Arc<dyn CredentialsProvider> =
             Arc::new(StaticCredentials::new(handed.sigv4().unwrap()));
-        std::thread::spawn(move || parent::serve(&listener, parent_side, ServeOptions::default()));
+        let (log, log_port) = LogChannel::listen();
+        if let Some(listener) = listener {
+            std::thread::spawn(move || {
+                parent::serve(&listener, parent_side, ServeOptions::default())
+            });
+        }
 
         let mut env = BTreeMap::from([
             ("CCC_APP_REGION", running.region().to_owned()),
@@ -232,6 +367,10 @@ impl World {
             (
                 "CCC_APP_CREDENTIALS_ENDPOINT",
                 format!("tcp://127.0.0.1:{credentials_port}"),
+            ),
+            (
+                "CCC_APP_LOG_ENDPOINT",
+                format!("tcp://127.0.0.1:{log_port}"),
             ),
         ]);
         if setup.trusted_key {
@@ -250,6 +389,8 @@ impl World {
             enclave,
             root_pem,
             console: lines,
+            log,
+            handed,
         })
     }
 
@@ -475,9 +616,9 @@ fn every_operation_round_trips() {
     assert_eq!(failure.code, ErrorCode::BadRequest);
     assert!(failure.message.contains("1 to 1024"), "{failure}");
 
-    // The console shows every step, and never the data.
-    let lines = world.lines();
-    for needle in [
+    // The log channel carries every step, and never the data (tested in full by
+    // `no_secret_reaches_a_log_line_an_error_frame_or_the_console`).
+    let records = world.log.wait_for_messages(&[
         "attestation: PCR2 a2a2",
         "credentials: ",
         "serving API v1 on tcp://127.0.0.1:",
@@ -485,14 +626,44 @@ fn every_operation_round_trips() {
         "kms GenerateDataKey: CiphertextForRecipient decrypted inside the enclave (32 secret bytes)",
         "seal: ok",
         "unseal: ok",
-    ] {
-        assert!(
-            lines.iter().any(|l| l.contains(needle)),
-            "{needle}: {lines:#?}"
-        );
-    }
-    assert!(lines.iter().all(|l| l.starts_with("ccc-enclave: ")));
-    assert!(!lines.iter().any(|l| l.contains("the enclave's state")));
+    ]);
+    assert!(
+        !records
+            .iter()
+            .any(|r| r.message.contains("the enclave's state"))
+    );
+    // Each answered request is one api.request record with its outcome and latency, and each
+    // KMS call one kms.call record.
+    let requests = world.log.wait_for("11 api.request records", |records| {
+        records.iter().filter(|r| r.event == "api.request").count() >= 11
+    });
+    let outcome = |op: &str, outcome: &str| {
+        requests
+            .iter()
+            .filter(|r| r.event == "api.request" && r.text("op") == Some(op))
+            .filter(|r| r.text("outcome") == Some(outcome))
+            .count()
+    };
+    assert_eq!(outcome("hmac", "ok"), 2);
+    assert_eq!(outcome("hmac", "kms"), 1);
+    assert_eq!(outcome("random", "bad_request"), 1);
+    assert!(
+        requests
+            .iter()
+            .filter(|r| r.event == "api.request")
+            .all(|r| r.fields["latency_seconds"].as_f64().is_some())
+    );
+    let calls = world.log.records();
+    assert!(calls.iter().any(|r| r.event == "kms.call"
+        && r.text("operation") == Some("Decrypt")
+        && r.text("outcome") == Some("invalid_ciphertext")));
+    assert!(
+        calls
+            .iter()
+            .any(|r| r.event == "attestation.document" && r.text("purpose") == Some("attest"))
+    );
+    // The enclave's NSM signs its documents and PCR0 is not zero: a production console, one line.
+    assert_eq!(world.lines().len(), 1, "{:#?}", world.lines());
 }
 
 #[test]
@@ -558,14 +729,7 @@ fn without_a_trusted_key_key_operations_name_the_setting() {
         world.call(&Request::Random { n: 8 }),
         Ok(Response::Random { .. })
     ));
-    assert!(
-        world
-            .lines()
-            .iter()
-            .any(|l| l.contains("trusted key: NONE")),
-        "{:#?}",
-        world.lines()
-    );
+    world.log.wait_for_messages(&["trusted key: NONE"]);
 }
 
 #[test]
@@ -673,17 +837,22 @@ fn a_policy_pinning_another_image_is_reported_with_the_pcr() {
     assert_eq!(failure.code, ErrorCode::KmsAccessDenied, "{failure}");
     assert_eq!(failure.step, "kms GenerateDataKey with Recipient");
 
-    // The console alone is enough to diagnose it.
-    let lines = world.lines();
-    let denied = lines
+    // The log channel alone is enough to diagnose it (the production console says nothing).
+    let records = world.log.wait_for_messages(&[
+        "hmac: FAILED at kms Decrypt with Recipient (kms_access_denied)",
+        "kms Decrypt: HTTP 400",
+        "kms Decrypt: access_denied after 1 attempt(s)",
+    ]);
+    let denied = records
         .iter()
-        .find(|l| l.contains("hmac: FAILED at kms Decrypt with Recipient (kms_access_denied)"))
-        .unwrap_or_else(|| panic!("{lines:#?}"));
-    assert!(denied.contains(&expected), "{denied}");
-    assert!(
-        lines.iter().any(|l| l.contains("kms Decrypt: HTTP 400")),
-        "{lines:#?}"
-    );
+        .find(|r| r.event == "api.request" && r.text("op") == Some("hmac"))
+        .unwrap();
+    assert!(denied.message.contains(&expected), "{denied:?}");
+    assert_eq!(denied.text("outcome"), Some("kms_access_denied"));
+    assert_eq!(denied.text("step"), Some("kms Decrypt with Recipient"));
+    assert!(records.iter().any(|r| r.event == "kms.call"
+        && r.text("operation") == Some("GenerateDataKey")
+        && r.text("outcome") == Some("access_denied")));
 }
 
 #[test]
@@ -1077,4 +1246,547 @@ fn create_parent_key(world: &World) -> KeyArn {
 fn with_purpose(mut context: BTreeMap<String, String>, value: &str) -> BTreeMap<String, String> {
     context.insert(PURPOSE_KEY.to_owned(), value.to_owned());
     context
+}
+
+/// A signed NSM document with PCR0 set is a production enclave: its console says one line
+/// (where the records go) and nothing else, whatever happens; the log channel carries
+/// everything. Under QEMU the console is full unless `ccc_app.console=production` asks
+/// otherwise, and then it behaves as production's.
+#[test]
+fn a_production_console_says_one_line_and_the_log_channel_everything() {
+    for (name, setup, production) in [
+        ("console-signed", Setup::default(), true),
+        (
+            "console-qemu",
+            Setup {
+                cmdline: "console=ttyS0 ccc.emulation=1",
+                nsm: NsmKind::QemuUnsigned,
+                ..Setup::default()
+            },
+            false,
+        ),
+        (
+            "console-qemu-production",
+            Setup {
+                cmdline: "console=ttyS0 ccc.emulation=1 ccc_app.console=production",
+                nsm: NsmKind::QemuUnsigned,
+                ..Setup::default()
+            },
+            true,
+        ),
+    ] {
+        let world = World::try_start(name, setup).unwrap();
+        world.call(&Request::Random { n: 4 }).unwrap();
+        world.call(&Request::Random { n: 4096 }).unwrap_err();
+        let records = world
+            .log
+            .wait_for_messages(&["random: ok", "random: FAILED"]);
+        assert!(records.iter().any(|r| r.event == "start.serving"));
+        let lines = world.lines();
+        if production {
+            assert_eq!(lines.len(), 1, "{name}: {lines:#?}");
+            assert!(
+                lines[0].starts_with(
+                    "ccc-enclave: production console: this enclave reports to its parent over \
+                     the log channel tcp://127.0.0.1:"
+                ),
+                "{name}: {lines:#?}"
+            );
+        } else {
+            // Every record's message, in order, from the first setting on.
+            let messages: Vec<String> = records
+                .iter()
+                .map(|r| format!("ccc-enclave: {}", r.message))
+                .collect();
+            assert_eq!(lines.get(..messages.len()), Some(&messages[..]), "{name}");
+        }
+    }
+}
+
+/// Reads the KMS emulator's default key from its state file and opens one of its ciphertext
+/// blobs, following the blob format the emulator documents (`emulator/src/keys.rs`): what a
+/// data key inside a `CiphertextBlob` is, known only to KMS and the enclave.
+fn data_key_of(world: &World, blob: &[u8], context: &BTreeMap<String, String>) -> Vec<u8> {
+    use base64::Engine as _;
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(world.running.state_path()).unwrap()).unwrap();
+    let key = state["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["key_id"] == world.running.default_key_id())
+        .unwrap();
+    let material = base64::engine::general_purpose::STANDARD
+        .decode(key["material"].as_str().unwrap())
+        .unwrap();
+    let id_len = usize::from(blob[5]);
+    let header = &blob[..6 + id_len];
+    let nonce = &blob[6 + id_len..18 + id_len];
+    let mut aad = header.to_vec();
+    aad.extend_from_slice(b"ccc-kms-emulator encryption context v1\0");
+    aad.extend_from_slice(&(context.len() as u32).to_be_bytes());
+    for (k, v) in context {
+        aad.extend_from_slice(&(k.len() as u32).to_be_bytes());
+        aad.extend_from_slice(k.as_bytes());
+        aad.extend_from_slice(&(v.len() as u32).to_be_bytes());
+        aad.extend_from_slice(v.as_bytes());
+    }
+    let key = aws_lc_rs::aead::LessSafeKey::new(
+        aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM, &material).unwrap(),
+    );
+    let mut data = blob[18 + id_len..].to_vec();
+    let plain = key
+        .open_in_place(
+            aws_lc_rs::aead::Nonce::try_assume_unique_for_key(nonce).unwrap(),
+            aws_lc_rs::aead::Aad::from(&aad),
+            &mut data,
+        )
+        .unwrap();
+    plain.to_vec()
+}
+
+/// The private parts of a PKCS#8 RSA key: the private exponent, the primes, the CRT exponents
+/// and coefficient (the modulus and public exponent are public: attestation documents carry
+/// them).
+fn rsa_private_parts(pkcs8: &[u8]) -> Vec<Vec<u8>> {
+    /// One DER element at `at`: (tag, content start, content end).
+    fn element(der: &[u8], at: usize) -> (u8, usize, usize) {
+        let tag = der[at];
+        let first = der[at + 1];
+        let (len, start) = if first < 0x80 {
+            (usize::from(first), at + 2)
+        } else {
+            let n = usize::from(first & 0x7f);
+            let len = der[at + 2..at + 2 + n]
+                .iter()
+                .fold(0usize, |acc, b| acc << 8 | usize::from(*b));
+            (len, at + 2 + n)
+        };
+        (tag, start, start + len)
+    }
+    // PrivateKeyInfo ::= SEQUENCE { version, algorithm, privateKey OCTET STRING, ... }
+    let (_, info, _) = element(pkcs8, 0);
+    let (_, _, version_end) = element(pkcs8, info);
+    let (_, _, algorithm_end) = element(pkcs8, version_end);
+    let (tag, key, _) = element(pkcs8, algorithm_end);
+    assert_eq!(tag, 0x04, "privateKey OCTET STRING");
+    // RSAPrivateKey ::= SEQUENCE { version, n, e, d, p, q, dp, dq, qinv }
+    let (_, mut at, end) = element(pkcs8, key);
+    let mut integers = Vec::new();
+    while at < end {
+        let (tag, start, stop) = element(pkcs8, at);
+        assert_eq!(tag, 0x02, "INTEGER");
+        integers.push(pkcs8[start..stop].to_vec());
+        at = stop;
+    }
+    assert_eq!(integers.len(), 9);
+    integers.drain(3..).collect()
+}
+
+/// Every form a secret could take in a line: the raw bytes, lower- and upper-case hex, and
+/// standard and URL-safe base64 at each of the three byte alignments (only the whole 4-character
+/// groups, which appear whatever surrounds the bytes). Secrets longer than 48 bytes are searched
+/// by 24-byte pieces too, so a partial leak is found.
+fn forms(secret: &[u8]) -> Vec<Vec<u8>> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    let mut pieces = vec![secret.to_vec()];
+    if secret.len() > 48 {
+        pieces.extend(
+            secret
+                .chunks(24)
+                .filter(|c| c.len() == 24)
+                .map(<[u8]>::to_vec),
+        );
+    }
+    let mut out = Vec::new();
+    for piece in pieces {
+        out.push(piece.clone());
+        out.push(hex(&piece).into_bytes());
+        out.push(hex(&piece).to_uppercase().into_bytes());
+        for skip in 0..3 {
+            let tail = &piece[skip..];
+            let whole = tail.len() / 3 * 4;
+            for engine in [STANDARD_NO_PAD, URL_SAFE_NO_PAD] {
+                let text = engine.encode(tail);
+                out.push(text.as_bytes()[..whole].to_vec());
+            }
+        }
+    }
+    out
+}
+
+/// Which of `secrets` (name, bytes) appear, in any of their [`forms`], in `haystack`.
+fn leaks(secrets: &[(String, Vec<u8>)], haystack: &[Vec<u8>]) -> Vec<String> {
+    let mut found = Vec::new();
+    for (name, secret) in secrets {
+        for form in forms(secret) {
+            if let Some(line) = haystack
+                .iter()
+                .find(|line| line.windows(form.len()).any(|w| w == form.as_slice()))
+            {
+                found.push(format!("{name} in: {}", String::from_utf8_lossy(line)));
+                break;
+            }
+        }
+    }
+    found
+}
+
+/// Random bytes.
+fn random(n: usize) -> Vec<u8> {
+    let mut bytes = vec![0; n];
+    AwsLc.fill_random(&mut bytes).unwrap();
+    bytes
+}
+
+/// Never a secret (issue 12): the template's whole API — every operation and every failure
+/// path, including KMS refusing the image, the parent without credentials and an image without
+/// a trusted key — runs against the signed NSM simulator or QEMU's unsigned one and the KMS
+/// emulator, and every line of the log channel, every console line (full, under QEMU) and
+/// every error frame is searched for the plaintexts sealed, the secrets MACed, the data keys
+/// (read back from the emulator's state), the credentials' secret key and session token, and
+/// the private parts of the enclave's RSA key, in raw, hex and base64 forms. Zero hits; and a
+/// planted copy of each secret is found, so the search itself can fail.
+#[test]
+fn no_secret_reaches_a_log_line_an_error_frame_or_the_console() {
+    let mut secrets: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut frames: Vec<Vec<u8>> = Vec::new();
+    let mut haystack: Vec<Vec<u8>> = Vec::new();
+    let mut record = |failure: &Failure| {
+        frames.push(format!("{} {} {}", failure.code, failure.step, failure.message).into_bytes());
+    };
+
+    // 1. The honest image under QEMU's NSM (a full console), every operation and failure.
+    let world = World::try_start(
+        "no-secret",
+        Setup {
+            cmdline: "console=ttyS0 ccc.emulation=1",
+            nsm: NsmKind::QemuUnsigned,
+            ..Setup::default()
+        },
+    )
+    .unwrap();
+    // The enclave's RSA key, known to the test (an SDK hook; the template never calls it).
+    let rsa =
+        aws_lc_rs::rsa::PrivateDecryptingKey::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+    let pkcs8 = aws_lc_rs::encoding::AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&rsa)
+        .unwrap()
+        .as_ref()
+        .to_vec();
+    world
+        .enclave
+        .app()
+        .kms()
+        .use_key(ccc_sdk::crypto::AwsLcRsaKey::from_pkcs8(&pkcs8).unwrap());
+    for (i, part) in rsa_private_parts(&pkcs8).into_iter().enumerate() {
+        secrets.push((format!("RSA private integer {i}"), part));
+    }
+    let mut requests = 0usize;
+    let mut call = |world: &World, request: Request| {
+        requests += 1;
+        world.call(&request)
+    };
+
+    let nonce = random(32);
+    call(
+        &world,
+        Request::Attest {
+            nonce: Some(nonce),
+            user_data: Some(b"u".to_vec()),
+        },
+    )
+    .unwrap();
+    record(
+        &call(
+            &world,
+            Request::Attest {
+                nonce: Some(random(2000)),
+                user_data: None,
+            },
+        )
+        .unwrap_err(),
+    );
+    let context = BTreeMap::from([("tenant".to_owned(), "t1".to_owned())]);
+    let Response::GenerateDataKey {
+        ciphertext_blob, ..
+    } = call(
+        &world,
+        Request::GenerateDataKey {
+            context: context.clone(),
+        },
+    )
+    .unwrap()
+    else {
+        panic!("not a data key")
+    };
+    secrets.push((
+        "data key (generate_data_key)".into(),
+        data_key_of(&world, &ciphertext_blob, &context),
+    ));
+    record(
+        &call(
+            &world,
+            Request::GenerateDataKey {
+                context: purpose("mine"),
+            },
+        )
+        .unwrap_err(),
+    );
+    // hmac under that data key, and under a secret the operator encrypted.
+    call(
+        &world,
+        Request::Hmac {
+            ciphertext_blob: ciphertext_blob.clone(),
+            message: b"m".to_vec(),
+            context: context.clone(),
+        },
+    )
+    .unwrap();
+    let hmac_secret = random(32);
+    secrets.push(("hmac secret".into(), hmac_secret.clone()));
+    let blob = world.encrypt(&hmac_secret, BTreeMap::new());
+    call(
+        &world,
+        Request::Hmac {
+            ciphertext_blob: blob.clone(),
+            message: b"m".to_vec(),
+            context: BTreeMap::new(),
+        },
+    )
+    .unwrap();
+    for (blob, context) in [
+        (blob.clone(), context.clone()),
+        (
+            world.encrypt(&hmac_secret, purpose("other")),
+            BTreeMap::new(),
+        ),
+        (b"not a ciphertext".to_vec(), BTreeMap::new()),
+    ] {
+        record(
+            &call(
+                &world,
+                Request::Hmac {
+                    ciphertext_blob: blob,
+                    message: b"m".to_vec(),
+                    context,
+                },
+            )
+            .unwrap_err(),
+        );
+    }
+    // seal / unseal, and each way an unseal fails.
+    let plaintext = [b"sealed plaintext ".as_slice(), &random(40)].concat();
+    secrets.push(("sealed plaintext".into(), plaintext.clone()));
+    let Response::Seal { sealed } = call(
+        &world,
+        Request::Seal {
+            data: SecretBytes::copy_from(&plaintext),
+            context: context.clone(),
+        },
+    )
+    .unwrap() else {
+        panic!("not sealed")
+    };
+    let parsed = seal::parse(&sealed).unwrap();
+    let mut seal_context = context.clone();
+    seal_context.insert(PURPOSE_KEY.into(), "seal".into());
+    secrets.push((
+        "data key (seal)".into(),
+        data_key_of(&world, parsed.wrapped_key, &seal_context),
+    ));
+    call(
+        &world,
+        Request::Unseal {
+            sealed: sealed.clone(),
+            context: context.clone(),
+        },
+    )
+    .unwrap();
+    let mut tampered = sealed.clone();
+    *tampered.last_mut().unwrap() ^= 1;
+    for (blob, context) in [
+        (tampered, context.clone()),
+        (sealed.clone(), BTreeMap::new()),
+        (b"CCCS\x02 short".to_vec(), BTreeMap::new()),
+    ] {
+        record(
+            &call(
+                &world,
+                Request::Unseal {
+                    sealed: blob,
+                    context,
+                },
+            )
+            .unwrap_err(),
+        );
+    }
+    record(
+        &call(
+            &world,
+            Request::Seal {
+                data: SecretBytes::copy_from(&plaintext),
+                context: purpose("x"),
+            },
+        )
+        .unwrap_err(),
+    );
+    call(&world, Request::Random { n: 32 }).unwrap();
+    record(&call(&world, Request::Random { n: 0 }).unwrap_err());
+    // Frames that are not requests.
+    let mut client = world.client();
+    for payload in [
+        &br#"{"version":2,"op":"random","n":1}"#[..],
+        br#"{"version":1,"op":"shell"}"#,
+        b"\xff not json",
+    ] {
+        requests += 1;
+        match client.call_raw(payload).unwrap() {
+            Response::Error(failure) => record(&failure),
+            other => panic!("{other:?}"),
+        }
+    }
+    drop(client);
+    secrets.push((
+        "secret access key".into(),
+        world.handed.secret_access_key().as_bytes().to_vec(),
+    ));
+    if let Some(token) = world.handed.session_token() {
+        secrets.push(("session token".into(), token.as_bytes().to_vec()));
+    }
+    let counted = requests;
+    world.log.wait_for("every api.request record", |records| {
+        records.iter().filter(|r| r.event == "api.request").count() >= counted
+    });
+    haystack.extend(world.log.raw());
+    haystack.extend(world.lines().into_iter().map(String::into_bytes));
+    assert!(
+        world.lines().len() > 40,
+        "a full console: {:#?}",
+        world.lines()
+    );
+
+    // 2. KMS refuses the image (another PCR2 pinned): the denial paths.
+    let denied = World::start("no-secret-denied", [PCRS[0], PCRS[1], [0xee; 48]], true);
+    let denied_secret = random(32);
+    secrets.push(("hmac secret (denied)".into(), denied_secret.clone()));
+    let mut made = 0;
+    for request in [
+        Request::Hmac {
+            ciphertext_blob: denied.encrypt(&denied_secret, BTreeMap::new()),
+            message: b"m".to_vec(),
+            context: BTreeMap::new(),
+        },
+        Request::Seal {
+            data: SecretBytes::copy_from(&plaintext),
+            context: BTreeMap::new(),
+        },
+        Request::GenerateDataKey {
+            context: BTreeMap::new(),
+        },
+        Request::Random { n: 8 },
+    ] {
+        made += 1;
+        record(&denied.call(&request).unwrap_err());
+    }
+    denied.log.wait_for("the denials", |records| {
+        records.iter().filter(|r| r.event == "api.request").count() >= made
+    });
+    haystack.extend(denied.log.raw());
+
+    // 3. The parent has no credentials service; 4. the image has no trusted key.
+    for (name, setup) in [
+        (
+            "no-secret-no-credentials",
+            Setup {
+                no_credentials: true,
+                ..Setup::default()
+            },
+        ),
+        (
+            "no-secret-no-key",
+            Setup {
+                trusted_key: false,
+                ..Setup::default()
+            },
+        ),
+    ] {
+        let world = World::try_start(name, setup).unwrap();
+        let blob = world.encrypt(&denied_secret, BTreeMap::new());
+        for request in [
+            Request::Hmac {
+                ciphertext_blob: blob,
+                message: b"m".to_vec(),
+                context: BTreeMap::new(),
+            },
+            Request::Seal {
+                data: SecretBytes::copy_from(&plaintext),
+                context: BTreeMap::new(),
+            },
+        ] {
+            record(&world.call(&request).unwrap_err());
+        }
+        world.log.wait_for(name, |records| {
+            records.iter().filter(|r| r.event == "api.request").count() >= 2
+        });
+        haystack.extend(world.log.raw());
+        secrets.push((
+            format!("secret access key ({name})"),
+            world.handed.secret_access_key().as_bytes().to_vec(),
+        ));
+    }
+    haystack.extend(frames.iter().cloned());
+
+    // The runs really produced what is searched: records of every kind of failure.
+    let all = decode_all(
+        &haystack
+            .iter()
+            .filter(|l| l.starts_with(b"{"))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    for outcome in [
+        "kms_access_denied",
+        "credentials",
+        "not_configured",
+        "foreign_blob",
+        "unseal",
+        "kms",
+        "bad_request",
+        "unknown_op",
+        "unsupported_version",
+    ] {
+        assert!(
+            all.iter()
+                .any(|r| r.event == "api.request" && r.text("outcome") == Some(outcome)),
+            "no request ended with {outcome}"
+        );
+    }
+    assert!(frames.len() >= 20, "{}", frames.len());
+
+    let found = leaks(&secrets, &haystack);
+    assert!(found.is_empty(), "secrets in the logs: {found:#?}");
+
+    // Control: the search finds a planted copy of each secret, in each form.
+    for (name, secret) in &secrets {
+        use base64::Engine as _;
+        for planted in [
+            [b"x".as_slice(), secret].concat(),
+            format!("key={}", hex(secret)).into_bytes(),
+            base64::engine::general_purpose::STANDARD
+                .encode([b"ab".as_slice(), secret].concat())
+                .into_bytes(),
+        ] {
+            let found = leaks(
+                &[(name.clone(), secret.clone())],
+                std::slice::from_ref(&planted),
+            );
+            assert_eq!(
+                found.len(),
+                1,
+                "{name} planted as {} not found",
+                String::from_utf8_lossy(&planted)
+            );
+        }
+    }
 }

@@ -7,6 +7,7 @@
 //! are. They only let the enclave's KMS requests be signed as the parent's role.
 
 use crate::ArgumentError;
+use crate::metrics::Metrics;
 use crate::service::{CONNECTION_STACK, Closer, Services};
 use ccc_sdk::credentials::parent::{
     self, AllowedPeers, Environment, Imds, ServeEvent, ServeOptions,
@@ -109,6 +110,43 @@ impl CredentialsSource for FileSource {
 #[must_use]
 pub fn provider(source: Box<dyn CredentialsSource>) -> Arc<dyn CredentialsProvider> {
     Arc::new(Refreshing::new(source))
+}
+
+/// As [`provider`], each fetch counted in `metrics` (refreshes, failures, the expiry of what
+/// is served).
+#[must_use]
+pub fn counted_provider(
+    source: Box<dyn CredentialsSource>,
+    metrics: Arc<Metrics>,
+) -> Arc<dyn CredentialsProvider> {
+    provider(Box::new(Counted { source, metrics }))
+}
+
+/// A source whose fetches are counted.
+struct Counted {
+    source: Box<dyn CredentialsSource>,
+    metrics: Arc<Metrics>,
+}
+
+impl fmt::Debug for Counted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Counted").field(&self.source).finish()
+    }
+}
+
+impl CredentialsSource for Counted {
+    fn fetch(&self) -> Result<Credentials, CredentialsError> {
+        let fetched = self.source.fetch();
+        match &fetched {
+            Ok(credentials) => self.metrics.credentials_refreshed(credentials.expiration()),
+            Err(_) => self.metrics.credentials_failed(),
+        }
+        fetched
+    }
+
+    fn describe(&self) -> String {
+        self.source.describe()
+    }
 }
 
 /// A provider's description for the log.

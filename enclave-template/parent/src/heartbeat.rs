@@ -3,9 +3,11 @@
 //! parent nitro-cli itself listens there while it starts the enclave, so `run` answers it
 //! only when asked (`--heartbeat`, for QEMU through vhost-device-vsock).
 
+use crate::metrics::Metrics;
 use crate::service::{Log, Services};
 use ccc_sdk::net::Stream;
 use std::io::{self, Read, Write};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The port (nitro-cli's `ENCLAVE_READY_VSOCK_PORT`).
@@ -17,7 +19,7 @@ pub const BYTE: u8 = 0xB7;
 /// How long the init may take to send its byte once connected.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-fn answer(mut stream: Stream, log: &Log) {
+fn answer(mut stream: Stream, log: &Log, metrics: &Metrics) {
     let peer = stream.describe_peer();
     let mut byte = [0u8; 1];
     let result = stream
@@ -34,7 +36,10 @@ fn answer(mut stream: Stream, log: &Log) {
             }
         });
     match result {
-        Ok(()) => log.line(format_args!("heartbeat: the enclave is up ({peer})")),
+        Ok(()) => {
+            metrics.heartbeat();
+            log.line(format_args!("heartbeat: the enclave is up ({peer})"));
+        }
         Err(e) => log.line(format_args!("heartbeat from {peer}: {e}")),
     }
 }
@@ -45,11 +50,13 @@ fn answer(mut stream: Stream, log: &Log) {
 /// The accept thread could not be started.
 pub fn serve(services: &mut Services, listener: crate::net::Bound) -> io::Result<()> {
     let log = services.log().clone();
+    let metrics = Arc::clone(services.metrics());
     services.listen(listener, move |stream| {
         let log = log.clone();
+        let metrics = Arc::clone(&metrics);
         // A heartbeat is one byte each way; a short thread keeps a stuck peer off the loop.
         let _ = std::thread::Builder::new()
             .name("ccc-parent-heartbeat".into())
-            .spawn(move || answer(stream, &log));
+            .spawn(move || answer(stream, &log, &metrics));
     })
 }

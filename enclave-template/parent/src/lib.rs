@@ -7,6 +7,10 @@
 //! - [`credentials`]: the instance role's credentials for the enclave (IMDSv2, environment or
 //!   file), over the SDK's credentials protocol.
 //! - [`heartbeat`]: the enclave-ready echo, for QEMU emulation.
+//! - [`logs`]: the enclave's log channel (docs/log-protocol.md): records checked, counted and
+//!   written to stdout as JSON lines tagged with the enclave's CID.
+//! - [`metrics`]: Prometheus metrics (`/metrics`), readiness (`/healthz`) and liveness
+//!   (`/livez`) on a loopback address.
 //! - [`client`]: calls the enclave's API (`enclave::protocol`) and prints JSON.
 //! - [`net`]: listening on vsock, vhost-device-vsock's Unix sockets or TCP; reaching the
 //!   enclave on each; [`service`]: accept loops, connection tracking, clean shutdown.
@@ -51,6 +55,8 @@ pub mod allowlist;
 pub mod client;
 pub mod credentials;
 pub mod heartbeat;
+pub mod logs;
+pub mod metrics;
 pub mod net;
 pub mod proxy;
 pub mod relay;

@@ -1,6 +1,7 @@
 //! `ccc-template-parent`: the parent instance's side of the enclave template. `run` starts
-//! the KMS proxy and the credentials service together; `proxy` and `credentials` start one;
-//! `client` calls the enclave's API.
+//! the KMS proxy, the credentials service and the log channel together (plus the metrics
+//! endpoint with `--metrics-listen`); `proxy` and `credentials` start one; `client` calls the
+//! enclave's API. SIGHUP reloads the allowlist; SIGTERM drains.
 // Bytes from peers (the enclave, the parent, KMS clients, the kernel command line) are read
 // with get()/split_first()/cursors: indexing that could panic is an error outside tests.
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
@@ -11,11 +12,13 @@ use ccc_template_parent::allowlist::{Allowlist, Resolver, SystemResolver, TableR
 use ccc_template_parent::client::{self, Outcome};
 use ccc_template_parent::credentials::{self, Source};
 use ccc_template_parent::heartbeat;
+use ccc_template_parent::logs::{self, Journal};
+use ccc_template_parent::metrics::{self, Health};
 use ccc_template_parent::net::Family;
 use ccc_template_parent::proxy::{Limits, Proxy, Route};
 use ccc_template_parent::service::{Log, Services};
 use clap::{Parser, Subcommand};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -49,6 +52,8 @@ enum Command {
         /// Do not serve credentials.
         #[arg(long)]
         no_credentials: bool,
+        #[command(flatten)]
+        observe: ObserveArgs,
         /// Answer the enclave-ready heartbeat on port 9000 (QEMU emulation; on Nitro,
         /// nitro-cli does).
         #[arg(long)]
@@ -119,6 +124,29 @@ struct ProxyArgs {
 }
 
 #[derive(Debug, clap::Args)]
+struct ObserveArgs {
+    /// The log channel's port (the enclave's CCC_APP_LOG_PORT): the enclave's records arrive
+    /// there and are written to stdout as JSON lines.
+    #[arg(long, default_value_t = ccc_sdk::log::DEFAULT_PORT, value_name = "PORT")]
+    log_port: u32,
+    /// Do not listen for the enclave's records.
+    #[arg(long)]
+    no_log_channel: bool,
+    /// Serve /metrics (Prometheus text), /healthz and /livez on this loopback address
+    /// (e.g. 127.0.0.1:9110; port 0 picks one and prints it).
+    #[arg(long, value_name = "ADDRESS:PORT")]
+    metrics_listen: Option<SocketAddr>,
+    /// /healthz: the longest time without a record from the enclave (it sends a heartbeat
+    /// every 10 s).
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    health_heartbeat_max: f64,
+    /// /healthz: how far back the last KMS call counts; a failure in it makes the enclave not
+    /// ready.
+    #[arg(long, default_value_t = 300.0, value_name = "SECONDS")]
+    health_kms_window: f64,
+}
+
+#[derive(Debug, clap::Args)]
 struct CredentialsArgs {
     /// Where credentials come from: auto (environment if AWS_ACCESS_KEY_ID is set, else
     /// IMDS), imds, imds:http://HOST:PORT, environment, file:PATH (IMDS-style JSON).
@@ -129,7 +157,9 @@ struct CredentialsArgs {
     credentials_port: u32,
     /// Which vsock peers get credentials: `any` enclave (CID 4 or more; 0-2 are the
     /// hypervisor, loopback and host, 3 the parent itself), or one enclave's CID (from
-    /// `nitro-cli describe-enclaves`). Others are logged and closed unanswered.
+    /// `nitro-cli describe-enclaves`). Others are logged and closed unanswered. A CID also tags
+    /// the log channel's records arriving where it cannot be read from the connection
+    /// (vhost-device-vsock's Unix sockets, TCP); on vsock the connection's own CID is used.
     #[arg(long, default_value = "any", value_name = "CID")]
     enclave_cid: AllowedPeers,
 }
@@ -166,18 +196,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
             proxy,
             credentials,
             no_credentials,
+            observe,
             heartbeat,
         } => serve(
             &listen,
             Some(&proxy),
             (!no_credentials).then_some(&credentials),
+            Some(&observe),
             heartbeat,
         ),
-        Command::Proxy { listen, proxy } => serve(&listen, Some(&proxy), None, false),
+        Command::Proxy { listen, proxy } => serve(&listen, Some(&proxy), None, None, false),
         Command::Credentials {
             listen,
             credentials,
-        } => serve(&listen, None, Some(&credentials), false),
+        } => serve(&listen, None, Some(&credentials), None, false),
     }
 }
 
@@ -204,6 +236,7 @@ fn serve(
     listen: &ListenArgs,
     proxy: Option<&ProxyArgs>,
     credentials: Option<&CredentialsArgs>,
+    observe: Option<&ObserveArgs>,
     heartbeat: bool,
 ) -> Result<ExitCode> {
     let log = Log::stderr(!listen.quiet);
@@ -243,6 +276,23 @@ fn serve(
             idle_timeout: seconds(args.idle_timeout, "--idle-timeout")?,
         };
         let proxy = Proxy::new(allowlist, resolver(&args.resolve)?, limits, &services);
+        let reloading = Arc::clone(&proxy);
+        let path = args.allowlist.clone();
+        let reload_log = log.clone();
+        services.shutdown().on_reload(Box::new(move || {
+            let previous = reloading.allowlist().entries().len();
+            match reloading.reload(&path) {
+                Ok((_, after)) => reload_log.line(format_args!(
+                    "SIGHUP: allowlist reloaded from {}: {after} entries (was {previous})",
+                    path.display()
+                )),
+                Err(e) => reload_log.line(format_args!(
+                    "SIGHUP: allowlist {} NOT reloaded, keeping the previous {previous} \
+                     entries: {e}",
+                    path.display()
+                )),
+            }
+        }));
         for route in routes {
             let admitted = proxy.check_route(&route).map_err(|refusal| {
                 anyhow::anyhow!(
@@ -287,12 +337,43 @@ fn serve(
             "credentials on {} {peers}",
             listener.describe()
         ));
-        credentials::serve(
-            &mut services,
-            listener,
-            credentials::provider(source),
-            args.enclave_cid,
-        )?;
+        let provider = credentials::counted_provider(source, Arc::clone(services.metrics()));
+        credentials::serve(&mut services, listener, provider, args.enclave_cid)?;
+    }
+    // One `--enclave-cid` for both: the credentials service's allowed peer and the tag of log
+    // records whose connection shows no CID.
+    let record_cid = credentials.and_then(|args| match args.enclave_cid {
+        AllowedPeers::Cid(cid) => Some(cid),
+        _ => None,
+    });
+    if let Some(args) = observe {
+        if !args.no_log_channel {
+            let listener = listen.listen.bind(args.log_port)?;
+            log.line(format_args!(
+                "log channel on {} (the enclave's records, as JSON lines on stdout)",
+                listener.describe()
+            ));
+            logs::serve(
+                &mut services,
+                listener,
+                Arc::new(Journal::stdout()),
+                record_cid,
+            )?;
+        }
+        if let Some(address) = args.metrics_listen {
+            let address = metrics::check_listen(address).map_err(|e| anyhow::anyhow!(e))?;
+            let listener = TcpListener::bind(address)
+                .with_context(|| format!("--metrics-listen {address}"))?;
+            log.line(format_args!(
+                "metrics on http://{}/metrics (and /healthz, /livez)",
+                listener.local_addr()?
+            ));
+            let health = Health {
+                heartbeat_max: seconds(args.health_heartbeat_max, "--health-heartbeat-max")?,
+                kms_window: seconds(args.health_kms_window, "--health-kms-window")?,
+            };
+            metrics::serve(&mut services, listener, health)?;
+        }
     }
     if heartbeat {
         let listener = listen.listen.bind(heartbeat::PORT)?;

@@ -23,7 +23,7 @@
 //! enclave's TLS runs end to end).
 
 use crate::ArgumentError;
-use crate::allowlist::{Allowlist, Refusal, Resolver};
+use crate::allowlist::{Allowlist, AllowlistError, Refusal, Resolver};
 use crate::net::Conn;
 use crate::relay::relay;
 use crate::service::{CONNECTION_STACK, Closer, Log, Services, Tracker};
@@ -31,9 +31,10 @@ use ccc_sdk::net::Stream;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 /// Largest CONNECT request head read (RFC 9110 sets no limit; a CONNECT carries a host
@@ -108,7 +109,9 @@ impl Default for Limits {
     }
 }
 
-/// Counters, for logs and tests.
+/// Counters, for the metrics endpoint (`crate::metrics`), logs and tests. The proxy updates
+/// them at fixed points: accept, refusal, upstream failure, admission and end of a
+/// connection, bytes relayed.
 #[derive(Debug, Default)]
 pub struct Stats {
     /// Connections accepted.
@@ -121,12 +124,36 @@ pub struct Stats {
     pub upstream_failed: AtomicU64,
     /// Connections that were proxied and ended.
     pub completed: AtomicU64,
+    /// Connections admitted and not yet ended.
+    pub active: AtomicU64,
+    /// Bytes relayed from the enclave to the destination (counted when a connection ends).
+    pub bytes_up: AtomicU64,
+    /// Bytes relayed from the destination to the enclave (counted when a connection ends).
+    pub bytes_down: AtomicU64,
+}
+
+/// One admitted connection in [`Stats::active`]; the count drops when it is dropped.
+#[derive(Debug)]
+struct Active(Arc<Stats>);
+
+impl Active {
+    fn new(stats: &Arc<Stats>) -> Self {
+        stats.active.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(stats))
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The proxy's shared state.
 #[derive(Debug)]
 pub struct Proxy {
-    allowlist: Allowlist,
+    /// Swapped whole by [`Proxy::reload`] (SIGHUP); each connection reads it once.
+    allowlist: RwLock<Arc<Allowlist>>,
     resolver: Arc<dyn Resolver>,
     limits: Limits,
     log: Log,
@@ -150,13 +177,15 @@ impl Proxy {
         limits: Limits,
         services: &Services,
     ) -> Arc<Self> {
+        let stats = Arc::new(Stats::default());
+        services.metrics().watch_proxy(Arc::clone(&stats));
         Arc::new(Self {
-            allowlist,
+            allowlist: RwLock::new(Arc::new(allowlist)),
             resolver,
             limits,
             log: services.log().clone(),
             tracker: Arc::clone(services.tracker()),
-            stats: Arc::new(Stats::default()),
+            stats,
         })
     }
 
@@ -166,12 +195,42 @@ impl Proxy {
         &self.stats
     }
 
+    /// The allowlist in force.
+    #[must_use]
+    pub fn allowlist(&self) -> Arc<Allowlist> {
+        Arc::clone(
+            &self
+                .allowlist
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+
+    /// Reads the allowlist at `path` again and, if it is usable, makes it the one every new
+    /// connection is checked against (connections already relaying keep going). A file that
+    /// cannot be read or parsed changes nothing: the previous allowlist stays in force.
+    /// Returns the entry counts before and after.
+    ///
+    /// # Errors
+    /// The [`AllowlistError`] of the new file; the old allowlist is kept.
+    pub fn reload(&self, path: &Path) -> Result<(usize, usize), AllowlistError> {
+        let fresh = Allowlist::load(path)?;
+        let after = fresh.entries().len();
+        let mut current = self
+            .allowlist
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let before = current.entries().len();
+        *current = Arc::new(fresh);
+        Ok((before, after))
+    }
+
     /// Checks `route` against the allowlist now (at start).
     ///
     /// # Errors
     /// The refusal.
     pub fn check_route(&self, route: &Route) -> Result<Vec<SocketAddr>, Refusal> {
-        self.allowlist
+        self.allowlist()
             .admit(&route.host, route.remote_port, self.resolver.as_ref())
     }
 
@@ -237,11 +296,13 @@ impl Proxy {
             return;
         };
         let proxy = Arc::clone(self);
+        let active = Active::new(&self.stats);
         let spawned = std::thread::Builder::new()
             .name("ccc-parent-proxy".into())
             .stack_size(CONNECTION_STACK)
             .spawn(move || {
                 let _tracked = tracked;
+                let _active = active;
                 proxy.connection(conn, &peer, &destination);
             });
         if let Err(e) = spawned {
@@ -266,7 +327,7 @@ impl Proxy {
                 }
             },
         };
-        let addresses = match self.allowlist.admit(&host, port, self.resolver.as_ref()) {
+        let addresses = match self.allowlist().admit(&host, port, self.resolver.as_ref()) {
             Ok(addresses) => addresses,
             Err(refusal) => {
                 self.stats.refused.fetch_add(1, Ordering::Relaxed);
@@ -311,6 +372,8 @@ impl Proxy {
         let relayed = relay(&client, &upstream, self.limits.idle_timeout);
         let (up, down) = (relayed.up, relayed.down);
         self.stats.completed.fetch_add(1, Ordering::Relaxed);
+        self.stats.bytes_up.fetch_add(up, Ordering::Relaxed);
+        self.stats.bytes_down.fetch_add(down, Ordering::Relaxed);
         if self.log.connections {
             self.log.line(format_args!(
                 "proxy {label}: {peer} closed after {:.1?}: {up} bytes up, {down} bytes down",

@@ -2,8 +2,10 @@
 //! connection, a count of connections in flight, and a clean stop. On SIGINT/SIGTERM (or
 //! [`Shutdown::trigger`]) every listener stops accepting at once (and its Unix socket file
 //! is removed), connections in flight may finish until the drain deadline, and those still
-//! open then are shut down. A second signal exits at once.
+//! open then are shut down. A second signal exits at once. SIGHUP runs the reload hooks
+//! ([`Shutdown::on_reload`]: the proxy reads its allowlist again) and stops nothing.
 
+use crate::metrics::Metrics;
 use crate::net::Bound;
 use ccc_sdk::net::Stream;
 use std::collections::HashMap;
@@ -77,11 +79,22 @@ impl Log {
     }
 }
 
-#[derive(Debug)]
+/// Something SIGHUP runs.
+pub type ReloadHook = Box<dyn Fn() + Send + Sync>;
+
 struct ShutdownInner {
     stopping: AtomicBool,
     wake_tx: UnixStream,
     wake_rx: UnixStream,
+    reload: Mutex<Vec<ReloadHook>>,
+}
+
+impl fmt::Debug for ShutdownInner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShutdownInner")
+            .field("stopping", &self.stopping)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The stop signal every accept loop also waits on.
@@ -99,7 +112,30 @@ impl Shutdown {
             stopping: AtomicBool::new(false),
             wake_tx,
             wake_rx,
+            reload: Mutex::new(Vec::new()),
         })))
+    }
+
+    /// Runs `hook` on every SIGHUP (and [`Shutdown::reload`]), after the hooks added before.
+    pub fn on_reload(&self, hook: ReloadHook) {
+        self.0
+            .reload
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(hook);
+    }
+
+    /// Runs the reload hooks now (what SIGHUP does).
+    pub fn reload(&self) {
+        for hook in self
+            .0
+            .reload
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            hook();
+        }
     }
 
     /// Gives the signal: every accept loop returns.
@@ -117,18 +153,24 @@ impl Shutdown {
     }
 
     /// Triggers on the first SIGINT or SIGTERM; exits the process (status 130) on a second.
+    /// Runs the reload hooks on SIGHUP (`systemctl reload`).
     ///
     /// # Errors
     /// The signal handlers could not be installed.
     pub fn on_signals(&self, log: &Log) -> io::Result<()> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
-        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
         let shutdown = self.clone();
         let log = log.clone();
         std::thread::Builder::new()
             .name("ccc-parent-signals".into())
             .spawn(move || {
                 for signal in signals.forever() {
+                    if signal == SIGHUP {
+                        log.line(format_args!("signal {signal} (SIGHUP): reloading"));
+                        shutdown.reload();
+                        continue;
+                    }
                     if shutdown.is_triggered() {
                         log.line(format_args!("signal {signal} again: exiting now"));
                         std::process::exit(130);
@@ -343,6 +385,7 @@ pub struct Services {
     shutdown: Shutdown,
     tracker: Arc<Tracker>,
     log: Log,
+    metrics: Arc<Metrics>,
     loops: Vec<JoinHandle<()>>,
 }
 
@@ -356,8 +399,15 @@ impl Services {
             shutdown: Shutdown::new()?,
             tracker: Arc::new(Tracker::default()),
             log,
+            metrics: Arc::new(Metrics::new()),
             loops: Vec::new(),
         })
+    }
+
+    /// The metrics every service updates (served by [`crate::metrics::serve`]).
+    #[must_use]
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The stop signal.

@@ -39,7 +39,7 @@ use super::client::{ClientError, Event, KmsClient};
 use super::{
     DataKeyPairSpec, DecryptRequest, DeriveSharedSecretRequest, EncryptRequest, EncryptResponse,
     GenerateDataKeyPairRequest, GenerateDataKeyRequest, GenerateRandomRequest, KeyArn, KmsError,
-    Operation, Recipient, RecipientResponse, check_response_key,
+    KmsRequest, Operation, Recipient, RecipientResponse, check_response_key,
 };
 use crate::crypto::{AwsLc, AwsLcRsaKey, Crypto, RsaDecryptionKey};
 use crate::nsm::Nsm;
@@ -82,13 +82,17 @@ struct RecipientKey {
 impl RecipientKey {
     fn generate(now: UnixMillis) -> Result<Self, ClientError> {
         let key = AwsLcRsaKey::generate().map_err(ClientError::Key)?;
+        Ok(Self::wrap(key, now))
+    }
+
+    fn wrap(key: AwsLcRsaKey, now: UnixMillis) -> Self {
         let spki_sha256 = AwsLc.sha256(&[key.public_key_spki()]);
-        Ok(Self {
+        Self {
             key,
             spki_sha256,
             created: now,
             uses: AtomicU64::new(0),
-        })
+        }
     }
 
     fn due(&self, rotation: &KeyRotation, now: UnixMillis) -> Option<&'static str> {
@@ -267,6 +271,21 @@ impl AttestedKmsClient {
         self.replace("rotation asked for")
     }
 
+    /// Makes `key` the enclave's RSA key from now on, as a rotation would (it is rotated
+    /// away on the usual schedule). For tests that must know the private key, to search every
+    /// log line and error for it; an application has no reason to call this, since a key made
+    /// anywhere but here is not the enclave's alone.
+    pub fn use_key(&self, key: AwsLcRsaKey) {
+        let _one_at_a_time = self.rotating.lock().unwrap_or_else(|p| p.into_inner());
+        let key = Arc::new(RecipientKey::wrap(key, self.kms.local_now()));
+        let sha = key.spki_sha256;
+        *self.key.write().unwrap_or_else(|p| p.into_inner()) = key;
+        self.kms.emit(&Event::KeyRotated {
+            reason: "a key given by the application (use_key)",
+            public_key_sha256: sha,
+        });
+    }
+
     fn replace(&self, reason: &'static str) -> Result<(), ClientError> {
         let fresh = Arc::new(RecipientKey::generate(self.kms.local_now())?);
         let sha = fresh.spki_sha256;
@@ -326,6 +345,32 @@ impl AttestedKmsClient {
         Ok(secret)
     }
 
+    /// Runs one call and reports [`Event::Finished`] with its final outcome (after the answer
+    /// was checked and opened) once it reached the network.
+    fn call<T>(
+        &self,
+        operation: Operation,
+        body: impl FnOnce(&mut u32) -> Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
+        let started = self.kms.local_now();
+        let mut attempts = 0;
+        let result = body(&mut attempts);
+        self.kms
+            .finished(operation, started, attempts, result.as_ref().err());
+        result
+    }
+
+    /// Sends `request`, noting the attempts made.
+    fn send<R: KmsRequest>(
+        &self,
+        request: &R,
+        attempts: &mut u32,
+    ) -> Result<R::Response, ClientError> {
+        let (result, made) = self.kms.send_counted(request);
+        *attempts = made;
+        result
+    }
+
     /// `Decrypt` with a `Recipient` (any `recipient` in `request` is replaced) and `KeyId` (the
     /// request's, which must be trusted, else the first trusted key): the plaintext.
     ///
@@ -334,13 +379,15 @@ impl AttestedKmsClient {
     /// [`KmsError::ResponseKeyMismatch`] if the answer is for another key;
     /// [`KmsError::PlaintextDespiteRecipient`] if the endpoint ignored the attestation.
     pub fn decrypt(&self, mut request: DecryptRequest) -> Result<SecretBytes, ClientError> {
-        let trusted = self.trusted_key(Operation::Decrypt, request.key_id.as_deref())?;
-        request.key_id = Some(trusted.as_str().into());
-        let key = self.key_for_call()?;
-        request.recipient = Some(self.recipient(&key, Operation::Decrypt)?);
-        let response = self.kms.send(&request)?;
-        check_response_key(Operation::Decrypt, &trusted, response.key_id.as_deref())?;
-        self.open(&response, &key)
+        self.call(Operation::Decrypt, |attempts| {
+            let trusted = self.trusted_key(Operation::Decrypt, request.key_id.as_deref())?;
+            request.key_id = Some(trusted.as_str().into());
+            let key = self.key_for_call()?;
+            request.recipient = Some(self.recipient(&key, Operation::Decrypt)?);
+            let response = self.send(&request, attempts)?;
+            check_response_key(Operation::Decrypt, &trusted, response.key_id.as_deref())?;
+            self.open(&response, &key)
+        })
     }
 
     /// `GenerateDataKey` with a `Recipient`, under the request's `key_id` (which must be
@@ -353,24 +400,26 @@ impl AttestedKmsClient {
         &self,
         mut request: GenerateDataKeyRequest,
     ) -> Result<DataKey, ClientError> {
-        let trusted = self.trusted_key(Operation::GenerateDataKey, Some(&request.key_id))?;
-        request.key_id = trusted.as_str().into();
-        let key = self.key_for_call()?;
-        request.recipient = Some(self.recipient(&key, Operation::GenerateDataKey)?);
-        let response = self.kms.send(&request)?;
-        check_response_key(
-            Operation::GenerateDataKey,
-            &trusted,
-            response.key_id.as_deref(),
-        )?;
-        let plaintext = self.open(&response, &key)?;
-        let ciphertext_blob = response
-            .ciphertext_blob
-            .ok_or_else(|| missing(Operation::GenerateDataKey, "CiphertextBlob"))?;
-        Ok(DataKey {
-            plaintext,
-            ciphertext_blob,
-            key_id: response.key_id,
+        self.call(Operation::GenerateDataKey, |attempts| {
+            let trusted = self.trusted_key(Operation::GenerateDataKey, Some(&request.key_id))?;
+            request.key_id = trusted.as_str().into();
+            let key = self.key_for_call()?;
+            request.recipient = Some(self.recipient(&key, Operation::GenerateDataKey)?);
+            let response = self.send(&request, attempts)?;
+            check_response_key(
+                Operation::GenerateDataKey,
+                &trusted,
+                response.key_id.as_deref(),
+            )?;
+            let plaintext = self.open(&response, &key)?;
+            let ciphertext_blob = response
+                .ciphertext_blob
+                .ok_or_else(|| missing(Operation::GenerateDataKey, "CiphertextBlob"))?;
+            Ok(DataKey {
+                plaintext,
+                ciphertext_blob,
+                key_id: response.key_id,
+            })
         })
     }
 
@@ -384,27 +433,30 @@ impl AttestedKmsClient {
         &self,
         mut request: GenerateDataKeyPairRequest,
     ) -> Result<DataKeyPair, ClientError> {
-        let trusted = self.trusted_key(Operation::GenerateDataKeyPair, Some(&request.key_id))?;
-        request.key_id = trusted.as_str().into();
-        let key = self.key_for_call()?;
-        request.recipient = Some(self.recipient(&key, Operation::GenerateDataKeyPair)?);
-        let response = self.kms.send(&request)?;
-        check_response_key(
-            Operation::GenerateDataKeyPair,
-            &trusted,
-            response.key_id.as_deref(),
-        )?;
-        let private_key = self.open(&response, &key)?;
-        Ok(DataKeyPair {
-            private_key,
-            public_key: response
-                .public_key
-                .ok_or_else(|| missing(Operation::GenerateDataKeyPair, "PublicKey"))?,
-            private_key_ciphertext_blob: response.private_key_ciphertext_blob.ok_or_else(|| {
-                missing(Operation::GenerateDataKeyPair, "PrivateKeyCiphertextBlob")
-            })?,
-            key_id: response.key_id,
-            key_pair_spec: response.key_pair_spec,
+        self.call(Operation::GenerateDataKeyPair, |attempts| {
+            let trusted =
+                self.trusted_key(Operation::GenerateDataKeyPair, Some(&request.key_id))?;
+            request.key_id = trusted.as_str().into();
+            let key = self.key_for_call()?;
+            request.recipient = Some(self.recipient(&key, Operation::GenerateDataKeyPair)?);
+            let response = self.send(&request, attempts)?;
+            check_response_key(
+                Operation::GenerateDataKeyPair,
+                &trusted,
+                response.key_id.as_deref(),
+            )?;
+            let private_key = self.open(&response, &key)?;
+            Ok(DataKeyPair {
+                private_key,
+                public_key: response
+                    .public_key
+                    .ok_or_else(|| missing(Operation::GenerateDataKeyPair, "PublicKey"))?,
+                private_key_ciphertext_blob: response.private_key_ciphertext_blob.ok_or_else(
+                    || missing(Operation::GenerateDataKeyPair, "PrivateKeyCiphertextBlob"),
+                )?,
+                key_id: response.key_id,
+                key_pair_spec: response.key_pair_spec,
+            })
         })
     }
 
@@ -414,14 +466,16 @@ impl AttestedKmsClient {
     /// # Errors
     /// As [`AttestedKmsClient::decrypt`].
     pub fn generate_random(&self, number_of_bytes: u32) -> Result<SecretBytes, ClientError> {
-        let key = self.key_for_call()?;
-        let request = GenerateRandomRequest {
-            number_of_bytes: Some(number_of_bytes),
-            recipient: Some(self.recipient(&key, Operation::GenerateRandom)?),
-            ..GenerateRandomRequest::default()
-        };
-        let response = self.kms.send(&request)?;
-        self.open(&response, &key)
+        self.call(Operation::GenerateRandom, |attempts| {
+            let key = self.key_for_call()?;
+            let request = GenerateRandomRequest {
+                number_of_bytes: Some(number_of_bytes),
+                recipient: Some(self.recipient(&key, Operation::GenerateRandom)?),
+                ..GenerateRandomRequest::default()
+            };
+            let response = self.send(&request, attempts)?;
+            self.open(&response, &key)
+        })
     }
 
     /// `DeriveSharedSecret` with a `Recipient`, with the request's `key_id` (which must be
@@ -434,17 +488,19 @@ impl AttestedKmsClient {
         &self,
         mut request: DeriveSharedSecretRequest,
     ) -> Result<SecretBytes, ClientError> {
-        let trusted = self.trusted_key(Operation::DeriveSharedSecret, Some(&request.key_id))?;
-        request.key_id = trusted.as_str().into();
-        let key = self.key_for_call()?;
-        request.recipient = Some(self.recipient(&key, Operation::DeriveSharedSecret)?);
-        let response = self.kms.send(&request)?;
-        check_response_key(
-            Operation::DeriveSharedSecret,
-            &trusted,
-            response.key_id.as_deref(),
-        )?;
-        self.open(&response, &key)
+        self.call(Operation::DeriveSharedSecret, |attempts| {
+            let trusted = self.trusted_key(Operation::DeriveSharedSecret, Some(&request.key_id))?;
+            request.key_id = trusted.as_str().into();
+            let key = self.key_for_call()?;
+            request.recipient = Some(self.recipient(&key, Operation::DeriveSharedSecret)?);
+            let response = self.send(&request, attempts)?;
+            check_response_key(
+                Operation::DeriveSharedSecret,
+                &trusted,
+                response.key_id.as_deref(),
+            )?;
+            self.open(&response, &key)
+        })
     }
 
     /// `Encrypt` (no `Recipient`: it returns no secret) under the request's `key_id` (which
@@ -453,12 +509,14 @@ impl AttestedKmsClient {
     /// # Errors
     /// [`ClientError`]; as [`AttestedKmsClient::decrypt`] for the key.
     pub fn encrypt(&self, request: &EncryptRequest) -> Result<EncryptResponse, ClientError> {
-        let trusted = self.trusted_key(Operation::Encrypt, Some(&request.key_id))?;
-        let mut request = request.clone();
-        request.key_id = trusted.as_str().into();
-        let response = self.kms.send(&request)?;
-        check_response_key(Operation::Encrypt, &trusted, response.key_id.as_deref())?;
-        Ok(response)
+        self.call(Operation::Encrypt, |attempts| {
+            let trusted = self.trusted_key(Operation::Encrypt, Some(&request.key_id))?;
+            let mut request = request.clone();
+            request.key_id = trusted.as_str().into();
+            let response = self.send(&request, attempts)?;
+            check_response_key(Operation::Encrypt, &trusted, response.key_id.as_deref())?;
+            Ok(response)
+        })
     }
 }
 

@@ -245,6 +245,165 @@ pub enum Event<'a> {
         /// How many secret bytes came out (the bytes themselves are never shown).
         plaintext_len: usize,
     },
+    /// A call that reached the network ended, after its retries: how. Sent once per call (an
+    /// attested call reports after its answer was checked and opened).
+    Finished {
+        /// The operation.
+        operation: Operation,
+        /// How it ended.
+        outcome: Outcome,
+        /// Attempts made.
+        attempts: u32,
+        /// From the first attempt to the end (the client's clock).
+        elapsed: Duration,
+    },
+}
+
+/// How a KMS call ended, in the classes an operator acts on (the metrics' `outcome` label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// It succeeded.
+    Ok,
+    /// `AccessDeniedException`: the key policy (or an IAM policy) refused, for an attested call
+    /// usually the PCRs.
+    AccessDenied,
+    /// Throttling, through every retry.
+    Throttled,
+    /// The request time was more than 5 minutes from KMS's, even after the correction.
+    ClockSkew,
+    /// The credentials expired (`ExpiredTokenException`) and fresh ones did not help.
+    ExpiredToken,
+    /// KMS does not know the credentials or refused the signature.
+    InvalidCredentials,
+    /// `InvalidCiphertextException`: the ciphertext or its encryption context is wrong.
+    InvalidCiphertext,
+    /// `IncorrectKeyException`: the ciphertext belongs to another key.
+    IncorrectKey,
+    /// The key does not exist, is disabled, pending deletion or unavailable.
+    KeyUnusable,
+    /// KMS's own failure (5xx, dependency timeout), through every retry.
+    KmsInternal,
+    /// KMS refused the request's form (validation, unsupported, a quota).
+    InvalidRequest,
+    /// Another KMS error code.
+    KmsError,
+    /// The proxy or KMS could not be reached (connection, TLS, HTTP).
+    Unreachable,
+    /// No credentials from the parent.
+    NoCredentials,
+    /// KMS answered, and the answer was refused here: not for the key asked, plaintext despite
+    /// a `Recipient`, malformed, or a `CiphertextForRecipient` that does not open.
+    AnswerRefused,
+    /// Failed inside the enclave before or after the exchange (signing, the NSM, the RSA key).
+    Local,
+}
+
+impl Outcome {
+    /// Every outcome.
+    pub const ALL: [Self; 16] = [
+        Self::Ok,
+        Self::AccessDenied,
+        Self::Throttled,
+        Self::ClockSkew,
+        Self::ExpiredToken,
+        Self::InvalidCredentials,
+        Self::InvalidCiphertext,
+        Self::IncorrectKey,
+        Self::KeyUnusable,
+        Self::KmsInternal,
+        Self::InvalidRequest,
+        Self::KmsError,
+        Self::Unreachable,
+        Self::NoCredentials,
+        Self::AnswerRefused,
+        Self::Local,
+    ];
+
+    /// The label: `ok`, `access_denied`, `throttled`, `clock_skew`, `expired_token`,
+    /// `invalid_credentials`, `invalid_ciphertext`, `incorrect_key`, `key_unusable`,
+    /// `kms_internal`, `invalid_request`, `kms_error`, `unreachable`, `no_credentials`,
+    /// `answer_refused`, `local`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::AccessDenied => "access_denied",
+            Self::Throttled => "throttled",
+            Self::ClockSkew => "clock_skew",
+            Self::ExpiredToken => "expired_token",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::InvalidCiphertext => "invalid_ciphertext",
+            Self::IncorrectKey => "incorrect_key",
+            Self::KeyUnusable => "key_unusable",
+            Self::KmsInternal => "kms_internal",
+            Self::InvalidRequest => "invalid_request",
+            Self::KmsError => "kms_error",
+            Self::Unreachable => "unreachable",
+            Self::NoCredentials => "no_credentials",
+            Self::AnswerRefused => "answer_refused",
+            Self::Local => "local",
+        }
+    }
+
+    /// The outcome of a label.
+    #[must_use]
+    pub fn parse(label: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.as_str() == label)
+    }
+
+    /// Whether the failure comes from what the caller sent (a ciphertext of another key or
+    /// context, a malformed request) rather than from the enclave's ability to use KMS: such
+    /// failures say nothing about the enclave's health.
+    #[must_use]
+    pub const fn is_callers_fault(self) -> bool {
+        matches!(
+            self,
+            Self::InvalidCiphertext | Self::IncorrectKey | Self::InvalidRequest
+        )
+    }
+
+    /// The outcome of a call that ended with `error` (`None`: it succeeded).
+    #[must_use]
+    pub fn of(error: Option<&ClientError>) -> Self {
+        use super::ErrorKind as K;
+        let Some(error) = error else {
+            return Self::Ok;
+        };
+        match error {
+            ClientError::GaveUp { last, .. } => Self::of(Some(last)),
+            ClientError::Transport(_) => Self::Unreachable,
+            ClientError::Credentials(_) => Self::NoCredentials,
+            ClientError::Signing(_) | ClientError::Nsm(_) | ClientError::Key(_) => Self::Local,
+            ClientError::Kms(KmsError::Service(service)) => match service.kind {
+                K::AccessDenied => Self::AccessDenied,
+                K::Throttling => Self::Throttled,
+                K::ClockSkew => Self::ClockSkew,
+                K::ExpiredToken => Self::ExpiredToken,
+                K::UnrecognizedClient | K::InvalidSignature => Self::InvalidCredentials,
+                K::InvalidCiphertext => Self::InvalidCiphertext,
+                K::IncorrectKey => Self::IncorrectKey,
+                K::NotFound | K::Disabled | K::KeyUnavailable | K::InvalidState => {
+                    Self::KeyUnusable
+                }
+                K::Internal | K::DependencyTimeout => Self::KmsInternal,
+                K::Validation
+                | K::UnsupportedOperation
+                | K::InvalidKeyUsage
+                | K::InvalidGrantToken
+                | K::LimitExceeded => Self::InvalidRequest,
+                _ => Self::KmsError,
+            },
+            ClientError::Kms(KmsError::Encode(_)) => Self::Local,
+            ClientError::Kms(_) => Self::AnswerRefused,
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl fmt::Display for Event<'_> {
@@ -332,6 +491,16 @@ impl fmt::Display for Event<'_> {
                 f,
                 "{operation}: CiphertextForRecipient decrypted inside the enclave ({plaintext_len} \
                  secret bytes)"
+            ),
+            Self::Finished {
+                operation,
+                outcome,
+                attempts,
+                elapsed,
+            } => write!(
+                f,
+                "{operation}: {outcome} after {attempts} attempt(s) in {:.3} s",
+                elapsed.as_secs_f64()
             ),
         }
     }
@@ -587,6 +756,48 @@ impl KmsClient {
     /// [`ClientError`]: the KMS error (with its likely fix), or the transport, credentials or
     /// signing failure; [`ClientError::GaveUp`] when retryable failures outlast the policy.
     pub fn send<R: KmsRequest>(&self, request: &R) -> Result<R::Response, ClientError> {
+        let started = self.clock.now();
+        let (result, attempts) = self.send_counted(request);
+        self.finished(R::OPERATION, started, attempts, result.as_ref().err());
+        result
+    }
+
+    /// Reports [`Event::Finished`] for a call that started at `started` (the local clock) and
+    /// made `attempts` attempts; nothing for a call that never reached the network.
+    pub(crate) fn finished(
+        &self,
+        operation: Operation,
+        started: UnixMillis,
+        attempts: u32,
+        error: Option<&ClientError>,
+    ) {
+        if attempts == 0 {
+            return;
+        }
+        self.emit(&Event::Finished {
+            operation,
+            outcome: Outcome::of(error),
+            attempts,
+            elapsed: Duration::from_millis(self.clock.now().0.saturating_sub(started.0)),
+        });
+    }
+
+    /// As [`KmsClient::send`] without [`Event::Finished`]: the result and the attempts made
+    /// (0 when the request could not even be encoded).
+    pub(crate) fn send_counted<R: KmsRequest>(
+        &self,
+        request: &R,
+    ) -> (Result<R::Response, ClientError>, u32) {
+        let mut attempts = 0;
+        let result = self.send_attempts(request, &mut attempts);
+        (result, attempts)
+    }
+
+    fn send_attempts<R: KmsRequest>(
+        &self,
+        request: &R,
+        attempts: &mut u32,
+    ) -> Result<R::Response, ClientError> {
         let body = super::encode_request(request)?;
         let operation = R::OPERATION;
         let policy = self.config.retry;
@@ -594,6 +805,7 @@ impl KmsClient {
         let mut clock_corrected = false;
         let mut credentials_refreshed = false;
         loop {
+            *attempts = attempt;
             let failure = match self.attempt(request, body.expose(), attempt) {
                 Ok(response) => return Ok(response),
                 Err(failure) => failure,

@@ -138,6 +138,15 @@ impl Parent {
         assert!(status.success());
     }
 
+    /// Sends SIGHUP (through kill(1)): what `systemctl reload` does.
+    pub fn hangup(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
     /// Waits for the exit (bounded by the caller's timeouts on what it waits for first).
     pub fn wait_exit(mut self) -> (std::process::ExitStatus, Vec<String>) {
         let status = self.child.wait().unwrap();
