@@ -198,13 +198,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
             no_credentials,
             observe,
             heartbeat,
-        } => serve(
-            &listen,
-            Some(&proxy),
-            (!no_credentials).then_some(&credentials),
-            Some(&observe),
-            heartbeat,
-        ),
+        } => {
+            // One `--enclave-cid` for both: the credentials service's allowed peer and the tag
+            // of log records whose connection shows no CID (also with --no-credentials).
+            let record_cid = match credentials.enclave_cid {
+                AllowedPeers::Cid(cid) => Some(cid),
+                _ => None,
+            };
+            serve(
+                &listen,
+                Some(&proxy),
+                (!no_credentials).then_some(&credentials),
+                Some((&observe, record_cid)),
+                heartbeat,
+            )
+        }
         Command::Proxy { listen, proxy } => serve(&listen, Some(&proxy), None, None, false),
         Command::Credentials {
             listen,
@@ -236,7 +244,7 @@ fn serve(
     listen: &ListenArgs,
     proxy: Option<&ProxyArgs>,
     credentials: Option<&CredentialsArgs>,
-    observe: Option<&ObserveArgs>,
+    observe: Option<(&ObserveArgs, Option<u32>)>,
     heartbeat: bool,
 ) -> Result<ExitCode> {
     let log = Log::stderr(!listen.quiet);
@@ -340,13 +348,7 @@ fn serve(
         let provider = credentials::counted_provider(source, Arc::clone(services.metrics()));
         credentials::serve(&mut services, listener, provider, args.enclave_cid)?;
     }
-    // One `--enclave-cid` for both: the credentials service's allowed peer and the tag of log
-    // records whose connection shows no CID.
-    let record_cid = credentials.and_then(|args| match args.enclave_cid {
-        AllowedPeers::Cid(cid) => Some(cid),
-        _ => None,
-    });
-    if let Some(args) = observe {
+    if let Some((args, record_cid)) = observe {
         if !args.no_log_channel {
             let listener = listen.listen.bind(args.log_port)?;
             log.line(format_args!(
