@@ -430,9 +430,12 @@ impl Loop {
             _active: active,
             _tracked: tracked,
         };
+        let route = match &connection.destination {
+            Destination::Route(route) => Some((route.host.clone(), route.remote_port)),
+            Destination::Connect => None,
+        };
         self.connections.insert(id, connection);
-        if let Destination::Route(route) = &self.connections[&id].destination {
-            let (host, port) = (route.host.clone(), route.remote_port);
+        if let Some((host, port)) = route {
             self.admit(id, &host, port, Vec::new(), now);
         } else {
             self.arm(id, now);
@@ -856,7 +859,8 @@ impl Loop {
                 continue;
             }
             connection.armed = None;
-            match self.deadline(&self.connections[&id]) {
+            let due = self.connections.get(&id).and_then(|c| self.deadline(c));
+            match due {
                 None => {}
                 Some(due) if due > now => self.arm(id, now),
                 Some(_) => self.timed_out(id, now),
