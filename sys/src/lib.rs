@@ -21,7 +21,8 @@
 //! - [`mount`](mod@mount): `mount(2)`;
 //! - [`interface`]: bringing a network interface up (the enclave's `lo`);
 //! - [`process`]: signals, the standard streams, fork/exec/wait, sessions, resource limits;
-//! - [`power`]: `sync(2)` and `reboot(2)`, how an enclave stops.
+//! - [`power`]: `sync(2)` and `reboot(2)`, how an enclave stops;
+//! - [`clock`]: setting the wall clock (`clock_settime(CLOCK_REALTIME)`).
 //!
 //! [`libc`] is re-exported for its constants (errno values, flags): its functions are all
 //! `unsafe`, so outside this crate they cannot be called at all.
@@ -29,6 +30,7 @@
 
 pub use libc;
 
+pub mod clock;
 pub mod fd;
 pub mod interface;
 pub mod mount;

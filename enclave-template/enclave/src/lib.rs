@@ -21,12 +21,16 @@
 //!    (Nitro, or the signed simulator) their presence stops the start
 //!    ([`StartError::EmulationSwitchesOnSignedDocument`]), because the command line is not
 //!    covered by PCR2 and a parent could rebuild the image with its own CA there.
+//!    Then compare the enclave's clock with the document's time ([`clock`]): beyond
+//!    [`clock::MAX_SKEW`] the clock is set to the document's time (printed loudly), or the start
+//!    stops with [`StartError::Clock`] when it cannot be set.
 //! 2. Ask the parent for credentials (a failure is printed; every KMS call asks again).
 //! 3. Build the attested KMS client: TLS to `kms.<region>.amazonaws.com` through the parent's
 //!    proxy, the enclave's RSA-2048 key generated inside.
 //! 4. Listen on the API port and serve.
 
 pub mod app;
+pub mod clock;
 pub mod config;
 pub mod console;
 pub mod failure;
@@ -71,6 +75,8 @@ pub enum StartError {
         /// The words found (up to their `=`).
         switches: Vec<String>,
     },
+    /// The clock is far from the NSM document's time and could not be set.
+    Clock(clock::ClockError),
     /// The API's listener could not be bound.
     Listen {
         /// Where.
@@ -97,6 +103,7 @@ impl fmt::Display for StartError {
                  (CCC_APP_*), which PCR2 measures",
                 switches.join(", ")
             ),
+            Self::Clock(e) => write!(f, "{e}"),
             Self::Listen { endpoint, error } => write!(
                 f,
                 "cannot listen on {endpoint}: {error} (CCC_APP_PORT / CCC_APP_LISTEN)"
@@ -157,11 +164,12 @@ pub fn check_emulation_switches(
     }
 }
 
-/// Prints the attestation summary of the enclave's own NSM document and returns its signature
-/// algorithm.
+/// Prints the attestation summary of the enclave's own NSM document, checks the clock against
+/// the document's time ([`clock::check`], setting the clock when it is off), and returns the
+/// document's signature algorithm.
 ///
 /// # Errors
-/// [`StartError::Nsm`], [`StartError::Attestation`].
+/// [`StartError::Nsm`], [`StartError::Attestation`], [`StartError::Clock`].
 pub fn print_attestation_summary(nsm: &Nsm, console: &Console) -> Result<Algorithm, StartError> {
     let document = nsm.attestation(None, None, None).map_err(StartError::Nsm)?;
     // The guest clock when the document arrived (`cargo xtask bench boot` reads it).
@@ -203,7 +211,19 @@ pub fn print_attestation_summary(nsm: &Nsm, console: &Console) -> Result<Algorit
             "no"
         }
     ));
-    console.line(format_args!("clock: {}", UnixMillis::now()));
+    let now = UnixMillis::now();
+    match clock::check(now, doc.timestamp, ccc_sdk::clock::set_system_clock)
+        .map_err(StartError::Clock)?
+    {
+        clock::Outcome::InStep { skew_millis } => console.line(format_args!(
+            "clock: {now} (in step with the NSM document's time: {skew_millis} ms)"
+        )),
+        clock::Outcome::Set { was, now } => console.line(format_args!(
+            "clock: SET from {was} to {now}, the NSM document's time (it was more than {} s \
+             off; TLS to KMS and SigV4 need the right time)",
+            clock::MAX_SKEW.as_secs()
+        )),
+    }
     Ok(parsed.cose.algorithm)
 }
 
