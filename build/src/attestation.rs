@@ -1,7 +1,6 @@
 //! The `attestation verify FILE` command: verify an NSM attestation document (raw CBOR, hex or
 //! base64) with the SDK, print a JSON summary on success, name the failed check otherwise.
 
-use base64::Engine as _;
 use ccc_sdk::attestation::{self, Policy, RootOfTrust, Trust, VerifiedAttestation, VerifyOptions};
 use ccc_sdk::crypto::AwsLc;
 use ccc_sdk::time::UnixMillis;
@@ -54,25 +53,9 @@ pub fn run(command: &Command) -> Result<()> {
     }
 }
 
-/// Raw CBOR starts with an array of 4 (0x84) or tag 18 (0xd2); otherwise hex, then base64.
+/// Raw CBOR, hex or base64 (`ccc_sdk::attestation::decode_any`, which `explain` shares).
 fn decode_document(bytes: &[u8]) -> Result<Vec<u8>, String> {
-    if matches!(bytes.first(), Some(0x84 | 0xd2)) {
-        return Ok(bytes.to_vec());
-    }
-    let text: Vec<u8> = bytes
-        .iter()
-        .copied()
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
-    if text.is_empty() {
-        return Err("the file is empty".to_owned());
-    }
-    if text.iter().all(u8::is_ascii_hexdigit) && text.len().is_multiple_of(2) {
-        return hex::decode(&text).map_err(|e| format!("not valid hex: {e}"));
-    }
-    base64::engine::general_purpose::STANDARD
-        .decode(&text)
-        .map_err(|_| "not raw CBOR (first byte 0x84 or 0xd2), hex or standard base64".to_owned())
+    attestation::decode_any(bytes).map_err(|e| e.to_string())
 }
 
 fn verify(args: &VerifyArgs) -> Result<()> {

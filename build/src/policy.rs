@@ -1,63 +1,13 @@
-//! The `policy check FILE` command (`cargo xtask policy check`, `cargo ccc policy check`):
-//! lints a KMS key policy (or an IAM identity policy) with `ccc_policy::check`, the rules in
-//! that crate's docs. A thin wrapper: reading the file and choosing the exit status is all that
-//! lives here; the release pipeline refuses to publish a template with findings through
-//! [`check_text`].
-//!
-//! Exit status: 0 without findings, 1 with findings (one line each on stdout:
-//! `finding: <rule-id>: <where>: <what, and the fix>`), 2 when the file cannot be read or is
-//! not a policy.
+//! The policy linter as the release pipeline and the emulation use it: `ccc_policy::check` with
+//! production's options (the rules in that crate's docs) over a text or a file. The release
+//! refuses to publish a template with findings through [`check_text`]. The `policy check FILE`
+//! command (`cargo xtask policy check`, `cargo ccc policy check`, with `--env` to judge with an
+//! environment's options) is `ccc_lifecycle::policy`'s, with its exit statuses.
 
 use ccc_policy::{Finding, Policy};
-use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::path::Path;
 
 use crate::error::{Error, IoContext, Result};
-
-/// `policy ...`.
-#[derive(Debug, clap::Subcommand)]
-pub enum Command {
-    /// Lint a KMS key policy or IAM policy: an Allow of Decrypt/GenerateDataKey/... without
-    /// attestation conditions, case-sensitive operators or upper-case, all-zero or malformed
-    /// PCR values, wildcard principals, kms:* to the enclave's role, PCR2-only pinning, key
-    /// administration through the account root, secret requests only implicitly denied, an
-    /// enclave role not denied policy and grant changes, Encrypt with the enclave's sealing
-    /// context, nobody left to change the policy. Exit 1 with one line per finding, 2 if FILE
-    /// is unreadable or not a policy.
-    Check {
-        /// The policy document (JSON), e.g. release/0.2.0/kms-policy-template-0.2.0.json.
-        file: PathBuf,
-    },
-}
-
-/// Runs the command and returns its exit status (its own: findings and unreadable input
-/// differ).
-#[must_use]
-pub fn run(command: &Command) -> ExitCode {
-    match command {
-        Command::Check { file } => match check_file(file) {
-            Ok(findings) if findings.is_empty() => {
-                eprintln!("policy check: {}: no findings", file.display());
-                ExitCode::SUCCESS
-            }
-            Ok(findings) => {
-                for finding in &findings {
-                    println!("{finding}");
-                }
-                eprintln!(
-                    "policy check: {}: {} finding(s)",
-                    file.display(),
-                    findings.len()
-                );
-                ExitCode::from(1)
-            }
-            Err(error) => {
-                eprintln!("error: {error}");
-                ExitCode::from(2)
-            }
-        },
-    }
-}
 
 /// The findings for a policy document's text.
 ///
@@ -82,7 +32,6 @@ pub fn check_file(path: &Path) -> Result<Vec<Finding>> {
 mod tests {
     use super::*;
     use ccc_policy::Rule;
-    use ccc_policy::template::{self, ImagePins, Principals};
 
     /// Release 0.1.0's key policy is the one issue 10 §2 reviewed: key administration through
     /// the account root, secrets only implicitly denied, an enclave role that may rewrite the
@@ -134,32 +83,5 @@ mod tests {
         // Its IAM template only grants GenerateRandom under the pins: nothing to report.
         let iam = check_file(&root.join("release/0.1.0/iam-policy-template-0.1.0.json")).unwrap();
         assert!(iam.is_empty(), "{iam:#?}");
-    }
-
-    #[test]
-    fn exit_status_is_0_1_or_2() {
-        let dir = std::env::temp_dir().join(format!("ccc-policy-check-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let write = |name: &str, text: &str| {
-            let path = dir.join(name);
-            std::fs::write(&path, text).unwrap();
-            path
-        };
-        let pins = ImagePins::new(&"ab".repeat(48), &"cd".repeat(48), &"ef".repeat(48)).unwrap();
-        let good = write(
-            "good.json",
-            &template::key_policy(&pins, &Principals::placeholders()),
-        );
-        let bad = write(
-            "bad.json",
-            r#"{"Statement": {"Effect": "Allow", "Principal": "*", "Action": "kms:*", "Resource": "*"}}"#,
-        );
-        let broken = write("broken.json", r#"{"Statement": {"Effect": "Maybe"}}"#);
-        let status = |file: PathBuf| run(&Command::Check { file });
-        assert_eq!(status(good), ExitCode::SUCCESS);
-        assert_eq!(status(bad), ExitCode::from(1));
-        assert_eq!(status(broken), ExitCode::from(2));
-        assert_eq!(status(dir.join("absent.json")), ExitCode::from(2));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,8 +1,8 @@
 //! `cargo ccc`: CCC as a cargo plugin, for any cargo project. `cargo ccc new NAME` writes a
 //! standalone project (the enclave template, its parent, their tests) that depends on this
-//! CCC; in a project, `release`, `verify-release`, `emulate`, `describe-eif`, `attestation` and
-//! `policy` are the same commands CCC's own `cargo xtask` runs, from `ccc-build` and
-//! `ccc-emulate`.
+//! CCC; in a project, `release`, `verify-release`, `emulate`, `describe-eif`, `attestation`,
+//! `policy` and `explain` are the same commands CCC's own `cargo xtask` runs, from `ccc-build`,
+//! `ccc-emulate` and `ccc-lifecycle`.
 //!
 //! Installed with `cargo install --locked --path cargo-ccc` from a CCC checkout, or
 //! `cargo install --locked --git <CCC's repository> cargo-ccc`; cargo then runs it for
@@ -59,17 +59,33 @@ enum Command {
     /// Inspect and verify NSM attestation documents.
     #[command(subcommand)]
     Attestation(ccc_build::attestation::Command),
-    /// KMS key policies: `policy check FILE` lints one (exit 1 with one line per finding, 2 if
-    /// the file is unreadable or not a policy).
-    #[command(subcommand)]
-    Policy(ccc_build::policy::Command),
+    /// KMS key policies: `policy check FILE` lints one; `policy render|diff|apply --env NAME`
+    /// writes an environment's policies (deploy/environments.toml), compares them with the
+    /// live key policy and applies them (exit 1 on findings, differences or refusal, 2 on bad
+    /// input).
+    Policy(ccc_lifecycle::policy::Args),
+    /// What KMS would decide for a request and why, statement by statement: `explain
+    /// --document FILE --policy FILE --principal ARN --operation OP [--context K=V]... [--at
+    /// TIME]` (`--enclave vsock://CID:PORT` and `--env NAME` replace the first two). Exit 0
+    /// allowed, 1 denied, 2 bad input.
+    Explain(Box<ccc_lifecycle::explain::Args>),
 }
 
 fn main() -> std::process::ExitCode {
     let Cargo::Ccc(cli) = Cargo::parse();
-    // `policy check` tells findings (1) from unreadable input (2).
-    if let Command::Policy(command) = &cli.command {
-        return ccc_build::policy::run(command);
+    // `policy` and `explain` tell a refusal (1) from bad input (2).
+    match &cli.command {
+        Command::Policy(args) => {
+            let context = ccc_lifecycle::Context::new(lifecycle_root(&cli));
+            let code = ccc_lifecycle::policy::run(&context, args, &mut std::io::stdout());
+            return std::process::ExitCode::from(code);
+        }
+        Command::Explain(args) => {
+            let context = ccc_lifecycle::Context::new(lifecycle_root(&cli));
+            let code = ccc_lifecycle::explain::run(&context, args, &mut std::io::stdout());
+            return std::process::ExitCode::from(code);
+        }
+        _ => {}
     }
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -89,11 +105,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Emulate(args) => ccc_emulate::run(&project(&cli)?, args)?,
         Command::DescribeEif(args) => ccc_build::describe::run(args)?,
         Command::Attestation(command) => ccc_build::attestation::run(command)?,
-        Command::Policy(command) => {
-            if ccc_build::policy::run(command) != std::process::ExitCode::SUCCESS {
-                anyhow::bail!("policy check failed");
-            }
-        }
+        // `main` runs these itself, for their exit codes.
+        Command::Policy(_) | Command::Explain(_) => {}
     }
     Ok(())
 }
@@ -107,16 +120,33 @@ fn tool() -> Tool {
     }
 }
 
-/// The project around the current directory (or `--manifest-path`), after checking that this
-/// `cargo-ccc` is the CCC the project depends on.
-fn project(cli: &Cli) -> Result<Project> {
-    let dir = match &cli.manifest_path {
+/// Where `policy` and `explain` find `deploy/environments.toml` and
+/// `release/pcr-expectations.json` by default: the project's root, or, outside a project
+/// (`policy check FILE` needs neither file), the directory of `--manifest-path` or the current
+/// one; `--environments` and `--expectations` name them explicitly.
+fn lifecycle_root(cli: &Cli) -> PathBuf {
+    let dir = manifest_dir(cli).unwrap_or_else(|_| PathBuf::from("."));
+    match Cache::from_env().and_then(|cache| Project::load(&dir, tool(), cache)) {
+        Ok(project) => project.root,
+        Err(_) => dir,
+    }
+}
+
+/// The directory of `--manifest-path`, or the current one.
+fn manifest_dir(cli: &Cli) -> Result<PathBuf> {
+    Ok(match &cli.manifest_path {
         Some(path) => match path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
             _ => PathBuf::from("."),
         },
         None => std::env::current_dir().context("cannot read the current directory")?,
-    };
+    })
+}
+
+/// The project around the current directory (or `--manifest-path`), after checking that this
+/// `cargo-ccc` is the CCC the project depends on.
+fn project(cli: &Cli) -> Result<Project> {
+    let dir = manifest_dir(cli)?;
     let project = Project::load(&dir, tool(), Cache::from_env()?)?;
     origin::check_matches(&project)?;
     Ok(project)

@@ -42,6 +42,9 @@ pub enum Error {
         /// What failed.
         problem: String,
     },
+    /// The cross-environment table (`--env`) could not run: its files, the environment, or an
+    /// EIF that is not the release.
+    Environments(ccc_lifecycle::Error),
     /// Options that cannot be honoured.
     Invalid {
         /// Which, and why.
@@ -53,6 +56,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Build(e) => e.fmt(f),
+            Self::Environments(e) => e.fmt(f),
             Self::Release { problem }
             | Self::Kms { problem }
             | Self::Parent { problem }
@@ -60,7 +64,7 @@ impl fmt::Display for Error {
             | Self::Invalid { problem } => f.write_str(problem),
             Self::Failed { checks } => write!(
                 f,
-                "{} check(s) failed: {} (the transcript above shows the console and each step)",
+                "{} check(s) failed: {} (the transcript or table above shows each step)",
                 checks.len(),
                 checks.join("; ")
             ),
@@ -73,6 +77,9 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Build(e) => Some(e),
+            // Its Display is this error's whole message: as a source too, a chain printer
+            // (`{:#}`) would print it twice.
+            Self::Environments(_) => None,
             _ => None,
         }
     }

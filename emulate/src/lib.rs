@@ -86,6 +86,43 @@ pub struct Args {
     /// Guest memory in MiB.
     #[arg(long, default_value_t = DEFAULT_MEMORY_MIB)]
     memory: u32,
+    /// Instead of booting: the cross-environment table of this environment (a table of
+    /// deploy/environments.toml) — its rendered policy in a KMS emulator against the release's
+    /// image, the previous version, a version it does not allow, a debug-mode and a
+    /// simulator-signed document (NSM simulator, no QEMU), with `explain` for each. Exit 1
+    /// unless every row is as the environment file says and explain agrees.
+    /// With --eif, the documents are seeded from that image's PCRs (checked to be the
+    /// release's).
+    #[arg(long, value_name = "NAME", conflicts_with = "scenario")]
+    env: Option<String>,
+}
+
+/// `--env NAME`: the environment's cross-environment table (`ccc_lifecycle::table`), from the
+/// project's `deploy/environments.toml` and `release/pcr-expectations.json`.
+///
+/// # Errors
+/// [`Error::Environments`] for unreadable files or an EIF that is not the release;
+/// [`Error::Failed`] when a row is not as the environment file says or explain disagrees.
+fn environment_table(project: &Project, environment: &str, args: &Args) -> Result<()> {
+    let paths = ccc_lifecycle::files::Files::default().resolve(&project.root);
+    let passes = ccc_lifecycle::table::print(
+        &paths,
+        environment,
+        args.version.as_deref(),
+        args.eif.as_deref(),
+        &mut std::io::stdout(),
+    )
+    .map_err(Error::Environments)?;
+    if passes {
+        return Ok(());
+    }
+    Err(Error::Failed {
+        checks: vec![format!(
+            "the cross-environment table of {environment} has rows that are not as {} says, or \
+             where explain disagrees with the emulator (marked FAIL above)",
+            paths.environments.display()
+        )],
+    })
 }
 
 /// Guest memory unless `--memory` says otherwise.
@@ -110,6 +147,9 @@ const NONCE_LEN: usize = 16;
 /// A prerequisite is missing (with the command that fixes it), a build or boot fails, a check
 /// fails (the verdict is FAIL), or a signal interrupted the run.
 pub fn run(project: &Project, args: &Args) -> Result<()> {
+    if let Some(environment) = &args.env {
+        return environment_table(project, environment, args);
+    }
     if args.eif.is_some() && args.scenario != Scenario::Default {
         return Err(Error::Invalid {
             problem: "--eif applies to the default scenario only: the tampered scenario builds \

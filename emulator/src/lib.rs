@@ -75,7 +75,10 @@ mod server;
 mod service;
 mod tls;
 
-use ccc_sdk::attestation::RootOfTrust;
+use ccc_sdk::attestation::{
+    self, AttestationError, RootOfTrust, VerifiedAttestation, VerifyOptions,
+};
+use ccc_sdk::crypto::AwsLc;
 use ccc_sdk::time::UnixMillis;
 use std::fmt;
 use std::net::SocketAddr;
@@ -169,6 +172,10 @@ pub enum TrustMode {
     /// INSECURE: QEMU `nitro-enclave` documents, which are not signed at all and prove
     /// nothing. Announced at startup and on every log line.
     InsecureQemuUnsigned,
+    /// Documents any of these modes accepts (e.g. a development environment's emulation: a
+    /// stand-in for the AWS root and the NSM simulator's development root). Each member is
+    /// announced at startup.
+    AnyOf(Vec<TrustMode>),
 }
 
 impl TrustMode {
@@ -217,24 +224,112 @@ impl TrustMode {
         }
     }
 
-    /// A short name for logs: `aws`, `development-root`, `INSECURE-qemu-unsigned`.
+    /// A short name for logs: `aws`, `development-root`, `INSECURE-qemu-unsigned`, or the
+    /// members' joined by `+`.
     #[must_use]
-    pub fn label(&self) -> &'static str {
+    pub fn label(&self) -> String {
         match self {
-            Self::AwsNitro => "aws",
-            Self::DevelopmentRoot { .. } => "development-root",
-            Self::InsecureQemuUnsigned => "INSECURE-qemu-unsigned",
+            Self::AwsNitro => "aws".to_owned(),
+            Self::DevelopmentRoot { .. } => "development-root".to_owned(),
+            Self::InsecureQemuUnsigned => "INSECURE-qemu-unsigned".to_owned(),
+            Self::AnyOf(members) => members
+                .iter()
+                .map(Self::label)
+                .collect::<Vec<_>>()
+                .join("+"),
         }
     }
 
-    fn root_of_trust(&self) -> Result<RootOfTrust, EmulatorError> {
+    /// True when unsigned QEMU documents are accepted (alone or among others).
+    #[must_use]
+    pub fn accepts_unsigned(&self) -> bool {
         match self {
-            Self::AwsNitro => Ok(RootOfTrust::AwsNitro),
-            Self::DevelopmentRoot { root_der } => RootOfTrust::custom(root_der.clone())
-                .map_err(|e| EmulatorError::Trust(format!("the development root: {e}"))),
-            Self::InsecureQemuUnsigned => Ok(RootOfTrust::InsecureQemuUnsigned),
+            Self::InsecureQemuUnsigned => true,
+            Self::AnyOf(members) => members.iter().any(Self::accepts_unsigned),
+            _ => false,
         }
     }
+
+    /// The roots of trust, in order (an `AnyOf` flattened).
+    ///
+    /// # Errors
+    /// [`EmulatorError::Trust`] for a development root that is not a P-384 certificate.
+    pub fn roots(&self) -> Result<Vec<RootOfTrust>, EmulatorError> {
+        match self {
+            Self::AwsNitro => Ok(vec![RootOfTrust::AwsNitro]),
+            Self::DevelopmentRoot { root_der } => {
+                Ok(vec![RootOfTrust::custom(root_der.clone()).map_err(
+                    |e| EmulatorError::Trust(format!("the development root: {e}")),
+                )?])
+            }
+            Self::InsecureQemuUnsigned => Ok(vec![RootOfTrust::InsecureQemuUnsigned]),
+            Self::AnyOf(members) => {
+                let mut out = Vec::new();
+                for member in members {
+                    out.extend(member.roots()?);
+                }
+                if out.is_empty() {
+                    return Err(EmulatorError::Trust(
+                        "AnyOf with no member accepts nothing; name at least one root".into(),
+                    ));
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Verifies `document` as the emulator does for a `Recipient`, at `at`: signature and
+    /// chain under one of the trusted roots (debug-mode documents accepted, as KMS does: their
+    /// all-zero PCRs fail PCR conditions). `cargo xtask explain` calls this too, so it judges a
+    /// document exactly as the emulator would.
+    ///
+    /// # Errors
+    /// The verifier's error: the first that is not about the root (an expired chain under
+    /// the right root says "expired", not "untrusted root"), else the first root's.
+    pub fn verify(
+        &self,
+        document: &[u8],
+        at: UnixMillis,
+    ) -> Result<VerifiedAttestation, AttestationError> {
+        let roots = self
+            .roots()
+            .map_err(|e| AttestationError::InvalidInput(e.to_string()))?;
+        verify_with(&roots, document, at)
+    }
+}
+
+/// See [`TrustMode::verify`].
+pub(crate) fn verify_with(
+    roots: &[RootOfTrust],
+    document: &[u8],
+    at: UnixMillis,
+) -> Result<VerifiedAttestation, AttestationError> {
+    let mut errors = Vec::new();
+    for root in roots {
+        let options = VerifyOptions::new(at)
+            .with_root(root.clone())
+            .with_policy(attestation::Policy::new().allow_debug_mode());
+        match attestation::verify(document, &options, &AwsLc) {
+            Ok(verified) => return Ok(verified),
+            Err(e) => errors.push(e),
+        }
+    }
+    let about_root = |e: &AttestationError| {
+        matches!(
+            e,
+            AttestationError::UntrustedRoot { .. }
+                | AttestationError::UnsignedDocument
+                | AttestationError::NotQemuUnsigned(_)
+        )
+    };
+    let pick = errors
+        .iter()
+        .position(|e| !about_root(e))
+        .unwrap_or_default();
+    Err(errors
+        .into_iter()
+        .nth(pick)
+        .unwrap_or_else(|| AttestationError::InvalidInput("no root of trust configured".into())))
 }
 
 /// HTTPS (the default) or plain HTTP.

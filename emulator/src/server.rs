@@ -101,7 +101,7 @@ impl Server {
 
 /// Builds the state, the TLS configuration and the listener, then starts the accept thread.
 pub(crate) fn start(config: Config) -> Result<Running, EmulatorError> {
-    let trust = config.trust.root_of_trust()?;
+    let trust = config.trust.roots()?;
     let policy = match &config.policy {
         Some(text) => Some(crate::state::PolicyDoc::parse(text).map_err(EmulatorError::Policy)?),
         None => None,
@@ -254,7 +254,21 @@ fn announce(config: &Config, info: &Info, created: bool) {
             info.addr
         );
     }
-    match &config.trust {
+    announce_trust(&config.trust);
+}
+
+fn announce_trust(trust: &TrustMode) {
+    match trust {
+        TrustMode::AnyOf(members) => {
+            eprintln!(
+                "kms-emulator: trust mode any-of: a Recipient document may chain to any of {} \
+                 roots:",
+                members.len()
+            );
+            for member in members {
+                announce_trust(member);
+            }
+        }
         TrustMode::InsecureQemuUnsigned => eprintln!(
             "kms-emulator: WARNING: TRUST MODE INSECURE-qemu-unsigned: Recipient attestation \
              documents are NOT SIGNED and prove nothing; any process can forge one. Local \

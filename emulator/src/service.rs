@@ -7,9 +7,8 @@ use crate::http::{self, Request};
 use crate::keys::{self, BlobError, Curve};
 use crate::state::{Alias, KeyKind, KeyRecord, PolicyDoc, State, Store};
 use crate::{Clock, TrustMode};
-use ccc_policy::keys as condition;
 use ccc_policy::{Policy, RequestContext};
-use ccc_sdk::attestation::{self, RootOfTrust, VerifyOptions};
+use ccc_sdk::attestation::RootOfTrust;
 use ccc_sdk::cms::build::{self as cms_build, ContentLayout};
 use ccc_sdk::crypto::AwsLc;
 use ccc_sdk::kms::{
@@ -87,7 +86,7 @@ pub(crate) struct Reply {
 /// The service state shared by all connections.
 pub(crate) struct Service {
     store: Mutex<Store>,
-    trust: RootOfTrust,
+    trust: Vec<RootOfTrust>,
     trust_mode: TrustMode,
     clock: Clock,
     log: bool,
@@ -303,7 +302,7 @@ fn valid_alias_name(name: &str) -> Result<(), Fault> {
 impl Service {
     pub(crate) fn new(
         store: Store,
-        trust: RootOfTrust,
+        trust: Vec<RootOfTrust>,
         trust_mode: TrustMode,
         clock: Clock,
         log: bool,
@@ -564,6 +563,7 @@ impl Service {
 
     // ---- authorization -----------------------------------------------------------------
 
+    /// The request context, built by `ccc_policy` (the one `explain` shows).
     fn context(
         caller: &Caller,
         action: &str,
@@ -571,41 +571,13 @@ impl Service {
         encryption_context: Option<&BTreeMap<String, String>>,
         attested: Option<&Attested>,
     ) -> RequestContext {
-        let mut ctx = RequestContext::new(
-            caller.principal_arn.clone(),
-            format!("kms:{action}"),
+        RequestContext::for_kms(
+            &caller.principal_arn,
+            action,
             resource,
-        );
-        ctx.set(condition::PRINCIPAL_ARN, caller.principal_arn.clone());
-        if let Some(account) = crate::state::account_of_arn(&caller.principal_arn) {
-            ctx.set(condition::CALLER_ACCOUNT, account);
-        }
-        if let Some(context) = encryption_context {
-            for (k, v) in context {
-                ctx.set(
-                    &format!("{}{k}", condition::ENCRYPTION_CONTEXT_PREFIX),
-                    v.clone(),
-                );
-            }
-            if !context.is_empty() {
-                ctx.set_many(
-                    condition::ENCRYPTION_CONTEXT_KEYS,
-                    context.keys().cloned().collect(),
-                );
-            }
-        }
-        if let Some(attested) = attested {
-            for (index, value) in &attested.pcrs {
-                ctx.set(
-                    &format!("{}PCR{index}", condition::RECIPIENT_ATTESTATION_PREFIX),
-                    hex::encode(value),
-                );
-            }
-            if let Some(pcr0) = attested.pcrs.get(&0) {
-                ctx.set(condition::IMAGE_SHA384, hex::encode(pcr0));
-            }
-        }
-        ctx
+            encryption_context.unwrap_or(&BTreeMap::new()),
+            attested.map(|a| &a.pcrs),
+        )
     }
 
     fn authorize(policy: &Policy, ctx: &RequestContext) -> Result<(), Fault> {
@@ -691,10 +663,7 @@ impl Service {
             MAX_ATTESTATION_DOCUMENT_LEN,
         )?;
         // KMS accepts debug-mode documents: their all-zero PCRs just fail PCR conditions.
-        let options = VerifyOptions::new(now)
-            .with_root(self.trust.clone())
-            .with_policy(attestation::Policy::new().allow_debug_mode());
-        let verified = attestation::verify(document, &options, &AwsLc).map_err(|e| {
+        let verified = crate::verify_with(&self.trust, document, now).map_err(|e| {
             Fault::validation(format!(
                 "Recipient.AttestationDocument is not a valid attestation document (emulator \
                  trust mode {}): {e}",
@@ -1434,7 +1403,7 @@ mod tests {
         let (store, _) = Store::open(&dir.join("state.json"), None).unwrap();
         let service = Service::new(
             store,
-            RootOfTrust::InsecureQemuUnsigned,
+            vec![RootOfTrust::InsecureQemuUnsigned],
             TrustMode::InsecureQemuUnsigned,
             Clock::manual(UnixMillis(0)),
             false,

@@ -508,3 +508,50 @@ fn unsigned_qemu_documents_pass_only_in_the_insecure_mode() {
         assert!(message.contains(&verifier), "{name}: {message}");
     }
 }
+
+/// `TrustMode::AnyOf`: documents of either root are accepted, a third root's are refused as
+/// untrusted, and an expired document under a trusted root is refused as expired (not as
+/// untrusted) — by the emulator and by `TrustMode::verify`, which `explain` calls.
+#[test]
+fn any_of_trusts_each_member_and_names_the_real_failure() {
+    let first = Enclave::new(PCRS);
+    let second = Enclave::new(PCRS);
+    let stranger = Enclave::new(PCRS);
+    let trust = TrustMode::AnyOf(vec![first.trust(), second.trust()]);
+    assert_eq!(trust.label(), "development-root+development-root");
+    let running = start("any-of", |c| {
+        c.with_log(false)
+            .with_trust(trust.clone())
+            .with_policy(enclave_policy(PCRS))
+    });
+    let client = Client::new(&running);
+    let blob = encrypt(&client, &running, b"either root");
+    for enclave in [&first, &second] {
+        let document = enclave.document();
+        decrypt_raw(&client, &blob, &document).ok();
+        trust.verify(&document, UnixMillis::now()).unwrap();
+    }
+    let foreign = stranger.document();
+    let message = decrypt_raw(&client, &blob, &foreign).expect_error("ValidationException");
+    assert!(
+        message.contains("trust mode development-root+development-root"),
+        "{message}"
+    );
+    let err = trust.verify(&foreign, UnixMillis::now()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ccc_sdk::attestation::AttestationError::UntrustedRoot { .. }
+        ),
+        "{err}"
+    );
+    assert!(message.contains(&err.to_string()), "{message} / {err}");
+    // Under the second root, a year later: the chain has expired.
+    let later = UnixMillis(UnixMillis::now().0 + 365 * 86_400_000);
+    let err = trust.verify(&second.document(), later).unwrap_err();
+    assert!(
+        matches!(err, ccc_sdk::attestation::AttestationError::Certificate(_)),
+        "{err}"
+    );
+    assert!(TrustMode::AnyOf(Vec::new()).roots().is_err());
+}

@@ -59,6 +59,9 @@ pub enum Rule {
     EncryptCanMintSealedBlobs,
     /// Nobody may change the policy any more.
     NoPolicyAdministrator,
+    /// A debug-mode document (PCR0, PCR1, PCR2 and PCR8 all zero) gets a secret, and the
+    /// environment does not accept debug mode ([`Options::accept_debug_mode`]).
+    AcceptsDebugMode,
 }
 
 impl Rule {
@@ -81,6 +84,7 @@ impl Rule {
             Self::EnclaveCanChangePolicy => "enclave-can-change-policy",
             Self::EncryptCanMintSealedBlobs => "encrypt-can-mint-sealed-blobs",
             Self::NoPolicyAdministrator => "no-policy-administrator",
+            Self::AcceptsDebugMode => "accepts-debug-mode",
         }
     }
 }
@@ -131,16 +135,33 @@ const PROBE_KEY: &str = "arn:aws:kms:us-east-1:111122223333:key/ccc-policy-check
 /// A PCR value no image has (probes of a wrong measurement).
 const PROBE_WRONG_PCR: &str = "5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed";
 
-/// Lints a policy; the findings in statement order, then the policy-wide ones.
+/// What the policy's environment accepts, which changes what is a mistake.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Options {
+    /// The environment accepts debug-mode documents (a development environment that says so
+    /// in `deploy/environments.toml`): all-zero PCR values are then intended, and
+    /// [`Rule::ZeroPcr`] and [`Rule::AcceptsDebugMode`] do not apply.
+    pub accept_debug_mode: bool,
+}
+
+/// Lints a policy for an environment that accepts nothing beyond its images (production's
+/// rules); the findings in statement order, then the policy-wide ones.
 #[must_use]
 pub fn check(policy: &Policy) -> Vec<Finding> {
+    check_with(policy, Options::default())
+}
+
+/// Lints a policy with an environment's [`Options`].
+#[must_use]
+pub fn check_with(policy: &Policy, options: Options) -> Vec<Finding> {
     let mut findings = Vec::new();
     let enclave = enclave_principals(policy);
     for statement in &policy.statements {
-        check_statement(statement, &enclave, &mut findings);
+        check_statement(statement, &enclave, options, &mut findings);
     }
     if policy.kind == Kind::Key {
-        check_behaviour(policy, &enclave, &mut findings);
+        check_behaviour(policy, &enclave, options, &mut findings);
     }
     findings
 }
@@ -191,7 +212,12 @@ fn add(out: &mut Vec<Finding>, rule: Rule, location: &str, message: String) {
     });
 }
 
-fn check_statement(statement: &Statement, enclave: &BTreeSet<String>, out: &mut Vec<Finding>) {
+fn check_statement(
+    statement: &Statement,
+    enclave: &BTreeSet<String>,
+    options: Options,
+    out: &mut Vec<Finding>,
+) {
     let here = location(statement);
     let push = |out: &mut Vec<Finding>, rule, message: String| add(out, rule, &here, message);
     if statement.effect == Effect::Allow {
@@ -350,6 +376,9 @@ fn check_statement(statement: &Statement, enclave: &BTreeSet<String>, out: &mut 
                     ),
                 );
             } else if value.bytes().all(|b| b == b'0') {
+                if options.accept_debug_mode {
+                    continue;
+                }
                 push_at(
                     out,
                     Rule::ZeroPcr,
@@ -443,25 +472,31 @@ fn named_callers(policy: &Policy, filter: impl Fn(&Statement) -> bool) -> Vec<Na
     out
 }
 
-/// The values the policy's attestation-pinned Allow statements require, by condition key.
-fn pinned_values(policy: &Policy) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for statement in policy
+/// The values each attestation-pinned Allow statement requires, by condition key (one map per
+/// statement, in policy order).
+pub(crate) fn pinned_sets(policy: &Policy) -> Vec<BTreeMap<String, String>> {
+    policy
         .statements
         .iter()
         .filter(|s| s.effect == Effect::Allow)
-    {
-        for condition in statement.conditions.iter().filter(|c| pins_attestation(c)) {
-            if let Some(value) = condition.values.first() {
-                out.entry(condition.key.clone())
-                    .or_insert_with(|| value.clone());
-            }
-        }
-    }
-    out
+        .map(|statement| {
+            statement
+                .conditions
+                .iter()
+                .filter(|c| pins_attestation(c))
+                .filter_map(|c| Some((c.key.clone(), c.values.first()?.clone())))
+                .collect::<BTreeMap<String, String>>()
+        })
+        .filter(|set| !set.is_empty())
+        .collect()
 }
 
-fn check_behaviour(policy: &Policy, enclave: &BTreeSet<String>, out: &mut Vec<Finding>) {
+fn check_behaviour(
+    policy: &Policy,
+    enclave: &BTreeSet<String>,
+    options: Options,
+    out: &mut Vec<Finding>,
+) {
     let mut push = |rule, message: String| {
         out.push(Finding {
             rule,
@@ -469,9 +504,9 @@ fn check_behaviour(policy: &Policy, enclave: &BTreeSet<String>, out: &mut Vec<Fi
             message,
         });
     };
-    // Secret-releasing actions someone is allowed: without attestation, or with one PCR off,
-    // the answer must be an explicit deny.
-    let pinned = pinned_values(policy);
+    // Secret-releasing actions someone is allowed: without attestation, or with one PCR of an
+    // Allow's set off, the answer must be an explicit deny.
+    let sets = pinned_sets(policy);
     let allowed_secret: Vec<&str> = SECRET_ACTIONS
         .iter()
         .copied()
@@ -483,28 +518,43 @@ fn check_behaviour(policy: &Policy, enclave: &BTreeSet<String>, out: &mut Vec<Fi
         })
         .collect();
     let secret_callers = named_callers(policy, |s| SECRET_ACTIONS.iter().any(|a| covers(s, a)));
-    let mut probes: Vec<(String, BTreeMap<String, String>)> =
-        vec![("without attestation".to_owned(), BTreeMap::new())];
-    for key in pinned.keys() {
-        let mut values = pinned.clone();
-        values.insert(key.clone(), PROBE_WRONG_PCR.to_owned());
-        probes.push((format!("with another {key}"), values));
-    }
-    for (what, values) in &probes {
-        let implicit: Vec<String> = allowed_secret
+    // One probe group per description: without attestation, then each pinned key changed in
+    // each set that pins it.
+    let mut probes: Vec<(String, Vec<BTreeMap<String, String>>)> =
+        vec![("without attestation".to_owned(), vec![BTreeMap::new()])];
+    let keys: BTreeSet<&String> = sets.iter().flat_map(|s| s.keys()).collect();
+    for key in keys {
+        let variants = sets
             .iter()
-            .flat_map(|action| {
-                secret_callers.iter().filter_map(move |named| {
-                    let mut ctx = RequestContext::new(&named.caller, *action, PROBE_KEY);
-                    for (key, value) in values {
-                        ctx.set(key, value.clone());
-                    }
-                    let evaluation = policy.evaluate(&ctx);
-                    (!evaluation.is_explicitly_denied())
-                        .then(|| format!("{action} by {}", named.written))
-                })
+            .filter(|set| set.contains_key(key))
+            .map(|set| {
+                let mut values = set.clone();
+                values.insert(key.clone(), PROBE_WRONG_PCR.to_owned());
+                values
             })
             .collect();
+        probes.push((format!("with another {key}"), variants));
+    }
+    let request = |caller: &str, action: &str, values: &BTreeMap<String, String>| {
+        let mut ctx = RequestContext::new(caller, action, PROBE_KEY);
+        for (key, value) in values {
+            ctx.set(key, value.clone());
+        }
+        policy.evaluate(&ctx)
+    };
+    for (what, variants) in &probes {
+        let mut implicit: Vec<String> = Vec::new();
+        for action in &allowed_secret {
+            for named in &secret_callers {
+                let open = variants
+                    .iter()
+                    .any(|values| !request(&named.caller, action, values).is_explicitly_denied());
+                let entry = format!("{action} by {}", named.written);
+                if open && !implicit.contains(&entry) {
+                    implicit.push(entry);
+                }
+            }
+        }
         if !implicit.is_empty() {
             push(
                 Rule::NoExplicitDeny,
@@ -516,6 +566,47 @@ fn check_behaviour(policy: &Policy, enclave: &BTreeSet<String>, out: &mut Vec<Fi
                      StringNotEqualsIgnoreCase on each pinned kms:RecipientAttestation key, one \
                      statement per key",
                     implicit.join(", ")
+                ),
+            );
+        }
+    }
+    // A debug-mode document: PCR0, PCR1, PCR2 and PCR8 zero, the parent's PCR3/PCR4 as each set
+    // pins them (debug mode does not clear those).
+    if !options.accept_debug_mode {
+        let zero = crate::hex::zero_pcr();
+        let mut debug_probes: Vec<BTreeMap<String, String>> = vec![BTreeMap::new()];
+        debug_probes.extend(sets.iter().map(|set| {
+            set.iter()
+                .filter(|(key, _)| matches!(pcr_of(key), Some(3 | 4)))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        }));
+        let mut allowed: Vec<String> = Vec::new();
+        for parent in &mut debug_probes {
+            for index in [0u8, 1, 2, 8] {
+                parent.insert(crate::template::pcr_key(index), zero.clone());
+            }
+            for action in &allowed_secret {
+                for named in &secret_callers {
+                    let entry = format!("{action} by {}", named.written);
+                    if request(&named.caller, action, parent).is_allowed()
+                        && !allowed.contains(&entry)
+                    {
+                        allowed.push(entry);
+                    }
+                }
+            }
+        }
+        if !allowed.is_empty() {
+            push(
+                Rule::AcceptsDebugMode,
+                format!(
+                    "a debug-mode document (PCR0, PCR1, PCR2 and PCR8 all zero) is allowed ({}): \
+                     the parent can read a debug enclave's memory through its console, so the \
+                     secret would reach the parent; remove the Allow that admits all-zero PCRs \
+                     (only a development environment with accept_debug_mode = true may have \
+                     one)",
+                    allowed.join(", ")
                 ),
             );
         }

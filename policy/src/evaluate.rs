@@ -29,7 +29,7 @@ use crate::document::{
     Condition, Effect, Matcher, Operator, Policy, PrincipalPattern, SetQualifier, Statement,
     action_matches, matcher_holds, principal_matches, statement_name, wildcard_match,
 };
-use crate::keys::RECIPIENT_ATTESTATION_PREFIX;
+use crate::keys::{self, RECIPIENT_ATTESTATION_PREFIX};
 use std::collections::BTreeMap;
 
 /// What the evaluator knows about one request.
@@ -62,6 +62,56 @@ impl RequestContext {
             resource: resource.into(),
             keys: BTreeMap::new(),
         }
+    }
+
+    /// The context KMS builds for a request (what the KMS emulator evaluates, and what
+    /// `explain` shows): `aws:PrincipalArn`, `kms:CallerAccount`, each pair of the encryption
+    /// context as `kms:EncryptionContext:<key>` with `kms:EncryptionContextKeys`, and, for an
+    /// attested request (a verified `Recipient`), `kms:RecipientAttestation:PCR<n>` for every
+    /// PCR of the document and `kms:RecipientAttestation:ImageSha384` (PCR0), lowercase hex.
+    /// `action` is the operation's name (`Decrypt`) or the action (`kms:Decrypt`).
+    #[must_use]
+    pub fn for_kms(
+        principal_arn: &str,
+        action: &str,
+        resource: &str,
+        encryption_context: &BTreeMap<String, String>,
+        attestation: Option<&BTreeMap<u8, Vec<u8>>>,
+    ) -> Self {
+        let action = if action.contains(':') {
+            action.to_owned()
+        } else {
+            format!("kms:{action}")
+        };
+        let mut ctx = Self::new(principal_arn, action, resource);
+        ctx.set(keys::PRINCIPAL_ARN, principal_arn);
+        if let Some(account) = crate::document::account_of(principal_arn) {
+            ctx.set(keys::CALLER_ACCOUNT, account);
+        }
+        for (k, v) in encryption_context {
+            ctx.set(
+                &format!("{}{k}", keys::ENCRYPTION_CONTEXT_PREFIX),
+                v.clone(),
+            );
+        }
+        if !encryption_context.is_empty() {
+            ctx.set_many(
+                keys::ENCRYPTION_CONTEXT_KEYS,
+                encryption_context.keys().cloned().collect(),
+            );
+        }
+        if let Some(pcrs) = attestation {
+            for (index, value) in pcrs {
+                ctx.set(
+                    &format!("{}PCR{index}", keys::RECIPIENT_ATTESTATION_PREFIX),
+                    crate::hex::encode(value),
+                );
+            }
+            if let Some(pcr0) = pcrs.get(&0) {
+                ctx.set(keys::IMAGE_SHA384, crate::hex::encode(pcr0));
+            }
+        }
+        ctx
     }
 
     /// Adds (or replaces) a single-valued condition key.
@@ -198,6 +248,13 @@ pub struct StatementTrace {
     pub resource: bool,
     /// Every condition, evaluated (also when principal, action or resource did not match).
     pub conditions: Vec<ConditionTrace>,
+    /// `Principal` as written (`NotPrincipal` as `all but ...`; identity policies: `(the
+    /// identity)`).
+    pub principal_written: String,
+    /// `Action` as written (`NotAction` as `all but ...`).
+    pub action_written: String,
+    /// `Resource` as written (`NotResource` as `all but ...`; absent: `*`).
+    pub resource_written: String,
 }
 
 impl StatementTrace {
@@ -345,6 +402,13 @@ impl Statement {
         let action = |a: &String| action_matches(a, &ctx.action);
         let resource = |r: &String| wildcard_match(r, &ctx.resource);
         StatementTrace {
+            principal_written: written(&self.principal, "(the identity)", |p| match p {
+                PrincipalPattern::Everyone => "*".to_owned(),
+                PrincipalPattern::Aws(arn) => arn.clone(),
+                PrincipalPattern::Service(service) => format!("service {service}"),
+            }),
+            action_written: written(&self.action, "*", Clone::clone),
+            resource_written: written(&self.resource, "*", Clone::clone),
             index: self.index,
             sid: self.sid.clone(),
             effect: self.effect,
@@ -354,6 +418,18 @@ impl Statement {
             resource: matcher_holds(&self.resource, resource),
             conditions: self.conditions.iter().map(|c| c.trace(ctx)).collect(),
         }
+    }
+}
+
+/// A matcher as written: the list, `all but` the list, or `any`.
+fn written<T>(matcher: &Matcher<T>, any: &str, show: impl Fn(&T) -> String) -> String {
+    match matcher {
+        Matcher::Any => any.to_owned(),
+        Matcher::Only(list) => list.iter().map(show).collect::<Vec<_>>().join(", "),
+        Matcher::Not(list) => format!(
+            "all but {}",
+            list.iter().map(show).collect::<Vec<_>>().join(", ")
+        ),
     }
 }
 

@@ -12,12 +12,23 @@
 //!   the action sets the rules are about, and the template's reserved sealing context.
 //! - [`template`]: the release's key policy and IAM policy for an image's PCRs.
 //! - [`check`]: the linter behind `cargo xtask policy check FILE`.
+//! - [`expectations`]: `release/pcr-expectations.json`, every published version's
+//!   measurements, never rewritten.
+//! - [`environment`]: `deploy/environments.toml`, validated, and each environment's policies.
+//! - [`diff`]: what changes between a live key policy and the one an environment wants, in
+//!   terms of releases and statements.
+//! - [`explain`]: a decision explained statement by statement, from the evaluator's trace.
 //!
 //! Pure logic: no I/O, no clock.
 
 pub mod check;
+pub mod diff;
 mod document;
+pub mod environment;
 mod evaluate;
+pub mod expectations;
+pub mod explain;
+pub mod hex;
 pub mod keys;
 pub mod template;
 

@@ -35,12 +35,40 @@
 //!
 //! `kms:GenerateRandom` uses no key, so KMS authorises it by IAM policy only (KMS API
 //! reference, GenerateRandom); [`iam_policy`] is the statement to attach to the parent's role.
+//!
+//! # Several images: [`Admitted`] sets and a lead key
+//! An environment's policy ([`render_key_policy`], [`render_iam_policy`]) admits several sets
+//! of attestation values at once: one per allowed release (its PCR0, PCR1 and PCR2 together),
+//! a signer (PCR8, with PCR3 and PCR4 when pinned) and, in development only, debug mode (all
+//! zeros). Each set gets one Allow with all its values, so a release's PCRs never mix with
+//! another's. The explicit Denies must admit *exactly* those sets, and the per-PCR Denies above
+//! cannot: with several values, `StringNotEqualsIgnoreCase` denies a value that is none of them
+//! (the IAM user guide documents the values of a negated operator as a NOR), so per-PCR
+//! statements admit every combination — PCR0 of one release with PCR2 of another. The Denies
+//! are therefore built around a **lead key** (ImageSha384 for releases, PCR8 for a signer) that
+//! tells the sets apart:
+//! - `DenySecretsUnless<Lead>Matches`: the lead key must be one of the sets' lead values (absent
+//!   counts as different: negated operators hold on absent keys);
+//! - for every other key that all sets pin to one value, `DenySecretsUnless<Key>Matches` with
+//!   that value, as for one image;
+//! - for every other key whose value differs between sets, one Deny per set:
+//!   `DenySecretsUnless<Key>Matches<Set>` applies when the lead key *equals* the set's lead value
+//!   (`StringEqualsIgnoreCase`) and the key differs from the set's (`StringNotEqualsIgnoreCase`).
+//!
+//! A request passes every Deny exactly when its lead value is some set's and every other key the
+//! set pins has the set's value: the admitted sets and nothing else. Two sets with the same lead
+//! value and different other values would be ambiguous and are refused
+//! ([`TemplateError::AmbiguousLead`]); for releases that cannot happen with real images, since
+//! PCR0 measures everything PCR1 and PCR2 do. With one set this is exactly the per-PCR layout
+//! above. With none, one unconditional `DenySecretsToEveryone` replaces them all.
 
+use crate::hex::{is_pcr_hex, is_zero};
 use crate::keys::{
-    DENIED_WITHOUT_ATTESTATION, IMAGE_SHA384, PCR1, PCR2, POLICY_CHANGE_ACTIONS, SEALING_PURPOSE,
-    purpose_condition_key,
+    DENIED_WITHOUT_ATTESTATION, IMAGE_SHA384, PCR1, PCR2, POLICY_CHANGE_ACTIONS,
+    RECIPIENT_ATTESTATION_PREFIX, SEALING_PURPOSE, pcr_of, purpose_condition_key,
 };
 use serde::Serialize;
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -118,6 +146,30 @@ pub enum TemplateError {
     },
     /// A template to fill in is not JSON.
     NotJson(String),
+    /// A role ARN is not `arn:<partition>:iam::<account>:role/<path/>name`.
+    RoleArn {
+        /// Which role.
+        which: &'static str,
+        /// What was given.
+        arn: String,
+    },
+    /// Two admitted sets share their lead value but differ elsewhere: the Denies could not
+    /// tell them apart.
+    AmbiguousLead {
+        /// The lead condition key.
+        key: String,
+        /// The shared value.
+        value: String,
+        /// The two sets.
+        sets: [String; 2],
+    },
+    /// An admitted set lacks the lead key.
+    MissingLead {
+        /// The set.
+        set: String,
+        /// The lead key.
+        key: String,
+    },
 }
 
 impl fmt::Display for TemplateError {
@@ -146,6 +198,24 @@ impl fmt::Display for TemplateError {
                 "PCR{index} is all zeros, the value debug-mode enclaves report: refusing to write \
                  a policy that would release keys to any debug enclave"
             ),
+            Self::RoleArn { which, arn } => write!(
+                f,
+                "{which} `{arn}` is not an IAM role ARN: write \
+                 arn:aws:iam::<12-digit account>:role/<name> (`aws iam get-role --role-name \
+                 <name> --query Role.Arn` prints it)"
+            ),
+            Self::AmbiguousLead { key, value, sets } => write!(
+                f,
+                "{} and {} both have {key} = {value} but differ in other PCRs, so no key policy \
+                 can tell them apart; one of them is not what it claims to be (for releases: \
+                 PCR0 measures the whole image, so two releases with one PCR0 are one image) — \
+                 remove one",
+                sets[0], sets[1]
+            ),
+            Self::MissingLead { set, key } => write!(
+                f,
+                "{set} does not pin {key}, the key that tells the allowed images apart; pin it"
+            ),
         }
     }
 }
@@ -156,9 +226,10 @@ impl std::error::Error for TemplateError {}
 /// the enclave's requests) and the key-administrator role.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principals {
+    partition: String,
     account: String,
-    role: String,
-    admin_role: String,
+    role_arn: String,
+    admin_role_arn: String,
 }
 
 fn check_role(which: &'static str, name: &str) -> Result<(), TemplateError> {
@@ -177,18 +248,78 @@ fn check_role(which: &'static str, name: &str) -> Result<(), TemplateError> {
     }
 }
 
+fn check_account(account: &str) -> Result<(), TemplateError> {
+    if account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(TemplateError::Account(account.to_owned()))
+    }
+}
+
+/// The partitions an IAM ARN may name (AWS General Reference, "Amazon Resource Names").
+const PARTITIONS: [&str; 3] = ["aws", "aws-cn", "aws-us-gov"];
+
+/// Longest IAM path (IAM API reference, `CreateRole`: `Path` is 1 to 512 characters).
+const MAX_ROLE_PATH: usize = 512;
+
+/// The `(partition, account, name)` of an IAM role ARN
+/// `arn:<partition>:iam::<account>:role/<path/>name`.
+///
+/// # Errors
+/// [`TemplateError::RoleArn`] for anything else; [`TemplateError::RoleName`] for a bad name.
+pub fn parse_role_arn<'a>(
+    which: &'static str,
+    arn: &'a str,
+) -> Result<(&'a str, &'a str, &'a str), TemplateError> {
+    let bad = || TemplateError::RoleArn {
+        which,
+        arn: arn.to_owned(),
+    };
+    let mut parts = arn.splitn(6, ':');
+    let (Some("arn"), Some(partition), Some("iam"), Some(""), Some(account), Some(resource)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return Err(bad());
+    };
+    if !PARTITIONS.contains(&partition) || check_account(account).is_err() {
+        return Err(bad());
+    }
+    let path_and_name = resource.strip_prefix("role/").ok_or_else(bad)?;
+    let (path, name) = match path_and_name.rsplit_once('/') {
+        Some((path, name)) => (path, name),
+        None => ("", path_and_name),
+    };
+    if path.len() > MAX_ROLE_PATH
+        || !path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-/".contains(&b))
+    {
+        return Err(bad());
+    }
+    check_role(which, name)?;
+    Ok((partition, account, name))
+}
+
 impl Principals {
     /// The placeholders `ACCOUNT`, `ROLE` and `KEY_ADMIN_ROLE`, for the user to fill in.
     #[must_use]
     pub fn placeholders() -> Self {
         Self {
+            partition: "aws".to_owned(),
             account: ACCOUNT_PLACEHOLDER.to_owned(),
-            role: ROLE_PLACEHOLDER.to_owned(),
-            admin_role: ADMIN_ROLE_PLACEHOLDER.to_owned(),
+            role_arn: format!("arn:aws:iam::{ACCOUNT_PLACEHOLDER}:role/{ROLE_PLACEHOLDER}"),
+            admin_role_arn: format!(
+                "arn:aws:iam::{ACCOUNT_PLACEHOLDER}:role/{ADMIN_ROLE_PLACEHOLDER}"
+            ),
         }
     }
 
-    /// A real account id, parent role name and key-administrator role name.
+    /// A real account id, parent role name and key-administrator role name (partition `aws`).
     ///
     /// # Errors
     /// [`TemplateError::Account`] unless the account id is 12 digits;
@@ -196,22 +327,48 @@ impl Principals {
     /// role-name set (letters, digits and `+=,.@_-`), or if both roles are the same (the
     /// administrator must not be the role the parent holds).
     pub fn new(account: &str, role: &str, admin_role: &str) -> Result<Self, TemplateError> {
-        if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(TemplateError::Account(account.to_owned()));
-        }
+        check_account(account)?;
         check_role("parent role", role)?;
         check_role("key-administrator role", admin_role)?;
-        if role == admin_role {
+        Self::from_arns(
+            account,
+            &format!("arn:aws:iam::{account}:role/{role}"),
+            &format!("arn:aws:iam::{account}:role/{admin_role}"),
+        )
+    }
+
+    /// The account and the two roles by ARN (any partition, roles with a path). The account
+    /// is the key's: its root is the principal of `OperatorsEncryptButNeverSeal`.
+    ///
+    /// # Errors
+    /// [`TemplateError::Account`], [`TemplateError::RoleArn`] or [`TemplateError::RoleName`]
+    /// for a malformed value; [`TemplateError::RoleName`] if both roles are the same.
+    pub fn from_arns(
+        account: &str,
+        role_arn: &str,
+        admin_role_arn: &str,
+    ) -> Result<Self, TemplateError> {
+        check_account(account)?;
+        let (partition, _, _) = parse_role_arn("parent role", role_arn)?;
+        let (admin_partition, _, _) = parse_role_arn("key-administrator role", admin_role_arn)?;
+        if role_arn == admin_role_arn {
             return Err(TemplateError::RoleName {
                 which: "key-administrator role (it must differ from the parent's role, which the \
                         parent controls)",
-                name: admin_role.to_owned(),
+                name: admin_role_arn.to_owned(),
+            });
+        }
+        if partition != admin_partition {
+            return Err(TemplateError::RoleArn {
+                which: "key-administrator role (same partition as the parent's role)",
+                arn: admin_role_arn.to_owned(),
             });
         }
         Ok(Self {
+            partition: partition.to_owned(),
             account: account.to_owned(),
-            role: role.to_owned(),
-            admin_role: admin_role.to_owned(),
+            role_arn: role_arn.to_owned(),
+            admin_role_arn: admin_role_arn.to_owned(),
         })
     }
 
@@ -227,22 +384,22 @@ impl Principals {
         &self.account
     }
 
-    /// `arn:aws:iam::<account>:role/<role>`: the parent instance's role.
+    /// The parent instance's role, e.g. `arn:aws:iam::<account>:role/<role>`.
     #[must_use]
     pub fn role_arn(&self) -> String {
-        format!("arn:aws:iam::{}:role/{}", self.account, self.role)
+        self.role_arn.clone()
     }
 
-    /// `arn:aws:iam::<account>:role/<admin role>`: the key administrator.
+    /// The key administrator's role.
     #[must_use]
     pub fn admin_role_arn(&self) -> String {
-        format!("arn:aws:iam::{}:role/{}", self.account, self.admin_role)
+        self.admin_role_arn.clone()
     }
 
-    /// `arn:aws:iam::<account>:root`: the account, as IAM allows its principals.
+    /// `arn:<partition>:iam::<account>:root`: the account, as IAM allows its principals.
     #[must_use]
     pub fn account_root_arn(&self) -> String {
-        format!("arn:aws:iam::{}:root", self.account)
+        format!("arn:{}:iam::{}:root", self.partition, self.account)
     }
 }
 
@@ -292,6 +449,167 @@ impl ImagePins {
     }
 }
 
+/// What one admitted set stands for; it names the set's statements.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SetName {
+    /// The one image of a release template (`EnclaveUseOnlyWithThisImage`).
+    ThisImage,
+    /// A published release, by version (`EnclaveUseWithRelease <version>`).
+    Release(String),
+    /// Any image signed by the environment's certificate (`EnclaveUseWithSigner`).
+    Signer,
+    /// Any image signed by one of the environment's certificates during a rotation, named by
+    /// the start of its PCR8 (`EnclaveUseWithSigner <12 hex digits>`).
+    SignerOf(String),
+    /// Debug-mode enclaves: every image PCR zero (`EnclaveUseInDebugMode`, development only).
+    DebugMode,
+}
+
+impl SetName {
+    /// The suffix of the set's statement ids: `ThisImage`, `Release 0.2.0`, `Signer`,
+    /// `DebugMode`.
+    #[must_use]
+    pub fn suffix(&self) -> String {
+        match self {
+            Self::ThisImage => "ThisImage".to_owned(),
+            Self::Release(version) => format!("Release {version}"),
+            Self::Signer => "Signer".to_owned(),
+            Self::SignerOf(pcr8) => format!("Signer {}", short_pcr(pcr8)),
+            Self::DebugMode => "DebugMode".to_owned(),
+        }
+    }
+
+    /// The Sid of the set's Allow statement in the key policy.
+    #[must_use]
+    pub fn allow_sid(&self) -> String {
+        match self {
+            Self::ThisImage => "EnclaveUseOnlyWithThisImage".to_owned(),
+            Self::Release(version) => format!("EnclaveUseWithRelease {version}"),
+            Self::Signer => "EnclaveUseWithSigner".to_owned(),
+            Self::SignerOf(pcr8) => format!("EnclaveUseWithSigner {}", short_pcr(pcr8)),
+            Self::DebugMode => "EnclaveUseInDebugMode".to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for SetName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ThisImage => f.write_str("this image"),
+            Self::Release(version) => write!(f, "release {version}"),
+            Self::Signer => f.write_str("the signer"),
+            Self::SignerOf(pcr8) => write!(f, "the signer with PCR8 {}...", short_pcr(pcr8)),
+            Self::DebugMode => f.write_str("debug mode"),
+        }
+    }
+}
+
+/// The first 12 hex digits of a measurement, to name a set by it.
+fn short_pcr(pcr: &str) -> &str {
+    pcr.get(..12).unwrap_or(pcr)
+}
+
+/// One set of attestation values a key releases secrets to: condition key → lowercase hex.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admitted {
+    /// What it stands for.
+    pub name: SetName,
+    /// `kms:RecipientAttestation:*` key → value.
+    pub values: BTreeMap<String, String>,
+}
+
+impl Admitted {
+    /// A set from `(PCR index, hex)` pairs (PCR0 is written as `ImageSha384`).
+    ///
+    /// # Errors
+    /// [`TemplateError::Pcr`] for a value that is not 96 hex digits; [`TemplateError::DebugPcr`]
+    /// for an all-zero value outside [`SetName::DebugMode`].
+    pub fn new(name: SetName, pcrs: &[(u8, &str)]) -> Result<Self, TemplateError> {
+        let mut values = BTreeMap::new();
+        for (index, value) in pcrs {
+            if !is_pcr_hex(value) {
+                return Err(TemplateError::Pcr {
+                    index: *index,
+                    found: (*value).to_owned(),
+                });
+            }
+            // PCR3 and PCR4 describe the parent, not the image: debug mode leaves them set.
+            if is_zero(value) && name != SetName::DebugMode {
+                return Err(TemplateError::DebugPcr { index: *index });
+            }
+            values.insert(pcr_key(*index), value.to_ascii_lowercase());
+        }
+        Ok(Self { name, values })
+    }
+
+    /// The debug-mode set: PCR0, PCR1 and PCR2 (and PCR8 with a signer lead) all zero, plus
+    /// `parent` (PCR3/PCR4 values, which debug mode does not clear).
+    #[must_use]
+    pub fn debug_mode(with_pcr8: bool, parent: &[(u8, &str)]) -> Self {
+        let zero = crate::hex::zero_pcr();
+        let mut values: BTreeMap<String, String> = [0u8, 1, 2]
+            .into_iter()
+            .chain(with_pcr8.then_some(8))
+            .map(|index| (pcr_key(index), zero.clone()))
+            .collect();
+        for (index, value) in parent {
+            values.insert(pcr_key(*index), value.to_ascii_lowercase());
+        }
+        Self {
+            name: SetName::DebugMode,
+            values,
+        }
+    }
+}
+
+/// The condition key for PCR `index` (`ImageSha384` for PCR0, as AWS's examples write it).
+#[must_use]
+pub fn pcr_key(index: u8) -> String {
+    if index == 0 {
+        IMAGE_SHA384.to_owned()
+    } else {
+        format!("{RECIPIENT_ATTESTATION_PREFIX}PCR{index}")
+    }
+}
+
+/// The short name of a condition key for statement ids (`ImageSha384`, `PCR1`).
+fn short(key: &str) -> &str {
+    key.rsplit(':').next().unwrap_or(key)
+}
+
+/// Which key tells the admitted sets apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Lead {
+    /// PCR0 (`ImageSha384`): releases pinned by their measurements.
+    ImageSha384,
+    /// PCR8: images signed by one certificate.
+    Pcr8,
+}
+
+impl Lead {
+    /// The condition key.
+    #[must_use]
+    pub fn key(self) -> String {
+        match self {
+            Self::ImageSha384 => IMAGE_SHA384.to_owned(),
+            Self::Pcr8 => pcr_key(8),
+        }
+    }
+}
+
+/// What an environment's policies say: who, and which attestation sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicySpec {
+    /// The account and roles.
+    pub principals: Principals,
+    /// The sets, in statement order.
+    pub admitted: Vec<Admitted>,
+    /// The key that tells them apart.
+    pub lead: Lead,
+}
+
 #[derive(Serialize)]
 struct PolicyDocument {
     #[serde(rename = "Version")]
@@ -313,7 +631,7 @@ struct Statement {
     #[serde(rename = "Resource")]
     resource: &'static str,
     #[serde(rename = "Condition", skip_serializing_if = "Option::is_none")]
-    condition: Option<BTreeMap<&'static str, BTreeMap<String, String>>>,
+    condition: Option<BTreeMap<&'static str, BTreeMap<String, Value>>>,
 }
 
 fn aws(arn: String) -> Option<BTreeMap<&'static str, String>> {
@@ -325,12 +643,146 @@ fn pretty(document: &PolicyDocument) -> String {
     serde_json::to_string_pretty(document).unwrap_or_default() + "\n"
 }
 
-/// The KMS key policy for an image (pretty JSON, trailing newline); see the module docs for
-/// each statement and why it is there.
-#[must_use]
-pub fn key_policy(pins: &ImagePins, principals: &Principals) -> String {
-    let conditions = pins.conditions();
-    let purpose = BTreeMap::from([(purpose_condition_key(), SEALING_PURPOSE.to_owned())]);
+/// `{key: value}` as a condition block's content.
+fn one(key: &str, value: &str) -> BTreeMap<String, Value> {
+    BTreeMap::from([(key.to_owned(), Value::String(value.to_owned()))])
+}
+
+/// The values of an admitted set as a condition block's content.
+fn all(values: &BTreeMap<String, String>) -> BTreeMap<String, Value> {
+    values
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect()
+}
+
+fn deny(sid: String, condition: BTreeMap<&'static str, BTreeMap<String, Value>>) -> Statement {
+    Statement {
+        sid,
+        effect: "Deny",
+        principal: aws("*".to_owned()),
+        action: DENIED_WITHOUT_ATTESTATION.to_vec(),
+        resource: "*",
+        condition: Some(condition),
+    }
+}
+
+/// Checks the sets against the lead key: each pins it, and no two share its value while
+/// differing elsewhere. Returns the sets with duplicates (same values) removed.
+fn distinct_sets(spec: &PolicySpec) -> Result<Vec<&Admitted>, TemplateError> {
+    let lead = spec.lead.key();
+    let mut out: Vec<&Admitted> = Vec::new();
+    for set in &spec.admitted {
+        let Some(value) = set.values.get(&lead) else {
+            return Err(TemplateError::MissingLead {
+                set: set.name.to_string(),
+                key: lead,
+            });
+        };
+        match out.iter().find(|s| s.values.get(&lead) == Some(value)) {
+            Some(other) if other.values == set.values => {}
+            Some(other) => {
+                return Err(TemplateError::AmbiguousLead {
+                    key: lead,
+                    value: value.clone(),
+                    sets: [other.name.to_string(), set.name.to_string()],
+                });
+            }
+            None => out.push(set),
+        }
+    }
+    Ok(out)
+}
+
+/// The explicit Denies that admit exactly `sets` (see the module docs).
+fn attestation_denies(sets: &[&Admitted], lead: &str) -> Vec<Statement> {
+    if sets.is_empty() {
+        return vec![Statement {
+            condition: None,
+            ..deny("DenySecretsToEveryone".to_owned(), BTreeMap::new())
+        }];
+    }
+    let mut lead_values: Vec<Value> = Vec::new();
+    for set in sets {
+        if let Some(value) = set.values.get(lead) {
+            let value = Value::String(value.clone());
+            if !lead_values.contains(&value) {
+                lead_values.push(value);
+            }
+        }
+    }
+    let lead_values = match <[Value; 1]>::try_from(lead_values) {
+        Ok([single]) => single,
+        Err(many) => Value::Array(many),
+    };
+    let mut out = vec![deny(
+        format!("DenySecretsUnless{}Matches", short(lead)),
+        BTreeMap::from([(
+            "StringNotEqualsIgnoreCase",
+            BTreeMap::from([(lead.to_owned(), lead_values)]),
+        )]),
+    )];
+    let mut keys: Vec<&String> = sets
+        .iter()
+        .flat_map(|s| s.values.keys())
+        .filter(|k| k.as_str() != lead)
+        .collect();
+    keys.sort_by_key(|k| (pcr_of(k), (*k).clone()));
+    keys.dedup();
+    let mut bindings = Vec::new();
+    for key in keys {
+        let values: Vec<Option<&String>> = sets.iter().map(|s| s.values.get(key)).collect();
+        let first = values.first().copied().flatten();
+        if first.is_some() && values.iter().all(|v| *v == first) {
+            if let Some(value) = first {
+                out.push(deny(
+                    format!("DenySecretsUnless{}Matches", short(key)),
+                    BTreeMap::from([("StringNotEqualsIgnoreCase", one(key, value))]),
+                ));
+            }
+            continue;
+        }
+        for set in sets {
+            let (Some(lead_value), Some(value)) = (set.values.get(lead), set.values.get(key))
+            else {
+                continue;
+            };
+            bindings.push((
+                set.name.suffix(),
+                deny(
+                    format!(
+                        "DenySecretsUnless{}Matches{}",
+                        short(key),
+                        set.name.suffix()
+                    ),
+                    BTreeMap::from([
+                        ("StringEqualsIgnoreCase", one(lead, lead_value)),
+                        ("StringNotEqualsIgnoreCase", one(key, value)),
+                    ]),
+                ),
+            ));
+        }
+    }
+    // The bindings of one set together, in the sets' order.
+    for set in sets {
+        let suffix = set.name.suffix();
+        let (mine, rest): (Vec<_>, Vec<_>) = bindings.into_iter().partition(|(s, _)| *s == suffix);
+        out.extend(mine.into_iter().map(|(_, statement)| statement));
+        bindings = rest;
+    }
+    out
+}
+
+/// The KMS key policy for `spec` (pretty JSON, trailing newline); see the module docs for each
+/// statement and why it is there.
+///
+/// # Errors
+/// [`TemplateError::MissingLead`] or [`TemplateError::AmbiguousLead`] when the sets cannot be
+/// told apart by the lead key.
+pub fn render_key_policy(spec: &PolicySpec) -> Result<String, TemplateError> {
+    let sets = distinct_sets(spec)?;
+    let principals = &spec.principals;
+    let purpose = one(&purpose_condition_key(), SEALING_PURPOSE);
     let mut statement = vec![
         Statement {
             sid: "KeyAdministration".into(),
@@ -351,32 +803,21 @@ pub fn key_policy(pins: &ImagePins, principals: &Principals) -> String {
                 purpose.clone(),
             )])),
         },
-        Statement {
-            sid: "EnclaveUseOnlyWithThisImage".into(),
+    ];
+    for set in &sets {
+        statement.push(Statement {
+            sid: set.name.allow_sid(),
             effect: "Allow",
             principal: aws(principals.role_arn()),
             action: ENCLAVE_ACTIONS.to_vec(),
             resource: "*",
             condition: Some(BTreeMap::from([(
                 "StringEqualsIgnoreCase",
-                conditions.clone(),
-            )])),
-        },
-    ];
-    for (key, value) in &conditions {
-        let name = key.rsplit(':').next().unwrap_or(key);
-        statement.push(Statement {
-            sid: format!("DenySecretsUnless{name}Matches"),
-            effect: "Deny",
-            principal: aws("*".to_owned()),
-            action: DENIED_WITHOUT_ATTESTATION.to_vec(),
-            resource: "*",
-            condition: Some(BTreeMap::from([(
-                "StringNotEqualsIgnoreCase",
-                BTreeMap::from([(key.clone(), value.clone())]),
+                all(&set.values),
             )])),
         });
     }
+    statement.extend(attestation_denies(&sets, &spec.lead.key()));
     statement.push(Statement {
         sid: "DenyMintingSealedBlobs".into(),
         effect: "Deny",
@@ -393,33 +834,93 @@ pub fn key_policy(pins: &ImagePins, principals: &Principals) -> String {
         resource: "*",
         condition: None,
     });
-    pretty(&PolicyDocument {
+    Ok(pretty(&PolicyDocument {
         version: "2012-10-17",
         statement,
-    })
+    }))
 }
 
-/// The IAM policy to attach to the parent's role: `kms:GenerateRandom` for the enclave under
-/// the same three conditions (they apply to GenerateRandom in IAM policies: KMS developer
-/// guide, "Condition keys for AWS Nitro Enclaves"). It grants nothing else: the key policy
-/// names the role directly, and its Denies cover the key; Denies here, on `Resource "*"`, would
-/// reach every other key the role may legitimately use.
-#[must_use]
-pub fn iam_policy(pins: &ImagePins) -> String {
-    pretty(&PolicyDocument {
-        version: "2012-10-17",
-        statement: vec![Statement {
-            sid: "EnclaveRandomOnlyWithThisImage".into(),
+/// The IAM policy for the parent's role: `kms:GenerateRandom` for the enclave, one Allow per
+/// admitted set with all its values (they apply to GenerateRandom in IAM policies: KMS
+/// developer guide, "Condition keys for AWS Nitro Enclaves"). It grants nothing else: the key
+/// policy names the role directly, and its Denies cover the key; Denies here, on `Resource
+/// "*"`, would reach every other key the role may legitimately use. Without any set, the one
+/// statement denies `kms:GenerateRandom` (a policy needs a statement).
+///
+/// IAM statement ids are letters and digits only (IAM user guide, "Sid"), so a release's is
+/// `EnclaveRandomWithAllowedImage<n>` in the sets' order; its conditions say which it is.
+///
+/// # Errors
+/// As [`render_key_policy`].
+pub fn render_iam_policy(spec: &PolicySpec) -> Result<String, TemplateError> {
+    let sets = distinct_sets(spec)?;
+    let mut statement = Vec::new();
+    let mut n = 0usize;
+    for set in &sets {
+        let sid = match &set.name {
+            SetName::ThisImage => "EnclaveRandomOnlyWithThisImage".to_owned(),
+            SetName::Release(_) => {
+                n += 1;
+                format!("EnclaveRandomWithAllowedImage{n}")
+            }
+            SetName::Signer => "EnclaveRandomWithSigner".to_owned(),
+            SetName::SignerOf(_) => {
+                n += 1;
+                format!("EnclaveRandomWithSigner{n}")
+            }
+            SetName::DebugMode => "EnclaveRandomInDebugMode".to_owned(),
+        };
+        statement.push(Statement {
+            sid,
             effect: "Allow",
             principal: None,
             action: vec!["kms:GenerateRandom"],
             resource: "*",
             condition: Some(BTreeMap::from([(
                 "StringEqualsIgnoreCase",
-                pins.conditions(),
+                all(&set.values),
             )])),
+        });
+    }
+    if statement.is_empty() {
+        statement.push(Statement {
+            sid: "NoEnclaveImageIsAllowed".into(),
+            effect: "Deny",
+            principal: None,
+            action: vec!["kms:GenerateRandom"],
+            resource: "*",
+            condition: None,
+        });
+    }
+    Ok(pretty(&PolicyDocument {
+        version: "2012-10-17",
+        statement,
+    }))
+}
+
+fn image_spec(pins: &ImagePins, principals: &Principals) -> PolicySpec {
+    PolicySpec {
+        principals: principals.clone(),
+        admitted: vec![Admitted {
+            name: SetName::ThisImage,
+            values: pins.conditions(),
         }],
-    })
+        lead: Lead::ImageSha384,
+    }
+}
+
+/// The KMS key policy for one image (pretty JSON, trailing newline): [`render_key_policy`]
+/// with the image as the only set.
+#[must_use]
+pub fn key_policy(pins: &ImagePins, principals: &Principals) -> String {
+    // One set always has its lead key and cannot be ambiguous.
+    render_key_policy(&image_spec(pins, principals)).unwrap_or_default()
+}
+
+/// The IAM policy for one image: [`render_iam_policy`] with the image as the only set.
+#[must_use]
+pub fn iam_policy(pins: &ImagePins) -> String {
+    render_iam_policy(&image_spec(pins, &Principals::placeholders())).unwrap_or_default()
 }
 
 /// A template with its placeholder principals (`arn:aws:iam::ACCOUNT:root`,
@@ -727,5 +1228,185 @@ mod tests {
             }
         }
         assert!(!encrypt("arn:aws:iam::444455556666:user/x", None).is_allowed());
+    }
+
+    /// The Denies admit exactly the admitted sets: every combination of the sets' values (and
+    /// zeros, another value, or the key absent) for every key is tried, and a request passes
+    /// every Deny iff it is one of the sets — and then, for the enclave's role, it is allowed.
+    #[test]
+    fn several_sets_are_admitted_exactly() {
+        let principals = Principals::new("111122223333", "EnclaveParent", "KeyAdmin").unwrap();
+        let role = "arn:aws:sts::111122223333:assumed-role/EnclaveParent/i-0123";
+        let a = Admitted::new(
+            SetName::Release("0.1.0".into()),
+            &[(0, &hex_of(0x10)), (1, &hex_of(0x11)), (2, &hex_of(0x12))],
+        )
+        .unwrap();
+        // Same kernel (PCR1) as 0.1.0: its PCR1 Deny collapses only if every set shares it.
+        let b = Admitted::new(
+            SetName::Release("0.2.0".into()),
+            &[(0, &hex_of(0x20)), (1, &hex_of(0x11)), (2, &hex_of(0x22))],
+        )
+        .unwrap();
+        let debug = Admitted::debug_mode(false, &[]);
+        for sets in [
+            vec![a.clone()],
+            vec![a.clone(), b.clone()],
+            vec![a.clone(), b.clone(), debug],
+        ] {
+            let spec = PolicySpec {
+                principals: principals.clone(),
+                admitted: sets.clone(),
+                lead: Lead::ImageSha384,
+            };
+            let policy = Policy::parse(&render_key_policy(&spec).unwrap()).unwrap();
+            let candidates = |key: &str| -> Vec<Option<String>> {
+                let mut values: Vec<Option<String>> =
+                    vec![None, Some(hex_of(0x99)), Some(hex_of(0))];
+                for set in [&a, &b] {
+                    values.push(set.values.get(key).cloned());
+                }
+                values.dedup();
+                values
+            };
+            let keys = [IMAGE_SHA384, PCR1, PCR2];
+            let mut tried = 0;
+            for v0 in candidates(keys[0]) {
+                for v1 in candidates(keys[1]) {
+                    for v2 in candidates(keys[2]) {
+                        let request: BTreeMap<String, Option<String>> = keys
+                            .iter()
+                            .map(|k| (*k).to_owned())
+                            .zip([v0.clone(), v1.clone(), v2.clone()])
+                            .collect();
+                        let mut ctx = RequestContext::new(
+                            role,
+                            "kms:Decrypt",
+                            "arn:aws:kms:eu-west-1:111122223333:key/k",
+                        );
+                        for (k, v) in &request {
+                            if let Some(v) = v {
+                                ctx.set(k, v.to_uppercase());
+                            }
+                        }
+                        let admitted = sets.iter().any(|set| {
+                            set.values
+                                .iter()
+                                .all(|(k, v)| request.get(k).and_then(Option::as_ref) == Some(v))
+                        });
+                        let evaluation = policy.evaluate(&ctx);
+                        assert_eq!(
+                            evaluation.is_allowed(),
+                            admitted,
+                            "{request:?} with {} sets",
+                            sets.len()
+                        );
+                        assert_eq!(
+                            evaluation.is_explicitly_denied(),
+                            !admitted,
+                            "{request:?} with {} sets",
+                            sets.len()
+                        );
+                        tried += 1;
+                    }
+                }
+            }
+            assert!(tried >= 64, "{tried}");
+            assert!(
+                crate::check::check_with(
+                    &policy,
+                    crate::check::Options {
+                        accept_debug_mode: sets.len() == 3
+                    }
+                )
+                .is_empty()
+            );
+        }
+    }
+
+    #[test]
+    fn sets_that_cannot_be_told_apart_are_refused_and_no_set_denies_everything() {
+        let principals = Principals::placeholders();
+        let a = Admitted::new(
+            SetName::Release("0.1.0".into()),
+            &[(0, &hex_of(0x10)), (1, &hex_of(0x11)), (2, &hex_of(0x12))],
+        )
+        .unwrap();
+        let mut b = a.clone();
+        b.name = SetName::Release("0.2.0".into());
+        b.values.insert(PCR2.to_owned(), hex_of(0x22));
+        let spec = |admitted: Vec<Admitted>| PolicySpec {
+            principals: principals.clone(),
+            admitted,
+            lead: Lead::ImageSha384,
+        };
+        let err = render_key_policy(&spec(vec![a.clone(), b])).unwrap_err();
+        assert!(matches!(err, TemplateError::AmbiguousLead { .. }), "{err}");
+        assert!(
+            err.to_string().contains("release 0.1.0 and release 0.2.0"),
+            "{err}"
+        );
+        // The same set twice is one set.
+        let text = render_key_policy(&spec(vec![a.clone(), a.clone()])).unwrap();
+        assert_eq!(text.matches("EnclaveUseWithRelease 0.1.0").count(), 1);
+        let signer = Admitted::new(SetName::Signer, &[(8, &hex_of(0x88))]).unwrap();
+        let err = render_key_policy(&spec(vec![signer])).unwrap_err();
+        assert!(matches!(err, TemplateError::MissingLead { .. }), "{err}");
+        let none = Policy::parse(&render_key_policy(&spec(Vec::new())).unwrap()).unwrap();
+        let ctx = RequestContext::new("arn:aws:iam::1:role/r", "kms:Decrypt", "*");
+        assert_eq!(
+            none.evaluate(&ctx).decision,
+            Decision::ExplicitDeny {
+                by: vec!["statement \"DenySecretsToEveryone\"".into()]
+            }
+        );
+        let iam = render_iam_policy(&spec(Vec::new())).unwrap();
+        assert!(iam.contains("NoEnclaveImageIsAllowed"), "{iam}");
+        assert!(Admitted::new(SetName::Signer, &[(8, &"0".repeat(96))]).is_err());
+    }
+
+    #[test]
+    fn role_arns_with_paths_and_partitions() {
+        let p = Principals::from_arns(
+            "111122223333",
+            "arn:aws-us-gov:iam::111122223333:role/enclaves/Parent",
+            "arn:aws-us-gov:iam::111122223333:role/KeyAdmin",
+        )
+        .unwrap();
+        assert_eq!(
+            p.account_root_arn(),
+            "arn:aws-us-gov:iam::111122223333:root"
+        );
+        for (role, admin) in [
+            (
+                "arn:aws:iam::111122223333:user/Parent",
+                "arn:aws:iam::111122223333:role/A",
+            ),
+            (
+                "arn:aws:iam::1111:role/Parent",
+                "arn:aws:iam::111122223333:role/A",
+            ),
+            (
+                "arn:aws:sts::111122223333:role/Parent",
+                "arn:aws:iam::111122223333:role/A",
+            ),
+            (
+                "arn:aws:iam::111122223333:role/P",
+                "arn:aws-cn:iam::111122223333:role/A",
+            ),
+            (
+                "arn:aws:iam::111122223333:role/P",
+                "arn:aws:iam::111122223333:role/P",
+            ),
+            (
+                "arn:aws:iam::111122223333:role/a b",
+                "arn:aws:iam::111122223333:role/A",
+            ),
+        ] {
+            assert!(
+                Principals::from_arns("111122223333", role, admin).is_err(),
+                "{role} {admin}"
+            );
+        }
     }
 }

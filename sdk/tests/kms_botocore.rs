@@ -17,8 +17,9 @@ use ccc_sdk::kms::{
     self, DataKeyPairSpec, DataKeySpec, DecryptRequest, DecryptResponse, DeriveSharedSecretRequest,
     DeriveSharedSecretResponse, EncryptRequest, EncryptResponse, EncryptionAlgorithm,
     GenerateDataKeyPairRequest, GenerateDataKeyPairResponse, GenerateDataKeyRequest,
-    GenerateDataKeyResponse, GenerateRandomRequest, GenerateRandomResponse, KeyAgreementAlgorithm,
-    KeyOrigin, KmsRequest, Operation, Recipient,
+    GenerateDataKeyResponse, GenerateRandomRequest, GenerateRandomResponse, GetKeyPolicyRequest,
+    GetKeyPolicyResponse, KeyAgreementAlgorithm, KeyOrigin, KmsRequest, Operation,
+    PutKeyPolicyRequest, PutKeyPolicyResponse, Recipient,
 };
 use ccc_sdk::secret::SecretBytes;
 use serde_json::{Value, json};
@@ -242,6 +243,25 @@ fn every_operation_serializes_like_botocore() {
                 "GrantTokens": ["g"], "DryRun": false, "Recipient": rec,
             }),
         ),
+        (
+            ours(&GetKeyPolicyRequest {
+                key_id: "arn:aws:kms:us-east-1:111122223333:key/1234abcd".into(),
+                policy_name: Some("default".into()),
+            }),
+            "GetKeyPolicy",
+            json!({"KeyId": "arn:aws:kms:us-east-1:111122223333:key/1234abcd", "PolicyName": "default"}),
+        ),
+        (
+            ours(&PutKeyPolicyRequest {
+                key_id: "1234abcd".into(),
+                policy: r#"{"Version": "2012-10-17", "Statement": []}"#.into(),
+                policy_name: None,
+                bypass_policy_lockout_safety_check: Some(false),
+            }),
+            "PutKeyPolicy",
+            json!({"KeyId": "1234abcd", "Policy": r#"{"Version": "2012-10-17", "Statement": []}"#,
+                   "BypassPolicyLockoutSafetyCheck": false}),
+        ),
     ];
     let covered: std::collections::BTreeSet<&str> = cases.iter().map(|c| c.1).collect();
     assert_eq!(
@@ -322,6 +342,10 @@ fn responses_we_encode_parse_in_botocore_and_round_trip() {
         key_agreement_algorithm: Some(KeyAgreementAlgorithm::Ecdh),
         key_origin: Some(KeyOrigin::AwsKms),
     };
+    let policy = GetKeyPolicyResponse {
+        policy: Some("{\"Statement\": []}".into()),
+        policy_name: Some("default".into()),
+    };
     let cases: Vec<(&str, String, Value)> = vec![
         (
             "Decrypt",
@@ -356,6 +380,13 @@ fn responses_we_encode_parse_in_botocore_and_round_trip() {
             encode(&shared),
             json!({"KeyId": arn, "SharedSecret": b64(&blob(48)), "KeyAgreementAlgorithm": "ECDH", "KeyOrigin": "AWS_KMS"}),
         ),
+        (
+            "GetKeyPolicy",
+            encode(&policy),
+            json!({"Policy": "{\"Statement\": []}", "PolicyName": "default"}),
+        ),
+        // KMS's PutKeyPolicy answer is an empty body; botocore reads it as no members.
+        ("PutKeyPolicy", String::new(), json!({})),
     ];
     let input = json!({
         "requests": [],
@@ -373,6 +404,9 @@ fn responses_we_encode_parse_in_botocore_and_round_trip() {
     assert_eq!(back, pair);
     let back: DeriveSharedSecretResponse = serde_json::from_str(&encode(&shared)).unwrap();
     assert_eq!(back, shared);
+    let back: GetKeyPolicyResponse = serde_json::from_str(&encode(&policy)).unwrap();
+    assert_eq!(back, policy);
+    assert_eq!(encode(&PutKeyPolicyResponse {}), "{}");
 }
 
 #[test]

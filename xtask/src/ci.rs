@@ -47,6 +47,10 @@ const OPT_IN_TESTS: &[OptInTest] = &[
         step: "test-peers",
     },
     OptInTest {
+        name: "moto_policy",
+        step: "test-peers",
+    },
+    OptInTest {
         name: "kms_botocore",
         step: "test-peers",
     },

@@ -75,10 +75,15 @@ enum Command {
     /// attested key release (`--scenario tampered`: one byte of the app changed, KMS must
     /// refuse). Prints a transcript and the verdict; tears everything down, also on Ctrl-C.
     Emulate(ccc_emulate::Args),
-    /// KMS key policies: `policy check FILE` lints one (exit 1 with one line per finding, 2 if
-    /// the file is unreadable or not a policy).
-    #[command(subcommand)]
-    Policy(ccc_build::policy::Command),
+    /// KMS key policies: `policy check FILE` lints one; `policy render|diff|apply --env NAME`
+    /// writes an environment's policies, compares them with the live key policy and applies
+    /// them (exit 1 on findings, differences or refusal, 2 on bad input).
+    Policy(ccc_lifecycle::policy::Args),
+    /// What KMS would decide for a request and why, statement by statement: `explain
+    /// --document FILE --policy FILE --principal ARN --operation OP [--context K=V]... [--at
+    /// TIME]` (`--enclave vsock://CID:PORT` and `--env NAME` replace the first two). Exit 0
+    /// allowed, 1 denied, 2 bad input.
+    Explain(Box<ccc_lifecycle::explain::Args>),
     /// Run the KMS emulator (HTTPS on 127.0.0.1, SigV4, Recipient, key policies) in the
     /// foreground; prints the endpoint, the CA to trust, credentials and the default key.
     KmsEmulator(kms_emulator::Args),
@@ -97,12 +102,21 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // `ci` decides its exit code itself: its summary line must stay the last line printed;
-    // `policy check` tells findings (1) from unreadable input (2).
-    let result = match &cli.command {
-        Command::Ci(args) => ci::run(args),
-        Command::Policy(command) => Ok(ccc_build::policy::run(command)),
-        _ => run(cli).map(|()| std::process::ExitCode::SUCCESS),
-    };
+    // `policy` and `explain` tell a refusal (1) from bad input (2).
+    let context = ccc_lifecycle::Context::new(workspace_root());
+    let result =
+        match &cli.command {
+            Command::Ci(args) => ci::run(args),
+            Command::Policy(args) => Ok(std::process::ExitCode::from(ccc_lifecycle::policy::run(
+                &context,
+                args,
+                &mut std::io::stdout(),
+            ))),
+            Command::Explain(args) => Ok(std::process::ExitCode::from(
+                ccc_lifecycle::explain::run(&context, args, &mut std::io::stdout()),
+            )),
+            _ => run(cli).map(|()| std::process::ExitCode::SUCCESS),
+        };
     match result {
         Ok(code) => code,
         Err(error) => {
@@ -118,11 +132,8 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         // `main` calls `ci::run` itself, for its exit code.
         Command::Ci(args) => ci::run(&args).map(drop)?,
-        Command::Policy(command) => {
-            if ccc_build::policy::run(&command) != std::process::ExitCode::SUCCESS {
-                anyhow::bail!("policy check failed");
-            }
-        }
+        // `main` runs these itself, for their exit codes.
+        Command::Policy(_) | Command::Explain(_) => {}
         Command::Release(args) => ccc_build::release::run(&project()?, &args).map(drop)?,
         Command::VerifyRelease(args) => ccc_build::release::verify(&project()?, &args)?,
         Command::Nsm(args) => nsm::run(&args)?,

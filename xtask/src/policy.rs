@@ -1,7 +1,11 @@
 //! The CI step `policy-check`: every key-policy and IAM-policy template published from 0.2.0 on
 //! (0.1.0's is superseded; its findings are pinned by a test of `ccc_build::policy`), and the
 //! templates the release tool writes today, through the linter of `policy check`
-//! (`ccc_build::policy`).
+//! (`ccc_build::policy`); and every environment of `deploy/environments.toml` rendered, its
+//! policies equal to the committed `deploy/policies/<env>/` and `release/pcr-expectations.json`
+//! recording the environments that allow each release.
+//!
+//! The `cargo xtask policy ...` commands themselves are `ccc_lifecycle::policy`'s.
 
 use anyhow::{Context, Result, ensure};
 use ccc_build::policy::{check_file, check_text};
@@ -99,6 +103,15 @@ pub(crate) fn ci_step() -> Result<()> {
     eprintln!(
         "policy-check: {checked} published template(s) and the release tool's templates (for \
          release {newest}'s PCRs): no findings"
+    );
+    let paths = ccc_lifecycle::files::Files::default().resolve(&root);
+    let stale = ccc_lifecycle::policy::stale_renderings(&paths)?;
+    ensure!(stale.is_empty(), "{}", stale.join("\n"));
+    eprintln!(
+        "policy-check: every environment of {} is rendered in deploy/policies/ and recorded in \
+         {}",
+        paths.environments.display(),
+        paths.expectations.display()
     );
     Ok(())
 }

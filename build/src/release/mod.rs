@@ -29,11 +29,12 @@ use crate::image::{self, Image, ImageSpec};
 use crate::kernel::{self, KernelArtifact};
 use crate::progress::elapsed;
 use crate::project::{AppSpec, AppTarget, CccOrigin, Project};
+use ccc_policy::expectations::Recorded;
 use ccc_policy::template::Principals;
 use compile::{Binaries, Pass};
 use publish::{
-    CccRecord, Expectations, FileDigest, KernelRecord, Manifest, MeasurementsFile, PatchRecord,
-    PcrValues, Recorded, ToolRecord,
+    CccRecord, FileDigest, KernelRecord, Manifest, MeasurementsFile, PatchRecord, PcrValues,
+    ToolRecord,
 };
 
 /// The cross-release record of PCRs, relative to the project root.
@@ -88,9 +89,6 @@ pub struct Args {
     /// release/pcr-expectations.json.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Replace the PCRs recorded for an existing version in release/pcr-expectations.json.
-    #[arg(long)]
-    pub force: bool,
     /// Also rebuild CCC's kernel in another directory and compare (about 5 more minutes on 2
     /// cores); without it the kernel is built once (or taken from its cache) for both passes.
     #[arg(long, conflicts_with = "kernel")]
@@ -375,8 +373,8 @@ pub struct Outcome {
 ///
 /// # Errors
 /// A missing prerequisite (with its fix), a failed build, a difference between the two passes,
-/// all-zero PCRs, PCRs that contradict release/pcr-expectations.json (without `--force`), or a
-/// write failure.
+/// all-zero PCRs, PCRs that contradict release/pcr-expectations.json (a published version's
+/// measurements never change), or a write failure.
 pub fn run(project: &Project, args: &Args) -> Result<Outcome> {
     let started = Instant::now();
     let root = &project.root;
@@ -408,7 +406,7 @@ pub fn run(project: &Project, args: &Args) -> Result<Outcome> {
     let names = ReleaseFiles::new(&project.image_name_for(&app), &version);
     names.check_directory(&out)?;
     let expectations_path = root.join(EXPECTATIONS_FILE);
-    let mut expectations = Expectations::load(&expectations_path)?;
+    let mut expectations = publish::load_expectations(&expectations_path)?;
 
     let t = Instant::now();
     let (ccc_root, cache) = (&project.ccc.root, &project.cache);
@@ -444,16 +442,20 @@ pub fn run(project: &Project, args: &Args) -> Result<Outcome> {
     let measurements = first.image.measurements;
     publish::refuse_debug_pcrs(&measurements)?;
     let pcrs = PcrValues::of(&measurements, true);
+    let expected = publish::expectation(&pcrs, &git.epoch.rfc3339(), &git.commit)?;
     if publishing {
-        // Refuses here, before anything is written, unless --force (recorded after writing).
-        expectations.clone().record(&version, &pcrs, args.force)?;
+        // Refuses here, before anything is written (recorded after writing).
+        expectations
+            .clone()
+            .record(&version, expected.clone())
+            .map_err(|e| Error::pcrs(e.to_string()))?;
     } else if let Some(recorded) = expectations.get(&version)
-        && !recorded.same_pcrs(&pcrs)
+        && !recorded.same_measurements(&expected)
     {
         eprintln!(
             "release: WARNING: these PCRs differ from the ones published for {version} in \
              {EXPECTATIONS_FILE}:\n{}",
-            publish::pcr_table(recorded, &pcrs)
+            ccc_policy::expectations::pcr_table(recorded, &expected)
         );
     }
 
@@ -471,18 +473,21 @@ pub fn run(project: &Project, args: &Args) -> Result<Outcome> {
     write_release(&context, &names, &out)?;
 
     if publishing {
-        let recorded = expectations.record(&version, &pcrs, args.force)?;
-        std::fs::write(&expectations_path, expectations.to_json()?)
+        let recorded = expectations
+            .record(&version, expected)
+            .map_err(|e| Error::pcrs(e.to_string()))?;
+        std::fs::write(&expectations_path, expectations.to_json())
             .io("write", &expectations_path)?;
         match recorded {
-            Recorded::Added => eprintln!("release: recorded {version} in {EXPECTATIONS_FILE}"),
-            Recorded::Unchanged => {
+            Recorded::Added => eprintln!(
+                "release: recorded {version} in {EXPECTATIONS_FILE}; no environment allows it \
+                 yet: add it to allowed_versions in deploy/environments.toml and run `{} policy \
+                 render --env NAME` (docs/releasing.md)",
+                project.tool.command
+            ),
+            _ => {
                 eprintln!("release: {EXPECTATIONS_FILE} already holds these PCRs for {version}");
             }
-            Recorded::Replaced(old) => eprintln!(
-                "release: --force: replaced the PCRs of {version} in {EXPECTATIONS_FILE}:\n{}",
-                publish::pcr_table(&old, &pcrs)
-            ),
         }
     } else {
         eprintln!(

@@ -6,6 +6,7 @@
 //! release from the same commit on the same kind of machine rewrites the same bytes.
 
 use ccc_eif::Measurements;
+use ccc_policy::expectations::{Expectations, Release as ExpectedRelease};
 use ccc_policy::template::{self, ImagePins, Principals};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -398,128 +399,35 @@ pub fn sha256sums(dir: &Path, names: &[String]) -> Result<String> {
     Ok(out)
 }
 
-/// `release/pcr-expectations.json`: every published version's PCRs.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Expectations {
-    releases: BTreeMap<String, PcrValues>,
+/// `release/pcr-expectations.json` (`ccc_policy::expectations`): a missing file is an empty
+/// history.
+///
+/// # Errors
+/// The file exists but cannot be read or is malformed.
+pub fn load_expectations(path: &Path) -> Result<Expectations> {
+    if !path.exists() {
+        return Ok(Expectations::default());
+    }
+    let text = std::fs::read_to_string(path).io("read", path)?;
+    Expectations::parse(&text).map_err(|e| Error::published(path, format!("malformed: {e}")))
 }
 
-/// What [`Expectations::record`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Recorded {
-    /// The version was new.
-    Added,
-    /// The version was there with the same PCRs: nothing changed.
-    Unchanged,
-    /// `--force` replaced other PCRs.
-    Replaced(PcrValues),
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ExpectationsFile {
-    #[expect(
-        dead_code,
-        reason = "deserialized so that deny_unknown_fields accepts the member; never read"
-    )]
-    comment: String,
-    releases: BTreeMap<String, PcrValues>,
-}
-
-const EXPECTATIONS_COMMENT: &str = "PCRs of every published CCC release, by version, written by \
-    `cargo xtask release`. A version's PCRs never change: a different build is a new version \
-    (`--force` overrides, for a release that was never used). Release 0.1.0 is superseded: its \
-    key-policy template predates `cargo xtask policy check` and fails it (key administration \
-    through the account root, no explicit Deny; see docs/threat-model.md), and its enclave \
-    accepts sealed blobs under any key; use a later release.";
-
-impl Expectations {
-    /// Reads the file; a missing file is an empty history.
-    ///
-    /// # Errors
-    /// The file exists but is malformed.
-    pub fn load(path: &Path) -> Result<Self> {
-        if !path.exists() {
-            return Ok(Self::default());
-        }
-        let file: ExpectationsFile = load_json(path)?;
-        Ok(Self {
-            releases: file.releases,
-        })
-    }
-
-    /// The recorded PCRs of `version`.
-    pub fn get(&self, version: &str) -> Option<&PcrValues> {
-        self.releases.get(version)
-    }
-
-    /// Records `version`'s PCRs.
-    ///
-    /// # Errors
-    /// The version is recorded with other PCRs and `force` is false.
-    pub fn record(&mut self, version: &str, pcrs: &PcrValues, force: bool) -> Result<Recorded> {
-        let pcrs = PcrValues {
-            hash_algorithm: None,
-            ..pcrs.clone()
-        };
-        match self.releases.get(version) {
-            Some(old) if old.same_pcrs(&pcrs) => Ok(Recorded::Unchanged),
-            Some(old) if !force => Err(Error::pcrs(format!(
-                "release {version} is already published with other PCRs:\n{}\nA published \
-                 version's PCRs never change: bump the version (`--version`), or pass --force \
-                 if release {version} was never used in a key policy",
-                pcr_table(old, &pcrs)
-            ))),
-            old => {
-                let old = old.cloned();
-                self.releases.insert(version.to_owned(), pcrs);
-                Ok(old.map_or(Recorded::Added, Recorded::Replaced))
-            }
-        }
-    }
-
-    /// The file's text: versions in version order (numeric parts compared as numbers).
-    ///
-    /// # Errors
-    /// Serialisation fails (it does not for these types).
-    pub fn to_json(&self) -> Result<String> {
-        struct Ordered<'a>(Vec<(&'a String, &'a PcrValues)>);
-        impl Serialize for Ordered<'_> {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                use serde::ser::SerializeMap;
-                let mut map = s.serialize_map(Some(self.0.len()))?;
-                for (k, v) in &self.0 {
-                    map.serialize_entry(k, v)?;
-                }
-                map.end()
-            }
-        }
-        #[derive(Serialize)]
-        struct Out<'a> {
-            comment: &'a str,
-            releases: Ordered<'a>,
-        }
-        let mut entries: Vec<(&String, &PcrValues)> = self.releases.iter().collect();
-        entries.sort_by_key(|a| version_key(a.0));
-        let out = Out {
-            comment: EXPECTATIONS_COMMENT,
-            releases: Ordered(entries),
-        };
-        json_text(&out)
-    }
+/// The entry of a release in `release/pcr-expectations.json`: its PCRs, the build date (the
+/// release's `SOURCE_DATE_EPOCH`) and commit.
+///
+/// # Errors
+/// A malformed value (never for what the pipeline computes).
+pub fn expectation(pcrs: &PcrValues, date: &str, commit: &str) -> Result<ExpectedRelease> {
+    ExpectedRelease::new([&pcrs.pcr0, &pcrs.pcr1, &pcrs.pcr2], None, date, commit)
+        .map_err(|e| Error::pcrs(e.to_string()))
 }
 
 /// Sort key for versions: dot/dash/plus-separated parts, numbers before words and compared as
 /// numbers (`0.2.0` < `0.10.0`). The one version order of CCC (release records, the linter's
-/// first checked release, emulation's "newest release").
+/// first checked release, emulation's "newest release"): `ccc_policy::expectations::version_key`.
+#[must_use]
 pub fn version_key(version: &str) -> Vec<(u8, u64, String)> {
-    version
-        .split(['.', '-', '+'])
-        .map(|part| match part.parse::<u64>() {
-            Ok(n) => (0, n, String::new()),
-            Err(_) => (1, 0, part.to_owned()),
-        })
-        .collect()
+    ccc_policy::expectations::version_key(version)
 }
 
 /// `PCRn  recorded  built` lines for an error message.
@@ -540,24 +448,14 @@ pub fn pcr_table(recorded: &PcrValues, built: &PcrValues) -> String {
         .join("\n")
 }
 
-/// Checks a version string is usable in file names and JSON keys.
+/// Checks a version string is usable in file names and JSON keys
+/// (`ccc_policy::expectations::check_version`).
 ///
 /// # Errors
 /// Empty, too long, or holding characters other than letters, digits and `.+-`.
 pub fn check_version(version: &str) -> Result<()> {
-    ensure!(
-        !version.is_empty()
-            && version.len() <= 64
-            && !version.starts_with('.')
-            && version
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b".+-".contains(&b)),
-        Error::invalid(
-            format!("version `{version}`"),
-            "use 1 to 64 letters, digits and .+- (for example 0.2.0), not starting with a dot"
-        )
-    );
-    Ok(())
+    ccc_policy::expectations::check_version(version)
+        .map_err(|e| Error::invalid("the release version", e.to_string()))
 }
 
 /// Checks an image name is usable as the EIF's `ImageName` and in its file name.
@@ -690,53 +588,6 @@ mod tests {
         assert_eq!(
             MeasurementsFile::load(&path).unwrap().measurements,
             file.measurements
-        );
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn expectations_accumulate_in_version_order_and_never_change_silently() {
-        let mut e = Expectations::default();
-        let a = PcrValues::of(&measurements(1), true);
-        let b = PcrValues::of(&measurements(5), false);
-        assert_eq!(e.record("0.10.0", &a, false).unwrap(), Recorded::Added);
-        assert_eq!(e.record("0.2.0", &b, false).unwrap(), Recorded::Added);
-        assert_eq!(e.record("0.2.0", &b, false).unwrap(), Recorded::Unchanged);
-        let upper = PcrValues {
-            pcr0: b.pcr0.to_uppercase(),
-            ..b.clone()
-        };
-        assert_eq!(
-            e.record("0.2.0", &upper, false).unwrap(),
-            Recorded::Unchanged
-        );
-        let err = e.record("0.2.0", &a, false).unwrap_err().to_string();
-        assert!(err.contains("already published with other PCRs"), "{err}");
-        assert!(err.contains("PCR0 MISMATCH"), "{err}");
-        assert_eq!(e.get("0.2.0").unwrap().pcr0, b.pcr0);
-        assert_eq!(
-            e.record("0.2.0", &a, true).unwrap(),
-            Recorded::Replaced(PcrValues {
-                hash_algorithm: None,
-                ..b
-            })
-        );
-        let text = e.to_json().unwrap();
-        let first = text.find("\"0.2.0\"").unwrap();
-        let second = text.find("\"0.10.0\"").unwrap();
-        assert!(first < second, "{text}");
-        assert!(!text.contains("HashAlgorithm"));
-        // Round trip.
-        let dir = std::env::temp_dir().join(format!("ccc-expect-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("e.json");
-        std::fs::write(&path, &text).unwrap();
-        let back = Expectations::load(&path).unwrap();
-        assert_eq!(back, e);
-        assert_eq!(back.to_json().unwrap(), text);
-        assert_eq!(
-            Expectations::load(&dir.join("absent")).unwrap(),
-            Expectations::default()
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -252,6 +252,57 @@ pub struct Parsed<'a> {
     pub document: Document<'a>,
 }
 
+/// A document as files and tools hold it: raw CBOR (first byte `0x84`, an array of four, or
+/// `0xd2`, tag 18), else hex, else standard base64 (whitespace ignored in both).
+///
+/// # Errors
+/// [`AttestationError::InvalidInput`] for anything else, or more than
+/// [`limits::MAX_DOCUMENT_LEN`] decoded bytes.
+pub fn decode_any(bytes: &[u8]) -> Result<Vec<u8>, AttestationError> {
+    use base64::Engine as _;
+    let too_large = |actual: usize| AttestationError::TooLarge {
+        limit: "MAX_DOCUMENT_LEN",
+        max: limits::MAX_DOCUMENT_LEN,
+        actual,
+    };
+    if matches!(bytes.first(), Some(0x84 | 0xd2)) {
+        if bytes.len() > limits::MAX_DOCUMENT_LEN {
+            return Err(too_large(bytes.len()));
+        }
+        return Ok(bytes.to_vec());
+    }
+    // Text is at most twice (hex) or 4/3 (base64) the document, plus whitespace.
+    if bytes.len() > 4 * limits::MAX_DOCUMENT_LEN {
+        return Err(too_large(bytes.len()));
+    }
+    let text: Vec<u8> = bytes
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    if text.is_empty() {
+        return Err(AttestationError::InvalidInput(
+            "the document is empty".to_string(),
+        ));
+    }
+    let decoded = if text.iter().all(u8::is_ascii_hexdigit) && text.len().is_multiple_of(2) {
+        hex::decode(&text)
+            .map_err(|e| AttestationError::InvalidInput(alloc::format!("hex: {e}")))?
+    } else {
+        base64::engine::general_purpose::STANDARD
+            .decode(&text)
+            .map_err(|_| {
+                AttestationError::InvalidInput(
+                    "not raw CBOR (first byte 0x84 or 0xd2), hex or standard base64".to_string(),
+                )
+            })?
+    };
+    if decoded.len() > limits::MAX_DOCUMENT_LEN {
+        return Err(too_large(decoded.len()));
+    }
+    Ok(decoded)
+}
+
 /// Parses a document (raw CBOR bytes) without verifying anything.
 ///
 /// # Errors
@@ -321,4 +372,29 @@ pub fn verify(
     crypto: &dyn Crypto,
 ) -> Result<VerifiedAttestation, AttestationError> {
     parse(document)?.verify(options, crypto)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    #[test]
+    fn documents_are_decoded_from_cbor_hex_or_base64() {
+        let raw = vec![0x84, 0x44, 0xa1, 0x01, 0x38, 0x22];
+        assert_eq!(decode_any(&raw).unwrap(), raw);
+        assert_eq!(decode_any(b"8444a1013822\n").unwrap(), raw);
+        assert_eq!(decode_any(b"hESh\nATgi").unwrap(), raw);
+        for bad in [&b""[..], b"  \n", b"not a document!"] {
+            assert!(
+                matches!(decode_any(bad), Err(AttestationError::InvalidInput(_))),
+                "{bad:?}"
+            );
+        }
+        let big = vec![0x84; limits::MAX_DOCUMENT_LEN + 1];
+        assert!(matches!(
+            decode_any(&big),
+            Err(AttestationError::TooLarge { .. })
+        ));
+    }
 }

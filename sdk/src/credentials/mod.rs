@@ -1,7 +1,8 @@
 //! AWS credentials for SigV4 (feature `std`): the provider seam the KMS client calls, a cache
 //! that refreshes ahead of expiry, the enclave side (ask the parent over vsock,
-//! [`enclave::FromParent`]) and the parent side (IMDSv2 or the environment, and the server
-//! that answers the enclave, [`parent`]).
+//! [`enclave::FromParent`]), the parent side (IMDSv2 or the environment, and the server
+//! that answers the enclave, [`parent`]), and an operator's chain (environment, shared
+//! credentials file, IMDSv2: [`operator`]) for the tools that manage key policies.
 //!
 //! # Why the parent hands out credentials
 //! An enclave has no network and no IMDS. Its KMS calls are signed with the parent instance
@@ -36,6 +37,7 @@
 //! not expired yet, they keep being used, as the AWS SDKs do during an IMDS outage.
 
 pub mod enclave;
+pub mod operator;
 pub mod parent;
 pub mod protocol;
 
@@ -289,6 +291,15 @@ pub enum CredentialsError {
         /// The parent's message.
         message: String,
     },
+    /// No source of the operator's chain has credentials ([`operator::operator_source`]).
+    NoneFound {
+        /// What the environment said.
+        environment: String,
+        /// What the shared credentials file said.
+        shared_file: String,
+        /// What IMDS said.
+        imds: String,
+    },
     /// IMDS answered with an HTTP error status.
     ImdsStatus {
         /// The IMDS endpoint.
@@ -331,6 +342,17 @@ impl fmt::Display for CredentialsError {
                 code,
                 message,
             } => write!(f, "{from} refused to give credentials ({code}): {message}"),
+            Self::NoneFound {
+                environment,
+                shared_file,
+                imds,
+            } => write!(
+                f,
+                "no AWS credentials found: the environment: {environment}; the shared \
+                 credentials file: {shared_file}; IMDSv2: {imds}. Set AWS_ACCESS_KEY_ID and \
+                 AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), or run `aws configure` (and \
+                 AWS_PROFILE), or run on EC2 with an instance profile"
+            ),
             Self::ImdsStatus {
                 endpoint,
                 path,

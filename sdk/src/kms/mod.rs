@@ -28,8 +28,9 @@ pub use types::{
     DataKeyPairSpec, DataKeySpec, DecryptRequest, DecryptResponse, DeriveSharedSecretRequest,
     DeriveSharedSecretResponse, EncryptRequest, EncryptResponse, EncryptionAlgorithm,
     GenerateDataKeyPairRequest, GenerateDataKeyPairResponse, GenerateDataKeyRequest,
-    GenerateDataKeyResponse, GenerateRandomRequest, GenerateRandomResponse, KeyAgreementAlgorithm,
-    KeyEncryptionAlgorithm, KeyOrigin, Recipient,
+    GenerateDataKeyResponse, GenerateRandomRequest, GenerateRandomResponse, GetKeyPolicyRequest,
+    GetKeyPolicyResponse, KeyAgreementAlgorithm, KeyEncryptionAlgorithm, KeyOrigin,
+    PutKeyPolicyRequest, PutKeyPolicyResponse, Recipient,
 };
 
 use crate::cms::{self, CmsError};
@@ -56,7 +57,8 @@ pub const SIGNING_NAME: &str = "kms";
 /// bounds what a hostile endpoint can make us parse.
 pub const MAX_RESPONSE_LEN: usize = 64 * 1024;
 
-/// The KMS operations this SDK knows: the six an enclave sends (with request and response types
+/// The KMS operations this SDK knows: the six an enclave sends and the key-policy pair the
+/// policy commands use (with request and response types
 /// in this module) and the key-management operations the KMS emulator serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -147,14 +149,17 @@ operation_names!(
 );
 
 impl Operation {
-    /// The operations with request and response types in this module (what an enclave sends).
-    pub const TYPED: [Self; 6] = [
+    /// The operations with request and response types in this module: the six an enclave
+    /// sends, and `GetKeyPolicy`/`PutKeyPolicy` for the policy commands.
+    pub const TYPED: [Self; 8] = [
         Self::Decrypt,
         Self::Encrypt,
         Self::GenerateDataKey,
         Self::GenerateDataKeyPair,
         Self::GenerateRandom,
         Self::DeriveSharedSecret,
+        Self::GetKeyPolicy,
+        Self::PutKeyPolicy,
     ];
 
     /// The operation an `X-Amz-Target` names (for the emulator), if it is one of these.
@@ -196,6 +201,9 @@ pub trait KmsRequest: Serialize + DeserializeOwned {
     const OPERATION: Operation;
     /// The response type.
     type Response: Serialize + DeserializeOwned;
+    /// Whether a success may come without members: KMS answers `PutKeyPolicy` with an empty
+    /// body (moto with `null`); either is then read as `{}`.
+    const EMPTY_RESPONSE: bool = false;
     /// The attestation recipient, if the request carries one.
     fn recipient(&self) -> Option<&Recipient>;
 }
@@ -456,6 +464,13 @@ pub fn decode_response<R: KmsRequest>(
             detail: format!("{} bytes, more than MAX_RESPONSE_LEN", body.len()),
         });
     }
+    // KMS sends no body at all; moto sends `null`.
+    let body =
+        if R::EMPTY_RESPONSE && (body.trim_ascii().is_empty() || body.trim_ascii() == b"null") {
+            b"{}".as_slice()
+        } else {
+            body
+        };
     serde_json::from_slice(body).map_err(|e| KmsError::MalformedResponse {
         operation,
         status,
@@ -544,6 +559,54 @@ mod tests {
         assert_eq!(
             endpoint_host("cn-north-1"),
             "kms.cn-north-1.amazonaws.com.cn"
+        );
+    }
+
+    /// KMS answers PutKeyPolicy with HTTP 200 and an empty body; only that operation may.
+    #[test]
+    fn an_empty_success_body_is_read_only_where_kms_sends_one() {
+        let put = PutKeyPolicyRequest {
+            key_id: "k".into(),
+            policy: "{}".into(),
+            ..PutKeyPolicyRequest::default()
+        };
+        assert_eq!(
+            decode_response(&put, 200, &[], b"").unwrap(),
+            PutKeyPolicyResponse {}
+        );
+        assert_eq!(
+            decode_response(&put, 200, &[], b"{}").unwrap(),
+            PutKeyPolicyResponse {}
+        );
+        // moto's answer.
+        assert_eq!(
+            decode_response(&put, 200, &[], b"null").unwrap(),
+            PutKeyPolicyResponse {}
+        );
+        let get = GetKeyPolicyRequest {
+            key_id: "k".into(),
+            policy_name: None,
+        };
+        assert!(matches!(
+            decode_response(&get, 200, &[], b""),
+            Err(KmsError::MalformedResponse { .. })
+        ));
+        let answer = decode_response(
+            &get,
+            200,
+            &[],
+            br#"{"Policy": "{\"Statement\": []}", "PolicyName": "default"}"#,
+        )
+        .unwrap();
+        assert_eq!(answer.policy.as_deref(), Some(r#"{"Statement": []}"#));
+        assert!(matches!(
+            decode_response(&DecryptRequest::default(), 200, &[], b""),
+            Err(KmsError::MalformedResponse { .. })
+        ));
+        let body = encode_request(&put).unwrap();
+        assert_eq!(
+            core::str::from_utf8(body.expose()).unwrap(),
+            r#"{"KeyId":"k","Policy":"{}"}"#
         );
     }
 

@@ -532,3 +532,59 @@ kms_request!(
     DeriveSharedSecret,
     recipient
 );
+
+/// `GetKeyPolicy` request: the key's policy, for an operator's tools (`policy diff`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetKeyPolicyRequest {
+    /// The key id or key ARN.
+    pub key_id: String,
+    /// Always `default` when given (a KMS key has one policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_name: Option<String>,
+}
+
+/// `GetKeyPolicy` response.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetKeyPolicyResponse {
+    /// The key policy (JSON text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_name: Option<String>,
+}
+
+kms_request!(GetKeyPolicyRequest, GetKeyPolicyResponse, GetKeyPolicy);
+
+/// `PutKeyPolicy` request: replaces the key's policy (`policy apply`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PutKeyPolicyRequest {
+    /// The key id or key ARN.
+    pub key_id: String,
+    /// The new key policy (JSON text, at most 32 KiB).
+    pub policy: String,
+    /// Always `default` when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_name: Option<String>,
+    /// Skip KMS's check that the caller may still change the policy afterwards. Never set by
+    /// CCC's tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bypass_policy_lockout_safety_check: Option<bool>,
+}
+
+/// `PutKeyPolicy` response: KMS answers with an empty body (botocore KMS model: no output
+/// shape), which this type reads as well as `{}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutKeyPolicyResponse {}
+
+impl KmsRequest for PutKeyPolicyRequest {
+    const OPERATION: Operation = Operation::PutKeyPolicy;
+    const EMPTY_RESPONSE: bool = true;
+    type Response = PutKeyPolicyResponse;
+    fn recipient(&self) -> Option<&Recipient> {
+        None
+    }
+}

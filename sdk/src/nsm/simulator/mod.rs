@@ -32,7 +32,7 @@ use chain::{Chain, Leaf};
 use core::fmt;
 use core::time::Duration;
 use minicbor::Encoder;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// The module id a simulator reports unless configured otherwise; real ones look like
 /// `i-0123456789abcdef0-enc0123456789abcdef`.
@@ -181,7 +181,8 @@ struct State {
 pub struct Simulator {
     module_id: String,
     leaf_validity: Duration,
-    chain: Chain,
+    /// Shared with [`Simulator::sibling`]s: one hierarchy, many enclaves.
+    chain: Arc<Chain>,
     state: Mutex<State>,
 }
 
@@ -192,6 +193,28 @@ impl fmt::Debug for Simulator {
             .field("chain", &self.chain)
             .finish_non_exhaustive()
     }
+}
+
+type BootPcrs = (
+    [[u8; PCR_LEN]; PCR_COUNT as usize],
+    [bool; PCR_COUNT as usize],
+);
+
+/// PCRs 0..=15 seeded and locked, the rest zero and open, as the NSM boots them.
+fn boot_pcrs(seeds: BTreeMap<u16, [u8; PCR_LEN]>) -> Result<BootPcrs, SimulatorError> {
+    let mut pcrs = [[0u8; PCR_LEN]; PCR_COUNT as usize];
+    for (index, value) in seeds {
+        let slot = pcrs
+            .get_mut(usize::from(index))
+            .filter(|_| index < LOCKED_AT_BOOT)
+            .ok_or(SimulatorError::PcrIndex(index))?;
+        *slot = value;
+    }
+    let mut locked = [false; PCR_COUNT as usize];
+    for slot in locked.iter_mut().take(usize::from(LOCKED_AT_BOOT)) {
+        *slot = true;
+    }
+    Ok((pcrs, locked))
 }
 
 fn seconds(duration: Duration, what: &'static str) -> Result<u64, SimulatorError> {
@@ -224,30 +247,53 @@ impl Simulator {
         if chain_validity > CHAIN_VALIDITY_MAX {
             return Err(SimulatorError::Validity("chain_validity exceeds 100 years"));
         }
-        let mut pcrs = [[0u8; PCR_LEN]; PCR_COUNT as usize];
-        for (index, value) in seeds {
-            let slot = pcrs
-                .get_mut(usize::from(index))
-                .filter(|_| index < LOCKED_AT_BOOT)
-                .ok_or(SimulatorError::PcrIndex(index))?;
-            *slot = value;
-        }
-        let mut locked = [false; PCR_COUNT as usize];
-        for slot in locked.iter_mut().take(usize::from(LOCKED_AT_BOOT)) {
-            *slot = true;
-        }
+        let (pcrs, locked) = boot_pcrs(seeds)?;
 
         let now = clock.now().as_secs();
         let not_before = now.saturating_sub(CHAIN_BACKDATE.as_secs());
         let not_after = now
             .checked_add(chain_secs)
             .ok_or(SimulatorError::Validity("chain end overflows"))?;
-        let chain = Chain::generate(not_before, not_after)?;
+        let chain = Arc::new(Chain::generate(not_before, not_after)?);
 
         Ok(Self {
             module_id,
             leaf_validity,
             chain,
+            state: Mutex::new(State {
+                clock,
+                pcrs,
+                locked,
+                leaf: None,
+            }),
+        })
+    }
+
+    /// Another enclave on the same simulated hierarchy: `config`'s PCRs, module id, clock and
+    /// leaf validity, with documents that chain to this simulator's root and intermediate — as
+    /// every real enclave's documents chain to AWS's one root. (`config.chain_validity` is not
+    /// used: the chain is this simulator's.) Lets a test stand one development root in for
+    /// AWS's while enclaves of different images attest under it.
+    ///
+    /// # Errors
+    /// [`SimulatorError`] naming the bad setting.
+    pub fn sibling(&self, config: SimulatorConfig) -> Result<Self, SimulatorError> {
+        let SimulatorConfig {
+            pcrs: seeds,
+            module_id,
+            clock,
+            chain_validity: _,
+            leaf_validity,
+        } = config;
+        if module_id.is_empty() || module_id.chars().count() > MODULE_ID_MAX {
+            return Err(SimulatorError::ModuleId(module_id.chars().count()));
+        }
+        seconds(leaf_validity, "leaf_validity is zero")?;
+        let (pcrs, locked) = boot_pcrs(seeds)?;
+        Ok(Self {
+            module_id,
+            leaf_validity,
+            chain: Arc::clone(&self.chain),
             state: Mutex::new(State {
                 clock,
                 pcrs,

@@ -664,3 +664,34 @@ fn absent_fields_are_cbor_null_and_documents_reuse_the_leaf() {
     // Within the leaf's validity the NSM keeps signing with the same leaf.
     assert_eq!(doc.certificate, doc2.certificate);
 }
+
+/// Siblings share the root and intermediate (one hierarchy, as on AWS) but not PCRs or leaves;
+/// their documents verify under the first simulator's root and report their own PCRs.
+#[test]
+fn siblings_attest_other_images_under_the_same_root() {
+    use crate::attestation::{self, RootOfTrust, VerifyOptions};
+    let first = simulator();
+    let second = first
+        .sibling(
+            SimulatorConfig::default()
+                .with_pcr(0, pcr(0xb0))
+                .with_pcr(2, pcr(0xb2))
+                .with_fixed_time(T),
+        )
+        .unwrap();
+    assert_eq!(first.root_der(), second.root_der());
+    assert_eq!(first.intermediate_der(), second.intermediate_der());
+    let root = RootOfTrust::custom(first.root_der().to_vec()).unwrap();
+    let options = VerifyOptions::new(T).with_root(root);
+    let document = Nsm::simulator(second)
+        .attestation(None, None, None)
+        .unwrap();
+    let verified = attestation::verify(&document, &options, &AwsLc).unwrap();
+    assert_eq!(verified.pcrs[&0], pcr(0xb0).to_vec());
+    assert_eq!(verified.pcrs[&1], pcr(0).to_vec());
+    assert_eq!(verified.pcrs[&2], pcr(0xb2).to_vec());
+    assert!(matches!(
+        first.sibling(SimulatorConfig::default().with_pcr(16, pcr(1))),
+        Err(SimulatorError::PcrIndex(16))
+    ));
+}
