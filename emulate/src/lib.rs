@@ -264,7 +264,8 @@ fn emulate(
     let (subject, tamper) = match args.scenario {
         Scenario::Default => (resolved.subject.clone(), None),
         Scenario::Tampered => {
-            let (subject, tamper) = image::build_tampered(project, &release)?;
+            let (subject, tamper) =
+                image::build_tampered(project, &release, resolved.signer.as_deref())?;
             transcript.line("image", format!("TAMPERED: {tamper}"));
             (subject, Some(tamper))
         }
@@ -301,6 +302,15 @@ fn emulate(
             Pinned::Checkout { .. } => format!(
                 "key policy: the release tool's policy for THIS CHECKOUT's PCRs (not release \
                  {version}'s), ACCOUNT={} ROLE={} KEY_ADMIN_ROLE={}",
+                kms::EMULATOR_ACCOUNT,
+                kms::EMULATOR_ROLE,
+                kms::EMULATOR_ADMIN_ROLE
+            ),
+            Pinned::SubstituteSigner { pcr8, .. } => format!(
+                "key policy: the release tool's policy for release {version}'s published \
+                 PCR0/1/2 and the THROWAWAY signer's PCR8 {} (not the published PCR8), \
+                 ACCOUNT={} ROLE={} KEY_ADMIN_ROLE={}",
+                short(pcr8),
                 kms::EMULATOR_ACCOUNT,
                 kms::EMULATOR_ROLE,
                 kms::EMULATOR_ADMIN_ROLE
@@ -534,6 +544,10 @@ fn emulate(
         Pinned::Checkout { reason } => {
             format!("THIS CHECKOUT's PCRs, not release {version}'s ({reason})")
         }
+        Pinned::SubstituteSigner { reason, .. } => format!(
+            "release {version}'s published PCR0/1/2 with a THROWAWAY SIGNER's PCR8, not the \
+             published PCR8 ({reason})"
+        ),
     };
     Ok(match (args.scenario, tamper) {
         (Scenario::Default, _) => format!(
