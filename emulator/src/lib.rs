@@ -65,6 +65,9 @@
 //! change, so a restart loses nothing. See [`state`] for the format. The CA certificate is
 //! also written next to it as `<state>.ca.pem` for clients to trust explicitly. One
 //! emulator per state file.
+// Bytes from peers (the enclave, the parent, KMS clients, the kernel command line) are read
+// with get()/split_first()/cursors: indexing that could panic is an error outside tests.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 pub mod state;
 

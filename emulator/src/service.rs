@@ -174,9 +174,12 @@ fn metadata(state: &State, key: &KeyRecord) -> Value {
         "KeySpec": key.key_spec(),
         "MultiRegion": false,
     });
-    match &key.kind {
-        KeyKind::Symmetric(_) => m["EncryptionAlgorithms"] = json!(["SYMMETRIC_DEFAULT"]),
-        KeyKind::Ecc { .. } => m["KeyAgreementAlgorithms"] = json!(["ECDH"]),
+    let (member, algorithms) = match &key.kind {
+        KeyKind::Symmetric(_) => ("EncryptionAlgorithms", json!(["SYMMETRIC_DEFAULT"])),
+        KeyKind::Ecc { .. } => ("KeyAgreementAlgorithms", json!(["ECDH"])),
+    };
+    if let Some(object) = m.as_object_mut() {
+        object.insert(member.to_owned(), algorithms);
     }
     m
 }
@@ -1335,8 +1338,8 @@ fn page(member: &str, entries: Vec<Value>, req: &ListInput) -> Result<Value, Fau
         member: entries.get(start..end).unwrap_or_default(),
         "Truncated": truncated,
     });
-    if truncated {
-        out["NextMarker"] = json!(end.to_string());
+    if truncated && let Some(object) = out.as_object_mut() {
+        object.insert("NextMarker".to_owned(), json!(end.to_string()));
     }
     Ok(out)
 }

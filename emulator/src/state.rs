@@ -115,9 +115,12 @@ pub(crate) fn default_policy(region: &str, account_id: &str) -> String {
 pub(crate) fn uuid() -> Result<String, Fault> {
     let mut bytes = keys::random(16)?;
     let b = bytes.expose_mut();
-    if let (Some(v), Some(r)) = (b.get(6).copied(), b.get(8).copied()) {
-        b[6] = (v & 0x0f) | 0x40;
-        b[8] = (r & 0x3f) | 0x80;
+    // RFC 9562 §5.4: version 4 in the high nibble of byte 6, variant 10 in byte 8.
+    if let Some(version) = b.get_mut(6) {
+        *version = (*version & 0x0f) | 0x40;
+    }
+    if let Some(variant) = b.get_mut(8) {
+        *variant = (*variant & 0x3f) | 0x80;
     }
     let hex = hex::encode(bytes.expose());
     Ok(format!(
@@ -309,7 +312,7 @@ fn new_credential(region: &str, account_id: &str) -> Result<Credential, Fault> {
         .get(..16)
         .unwrap_or_default()
         .iter()
-        .map(|b| char::from(BASE32[usize::from(b % 32)]))
+        .filter_map(|b| BASE32.get(usize::from(b % 32)).copied().map(char::from))
         .collect();
     let secret = STANDARD.encode(bytes.get(16..46).unwrap_or_default());
     let token = STANDARD.encode(bytes.get(46..).unwrap_or_default());

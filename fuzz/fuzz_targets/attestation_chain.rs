@@ -5,7 +5,6 @@
 
 use ccc_sdk::attestation::{self, Policy, RootOfTrust, VerifyOptions};
 use ccc_sdk::crypto::{Crypto, CryptoError, EcdsaSignature};
-use ccc_sdk::secret::SecretBytes;
 use ccc_sdk::time::UnixMillis;
 
 /// Accepts every signature; hashes are zero. Never use outside this fuzz target.
@@ -29,12 +28,7 @@ impl Crypto for AcceptAll {
     ) -> Result<(), CryptoError> {
         Ok(())
     }
-    fn aes256_cbc_pkcs7_decrypt(
-        &self,
-        _: &[u8; 32],
-        _: &[u8; 16],
-        _: &[u8],
-    ) -> Result<SecretBytes, CryptoError> {
+    fn aes256_cbc_decrypt(&self, _: &[u8; 32], _: &[u8; 16], _: &mut [u8]) -> Result<(), CryptoError> {
         Err(CryptoError::Decrypt)
     }
     fn fill_random(&self, _: &mut [u8]) -> Result<(), CryptoError> {

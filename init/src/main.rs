@@ -7,6 +7,9 @@
 //! `ccc.parent_cid=<CID>` (default 3) and `ccc.emulation=1` (a failed heartbeat is then
 //! reported loudly instead of stopping the enclave). PID 1 must never return: the kernel
 //! panics when it exits, so every path ends in `reboot`.
+// Bytes from peers (the enclave, the parent, KMS clients, the kernel command line) are read
+// with get()/split_first()/cursors: indexing that could panic is an error outside tests.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 mod cmdline;
 mod heartbeat;

@@ -73,17 +73,19 @@ pub trait Crypto: Send + Sync {
         signature: EcdsaSignature<'_>,
     ) -> Result<(), CryptoError>;
 
-    /// AES-256-CBC decryption with PKCS#7 padding removed.
+    /// AES-256-CBC decryption in place, without touching the padding: the caller removes it
+    /// (the CMS code does, in constant time, so that no backend can turn padding checks into
+    /// an oracle). The time taken must not depend on the key or the data.
     ///
     /// # Errors
-    /// [`CryptoError::Decrypt`] for a ciphertext that is not a whole number of blocks or whose
-    /// padding is invalid.
-    fn aes256_cbc_pkcs7_decrypt(
+    /// [`CryptoError::Decrypt`] for a buffer that is not a whole, non-zero number of 16-byte
+    /// blocks (a public property of the ciphertext).
+    fn aes256_cbc_decrypt(
         &self,
         key: &[u8; 32],
         iv: &[u8; 16],
-        ciphertext: &[u8],
-    ) -> Result<SecretBytes, CryptoError>;
+        in_out: &mut [u8],
+    ) -> Result<(), CryptoError>;
 
     /// Fills `out` with cryptographically secure random bytes.
     ///
@@ -117,7 +119,9 @@ mod aws_lc {
     use aws_lc_rs::{cipher, digest, hmac, rand, rsa, signature};
     use core::fmt;
 
-    /// The aws-lc-rs backend: constant-time RSA-OAEP, AES-CBC, P-384 and SHA-2 from AWS-LC.
+    /// The aws-lc-rs backend: RSA-OAEP (AWS-LC's decoding is constant time), AES-CBC (AES in
+    /// constant time: AES-NI, or AWS-LC's vector-permute or bit-sliced fallbacks; no padding
+    /// check here, see [`Crypto::aes256_cbc_decrypt`]), P-384 and SHA-2 from AWS-LC.
     #[derive(Clone, Copy, Debug, Default)]
     pub struct AwsLc;
 
@@ -169,29 +173,26 @@ mod aws_lc {
                 .map_err(|_| CryptoError::BadSignature)
         }
 
-        fn aes256_cbc_pkcs7_decrypt(
+        fn aes256_cbc_decrypt(
             &self,
             key: &[u8; 32],
             iv: &[u8; 16],
-            ciphertext: &[u8],
-        ) -> Result<SecretBytes, CryptoError> {
-            if ciphertext.is_empty() || !ciphertext.len().is_multiple_of(16) {
+            in_out: &mut [u8],
+        ) -> Result<(), CryptoError> {
+            if in_out.is_empty() || !in_out.len().is_multiple_of(16) {
                 return Err(CryptoError::Decrypt);
             }
             let key = cipher::UnboundCipherKey::new(&cipher::AES_256, key)
                 .map_err(|_| CryptoError::Decrypt)?;
-            let key = cipher::PaddedBlockDecryptingKey::cbc_pkcs7(key)
-                .map_err(|_| CryptoError::Decrypt)?;
-            let mut buffer = SecretBytes::copy_from(ciphertext);
-            let plain_len = key
-                .decrypt(
-                    buffer.expose_mut(),
-                    cipher::DecryptionContext::Iv128(aws_lc_rs::iv::FixedLength::from(*iv)),
-                )
-                .map_err(|_| CryptoError::Decrypt)?
-                .len();
-            buffer.expose_mut().truncate(plain_len);
-            Ok(buffer)
+            // Unpadded CBC: aws-lc-rs's `PaddedBlockDecryptingKey` checks PKCS#7 padding with
+            // an early exit, so the padding is left to `cms::padding` instead.
+            let key = cipher::DecryptingKey::cbc(key).map_err(|_| CryptoError::Decrypt)?;
+            key.decrypt(
+                in_out,
+                cipher::DecryptionContext::Iv128(aws_lc_rs::iv::FixedLength::from(*iv)),
+            )
+            .map_err(|_| CryptoError::Decrypt)?;
+            Ok(())
         }
 
         fn fill_random(&self, out: &mut [u8]) -> Result<(), CryptoError> {
@@ -323,18 +324,33 @@ mod aws_lc {
             );
         }
 
+        /// NIST SP 800-38A F.2.6 (CBC-AES256.Decrypt), first two blocks: no padding is
+        /// removed or checked, and partial blocks are refused.
         #[test]
-        fn aes_cbc_rejects_partial_blocks_and_bad_padding() {
-            let key = [7u8; 32];
-            let iv = [9u8; 16];
+        fn aes_cbc_decrypts_whole_blocks_only() {
+            let key: [u8; 32] =
+                hex::decode("603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4")
+                    .unwrap()
+                    .try_into()
+                    .unwrap();
+            let iv: [u8; 16] = hex::decode("000102030405060708090a0b0c0d0e0f")
+                .unwrap()
+                .try_into()
+                .unwrap();
+            let mut data =
+                hex::decode("f58c4c04d6e5f1ba779eabfb5f7bfbd69cfc4e967edb808d679f777bc6702c7d")
+                    .unwrap();
+            AwsLc.aes256_cbc_decrypt(&key, &iv, &mut data).unwrap();
             assert_eq!(
-                AwsLc.aes256_cbc_pkcs7_decrypt(&key, &iv, &[0u8; 15]),
-                Err(CryptoError::Decrypt)
+                hex::encode(&data),
+                "6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e51"
             );
-            assert_eq!(
-                AwsLc.aes256_cbc_pkcs7_decrypt(&key, &iv, &[]),
-                Err(CryptoError::Decrypt)
-            );
+            for len in [0, 15, 17] {
+                assert_eq!(
+                    AwsLc.aes256_cbc_decrypt(&key, &iv, &mut alloc::vec![0u8; len]),
+                    Err(CryptoError::Decrypt)
+                );
+            }
         }
 
         #[test]

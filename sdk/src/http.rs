@@ -10,7 +10,7 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use crate::secret::SecretBytes;
+use crate::secret::{SecretBytes, reserve_wiping};
 use crate::time::{DateTime, UnixMillis};
 use core::fmt;
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
@@ -266,6 +266,9 @@ impl<R: Read + ?Sized> Buffer<'_, R> {
             self.pos = 0;
         }
         let old = self.data.len();
+        // Grown by moving to a larger buffer and wiping the old one: `Vec`'s own growth
+        // would free a copy of the bytes read so far (a body holding a secret) unwiped.
+        reserve_wiping(&mut self.data, READ_SIZE);
         self.data.resize(old + READ_SIZE, 0);
         let read = loop {
             match self
@@ -301,9 +304,9 @@ impl<R: Read + ?Sized> Buffer<'_, R> {
             if self.unread().is_empty() && !self.fill(during)? {
                 return Err(self.closed(during));
             }
-            let available = self.unread();
-            let step = available.len().min(left);
-            out.extend_from_slice(available.get(..step).unwrap_or_default());
+            let step = self.unread().len().min(left);
+            reserve_wiping(out, step);
+            out.extend_from_slice(self.unread().get(..step).unwrap_or_default());
             self.pos += step;
             left -= step;
         }
@@ -504,6 +507,7 @@ fn finish<R: Read + ?Sized>(
                 if body.len() + unread.len() > max_body {
                     return Err(HttpError::BodyTooLarge { limit: max_body });
                 }
+                reserve_wiping(body.expose_mut(), unread.len());
                 body.expose_mut().extend_from_slice(unread);
                 buffer.pos = buffer.data.len();
                 if !buffer.fill(DURING)? {

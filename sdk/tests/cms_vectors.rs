@@ -405,3 +405,99 @@ fn error_messages_name_what_was_found() {
          (byte 67)"
     );
 }
+
+/// RSA-OAEP-SHA-256 of `cek` to the recipient key (what KMS does with a 32-byte key).
+fn oaep_wrap(spki: &[u8], cek: &[u8]) -> Vec<u8> {
+    use aws_lc_rs::rsa;
+    let public = rsa::PublicEncryptingKey::from_der(spki).unwrap();
+    let public = rsa::OaepPublicEncryptingKey::new(public).unwrap();
+    let mut out = vec![0u8; public.ciphertext_size()];
+    public
+        .encrypt(&rsa::OAEP_SHA256_MGF1SHA256, cek, &mut out, None)
+        .unwrap()
+        .to_vec()
+}
+
+/// The padding-oracle attack surface: once the envelope is addressed to this key, a wrapped
+/// key that does not decode, a content key of another length, a last padding byte of 0 or
+/// 17, or a padding byte that disagrees all give one error with one message, and no plaintext.
+/// (That the same work is done for each is measured, not asserted: `cargo xtask bench ct`.)
+#[test]
+fn every_failure_after_the_recipient_check_is_one_error() {
+    let recipient = recipient_key();
+    let spki = recipient.public_key_spki().to_vec();
+    let cek = [0x11u8; 32];
+    let iv = [0x22u8; 16];
+    // 20 bytes: two blocks, the second holding 4 data bytes and 12 bytes of padding 0x0c.
+    let plaintext = b"twenty bytes of data";
+    let original =
+        cms::build::build_with(&spki, plaintext, &cek, &iv, ContentLayout::Primitive).unwrap();
+    assert_eq!(
+        cms::decrypt(&original, &AwsLc, &recipient)
+            .unwrap()
+            .expose(),
+        plaintext
+    );
+    let parsed = cms::parse(&original).unwrap();
+    let wrapped = range_of(&original, parsed.encrypted_key);
+    let content = range_of(&original, &parsed.encrypted_content);
+    // In CBC, flipping bit b of ciphertext block 1 flips bit b of plaintext block 2.
+    let previous_block = content.start;
+    let with = |edit: &dyn Fn(&mut Vec<u8>)| {
+        let mut envelope = original.clone();
+        edit(&mut envelope);
+        envelope
+    };
+    let cases: [(&str, Vec<u8>); 7] = [
+        (
+            "a wrapped key that does not decode",
+            with(&|e| e[wrapped.start + 9] ^= 0x40),
+        ),
+        (
+            "a 16-byte content key",
+            with(&|e| {
+                e[wrapped.clone()].copy_from_slice(&oaep_wrap(&spki, &[0x11; 16]));
+            }),
+        ),
+        (
+            "a 33-byte content key",
+            with(&|e| {
+                e[wrapped.clone()].copy_from_slice(&oaep_wrap(&spki, &[0x11; 33]));
+            }),
+        ),
+        (
+            "another 32-byte content key",
+            with(&|e| {
+                e[wrapped.clone()].copy_from_slice(&oaep_wrap(&spki, &[0x12; 32]));
+            }),
+        ),
+        (
+            "last padding byte 0",
+            with(&|e| e[previous_block + 15] ^= 0x0c),
+        ),
+        (
+            "last padding byte 17",
+            with(&|e| e[previous_block + 15] ^= 0x0c ^ 0x11),
+        ),
+        (
+            "a padding byte that disagrees",
+            with(&|e| e[previous_block + 8] ^= 0x01),
+        ),
+    ];
+    let mut messages = std::collections::BTreeSet::new();
+    for (what, envelope) in &cases {
+        let result = cms::decrypt(envelope, &AwsLc, &recipient);
+        assert_eq!(result, Err(CmsError::Decrypt), "{what}");
+        messages.insert(result.unwrap_err().to_string());
+    }
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    // The same edit that leaves a valid padding (1) opens, to 31 bytes: the check is real.
+    let one = with(&|e| e[previous_block + 15] ^= 0x0c ^ 0x01);
+    assert_eq!(cms::decrypt(&one, &AwsLc, &recipient).unwrap().len(), 31);
+    // Before any key operation, public bytes still get their own diagnosis.
+    let other_key = AwsLcRsaKey::generate().unwrap();
+    assert!(matches!(
+        cms::decrypt(&original, &AwsLc, &other_key),
+        Err(CmsError::RecipientMismatch { .. })
+    ));
+}

@@ -17,11 +17,16 @@
 //! - [`socket`]: what any socket needs (read/write timeouts, `shutdown`, the pending error);
 //! - [`fd`]: descriptor flags (`O_NONBLOCK`);
 //! - [`poll`]: `poll(2)` over a few descriptors;
+//! - [`epoll`]: `epoll(7)`, the parent's proxy event loop;
+//! - [`tcp`]: a TCP `connect` started without blocking (the event loop waits for it);
 //! - [`pipe`]: pipes and `splice(2)` (the parent's proxy moves bytes without copying them);
 //! - [`mount`](mod@mount): `mount(2)`;
 //! - [`interface`]: bringing a network interface up (the enclave's `lo`);
+//! - [`unix`]: Unix stream listeners whose socket file is `0600` from its creation;
 //! - [`process`]: signals, the standard streams, fork/exec/wait, sessions, resource limits;
-//! - [`power`]: `sync(2)` and `reboot(2)`, how an enclave stops.
+//! - [`power`]: `sync(2)` and `reboot(2)`, how an enclave stops;
+//! - [`residue`]: a global allocator for tests that counts freed blocks still holding a
+//!   secret (the zeroisation tests).
 //!
 //! [`libc`] is re-exported for its constants (errno values, flags): its functions are all
 //! `unsafe`, so outside this crate they cannot be called at all.
@@ -29,6 +34,7 @@
 
 pub use libc;
 
+pub mod epoll;
 pub mod fd;
 pub mod interface;
 pub mod mount;
@@ -37,7 +43,10 @@ pub mod pipe;
 pub mod poll;
 pub mod power;
 pub mod process;
+pub mod residue;
 pub mod socket;
+pub mod tcp;
+pub mod unix;
 pub mod vsock;
 
 use std::io;

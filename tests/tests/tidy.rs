@@ -427,6 +427,38 @@ fn no_allow_or_expect_without_a_reason() {
     );
 }
 
+/// Every crate that parses bytes from a peer (the enclave's and parent's network input, KMS
+/// clients' requests, the NSM, EIF files, the kernel command line) denies
+/// `clippy::indexing_slicing` outside tests, at every crate root (library and binary): untrusted
+/// bytes are read with `get()`, `split_first()` and cursors, never by an index that can panic.
+#[test]
+fn crates_that_parse_peer_bytes_deny_indexing() {
+    const ROOTS: &[&str] = &[
+        "sdk/src/lib.rs",
+        "eif/src/lib.rs",
+        "emulator/src/lib.rs",
+        "init/src/main.rs",
+        "enclave-template/enclave/src/lib.rs",
+        "enclave-template/enclave/src/main.rs",
+        "enclave-template/parent/src/lib.rs",
+        "enclave-template/parent/src/main.rs",
+    ];
+    let missing: Vec<&str> = ROOTS
+        .iter()
+        .copied()
+        .filter(|root| {
+            !code(&read(Path::new(root)))
+                .contains("#![cfg_attr(not(test), deny(clippy::indexing_slicing))]")
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "crate roots that parse peer bytes but do not deny indexing; add \
+         #![cfg_attr(not(test), deny(clippy::indexing_slicing))]:\n{}",
+        missing.join("\n")
+    );
+}
+
 /// The source files of the workspace's product libraries: not binaries, tests, examples,
 /// benches, xtask or the bench, and not `tests/` (ccc-tests is scaffolding whose only callers
 /// are tests, which panic on any error).

@@ -88,6 +88,10 @@ enum Command {
     /// Run the KMS emulator (HTTPS on 127.0.0.1, SigV4, Recipient, key policies) in the
     /// foreground; prints the endpoint, the CA to trust, credentials and the default key.
     KmsEmulator(kms_emulator::Args),
+    /// Run every cargo-fuzz target (or `--target NAME`) for `--minutes N` each, one after the
+    /// other, and print executions, exec/s and crashes per target as a Markdown table (the
+    /// README's long-run record). CI runs the short smoke instead (`ci --only fuzz`).
+    Fuzz(fuzz::Args),
     /// Run a side-by-side benchmark against its peers and print ratios. `boot` (boot → first
     /// attestation under QEMU, template vs a one-line-init reference) runs here in the xtask;
     /// the others run in `ccc-bench`.
@@ -152,10 +156,16 @@ fn run(cli: Cli) -> Result<()> {
         Command::Qemu(args) => ccc_build::boot::run(&Cache::from_env()?, &root, &args)?,
         Command::KmsEmulator(args) => kms_emulator::run(&args)?,
         Command::Emulate(args) => ccc_emulate::run(&project()?, &args)?,
+        Command::Fuzz(args) => fuzz::run(&args)?,
         Command::Bench { name, options } if name == "boot" => {
             bench_boot::run(&project()?, &options)?;
         }
         Command::Bench { name, options } => {
+            if name == "proxy" {
+                // The proxy is timed side by side with socat (installed as root, or the
+                // command to run is named).
+                ccc_build::host::ensure_packages(&["socat"], None)?;
+            }
             let sh = xshell::Shell::new()?;
             sh.change_dir(&root);
             xshell::cmd!(

@@ -84,7 +84,7 @@ impl App {
     /// An attestation document from the NSM binding the caller's `nonce` and `user_data`,
     /// with `public_key` = this enclave's current RSA key. A verifier checks it against the
     /// AWS Nitro root and the expected PCRs (`ccc-template-parent client attest --root aws
-    /// --expect-pcr 0=...`).
+    /// --release V`, or `--expect-pcr 0=...`).
     fn attest(
         &self,
         nonce: Option<Vec<u8>>,
@@ -186,18 +186,24 @@ impl App {
                 ),
             ));
         }
-        let data_key = self
-            .kms
-            .decrypt(DecryptRequest {
-                ciphertext_blob: sealed.wrapped_key.to_vec(),
-                encryption_context: with_purpose(context, SEALING_PURPOSE),
-                ..DecryptRequest::default()
-            })
-            .map_err(|e| failure::unseal_kms("kms Decrypt with Recipient", &e))?;
-        let data = seal::open(&sealed, &data_key).map_err(|e| {
-            Failure::new(ErrorCode::Unseal, "unseal: AES-256-GCM open", e.to_string())
-        })?;
-        Ok(Response::Unseal { data })
+        // From KMS's answer on, every failure is the one `failure::unseal_open()`, after the
+        // same work: when the `CiphertextForRecipient` does not decrypt, the GCM open still
+        // runs (under a data key of zeros) before the answer goes out.
+        let (data_key, opened_by_kms) = match self.kms.decrypt(DecryptRequest {
+            ciphertext_blob: sealed.wrapped_key.to_vec(),
+            encryption_context: with_purpose(context, SEALING_PURPOSE),
+            ..DecryptRequest::default()
+        }) {
+            Ok(data_key) => (data_key, true),
+            Err(e) if failure::is_opening_failure(&e) => {
+                (SecretBytes::new(vec![0; seal::DATA_KEY_LEN]), false)
+            }
+            Err(e) => return Err(failure::unseal_kms("kms Decrypt with Recipient", &e)),
+        };
+        match seal::open(&sealed, &data_key) {
+            Ok(data) if opened_by_kms => Ok(Response::Unseal { data }),
+            _ => Err(failure::unseal_open()),
+        }
     }
 
     /// `n` random bytes from KMS `GenerateRandom`, received as `CiphertextForRecipient`.

@@ -3,6 +3,7 @@
 //! or a parent without credentials.
 
 use crate::protocol::{ErrorCode, Failure};
+use ccc_sdk::cms::CmsError;
 use ccc_sdk::credentials::CredentialsError;
 use ccc_sdk::kms::client::ClientError;
 use ccc_sdk::kms::{ErrorKind, KmsError};
@@ -67,6 +68,35 @@ pub fn unseal_kms(step: &str, error: &ClientError) -> Failure {
         }
         _ => kms(step, error),
     }
+}
+
+/// The step every failure of opening a sealed blob reports, whichever check failed.
+pub const UNSEAL_OPEN_STEP: &str = "unseal: open the sealed blob";
+
+/// The one failure of opening a sealed blob once KMS has answered: the `CiphertextForRecipient`
+/// carrying its data key did not decrypt (RSA-OAEP, the content key's length or the AES-CBC
+/// padding), the data key is not 32 bytes, or the AES-256-GCM tag did not verify. Which of
+/// these happened depends on secret bytes, so the caller is told none of it (nor, by the
+/// time taken, see `App::unseal`): telling them apart would make `unseal` a padding oracle.
+#[must_use]
+pub fn unseal_open() -> Failure {
+    Failure::new(
+        ErrorCode::Unseal,
+        UNSEAL_OPEN_STEP,
+        "the sealed blob did not open: it was modified after sealing, or its wrapped key \
+         decrypts to another data key than the one it was sealed with (which of the checks \
+         failed is not told, by design)",
+    )
+}
+
+/// Whether a KMS call failed in opening the secret it returned (the `CiphertextForRecipient`
+/// did not decrypt), as opposed to anything before it.
+#[must_use]
+pub fn is_opening_failure(error: &ClientError) -> bool {
+    matches!(
+        innermost(error),
+        ClientError::Kms(KmsError::Cms(CmsError::Decrypt))
+    )
 }
 
 /// The last error behind retries.

@@ -31,6 +31,9 @@
 //!    proxy, the enclave's RSA-2048 key generated inside.
 //! 4. Listen on the API port and serve; send a `heartbeat` record every
 //!    [`HEARTBEAT_INTERVAL`] so the parent can tell a live enclave from a silent one.
+// Bytes from peers (the enclave, the parent, KMS clients, the kernel command line) are read
+// with get()/split_first()/cursors: indexing that could panic is an error outside tests.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 pub mod app;
 pub mod config;
@@ -565,4 +568,35 @@ fn start_with(settings: &Settings, nsm: Nsm, log: &Log) -> Result<Started, Start
         stop: stopped,
         heartbeat,
     })
+}
+
+/// The fuzzing entry point for the API request decoder: reads `data` as a stream of frames
+/// and decodes each as a request (what the enclave does with every frame a client sends), and
+/// `data` itself as a request and as an answer (the parent's side). Must never panic,
+/// whatever `data` is; `fuzz/fuzz_targets/template_request.rs` calls it.
+#[doc(hidden)]
+pub fn fuzz_request(data: &[u8]) {
+    let mut stream = std::io::Cursor::new(data);
+    while let Ok(frame) = protocol::read_frame(&mut stream) {
+        let Some(frame) = frame else { break };
+        if let Ok(request) = protocol::decode_request(&frame) {
+            let _ = request.check();
+        }
+    }
+    if let Ok(request) = protocol::decode_request(data) {
+        let _ = request.check();
+        let _ = protocol::encode_request(&request);
+    }
+    let _ = protocol::decode_response(data);
+}
+
+/// The fuzzing entry point for the sealed-blob parser: parses `data` as a sealed blob and,
+/// when it parses, opens it under an all-zero data key (the authentication fails, through the
+/// same path as a forged blob). Must never panic, whatever `data` is;
+/// `fuzz/fuzz_targets/sealed_blob.rs` calls it.
+#[doc(hidden)]
+pub fn fuzz_sealed(data: &[u8]) {
+    if let Ok(sealed) = seal::parse(data) {
+        let _ = seal::open(&sealed, &ccc_sdk::secret::SecretBytes::new(vec![0; 32]));
+    }
 }

@@ -4,6 +4,9 @@
 //! Failures before the log channel exists (unusable settings, no NSM) go to the console only;
 //! from the start-up on they are `enclave.fatal` records as well (`enclave::log::Log::fatal`),
 //! flushed before the process exits.
+// Bytes from peers (the enclave, the parent, KMS clients, the kernel command line) are read
+// with get()/split_first()/cursors: indexing that could panic is an error outside tests.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 use ccc_sdk::log::Level;
 use enclave::Stop;

@@ -391,16 +391,57 @@ struct Versioned<'a, T: Serialize> {
 
 fn encode<T: Serialize>(body: &T) -> Zeroizing<Vec<u8>> {
     // Serializing these types cannot fail: every map key is a string and every value is
-    // representable in JSON. Should it ever fail, an error frame goes out instead.
-    Zeroizing::new(
-        serde_json::to_vec(&Versioned {
-            version: VERSION,
-            body,
-        })
-        .unwrap_or_else(|_| {
-            br#"{"version":1,"type":"error","code":"internal","step":"encode the answer","message":"the answer could not be encoded as JSON"}"#.to_vec()
-        }),
-    )
+    // representable in JSON. Should it ever fail, an error frame goes out instead. Written
+    // into one zeroizing buffer of exactly the payload's length (`secret::json::to_vec`): a
+    // growing `Vec` would free copies of a `seal` plaintext's base64 unwiped.
+    ccc_sdk::secret::json::to_vec(&Versioned {
+        version: VERSION,
+        body,
+    })
+    .unwrap_or_else(|_| {
+        Zeroizing::new(
+            br#"{"version":1,"type":"error","code":"internal","step":"encode the answer","message":"the answer could not be encoded as JSON"}"#.to_vec(),
+        )
+    })
+}
+
+/// A `seal` request read straight from the payload: the plaintext's base64 is taken as raw
+/// JSON text (no serde_json scratch copy, no buffering by the internally tagged [`Request`])
+/// and decoded by [`secret_base64`].
+fn decode_seal(payload: &[u8], step: &str) -> Result<Request, Failure> {
+    #[derive(Deserialize)]
+    struct Seal<'a> {
+        #[serde(borrow)]
+        data: &'a serde_json::value::RawValue,
+        #[serde(default)]
+        context: BTreeMap<String, String>,
+    }
+    let seal: Seal<'_> = serde_json::from_slice(payload).map_err(|e| {
+        Failure::new(
+            ErrorCode::BadRequest,
+            step,
+            format!("`seal`: {}", json_problem(&e)),
+        )
+    })?;
+    let data = secret_base64(seal.data).map_err(|problem| {
+        Failure::new(ErrorCode::BadRequest, step, format!("`seal`: {problem}"))
+    })?;
+    Ok(Request::Seal {
+        data,
+        context: seal.context,
+    })
+}
+
+/// A base64 JSON string member holding a secret: unescaped into a zeroizing buffer
+/// ([`ccc_sdk::secret::json::string`]), then decoded into a buffer the decoder sizes once
+/// (it never grows). The message never quotes the text.
+fn secret_base64(raw: &serde_json::value::RawValue) -> Result<SecretBytes, String> {
+    use base64::Engine as _;
+    let text = ccc_sdk::secret::json::string(raw).map_err(|e| format!("`data`: {e}"))?;
+    base64::engine::general_purpose::STANDARD
+        .decode(text.as_bytes())
+        .map(SecretBytes::new)
+        .map_err(|_| "`data` is not standard (padded) base64 (RFC 4648)".to_owned())
 }
 
 /// Encodes a request (zeroized when dropped: `seal` carries plaintext).
@@ -496,6 +537,9 @@ pub fn decode_request(payload: &[u8]) -> Result<Request, Failure> {
                 op.chars().take(64).collect::<String>()
             ),
         ));
+    }
+    if op == "seal" {
+        return decode_seal(payload, step);
     }
     serde_json::from_slice(payload).map_err(|e| {
         Failure::new(

@@ -27,6 +27,8 @@ use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKe
 use ccc_sdk::kms::KeyArn;
 use ccc_sdk::secret::SecretBytes;
 use std::fmt;
+use subtle::{ConditionallySelectable, ConstantTimeEq};
+use zeroize::Zeroizing;
 
 /// The first four bytes of every sealed blob.
 pub const MAGIC: [u8; 4] = *b"CCCS";
@@ -84,8 +86,9 @@ pub enum SealError {
     Version(u8),
     /// The data key has the wrong length.
     DataKeyLength(usize),
-    /// The tag did not verify: the blob was modified, or the data key is not the one it was
-    /// sealed with.
+    /// The blob did not open: its tag did not verify (it was modified, or the data key is not
+    /// the one it was sealed with), or the data key is not 32 bytes. One error for both, on
+    /// purpose (see [`open`]).
     Authentication,
     /// The random nonce could not be drawn.
     Random,
@@ -116,7 +119,8 @@ impl fmt::Display for SealError {
                  made by GenerateDataKey with KeySpec AES_256?)"
             ),
             Self::Authentication => f.write_str(
-                "AES-256-GCM authentication failed: the sealed blob was modified after sealing",
+                "AES-256-GCM authentication failed: the sealed blob was modified after sealing, \
+                 or its data key is not the one it was sealed with",
             ),
             Self::Random => f.write_str("the random nonce could not be drawn from AWS-LC"),
         }
@@ -264,21 +268,40 @@ pub fn seal(
 /// Opens a parsed blob with its data key (which the caller got from KMS for
 /// `sealed.wrapped_key`).
 ///
+/// A data key of the wrong length is not told apart from a tag that does not verify: its
+/// length is the length of a decrypted secret, which an attacker probing with crafted blobs
+/// must not learn. The GCM open runs either way (under an all-zero key when the length is
+/// wrong), so the time taken does not tell the two apart either.
+///
 /// # Errors
-/// [`SealError::DataKeyLength`], [`SealError::Authentication`].
+/// [`SealError::Authentication`].
 pub fn open(sealed: &Sealed<'_>, data_key: &SecretBytes) -> Result<SecretBytes, SealError> {
-    let key = key(data_key)?;
+    let length_ok = data_key.len().ct_eq(&DATA_KEY_LEN);
+    let mut key_bytes = Zeroizing::new([0u8; DATA_KEY_LEN]);
+    for (slot, byte) in key_bytes
+        .iter_mut()
+        .zip(data_key.expose().iter().chain(std::iter::repeat(&0u8)))
+    {
+        *slot = u8::conditional_select(&0, byte, length_ok);
+    }
+    let key = UnboundKey::new(&AES_256_GCM, key_bytes.as_slice())
+        .map(LessSafeKey::new)
+        .map_err(|_| SealError::Authentication)?;
     let mut buffer = SecretBytes::copy_from(sealed.ciphertext);
-    let plain_len = key
+    let opened = key
         .open_in_place(
             Nonce::assume_unique_for_key(sealed.nonce),
             Aad::from(sealed.header),
             buffer.expose_mut(),
         )
-        .map_err(|_| SealError::Authentication)?
-        .len();
-    buffer.expose_mut().truncate(plain_len);
-    Ok(buffer)
+        .map(|plain| plain.len());
+    match opened {
+        Ok(plain_len) if bool::from(length_ok) => {
+            buffer.expose_mut().truncate(plain_len);
+            Ok(buffer)
+        }
+        _ => Err(SealError::Authentication),
+    }
 }
 
 #[cfg(test)]
@@ -331,6 +354,14 @@ mod tests {
         }
         let wrong_key = open(&parse(&blob).unwrap(), &SecretBytes::copy_from(&[8; 32]));
         assert_eq!(wrong_key.unwrap_err(), SealError::Authentication);
+        // A data key of another length is the same error (its length is a secret's).
+        for len in [0, 16, 31, 33, 64] {
+            let short = open(
+                &parse(&blob).unwrap(),
+                &SecretBytes::copy_from(&KEY.repeat(2)[..len]),
+            );
+            assert_eq!(short.unwrap_err(), SealError::Authentication, "{len}");
+        }
         // Another ARN of the same length in the header: parses, but the tag fails.
         let other = ARN.replace("111122223333", "444455556666");
         let mut swapped = blob.clone();

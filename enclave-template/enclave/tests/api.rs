@@ -278,6 +278,8 @@ struct Setup {
     /// The credentials the parent hands the enclave: its role's (the honest parent), or
     /// `Some`: credentials for another principal (the parent's own account).
     parent_hands: Option<Credential>,
+    /// A key policy of the team's own instead of the release's template.
+    key_policy: Option<String>,
     /// The parent's credentials service is down (nothing listens on its port).
     no_credentials: bool,
 }
@@ -290,6 +292,7 @@ impl Default for Setup {
             cmdline: "console=ttyS0",
             nsm: NsmKind::Signed,
             parent_hands: None,
+            key_policy: None,
             no_credentials: false,
         }
     }
@@ -326,7 +329,7 @@ impl World {
             Config::new(scratch(name).join("state.json"))
                 .with_log(false)
                 .with_trust(trust)
-                .with_policy(policy(setup.pinned))
+                .with_policy(setup.key_policy.unwrap_or_else(|| policy(setup.pinned)))
                 .with_account_policy(template::iam_policy(&pins(setup.pinned)))
                 .with_credential(parent_account_credential()),
         )
@@ -752,7 +755,7 @@ fn tampered_sealed_blobs_are_refused() {
     *flipped.last_mut().unwrap() ^= 1;
     let failure = unseal(flipped).unwrap_err();
     assert_eq!(failure.code, ErrorCode::Unseal, "{failure}");
-    assert_eq!(failure.step, "unseal: AES-256-GCM open");
+    assert_eq!(failure.step, "unseal: open the sealed blob");
     assert!(failure.message.contains("modified"), "{failure}");
     // The nonce (authenticated data): the tag fails too.
     let arn_len = usize::from(u16::from_be_bytes([sealed[5], sealed[6]]));
@@ -765,7 +768,7 @@ fn tampered_sealed_blobs_are_refused() {
     flipped[key_start + wrapped_len] ^= 1;
     assert_eq!(
         unseal(flipped).unwrap_err().step,
-        "unseal: AES-256-GCM open"
+        "unseal: open the sealed blob"
     );
     // The wrapped key: KMS refuses to decrypt it under the trusted key: not this enclave's.
     let mut flipped = sealed.clone();
@@ -1016,6 +1019,72 @@ fn a_blob_wrapped_by_a_plain_encrypt_is_refused() {
         error.to_string().contains("with an explicit deny"),
         "{error}"
     );
+}
+
+/// Attack (issue 10 §4, padding oracle): whoever can wrap data keys for sealing (here a fork
+/// whose key policy lacks `DenyMintingSealedBlobs`; in general anyone able to alter what the
+/// enclave decrypts) probes `unseal` with blobs whose wrapped key decrypts to a data key of
+/// another length, to another 32-byte key, or whose ciphertext was changed. Before, each came
+/// back with its own step and message ("the data key is 16 bytes", "AES-256-GCM
+/// authentication failed"), telling what the secret looked like; now all give one failure.
+#[test]
+fn every_way_a_sealed_blob_fails_to_open_is_one_failure() {
+    let permissive = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "ForkWithoutTheSealingDeny", "Effect": "Allow",
+            "Principal": {"AWS": "arn:aws:iam::111122223333:role/ccc-emulator-parent"},
+            "Action": "kms:*", "Resource": "*"}]
+    });
+    let world = World::try_start(
+        "one-open-failure",
+        Setup {
+            key_policy: Some(permissive.to_string()),
+            ..Setup::default()
+        },
+    )
+    .unwrap();
+    let trusted = KeyArn::parse(world.running.default_key_arn()).unwrap();
+    let sealing = || with_purpose(BTreeMap::new(), "seal");
+    let data_key = [0x42u8; 32];
+    let forge = |wrapped_plaintext: &[u8]| {
+        let wrapped = world.encrypt(wrapped_plaintext, sealing());
+        seal::seal(
+            &SecretBytes::copy_from(b"probe"),
+            &SecretBytes::copy_from(&data_key),
+            &trusted,
+            &wrapped,
+        )
+        .unwrap()
+    };
+    let unseal = |sealed: Vec<u8>| {
+        world.call(&Request::Unseal {
+            sealed,
+            context: BTreeMap::new(),
+        })
+    };
+    // The honest blob opens: the forgery machinery is sound.
+    assert!(matches!(
+        unseal(forge(&data_key)),
+        Ok(Response::Unseal { data }) if data.expose() == b"probe"
+    ));
+    let mut tampered = forge(&data_key);
+    *tampered.last_mut().unwrap() ^= 1;
+    let failures: Vec<Failure> = [
+        forge(&[0x42; 16]),
+        forge(&[0x42; 48]),
+        forge(&[0x43; 32]),
+        tampered,
+    ]
+    .into_iter()
+    .map(|blob| unseal(blob).unwrap_err())
+    .collect();
+    for failure in &failures {
+        assert_eq!(failure, &failures[0], "{failures:#?}");
+    }
+    assert_eq!(failures[0].code, ErrorCode::Unseal);
+    assert_eq!(failures[0].step, "unseal: open the sealed blob");
+    assert!(!failures[0].message.contains("16"), "{}", failures[0]);
 }
 
 /// Attack (issue 10 §1b): the parent hands the enclave credentials for its own account, where

@@ -22,15 +22,16 @@
 //! 3. the entry's address is a host name that resolves (now) to `ip`,
 //!
 //! except that an address reached through a name (1, 3) may not be loopback, link-local
-//! (IMDS is 169.254.169.254), unspecified, multicast or broadcast: DNS must not turn an
-//! allowed name into a path to the parent's own services. Such addresses need an entry with
-//! the literal IP. Names are resolved again for every connection (as vsock-proxy re-resolves
+//! (IMDS is 169.254.169.254), unspecified, in `0.0.0.0/8`, multicast or broadcast, nor one of
+//! the services EC2 puts on the instance's IPv6 link (IMDS `fd00:ec2::254`, DNS
+//! `fd00:ec2::253`, NTP `fd00:ec2::123`): DNS must not turn an allowed name into a path to
+//! the parent's own services ([`special`]). Such addresses need an entry with the literal IP. Names are resolved again for every connection (as vsock-proxy re-resolves
 //! when a record expires), and only admitted addresses are connected to, so a name whose
 //! records change to something not allowed is refused on the next connection.
 
 use std::fmt;
 use std::io;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 /// Why an allowlist cannot be used: the file, a line that breaks vsock-proxy's format, or an
@@ -268,8 +269,31 @@ pub enum Refusal {
         /// The port.
         port: u16,
         /// What it resolved to, each with why it was refused.
-        addresses: Vec<(IpAddr, &'static str)>,
+        addresses: Vec<(IpAddr, Unadmitted)>,
     },
+}
+
+/// Why one address of a destination was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Unadmitted {
+    /// No entry for the port names it, or a name resolving to it.
+    NoEntry,
+    /// It was reached through a name, and it is of a kind (see [`special`]) that only an
+    /// entry with the literal IP admits.
+    Special(&'static str),
+}
+
+impl fmt::Display for Unadmitted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoEntry => f.write_str("matches no allowlist entry for this port"),
+            Self::Special(kind) => write!(
+                f,
+                "is {kind}: reachable only through an entry with that literal IP"
+            ),
+        }
+    }
 }
 
 impl fmt::Display for Refusal {
@@ -302,26 +326,57 @@ impl fmt::Display for Refusal {
     }
 }
 
-/// Addresses that a name may never lead to (rule exceptions in the module docs).
-fn special(ip: IpAddr) -> bool {
+/// The EC2 instance metadata service on the instance's IPv6 link (Nitro instances; the IPv4
+/// address is link-local, 169.254.169.254). EC2 User Guide, "Access instance metadata for an
+/// EC2 instance": `http://[fd00:ec2::254]`.
+pub const EC2_IMDS_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
+
+/// The Amazon DNS server (Route 53 Resolver) on the instance's IPv6 link: `fd00:ec2::253`
+/// (Amazon VPC User Guide, "Amazon DNS server"; IPv4: 169.254.169.253).
+pub const EC2_DNS_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x253);
+
+/// The Amazon Time Sync Service on the instance's IPv6 link: `fd00:ec2::123` (EC2 User Guide,
+/// "Set the time for your EC2 instance"; IPv4: 169.254.169.123).
+pub const EC2_NTP_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x123);
+
+/// What kind of address a name may never lead to (rule exceptions in the module docs), or
+/// `None` for an ordinary one. IPv4-mapped IPv6 addresses are judged as the IPv4 address.
+///
+/// Besides the ranges every host has (loopback, link-local, unspecified, multicast,
+/// broadcast), this refuses `0.0.0.0/8` ("this network", RFC 1122 §3.2.1.3, which Linux
+/// connects to the local host) and the three services EC2 puts on the instance's IPv6 link,
+/// which are unique-local addresses and not link-local ones: IMDS ([`EC2_IMDS_V6`]) would hand
+/// the enclave the parent's role credentials, DNS and NTP the parent's view of names and time.
+#[must_use]
+pub fn special(ip: IpAddr) -> Option<&'static str> {
     let ip = match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 @ IpAddr::V4(_) => v4,
     };
     match ip {
-        IpAddr::V4(v4) => {
-            v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_multicast()
-                || v4.is_broadcast()
+        IpAddr::V4(v4) if v4.is_loopback() => Some("loopback"),
+        IpAddr::V4(v4) if v4.is_link_local() => {
+            Some("link-local (EC2 serves IMDS, DNS and NTP on 169.254.169.0/24)")
         }
-        IpAddr::V6(v6) => {
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || v6.is_unicast_link_local()
+        IpAddr::V4(v4) if v4.is_unspecified() => Some("unspecified"),
+        IpAddr::V4(v4) if v4.octets().first() == Some(&0) => {
+            Some("in 0.0.0.0/8 (\"this network\": Linux connects it to the local host)")
         }
+        IpAddr::V4(v4) if v4.is_multicast() => Some("multicast"),
+        IpAddr::V4(v4) if v4.is_broadcast() => Some("broadcast"),
+        IpAddr::V4(_) => None,
+        IpAddr::V6(v6) if v6 == EC2_IMDS_V6 => {
+            Some("the EC2 instance metadata service (IMDS) on the IPv6 link")
+        }
+        IpAddr::V6(v6) if v6 == EC2_DNS_V6 => Some("the Amazon DNS server on the IPv6 link"),
+        IpAddr::V6(v6) if v6 == EC2_NTP_V6 => {
+            Some("the Amazon Time Sync Service (NTP) on the IPv6 link")
+        }
+        IpAddr::V6(v6) if v6.is_loopback() => Some("loopback"),
+        IpAddr::V6(v6) if v6.is_unspecified() => Some("unspecified"),
+        IpAddr::V6(v6) if v6.is_multicast() => Some("multicast"),
+        IpAddr::V6(v6) if v6.is_unicast_link_local() => Some("link-local"),
+        IpAddr::V6(_) => None,
     }
 }
 
@@ -425,8 +480,7 @@ impl Allowlist {
         let mut admitted = Vec::new();
         let mut refused = Vec::new();
         for &ip in &resolved {
-            let mut verdict: Result<(), &'static str> =
-                Err("matches no allowlist entry for this port");
+            let mut verdict = Err(Unadmitted::NoEntry);
             for (entry, cache) in candidates.iter().zip(entry_addresses.iter_mut()) {
                 let by_name = match (&entry.address, &wanted) {
                     (Address::Ip(allowed), _) if *allowed == ip => {
@@ -442,11 +496,8 @@ impl Allowlist {
                     }
                 };
                 if by_name {
-                    if special(ip) {
-                        verdict = Err(
-                            "is loopback/link-local/unspecified/multicast: reachable only \
-                             through an entry with that literal IP",
-                        );
+                    if let Some(kind) = special(ip) {
+                        verdict = Err(Unadmitted::Special(kind));
                     } else {
                         verdict = Ok(());
                         break;
@@ -948,5 +999,81 @@ allowlist:
             vec![IpAddr::V6(Ipv4Addr::LOCALHOST.to_ipv6_mapped())],
         );
         assert!(allow.admit("rebind.example", 443, &resolver).is_err());
+    }
+
+    /// Every special address, reached through an allowed name (or as a literal IP that an
+    /// allowed name resolves to), is refused naming its kind; the same address with an entry
+    /// of its own literal IP is admitted. Ordinary neighbours of each range are admitted
+    /// through the name.
+    #[test]
+    fn names_never_lead_to_special_addresses() {
+        let table: [(&str, Option<&str>); 24] = [
+            ("127.0.0.1", Some("is loopback")),
+            ("127.255.0.9", Some("is loopback")),
+            ("169.254.169.254", Some("is link-local")),
+            ("169.254.169.253", Some("is link-local")),
+            ("169.254.169.123", Some("is link-local")),
+            ("0.0.0.0", Some("is unspecified")),
+            ("0.0.0.1", Some("in 0.0.0.0/8")),
+            ("0.255.255.255", Some("in 0.0.0.0/8")),
+            ("224.0.0.1", Some("is multicast")),
+            ("255.255.255.255", Some("is broadcast")),
+            (
+                "fd00:ec2::254",
+                Some("instance metadata service (IMDS) on the IPv6 link"),
+            ),
+            ("fd00:ec2::253", Some("Amazon DNS server on the IPv6 link")),
+            (
+                "fd00:ec2::123",
+                Some("Time Sync Service (NTP) on the IPv6 link"),
+            ),
+            ("::1", Some("is loopback")),
+            ("::", Some("is unspecified")),
+            ("ff02::1", Some("is multicast")),
+            ("fe80::1", Some("is link-local")),
+            ("::ffff:169.254.169.254", Some("is link-local")),
+            ("::ffff:0.0.0.7", Some("in 0.0.0.0/8")),
+            // Neighbours that are ordinary addresses.
+            ("1.0.0.1", None),
+            ("169.255.0.1", None),
+            ("fd00:ec2::255", None),
+            ("fd00:ec3::254", None),
+            ("2600:1f18::1", None),
+        ];
+        for (text, kind) in table {
+            let address = ip(text);
+            let resolver = TableResolver::default();
+            resolver.set("service.example", vec![address]);
+            let by_name = list(&[("service.example", 443)]);
+            for asked in ["service.example", text] {
+                let outcome = by_name.admit(asked, 443, &resolver);
+                let Some(kind) = kind else {
+                    assert_eq!(
+                        outcome.unwrap(),
+                        vec![SocketAddr::new(address, 443)],
+                        "{asked}"
+                    );
+                    continue;
+                };
+                let refusal = outcome.unwrap_err();
+                let shown = refusal.to_string();
+                assert!(
+                    shown.contains(kind) && shown.contains("literal IP"),
+                    "{asked}: {shown}"
+                );
+                let expected = [(address, Unadmitted::Special(special(address).unwrap()))];
+                assert!(
+                    matches!(&refusal, Refusal::NotAllowed { addresses, .. } if addresses == &expected),
+                    "{refusal:?}"
+                );
+            }
+            // An entry with the literal IP admits it (the operator said so explicitly).
+            let literal = list(&[(text, 443)]);
+            assert_eq!(
+                literal.admit(text, 443, &resolver).unwrap(),
+                vec![SocketAddr::new(address, 443)],
+                "{text}"
+            );
+        }
     }
 }

@@ -155,7 +155,8 @@ fn b64_bytes(text: &str) -> Result<Bytes, String> {
 #[derive(Debug, clap::Subcommand)]
 pub enum Op {
     /// An attestation document (public_key = the enclave's RSA key); printed with its
-    /// summary, and verified when --root is given.
+    /// summary, and verified when --root is given, which also needs the image's PCRs
+    /// (--expect-pcr or --release): a signature alone says nothing about which image runs.
     Attest {
         /// Nonce to bind, hex (at most 1024 bytes).
         #[arg(long, value_parser = hex_bytes)]
@@ -165,12 +166,24 @@ pub enum Op {
         user_data: Option<Bytes>,
         /// Verify the document: `aws` (the AWS Nitro root), a PEM file (the NSM simulator's
         /// development root), or `insecure-qemu-unsigned` (QEMU's unsigned documents, which
-        /// prove nothing).
+        /// prove nothing). Needs --expect-pcr or --release.
         #[arg(long, value_name = "ROOT")]
         root: Option<String>,
         /// With --root: require PCR N to be HEX (repeatable).
         #[arg(long = "expect-pcr", value_name = "N=HEX", requires = "root")]
         expect_pcr: Vec<String>,
+        /// With --root: require PCR0, PCR1 and PCR2 of release V, read from
+        /// `<release-dir>/V/pcr-measurements-V.json` (what `cargo xtask release` publishes).
+        #[arg(long, value_name = "V", requires = "root")]
+        release: Option<String>,
+        /// Where --release looks for `V/pcr-measurements-V.json`.
+        #[arg(
+            long,
+            value_name = "DIR",
+            default_value = "release",
+            requires = "release"
+        )]
+        release_dir: PathBuf,
     },
     /// A data key under the enclave's trusted key: prints its KMS ciphertext (the plaintext
     /// stays in the enclave).
@@ -326,13 +339,123 @@ fn request(op: &Op) -> Result<Request, ClientError> {
     })
 }
 
-/// The attestation summary (and verification) printed with an `attest` answer.
-fn attest_summary(
+/// The PCRs a verification requires: `--expect-pcr N=HEX` pins and, with `--release V`, PCR0,
+/// PCR1 and PCR2 of that release's `pcr-measurements-V.json`.
+#[derive(Debug, Clone, Copy)]
+pub struct Expected<'a> {
+    /// `--expect-pcr` values, `N=HEX`.
+    pub pins: &'a [String],
+    /// `--release V` and the directory holding `V/`.
+    pub release: Option<(&'a str, &'a std::path::Path)>,
+}
+
+/// PCR0, PCR1 and PCR2 of release `version`, from `<dir>/<version>/pcr-measurements-<version>.json`
+/// (`measurements.PCR0` ...).
+///
+/// # Errors
+/// [`ClientError::File`] if the file cannot be read, [`ClientError::Argument`] if it is not a
+/// PCR measurements file or a PCR is missing or not 96 hex digits.
+pub fn release_pcrs(
+    dir: &std::path::Path,
+    version: &str,
+) -> Result<Vec<(u8, String)>, ClientError> {
+    let option = format!("--release {version}");
+    if version.is_empty() || version.contains(['/', '\\']) || version.starts_with('.') {
+        return Err(argument(&option, "not a release version (like 0.2.0)"));
+    }
+    let path = dir
+        .join(version)
+        .join(format!("pcr-measurements-{version}.json"));
+    let text = std::fs::read_to_string(&path).map_err(|error| ClientError::File {
+        path: path.clone(),
+        action: "read (--release)",
+        error,
+    })?;
+    let json: Value = serde_json::from_str(&text)
+        .map_err(|e| argument(&option, format!("{} is not JSON: {e}", path.display())))?;
+    (0u8..3)
+        .map(|index| {
+            let name = format!("PCR{index}");
+            json.get("measurements")
+                .and_then(|m| m.get(&name))
+                .and_then(Value::as_str)
+                .filter(|hex| hex.len() == 96 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+                .map(|hex| (index, hex.to_ascii_lowercase()))
+                .ok_or_else(|| {
+                    argument(
+                        &option,
+                        format!(
+                            "{} has no measurements.{name} of 96 hex digits (is it a file \
+                             `cargo xtask release` wrote?)",
+                            path.display()
+                        ),
+                    )
+                })
+        })
+        .collect()
+}
+
+/// Every PCR the verification requires, as `(index, lower-case hex)`, sorted by index.
+///
+/// # Errors
+/// [`ClientError::Argument`] for a malformed `--expect-pcr`, a release that cannot be read,
+/// two different values for one PCR, or no PCR at all: a document is never reported verified
+/// without one, because the signature alone only proves that *some* enclave made it.
+pub fn expected_pcrs(expected: &Expected<'_>) -> Result<Vec<(u8, String)>, ClientError> {
+    let mut pcrs: BTreeMap<u8, (String, String)> = BTreeMap::new();
+    let mut add = |index: u8, value: String, from: String| match pcrs.get(&index) {
+        Some((other, other_from)) if *other != value => Err(argument(
+            from.clone(),
+            format!("PCR{index} is {value} here and {other} in {other_from}"),
+        )),
+        _ => {
+            pcrs.insert(index, (value, from));
+            Ok(())
+        }
+    };
+    if let Some((version, dir)) = expected.release {
+        for (index, value) in release_pcrs(dir, version)? {
+            add(index, value, format!("--release {version}"))?;
+        }
+    }
+    for pin in expected.pins {
+        let option = format!("--expect-pcr {pin}");
+        let (index, value) = pin
+            .split_once('=')
+            .ok_or_else(|| argument(&option, "expected N=HEX"))?;
+        let index: u8 = index
+            .parse()
+            .map_err(|_| argument(&option, "N is not a PCR index"))?;
+        add(index, value.to_ascii_lowercase(), option)?;
+    }
+    if pcrs.is_empty() {
+        return Err(argument(
+            "--root",
+            "verifies the signature and the chain, but not which image signed: give the \
+             image's PCRs with --expect-pcr N=HEX (repeatable) or --release V (reads \
+             release/V/pcr-measurements-V.json); without --root the document is printed \
+             unverified",
+        ));
+    }
+    Ok(pcrs
+        .into_iter()
+        .map(|(index, (value, _))| (index, value))
+        .collect())
+}
+
+/// The attestation summary (and verification) printed with an `attest` answer. The
+/// `verified` member is filled only after the document verified *and* every expected PCR
+/// (at least one, see [`expected_pcrs`]) matched.
+///
+/// # Errors
+/// The document does not parse, the root or an expected PCR is unusable, no PCR is expected,
+/// or the document does not verify.
+pub fn attest_summary(
     document: &[u8],
     nonce: Option<&[u8]>,
     user_data: Option<&[u8]>,
     root: Option<&str>,
-    expect_pcr: &[String],
+    expected: &Expected<'_>,
 ) -> Result<Value, ClientError> {
     let parsed =
         attestation::parse(document).map_err(attestation_step("the document does not parse"))?;
@@ -342,20 +465,23 @@ fn attest_summary(
         .iter()
         .map(|(i, v)| (i.to_string(), hex::encode(v)))
         .collect();
-    let mut summary = json!({
-        "module_id": doc.module_id,
-        "timestamp": doc.timestamp.to_string(),
-        "signature": match parsed.cose.algorithm {
-            Algorithm::Es384 => "ES384",
-            Algorithm::QemuUnsigned => "none (QEMU emulation: unsigned)",
-            _ => "unknown",
-        },
-        "pcrs": pcrs,
-        "verified": Value::Null,
-    });
-    let Some(root) = root else {
-        return Ok(summary);
+    let summary = |verified: Value| {
+        json!({
+            "module_id": doc.module_id,
+            "timestamp": doc.timestamp.to_string(),
+            "signature": match parsed.cose.algorithm {
+                Algorithm::Es384 => "ES384",
+                Algorithm::QemuUnsigned => "none (QEMU emulation: unsigned)",
+                _ => "unknown",
+            },
+            "pcrs": pcrs,
+            "verified": verified,
+        })
     };
+    let Some(root) = root else {
+        return Ok(summary(Value::Null));
+    };
+    let expected_pcrs = expected_pcrs(expected)?;
     let root = match root {
         "aws" => RootOfTrust::AwsNitro,
         "insecure-qemu-unsigned" => RootOfTrust::InsecureQemuUnsigned,
@@ -375,17 +501,10 @@ fn attest_summary(
     if let Some(u) = user_data {
         policy = policy.require_user_data(u);
     }
-    for pin in expect_pcr {
-        let option = format!("--expect-pcr {pin}");
-        let (index, value) = pin
-            .split_once('=')
-            .ok_or_else(|| argument(&option, "expected N=HEX"))?;
-        let index: u8 = index
-            .parse()
-            .map_err(|_| argument(&option, "N is not a PCR index"))?;
+    for (index, value) in &expected_pcrs {
         policy = policy
-            .expect_pcr_hex(index, value)
-            .map_err(attestation_step(option))?;
+            .expect_pcr_hex(*index, value)
+            .map_err(attestation_step(format!("--expect-pcr {index}={value}")))?;
     }
     if matches!(root, RootOfTrust::InsecureQemuUnsigned) {
         // QEMU's enclaves are not in debug mode, but nothing in an unsigned document is
@@ -400,11 +519,14 @@ fn attest_summary(
         &AwsLc,
     )
     .map_err(attestation_step("the attestation document did not verify"))?;
-    summary["verified"] = json!({
+    Ok(summary(json!({
         "trust": format!("{:?}", verified.trust),
         "chain": verified.chain.iter().map(|c| c.subject_cn.clone()).collect::<Vec<_>>(),
-    });
-    Ok(summary)
+        "pcrs_checked": expected_pcrs
+            .iter()
+            .map(|(index, _)| index.to_string())
+            .collect::<Vec<_>>(),
+    })))
 }
 
 /// Runs `client`.
@@ -419,6 +541,20 @@ pub fn run(args: &Args) -> Result<Outcome, ClientError> {
     request
         .check()
         .map_err(|f| argument(request.op(), f.message))?;
+    if let Op::Attest {
+        root: Some(_),
+        expect_pcr,
+        release,
+        release_dir,
+        ..
+    } = &args.op
+    {
+        // Before the call: a verification that could not name its PCRs never starts.
+        expected_pcrs(&Expected {
+            pins: expect_pcr,
+            release: release.as_deref().map(|v| (v, release_dir.as_path())),
+        })?;
+    }
     let timeouts = Timeouts {
         connect: timeout,
         io: timeout,
@@ -444,6 +580,11 @@ pub fn run(args: &Args) -> Result<Outcome, ClientError> {
         }
     };
     let mut value = serde_json::to_value(&response).map_err(ClientError::Encode)?;
+    let mut set = |member: &str, member_value: Value| {
+        if let Some(object) = value.as_object_mut() {
+            object.insert(member.to_owned(), member_value);
+        }
+    };
     match (&args.op, &response) {
         (
             Op::Attest {
@@ -451,16 +592,25 @@ pub fn run(args: &Args) -> Result<Outcome, ClientError> {
                 user_data,
                 root,
                 expect_pcr,
+                release,
+                release_dir,
             },
             Response::Attest { document, .. },
         ) => {
-            value["summary"] = attest_summary(
-                document,
-                nonce.as_ref().map(|b| b.0.as_slice()),
-                user_data.as_ref().map(|b| b.0.as_slice()),
-                root.as_deref(),
-                expect_pcr,
-            )?;
+            let expected = Expected {
+                pins: expect_pcr,
+                release: release.as_deref().map(|v| (v, release_dir.as_path())),
+            };
+            set(
+                "summary",
+                attest_summary(
+                    document,
+                    nonce.as_ref().map(|b| b.0.as_slice()),
+                    user_data.as_ref().map(|b| b.0.as_slice()),
+                    root.as_deref(),
+                    &expected,
+                )?,
+            );
         }
         (
             Op::Unseal {
@@ -473,10 +623,12 @@ pub fn run(args: &Args) -> Result<Outcome, ClientError> {
                 action: "write",
                 error,
             })?;
-            value = json!({"type": "unseal", "bytes": data.len(), "out": path});
+            return Ok(Outcome::Answer(
+                json!({"type": "unseal", "bytes": data.len(), "out": path}),
+            ));
         }
         (Op::Hmac { .. }, Response::Hmac { mac }) => {
-            value["mac_hex"] = Value::String(hex::encode(mac));
+            set("mac_hex", Value::String(hex::encode(mac)));
         }
         _ => {}
     }

@@ -9,7 +9,9 @@
 use crate::ArgumentError;
 use crate::metrics::Metrics;
 use crate::service::{CONNECTION_STACK, Closer, Services};
-use ccc_sdk::credentials::parent::{self, Environment, Imds, ServeEvent, ServeOptions};
+use ccc_sdk::credentials::parent::{
+    self, AllowedPeers, Environment, Imds, ServeEvent, ServeOptions,
+};
 use ccc_sdk::credentials::{
     Credentials, CredentialsError, CredentialsProvider, CredentialsSource, Refreshing,
 };
@@ -156,7 +158,9 @@ impl fmt::Display for Described {
     }
 }
 
-/// Serves the credentials protocol on `listener`, one tracked thread per connection.
+/// Serves the credentials protocol on `listener`, one tracked thread per connection, to the
+/// vsock peers `allowed` admits (others are logged and closed unanswered; see
+/// [`AllowedPeers`] for what can be checked on each transport).
 ///
 /// # Errors
 /// The accept thread could not be started.
@@ -164,6 +168,7 @@ pub fn serve(
     services: &mut Services,
     listener: crate::net::Bound,
     provider: Arc<dyn CredentialsProvider>,
+    allowed: AllowedPeers,
 ) -> io::Result<()> {
     let log = services.log().clone();
     let tracker = Arc::clone(services.tracker());
@@ -171,6 +176,7 @@ pub fn serve(
         log: Some(Arc::new(move |event: &ServeEvent<'_>| {
             log.line(format_args!("{event}"));
         })),
+        allowed_peers: allowed,
         ..ServeOptions::default()
     };
     let log = services.log().clone();
@@ -255,6 +261,13 @@ mod tests {
         assert_eq!(credentials.access_key_id(), "ASIAFILE");
         assert!(credentials.expiration().is_some());
         std::fs::write(&path, r#"{"AccessKeyId":"A","SecretAccessKey":12345678}"#).unwrap();
+        let error = FileSource(path.clone()).fetch().unwrap_err().to_string();
+        assert!(
+            error.contains("SecretAccessKey: not a JSON string"),
+            "{error}"
+        );
+        assert!(!error.contains("12345678"), "{error}");
+        std::fs::write(&path, r#"{"AccessKeyId":"A","SecretAccessKey":"12345678""#).unwrap();
         let error = FileSource(path).fetch().unwrap_err().to_string();
         assert!(error.contains("line 1 column"), "{error}");
         assert!(!error.contains("12345678"), "{error}");

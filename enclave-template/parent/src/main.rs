@@ -2,8 +2,12 @@
 //! the KMS proxy, the credentials service and the log channel together (plus the metrics
 //! endpoint with `--metrics-listen`); `proxy` and `credentials` start one; `client` calls the
 //! enclave's API. SIGHUP reloads the allowlist; SIGTERM drains.
+// Bytes from peers (the enclave, the parent, KMS clients, the kernel command line) are read
+// with get()/split_first()/cursors: indexing that could panic is an error outside tests.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 use anyhow::{Context, Result, bail};
+use ccc_sdk::credentials::parent::AllowedPeers;
 use ccc_template_parent::allowlist::{Allowlist, Resolver, SystemResolver, TableResolver};
 use ccc_template_parent::client::{self, Outcome};
 use ccc_template_parent::credentials::{self, Source};
@@ -113,6 +117,9 @@ struct ProxyArgs {
     /// Seconds a connection may be idle (nothing moving either way) before it is closed.
     #[arg(long, default_value_t = 300.0, value_name = "SECONDS")]
     idle_timeout: f64,
+    /// Event-loop threads holding the proxied connections (0: one per core).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    relay_threads: usize,
     /// Resolve HOST to these addresses instead of asking DNS (repeatable; like curl's
     /// --resolve): HOST=IP[,IP...].
     #[arg(long = "resolve", value_name = "HOST=IP,...")]
@@ -128,10 +135,6 @@ struct ObserveArgs {
     /// Do not listen for the enclave's records.
     #[arg(long)]
     no_log_channel: bool,
-    /// The enclave's CID, to tag records arriving where it cannot be read from the connection
-    /// (vhost-device-vsock's Unix sockets, TCP); on vsock the connection's own CID is used.
-    #[arg(long, value_name = "CID")]
-    enclave_cid: Option<u32>,
     /// Serve /metrics (Prometheus text), /healthz and /livez on this loopback address
     /// (e.g. 127.0.0.1:9110; port 0 picks one and prints it).
     #[arg(long, value_name = "ADDRESS:PORT")]
@@ -155,6 +158,13 @@ struct CredentialsArgs {
     /// The credentials service's port (the enclave's CCC_APP_CREDENTIALS_PORT).
     #[arg(long, default_value_t = ccc_sdk::credentials::protocol::DEFAULT_PORT)]
     credentials_port: u32,
+    /// Which vsock peers get credentials: `any` enclave (CID 4 or more; 0-2 are the
+    /// hypervisor, loopback and host, 3 the parent itself), or one enclave's CID (from
+    /// `nitro-cli describe-enclaves`). Others are logged and closed unanswered. A CID also tags
+    /// the log channel's records arriving where it cannot be read from the connection
+    /// (vhost-device-vsock's Unix sockets, TCP); on vsock the connection's own CID is used.
+    #[arg(long, default_value = "any", value_name = "CID")]
+    enclave_cid: AllowedPeers,
 }
 
 fn seconds(value: f64, flag: &str) -> Result<Duration> {
@@ -191,13 +201,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
             no_credentials,
             observe,
             heartbeat,
-        } => serve(
-            &listen,
-            Some(&proxy),
-            (!no_credentials).then_some(&credentials),
-            Some(&observe),
-            heartbeat,
-        ),
+        } => {
+            // One `--enclave-cid` for both: the credentials service's allowed peer and the tag
+            // of log records whose connection shows no CID (also with --no-credentials).
+            let record_cid = match credentials.enclave_cid {
+                AllowedPeers::Cid(cid) => Some(cid),
+                _ => None,
+            };
+            serve(
+                &listen,
+                Some(&proxy),
+                (!no_credentials).then_some(&credentials),
+                Some((&observe, record_cid)),
+                heartbeat,
+            )
+        }
         Command::Proxy { listen, proxy } => serve(&listen, Some(&proxy), None, None, false),
         Command::Credentials {
             listen,
@@ -229,7 +247,7 @@ fn serve(
     listen: &ListenArgs,
     proxy: Option<&ProxyArgs>,
     credentials: Option<&CredentialsArgs>,
-    observe: Option<&ObserveArgs>,
+    observe: Option<(&ObserveArgs, Option<u32>)>,
     heartbeat: bool,
 ) -> Result<ExitCode> {
     let log = Log::stderr(!listen.quiet);
@@ -267,6 +285,7 @@ fn serve(
             max_connections: args.max_connections.max(1),
             connect_timeout: seconds(args.connect_timeout, "--connect-timeout")?,
             idle_timeout: seconds(args.idle_timeout, "--idle-timeout")?,
+            relay_threads: args.relay_threads,
         };
         let proxy = Proxy::new(allowlist, resolver(&args.resolve)?, limits, &services);
         let reloading = Arc::clone(&proxy);
@@ -319,11 +338,21 @@ fn serve(
         let source = args.source.open().map_err(|e| anyhow::anyhow!("{e}"))?;
         log.line(format_args!("credentials from {}", source.describe()));
         let listener = listen.listen.bind(args.credentials_port)?;
-        log.line(format_args!("credentials on {}", listener.describe()));
+        let peers = match &listen.listen {
+            Family::Vsock => format!("for {}", args.enclave_cid),
+            Family::Uds(_) => "for the guest of vhost-device-vsock (its guest-cid; no CID \
+                               reaches this socket, whose mode 0600 admits this user only)"
+                .to_owned(),
+            Family::Tcp(_) => "for any TCP peer (development: no CID to check)".to_owned(),
+        };
+        log.line(format_args!(
+            "credentials on {} {peers}",
+            listener.describe()
+        ));
         let provider = credentials::counted_provider(source, Arc::clone(services.metrics()));
-        credentials::serve(&mut services, listener, provider)?;
+        credentials::serve(&mut services, listener, provider, args.enclave_cid)?;
     }
-    if let Some(args) = observe {
+    if let Some((args, record_cid)) = observe {
         if !args.no_log_channel {
             let listener = listen.listen.bind(args.log_port)?;
             log.line(format_args!(
@@ -334,7 +363,7 @@ fn serve(
                 &mut services,
                 listener,
                 Arc::new(Journal::stdout()),
-                args.enclave_cid,
+                record_cid,
             )?;
         }
         if let Some(address) = args.metrics_listen {

@@ -27,13 +27,17 @@ use std::time::Duration;
 /// Longest `OK <port>\n` line accepted from vhost-device-vsock (a u32 port: 14 bytes).
 const MAX_CONNECT_REPLY: usize = 64;
 
+/// Pending connections queued on a Unix listener (std's `UnixListener::bind` uses 128).
+const UNIX_BACKLOG: i32 = 128;
+
 /// How the parent listens, for every port of a service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Family {
     /// AF_VSOCK on any CID (a Nitro parent instance). Written `vsock`.
     Vsock,
     /// Unix sockets at `<prefix>_<port>`: vhost-device-vsock's UDS backend (QEMU emulation),
-    /// whose `uds-path` is the prefix. Written `uds:<prefix>`.
+    /// whose `uds-path` is the prefix. Written `uds:<prefix>`. The socket files are created
+    /// with mode `0600`.
     Uds(PathBuf),
     /// TCP on one address (development, tests, benchmarks). Written `tcp:<address>`.
     Tcp(String),
@@ -82,8 +86,11 @@ impl Family {
             Self::Uds(prefix) => {
                 let path = PathBuf::from(format!("{}_{port}", prefix.display()));
                 remove_stale_socket(&path)?;
-                let listener =
-                    UnixListener::bind(&path).map_err(|e| named(e, path.display().to_string()))?;
+                // 0600 from the instant the file exists: only the parent's user (and so
+                // vhost-device-vsock, run by it) may connect.
+                let listener = ccc_sys::unix::listen_private(&path, UNIX_BACKLOG)
+                    .map(UnixListener::from)
+                    .map_err(|e| named(e, path.display().to_string()))?;
                 Bound::Unix(listener, path)
             }
             Self::Tcp(address) => {
@@ -208,6 +215,22 @@ impl Conn {
             Stream::Vsock(s) => Self::Vsock(vsock_file(&s)?),
             _ => return Err(io::Error::other("unknown stream type")),
         })
+    }
+
+    /// Takes an accepted stream for the proxy's event loop: non-blocking, no timeouts (the
+    /// loop keeps the deadlines).
+    ///
+    /// # Errors
+    /// Setting `O_NONBLOCK` or duplicating the vsock descriptor failed.
+    pub fn nonblocking(stream: Stream) -> io::Result<Self> {
+        let conn = match stream {
+            Stream::Tcp(s) => Self::Tcp(s),
+            Stream::Unix(s) => Self::Unix(s),
+            Stream::Vsock(s) => Self::Vsock(vsock_file(&s)?),
+            _ => return Err(io::Error::other("unknown stream type")),
+        };
+        ccc_sys::fd::set_nonblocking(conn.as_fd(), true)?;
+        Ok(conn)
     }
 
     /// Another handle to the same socket.
@@ -370,20 +393,29 @@ impl Target {
                 stream.set_write_timeout(io)?;
                 stream.write_all(format!("CONNECT {port}\n").as_bytes())?;
                 let reply = read_line(&mut stream)?;
-                match reply.strip_prefix("OK ") {
-                    Some(host_port) if host_port.parse::<u32>().is_ok() => Ok(Stream::Unix(stream)),
-                    _ => Err(io::Error::new(
+                if connect_reply_ok(&reply) {
+                    Ok(Stream::Unix(stream))
+                } else {
+                    Err(io::Error::new(
                         io::ErrorKind::ConnectionRefused,
                         format!(
                             "vhost-device-vsock answered {reply:?} to CONNECT {port}: nothing \
                              listens on guest port {port} (has the enclave printed `serving API \
                              v1`?)"
                         ),
-                    )),
+                    ))
                 }
             }
         }
     }
+}
+
+/// Whether vhost-device-vsock's reply line to `CONNECT <port>` (without its `\n`) is
+/// `OK <host port>`: the guest port accepted the connection.
+pub(crate) fn connect_reply_ok(reply: &str) -> bool {
+    reply
+        .strip_prefix("OK ")
+        .is_some_and(|host_port| host_port.parse::<u32>().is_ok())
 }
 
 /// Reads one `\n`-terminated line, byte by byte (nothing after it may be consumed: it belongs
@@ -454,6 +486,11 @@ mod tests {
         let path = dir.join("vm.vsock_8002");
         assert_eq!(bound.describe(), format!("unix://{}", path.display()));
         assert!(path.exists());
+        // Private to the parent's user from its creation (not the umask's 0755/0775).
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::symlink_metadata(&path).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
         // Nothing pending: a non-blocking accept.
         assert_eq!(
             bound.accept().unwrap_err().kind(),

@@ -15,27 +15,29 @@
 //!
 //! # Bounds
 //! At most `max_connections` proxied connections at once (more are closed at once and
-//! logged); connecting upstream gives up after `connect_timeout`; a connection on which
-//! nothing moves either way for `idle_timeout` is closed (a peer that does not drain what is
-//! written to it counts as nothing moving). A slow or dead upstream holds only its own
-//! connection's thread. Bytes are relayed as they come ([`crate::relay`]: `splice` through a
-//! pipe per direction, so they never enter user space), without looking at them (the
-//! enclave's TLS runs end to end).
+//! logged); connecting upstream gives up after `connect_timeout` per admitted address; a
+//! connection on which nothing moves either way for `idle_timeout` is closed (a peer that
+//! does not drain what is written to it counts as nothing moving). Connections live on a few
+//! event-loop threads ([`crate::event_loop`]: `epoll`, non-blocking sockets, one deadline heap
+//! per loop), so a slow or dead upstream holds only its own connection's sockets, never a
+//! thread. Bytes are relayed as they come ([`crate::relay`]: `splice` through a pipe per
+//! direction once bulk data flows, so they never enter user space), without looking at them
+//! (the enclave's TLS runs end to end).
 
 use crate::ArgumentError;
 use crate::allowlist::{Allowlist, AllowlistError, Refusal, Resolver};
+use crate::event_loop::{Adopted, Context, Handle};
 use crate::net::Conn;
-use crate::relay::relay;
-use crate::service::{CONNECTION_STACK, Closer, Log, Services, Tracker};
+use crate::service::{Closer, Services, Shutdown, Tracker};
 use ccc_sdk::net::Stream;
 use std::fmt;
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
+use std::time::Duration;
 
 /// Largest CONNECT request head read (RFC 9110 sets no limit; a CONNECT carries a host
 /// name and a few headers).
@@ -93,10 +95,12 @@ impl fmt::Display for Route {
 pub struct Limits {
     /// Proxied connections at once (default 1024).
     pub max_connections: usize,
-    /// Connecting upstream (default 5 s).
+    /// Connecting upstream, per admitted address (default 5 s).
     pub connect_timeout: Duration,
     /// Closing a connection on which nothing moved (default 5 minutes).
     pub idle_timeout: Duration,
+    /// Event-loop threads that hold the connections (0, the default: one per core).
+    pub relay_threads: usize,
 }
 
 impl Default for Limits {
@@ -105,7 +109,19 @@ impl Default for Limits {
             max_connections: 1024,
             connect_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(300),
+            relay_threads: 0,
         }
+    }
+}
+
+impl Limits {
+    /// The event loops to start: `relay_threads`, or one per core when 0.
+    #[must_use]
+    pub fn loops(&self) -> usize {
+        if self.relay_threads > 0 {
+            return self.relay_threads;
+        }
+        std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
     }
 }
 
@@ -134,10 +150,10 @@ pub struct Stats {
 
 /// One admitted connection in [`Stats::active`]; the count drops when it is dropped.
 #[derive(Debug)]
-struct Active(Arc<Stats>);
+pub(crate) struct Active(Arc<Stats>);
 
 impl Active {
-    fn new(stats: &Arc<Stats>) -> Self {
+    pub(crate) fn new(stats: &Arc<Stats>) -> Self {
         stats.active.fetch_add(1, Ordering::Relaxed);
         Self(Arc::clone(stats))
     }
@@ -152,24 +168,26 @@ impl Drop for Active {
 /// The proxy's shared state.
 #[derive(Debug)]
 pub struct Proxy {
-    /// Swapped whole by [`Proxy::reload`] (SIGHUP); each connection reads it once.
-    allowlist: RwLock<Arc<Allowlist>>,
-    resolver: Arc<dyn Resolver>,
-    limits: Limits,
-    log: Log,
+    context: Arc<Context>,
     tracker: Arc<Tracker>,
-    stats: Arc<Stats>,
+    shutdown: Shutdown,
+    /// The event loops, started with the first listener.
+    loops: OnceLock<Vec<Arc<Handle>>>,
+    starting: Mutex<()>,
 }
 
 /// What a connection is to be proxied to.
 #[derive(Debug, Clone)]
-enum Destination {
+pub(crate) enum Destination {
+    /// The route's host and port.
     Route(Arc<Route>),
+    /// What the client's CONNECT request names.
     Connect,
 }
 
 impl Proxy {
-    /// A proxy enforcing `allowlist`; connections are counted in `services`' tracker.
+    /// A proxy enforcing `allowlist`; connections are counted in `services`' tracker, and its
+    /// event loops end after `services`' stop signal once their connections have.
     #[must_use]
     pub fn new(
         allowlist: Allowlist,
@@ -180,30 +198,30 @@ impl Proxy {
         let stats = Arc::new(Stats::default());
         services.metrics().watch_proxy(Arc::clone(&stats));
         Arc::new(Self {
-            allowlist: RwLock::new(Arc::new(allowlist)),
-            resolver,
-            limits,
-            log: services.log().clone(),
+            context: Arc::new(Context {
+                allowlist: RwLock::new(Arc::new(allowlist)),
+                resolver,
+                limits,
+                log: services.log().clone(),
+                stats,
+            }),
             tracker: Arc::clone(services.tracker()),
-            stats,
+            shutdown: services.shutdown().clone(),
+            loops: OnceLock::new(),
+            starting: Mutex::new(()),
         })
     }
 
     /// The counters.
     #[must_use]
     pub fn stats(&self) -> &Arc<Stats> {
-        &self.stats
+        &self.context.stats
     }
 
     /// The allowlist in force.
     #[must_use]
     pub fn allowlist(&self) -> Arc<Allowlist> {
-        Arc::clone(
-            &self
-                .allowlist
-                .read()
-                .unwrap_or_else(PoisonError::into_inner),
-        )
+        self.context.allowlist()
     }
 
     /// Reads the allowlist at `path` again and, if it is usable, makes it the one every new
@@ -217,6 +235,7 @@ impl Proxy {
         let fresh = Allowlist::load(path)?;
         let after = fresh.entries().len();
         let mut current = self
+            .context
             .allowlist
             .write()
             .unwrap_or_else(PoisonError::into_inner);
@@ -230,20 +249,38 @@ impl Proxy {
     /// # Errors
     /// The refusal.
     pub fn check_route(&self, route: &Route) -> Result<Vec<SocketAddr>, Refusal> {
-        self.allowlist()
-            .admit(&route.host, route.remote_port, self.resolver.as_ref())
+        self.context.allowlist().admit(
+            &route.host,
+            route.remote_port,
+            self.context.resolver.as_ref(),
+        )
+    }
+
+    /// The event loops, started on first use.
+    fn loops(&self) -> io::Result<&[Arc<Handle>]> {
+        if let Some(loops) = self.loops.get() {
+            return Ok(loops);
+        }
+        let _starting = self.starting.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(loops) = self.loops.get() {
+            return Ok(loops);
+        }
+        let started =
+            crate::event_loop::start(self.context.limits.loops(), &self.context, &self.shutdown)?;
+        Ok(self.loops.get_or_init(|| started))
     }
 
     /// Serves `route` on `listener`.
     ///
     /// # Errors
-    /// The accept thread could not be started.
+    /// The event loops or the accept thread could not be started.
     pub fn serve_route(
         self: &Arc<Self>,
         services: &mut Services,
         listener: crate::net::Bound,
         route: Route,
     ) -> io::Result<()> {
+        self.loops()?;
         let proxy = Arc::clone(self);
         let route = Arc::new(route);
         services.listen(listener, move |stream| {
@@ -254,187 +291,82 @@ impl Proxy {
     /// Serves HTTP CONNECT on `listener`.
     ///
     /// # Errors
-    /// The accept thread could not be started.
+    /// The event loops or the accept thread could not be started.
     pub fn serve_connect(
         self: &Arc<Self>,
         services: &mut Services,
         listener: crate::net::Bound,
     ) -> io::Result<()> {
+        self.loops()?;
         let proxy = Arc::clone(self);
         services.listen(listener, move |stream| {
             proxy.accepted(stream, Destination::Connect);
         })
     }
 
-    /// Admits a connection (or closes it over the limit) and starts its thread.
-    fn accepted(self: &Arc<Self>, stream: Stream, destination: Destination) {
-        self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+    /// Admits a connection (or closes it over the limit) and hands it to the event loop with
+    /// the fewest connections. Runs on the accept thread; never blocks for long.
+    fn accepted(&self, stream: Stream, destination: Destination) {
+        let log = &self.context.log;
+        self.context.stats.accepted.fetch_add(1, Ordering::Relaxed);
         let peer = stream.describe_peer();
-        // The read timeout is the idle tick; writes may stall at most the idle timeout.
-        let conn = match Conn::from_stream(stream, self.limits.idle_timeout) {
-            Ok(conn) => conn,
+        let client = match Conn::nonblocking(stream) {
+            Ok(client) => client,
             Err(e) => {
-                self.log.line(format_args!(
+                log.line(format_args!(
                     "proxy: {peer}: cannot set up the connection: {e}"
                 ));
                 return;
             }
         };
-        let closer = match conn.try_clone() {
-            Ok(handle) => Box::new(move || handle.shutdown(false)) as Closer,
-            Err(e) => {
-                self.log.line(format_args!("proxy: {peer}: {e}"));
-                return;
-            }
+        let Some(handle) = self
+            .loops
+            .get()
+            .and_then(|loops| loops.iter().min_by_key(|handle| handle.load()))
+        else {
+            log.line(format_args!("proxy: {peer}: no event loop is running"));
+            return;
         };
-        let Some(tracked) = self.tracker.admit(self.limits.max_connections, closer) else {
-            self.stats.over_limit.fetch_add(1, Ordering::Relaxed);
-            self.log.line(format_args!(
-                "proxy: {peer}: REFUSED: {} connections are open (--max-connections)",
-                self.limits.max_connections
+        let id = handle.next_id();
+        let closer: Closer = {
+            let handle = Arc::clone(handle);
+            Box::new(move || handle.cut(id))
+        };
+        let max = self.context.limits.max_connections;
+        let Some(tracked) = self.tracker.admit(max, closer) else {
+            self.context
+                .stats
+                .over_limit
+                .fetch_add(1, Ordering::Relaxed);
+            log.line(format_args!(
+                "proxy: {peer}: REFUSED: {max} connections are open (--max-connections)"
             ));
             return;
         };
-        let proxy = Arc::clone(self);
-        let active = Active::new(&self.stats);
-        let spawned = std::thread::Builder::new()
-            .name("ccc-parent-proxy".into())
-            .stack_size(CONNECTION_STACK)
-            .spawn(move || {
-                let _tracked = tracked;
-                let _active = active;
-                proxy.connection(conn, &peer, &destination);
-            });
-        if let Err(e) = spawned {
-            self.log
-                .line(format_args!("proxy: cannot start a connection thread: {e}"));
-        }
-    }
-
-    fn connection(&self, mut client: Conn, peer: &str, destination: &Destination) {
-        let (label, host, port) = match destination {
-            Destination::Route(route) => {
-                (format!("{route}"), route.host.clone(), route.remote_port)
-            }
-            Destination::Connect => match read_connect(&mut client) {
-                Ok((host, port)) => (format!("CONNECT {host}:{port}"), host, port),
-                Err(reason) => {
-                    self.stats.refused.fetch_add(1, Ordering::Relaxed);
-                    self.log
-                        .line(format_args!("proxy CONNECT: {peer}: REFUSED: {reason}"));
-                    let _ = respond(&mut client, 400, "Bad Request", &reason);
-                    return;
-                }
-            },
-        };
-        let addresses = match self.allowlist().admit(&host, port, self.resolver.as_ref()) {
-            Ok(addresses) => addresses,
-            Err(refusal) => {
-                self.stats.refused.fetch_add(1, Ordering::Relaxed);
-                self.log
-                    .line(format_args!("proxy {label}: {peer}: REFUSED: {refusal}"));
-                if let Destination::Connect = destination {
-                    let _ = respond(&mut client, 403, "Forbidden", &refusal.to_string());
-                }
-                return;
-            }
-        };
-        let upstream = match self.connect(&addresses) {
-            Ok(upstream) => upstream,
-            Err(e) => {
-                self.stats.upstream_failed.fetch_add(1, Ordering::Relaxed);
-                self.log.line(format_args!(
-                    "proxy {label}: {peer}: cannot connect upstream: {e}"
-                ));
-                if let Destination::Connect = destination {
-                    let _ = respond(&mut client, 502, "Bad Gateway", &e.to_string());
-                }
-                return;
-            }
-        };
-        let upstream_address = upstream
-            .peer_addr()
-            .map_or_else(|_| "?".to_owned(), |a| a.to_string());
-        if let Destination::Connect = destination
-            && client
-                .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                .is_err()
-        {
-            return;
-        }
-        if self.log.connections {
-            self.log.line(format_args!(
-                "proxy {label}: {peer} connected via {upstream_address}"
-            ));
-        }
-        let started = Instant::now();
-        let upstream = Conn::Tcp(upstream);
-        let relayed = relay(&client, &upstream, self.limits.idle_timeout);
-        let (up, down) = (relayed.up, relayed.down);
-        self.stats.completed.fetch_add(1, Ordering::Relaxed);
-        self.stats.bytes_up.fetch_add(up, Ordering::Relaxed);
-        self.stats.bytes_down.fetch_add(down, Ordering::Relaxed);
-        if self.log.connections {
-            self.log.line(format_args!(
-                "proxy {label}: {peer} closed after {:.1?}: {up} bytes up, {down} bytes down",
-                started.elapsed()
-            ));
-        }
-    }
-
-    /// Connects to the first admitted address that answers within the connect timeout.
-    fn connect(&self, addresses: &[SocketAddr]) -> io::Result<TcpStream> {
-        let mut last = io::Error::new(io::ErrorKind::NotFound, "no admitted address");
-        for address in addresses {
-            match TcpStream::connect_timeout(address, self.limits.connect_timeout) {
-                Ok(stream) => {
-                    let idle = Some(self.limits.idle_timeout);
-                    stream.set_read_timeout(idle)?;
-                    stream.set_write_timeout(idle)?;
-                    stream.set_nodelay(true)?;
-                    return Ok(stream);
-                }
-                Err(e) => {
-                    last = io::Error::new(
-                        e.kind(),
-                        if e.kind() == io::ErrorKind::TimedOut {
-                            format!(
-                                "{address}: no answer within {:?} (--connect-timeout)",
-                                self.limits.connect_timeout
-                            )
-                        } else {
-                            format!("{address}: {e}")
-                        },
-                    );
-                }
-            }
-        }
-        Err(last)
+        handle.adopt(Adopted {
+            id,
+            client,
+            peer,
+            destination,
+            tracked,
+            active: Active::new(&self.context.stats),
+        });
     }
 }
 
-/// Reads a CONNECT request head and returns its destination.
-fn read_connect(client: &mut Conn) -> Result<(String, u16), String> {
-    let mut head = Vec::with_capacity(512);
-    let mut byte = [0u8; 1];
-    // Byte by byte: what follows the blank line belongs to the tunnel.
-    while !head.ends_with(b"\r\n\r\n") && !head.ends_with(b"\n\n") {
-        if head.len() >= MAX_CONNECT_HEAD {
-            return Err(format!("request head over {MAX_CONNECT_HEAD} bytes"));
-        }
-        match client.read(&mut byte) {
-            Ok(0) => return Err("closed before the request head ended".into()),
-            Ok(_) => head.push(byte[0]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("reading the request: {e}")),
-        }
-    }
+/// Parses a CONNECT request head at the start of `head`: its destination and the head's
+/// length (what follows belongs to the tunnel), or `Ok(None)` while the head is incomplete.
+///
+/// # Errors
+/// Why the request is refused (not HTTP/1.1, not CONNECT, a target that is not host:port).
+pub(crate) fn parse_connect_head(head: &[u8]) -> Result<Option<(String, u16, usize)>, String> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_CONNECT_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
-    match request.parse(&head) {
-        Ok(httparse::Status::Complete(_)) => {}
-        _ => return Err("not an HTTP/1.1 request".into()),
-    }
+    let length = match request.parse(head) {
+        Ok(httparse::Status::Complete(length)) => length,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err("not an HTTP/1.1 request".into()),
+    };
     if request.method != Some("CONNECT") {
         return Err(format!(
             "method {} (only CONNECT host:port)",
@@ -452,16 +384,16 @@ fn read_connect(client: &mut Conn) -> Result<(String, u16), String> {
     let port = port
         .parse::<u16>()
         .map_err(|_| format!("target `{target}`: bad port"))?;
-    Ok((host.to_owned(), port))
+    Ok(Some((host.to_owned(), port, length)))
 }
 
-fn respond(client: &mut Conn, status: u16, reason: &str, body: &str) -> io::Result<()> {
-    let answer = format!(
+/// An HTTP answer that ends the connection (the CONNECT refusals and failures).
+pub(crate) fn response(status: u16, reason: &str, body: &str) -> String {
+    format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
          Connection: close\r\n\r\n{body}\n",
         body.len() + 1
-    );
-    client.write_all(answer.as_bytes())
+    )
 }
 
 #[cfg(test)]
@@ -492,5 +424,42 @@ mod tests {
         ] {
             assert!(bad.parse::<Route>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn connect_heads_parse_as_they_arrive() {
+        let request = b"CONNECT kms.test:443 HTTP/1.1\r\nHost: kms.test:443\r\n\r\ntunnel";
+        let head_length = request.len() - b"tunnel".len();
+        // Every prefix short of the blank line is incomplete, not wrong.
+        for end in 0..head_length {
+            assert_eq!(parse_connect_head(&request[..end]), Ok(None), "{end}");
+        }
+        // What follows the head is not part of it.
+        assert_eq!(
+            parse_connect_head(request),
+            Ok(Some(("kms.test".to_owned(), 443, head_length)))
+        );
+        assert_eq!(
+            parse_connect_head(b"CONNECT [::1]:8443 HTTP/1.1\n\n"),
+            Ok(Some(("::1".to_owned(), 8443, 29)))
+        );
+        for (head, reason) in [
+            (&b"GET / HTTP/1.1\r\n\r\n"[..], "method GET"),
+            (b"CONNECT kms.test HTTP/1.1\r\n\r\n", "is not host:port"),
+            (b"CONNECT kms.test:99999 HTTP/1.1\r\n\r\n", "bad port"),
+            (b"\x00\x01 binary", "not an HTTP/1.1 request"),
+        ] {
+            let error = parse_connect_head(head).unwrap_err();
+            assert!(error.contains(reason), "{error}");
+        }
+    }
+
+    #[test]
+    fn answers_say_how_long_their_body_is() {
+        assert_eq!(
+            response(403, "Forbidden", "no"),
+            "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\
+             Connection: close\r\n\r\nno\n"
+        );
     }
 }

@@ -1,5 +1,6 @@
-//! Running the parent's services together: one accept loop per listener, one thread per
-//! connection, a count of connections in flight, and a clean stop. On SIGINT/SIGTERM (or
+//! Running the parent's services together: one accept loop per listener (the handler runs a
+//! connection on its own thread, or hands it to the proxy's event loops), a count of
+//! connections in flight, and a clean stop. On SIGINT/SIGTERM (or
 //! [`Shutdown::trigger`]) every listener stops accepting at once (and its Unix socket file
 //! is removed), connections in flight may finish until the drain deadline, and those still
 //! open then are shut down. A second signal exits at once. SIGHUP runs the reload hooks
@@ -183,6 +184,13 @@ impl Shutdown {
                 }
             })?;
         Ok(())
+    }
+
+    /// A descriptor that becomes readable when the signal is given (and stays so), for an
+    /// event loop to watch.
+    #[must_use]
+    pub fn wake_fd(&self) -> BorrowedFd<'_> {
+        self.0.wake_rx.as_fd()
     }
 
     /// Waits until the signal is given.

@@ -227,6 +227,109 @@ fn every_operation_through_the_client_command() {
     assert!(stderr.contains("1 to 1024"), "{stderr}");
 }
 
+/// `attest --root` alone verified the signature and printed a `verified` block for whatever
+/// image answered: a parent (or anyone on the path) running another image under the same
+/// root would pass. Now a verification needs at least one PCR, from `--expect-pcr` or from a
+/// published release's `pcr-measurements-V.json`, and without one the client stops before
+/// calling the enclave, naming both options.
+#[test]
+fn attest_is_never_verified_without_a_pcr() {
+    let world = World::start("client-attest-pcrs", PCRS[2]);
+    let root = world.root_pem.to_str().unwrap();
+
+    let (code, json, stderr) = world.client(&["attest", "--nonce", "00ff", "--root", root]);
+    assert_eq!(code, 1, "{json}");
+    assert_eq!(json, Value::Null, "nothing printed on stdout");
+    assert!(
+        stderr.contains("--expect-pcr N=HEX") && stderr.contains("--release V"),
+        "{stderr}"
+    );
+
+    // --release V reads the published measurements (PCR0, PCR1, PCR2).
+    let releases = world.dir.join("release");
+    let write_release = |version: &str, pcrs: [[u8; 48]; 3]| {
+        let dir = releases.join(version);
+        std::fs::create_dir_all(&dir).unwrap();
+        let measurements = serde_json::json!({
+            "version": version,
+            "measurements": {
+                "HashAlgorithm": "Sha384 { ... }",
+                "PCR0": hex::encode(pcrs[0]),
+                "PCR1": hex::encode(pcrs[1]),
+                "PCR2": hex::encode(pcrs[2]),
+            },
+        });
+        std::fs::write(
+            dir.join(format!("pcr-measurements-{version}.json")),
+            measurements.to_string(),
+        )
+        .unwrap();
+    };
+    write_release("9.9.9", PCRS);
+    let release_dir = releases.to_str().unwrap();
+    let (code, json, stderr) = world.client(&[
+        "attest",
+        "--root",
+        root,
+        "--release",
+        "9.9.9",
+        "--release-dir",
+        release_dir,
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        json["summary"]["verified"]["pcrs_checked"],
+        serde_json::json!(["0", "1", "2"]),
+        "{json}"
+    );
+    // Another image's release does not verify.
+    write_release("9.9.8", [PCRS[0], [0xaa; 48], PCRS[2]]);
+    let (code, json, stderr) = world.client(&[
+        "attest",
+        "--root",
+        root,
+        "--release",
+        "9.9.8",
+        "--release-dir",
+        release_dir,
+    ]);
+    assert_eq!((code, json), (1, Value::Null));
+    assert!(
+        stderr.contains("did not verify") && stderr.contains("PCR1"),
+        "{stderr}"
+    );
+    // A release that is not there, and a pin contradicting the release, are named.
+    let (code, _, stderr) = world.client(&[
+        "attest",
+        "--root",
+        root,
+        "--release",
+        "0.0.0",
+        "--release-dir",
+        release_dir,
+    ]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("pcr-measurements-0.0.0.json"), "{stderr}");
+    let other_pcr0 = format!("0={}", hex::encode([0xcc; 48]));
+    let (code, _, stderr) = world.client(&[
+        "attest",
+        "--root",
+        root,
+        "--release",
+        "9.9.9",
+        "--release-dir",
+        release_dir,
+        "--expect-pcr",
+        &other_pcr0,
+    ]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("PCR0 is cccc"), "{stderr}");
+    // Without --root the document is printed, explicitly unverified.
+    let (code, json, stderr) = world.client(&["attest"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(json["summary"]["verified"], Value::Null);
+}
+
 #[test]
 fn access_denied_is_reported_with_the_pcr() {
     let world = World::start("client-denied", [0xee; 48]);

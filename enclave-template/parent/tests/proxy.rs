@@ -2,7 +2,10 @@
 //! listening transport does not change what is tested): allowlisted bytes flow both ways,
 //! every other destination is refused (at start and per connection), a thousand connections
 //! are held and served at once, a blackholed or stalled upstream holds only its own
-//! connection, the connection limit refuses the excess, and shutdown drains.
+//! connection, the connection limit refuses the excess, and shutdown drains. Then what the
+//! event loop adds, on a single loop thread: slow peers, pending connects and half-closes in
+//! either order do not hold the thread the others share, idle connections are ended, and the
+//! drain deadline cuts connections in every state.
 #![expect(
     clippy::unwrap_used,
     clippy::panic,
@@ -674,4 +677,478 @@ fn the_drain_deadline_cuts_what_is_still_open() {
     assert_eq!(round_trip(&mut open, b"hello"), b"hello");
     assert_eq!(running.stop(), 1);
     assert!(closed_without_data(&mut open));
+}
+
+// What the event loop adds: connections share a few threads, so nothing about one
+// connection may hold the thread the others run on. These tests run the proxy with one loop
+// thread (`relay_threads: 1`), so every connection shares it.
+
+/// An upstream that accepts and then never reads nor writes; it keeps the sockets open.
+fn stalled_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    address
+}
+
+/// An upstream that writes to every connection until the write fails.
+fn firehose_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let chunk = vec![0xa5u8; 64 * 1024];
+                while (&stream).write_all(&chunk).is_ok() {}
+            });
+        }
+    });
+    address
+}
+
+fn one_loop(limits: Limits) -> Limits {
+    Limits {
+        relay_threads: 1,
+        ..limits
+    }
+}
+
+#[test]
+fn many_slow_peers_do_not_stall_others_on_the_same_loop_thread() {
+    const SLOW: usize = 20;
+    let echo = echo_server();
+    let stalled = stalled_upstream();
+    let firehose = firehose_upstream();
+    let allow = format!(
+        "allowlist:\n- {{address: 127.0.0.1, port: {}}}\n- {{address: 127.0.0.1, port: {}}}\n- \
+         {{address: 127.0.0.1, port: {}}}\n",
+        echo.port(),
+        stalled.port(),
+        firehose.port()
+    );
+    let running = Running::start(
+        &allow,
+        Arc::new(TableResolver::default()),
+        one_loop(Limits {
+            idle_timeout: Duration::from_secs(600),
+            ..Limits::default()
+        }),
+        &[
+            ("127.0.0.1", echo.port()),
+            ("127.0.0.1", stalled.port()),
+            ("127.0.0.1", firehose.port()),
+        ],
+        false,
+        Duration::ZERO,
+    );
+    // Clients that write far more than an upstream that never reads can take...
+    let mut writers = Vec::new();
+    let mut held = Vec::new();
+    for _ in 0..SLOW {
+        let client = connect(running.routes[1]);
+        let writer = client.try_clone().unwrap();
+        writers.push(std::thread::spawn(move || {
+            let chunk = vec![0u8; 256 * 1024];
+            while (&writer).write_all(&chunk).is_ok() {}
+        }));
+        held.push(client);
+    }
+    // ...and clients that never read what an upstream sends without end (each reads one
+    // byte first, so its relay is known to be running).
+    for _ in 0..SLOW {
+        let mut client = connect(running.routes[2]);
+        let mut byte = [0u8; 1];
+        client.read_exact(&mut byte).unwrap();
+        held.push(client);
+    }
+    assert_eq!(
+        running.tracker.wait_until(WAIT, |open| open >= 2 * SLOW),
+        2 * SLOW
+    );
+    // The one loop thread still serves everyone else: bulk both ways, and many short
+    // connections.
+    let mut bulk = connect(running.routes[0]);
+    let data = pseudo_random(1 << 20);
+    let mut writer = bulk.try_clone().unwrap();
+    let sent = data.clone();
+    let writing = std::thread::spawn(move || writer.write_all(&sent).unwrap());
+    let mut back = vec![0u8; data.len()];
+    bulk.read_exact(&mut back).unwrap();
+    writing.join().unwrap();
+    assert!(back == data, "the echoed bytes differ");
+    drop(bulk);
+    for i in 0..20 {
+        let mut client = connect(running.routes[0]);
+        let message = format!("short {i}");
+        assert_eq!(
+            round_trip(&mut client, message.as_bytes()),
+            message.as_bytes()
+        );
+    }
+    // The slow ones were held the whole time and are cut at the stop.
+    assert_eq!(
+        running.tracker.wait_until(WAIT, |open| open <= 2 * SLOW),
+        2 * SLOW
+    );
+    assert_eq!(running.stop(), 2 * SLOW);
+    for client in &held {
+        let _ = client.shutdown(std::net::Shutdown::Both);
+    }
+    for writer in writers {
+        writer.join().unwrap();
+    }
+}
+
+#[test]
+fn half_closes_pass_in_either_order() {
+    // An upstream that speaks first and half-closes first, then reads what the client sends
+    // after that; it reports what it read.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let banner_port = listener.local_addr().unwrap().port();
+    let (tx, heard) = channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream.write_all(b"banner").unwrap();
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        tx.send(read_all(&mut stream)).unwrap();
+    });
+    // An upstream that reads until the client half-closes, then answers and closes.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let answer_port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let request = read_all(&mut stream);
+        stream
+            .write_all(format!("answer to {}", String::from_utf8_lossy(&request)).as_bytes())
+            .unwrap();
+    });
+    let allow = format!(
+        "allowlist:\n- {{address: 127.0.0.1, port: {banner_port}}}\n- {{address: 127.0.0.1, \
+         port: {answer_port}}}\n"
+    );
+    let running = Running::start(
+        &allow,
+        Arc::new(TableResolver::default()),
+        one_loop(Limits::default()),
+        &[("127.0.0.1", banner_port), ("127.0.0.1", answer_port)],
+        false,
+        WAIT,
+    );
+
+    // Upstream half-closes first: the client reads the end, and can still send.
+    let mut client = connect(running.routes[0]);
+    assert_eq!(read_all(&mut client), b"banner");
+    client.write_all(b"still talking").unwrap();
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(heard.recv_timeout(WAIT).unwrap(), b"still talking");
+    let closed = running.wait_for_line("closed after");
+    assert!(closed.contains("13 bytes up, 6 bytes down"), "{closed}");
+
+    // The client half-closes first: upstream reads the end, and can still answer.
+    let mut client = connect(running.routes[1]);
+    client.write_all(b"the question").unwrap();
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(read_all(&mut client), b"answer to the question");
+    let closed = running.wait_for_line("closed after");
+    assert!(closed.contains("12 bytes up, 22 bytes down"), "{closed}");
+    assert_eq!(running.stop(), 0);
+}
+
+#[test]
+fn connects_that_never_complete_time_out_without_holding_the_loop_thread() {
+    const PENDING: usize = 50;
+    let echo = echo_server();
+    let (hole, _fillers) = blackhole();
+    let hole_port = hole.local_addr().unwrap().port();
+    let allow = format!(
+        "allowlist:\n- {{address: 127.0.0.1, port: {}}}\n- {{address: 127.0.0.1, port: \
+         {hole_port}}}\n",
+        echo.port()
+    );
+    let running = Running::start(
+        &allow,
+        Arc::new(TableResolver::default()),
+        one_loop(Limits {
+            connect_timeout: Duration::from_secs(2),
+            ..Limits::default()
+        }),
+        &[("127.0.0.1", echo.port()), ("127.0.0.1", hole_port)],
+        false,
+        WAIT,
+    );
+    let mut pending: Vec<TcpStream> = (0..PENDING).map(|_| connect(running.routes[1])).collect();
+    assert_eq!(
+        running.tracker.wait_until(WAIT, |open| open >= PENDING),
+        PENDING
+    );
+    // Were a connect to hold the loop thread, this would wait for PENDING connect timeouts
+    // in a row (100 s, past the client's 60 s read timeout).
+    let mut client = connect(running.routes[0]);
+    assert_eq!(round_trip(&mut client, b"served"), b"served");
+    drop(client);
+    // Each pending connect gives up at its own deadline, and its client is closed.
+    for stream in &mut pending {
+        assert!(closed_without_data(stream));
+    }
+    assert_eq!(running.tracker.wait_until(WAIT, |open| open == 0), 0);
+    let stats = running.proxy.stats();
+    assert_eq!(stats.upstream_failed.load(Ordering::SeqCst), PENDING as u64);
+    let lines = running.lines.lock().unwrap().clone();
+    let timed_out = lines
+        .iter()
+        .filter(|l| l.contains("no answer within 2s (--connect-timeout)"))
+        .count();
+    assert_eq!(timed_out, PENDING, "{lines:#?}");
+    assert_eq!(running.stop(), 0);
+}
+
+/// A resolver whose answers wait until the test lets them through.
+#[derive(Debug)]
+struct GatedResolver {
+    gate: Mutex<Receiver<()>>,
+}
+
+impl ccc_template_parent::allowlist::Resolver for GatedResolver {
+    fn resolve(&self, _host: &str) -> std::io::Result<Vec<IpAddr>> {
+        // Blocks until a token arrives or the sender is gone.
+        let _ = self.gate.lock().unwrap().recv();
+        Ok(vec![ip("127.0.0.1")])
+    }
+}
+
+#[test]
+fn the_drain_deadline_cuts_connections_in_every_state() {
+    let echo = echo_server();
+    let (hole, _fillers) = blackhole();
+    let hole_port = hole.local_addr().unwrap().port();
+    let (open_gate, gate) = channel::<()>();
+    let resolver = Arc::new(GatedResolver {
+        gate: Mutex::new(gate),
+    });
+    let allow = format!(
+        "allowlist:\n- {{address: 127.0.0.1, port: {}}}\n- {{address: 127.0.0.1, port: \
+         {hole_port}}}\n- {{address: slow.test, port: {}}}\n",
+        echo.port(),
+        echo.port()
+    );
+    // Built by hand: `Running::start` checks routes at start, which the gated resolver
+    // would block.
+    let (log, lines) = Log::capture(true);
+    let mut services = Services::new(log).unwrap();
+    let proxy = Proxy::new(
+        Allowlist::parse(&allow).unwrap(),
+        resolver,
+        one_loop(Limits {
+            connect_timeout: Duration::from_secs(600),
+            idle_timeout: Duration::from_secs(600),
+            ..Limits::default()
+        }),
+        &services,
+    );
+    let family = Family::Tcp("127.0.0.1".into());
+    let mut addresses = Vec::new();
+    for (host, port) in [
+        ("127.0.0.1", echo.port()),
+        ("127.0.0.1", hole_port),
+        ("slow.test", echo.port()),
+    ] {
+        let listener = family.bind(0).unwrap();
+        addresses.push(SocketAddr::from((
+            [127, 0, 0, 1],
+            listener.tcp_port().unwrap(),
+        )));
+        let route = Route {
+            port: 0,
+            host: host.into(),
+            remote_port: port,
+        };
+        proxy.serve_route(&mut services, listener, route).unwrap();
+    }
+    let listener = family.bind(0).unwrap();
+    let connect_address = SocketAddr::from(([127, 0, 0, 1], listener.tcp_port().unwrap()));
+    proxy.serve_connect(&mut services, listener).unwrap();
+    let tracker = Arc::clone(services.tracker());
+    let shutdown = services.shutdown().clone();
+
+    // Relaying.
+    let mut relaying = connect(addresses[0]);
+    assert_eq!(round_trip(&mut relaying, b"relaying"), b"relaying");
+    // Connecting, to an upstream that never answers.
+    let mut connecting = connect(addresses[1]);
+    // Admitting: its name's resolution waits at the gate.
+    let mut admitting = connect(addresses[2]);
+    // Reading a CONNECT head that never ends.
+    let mut heading = connect(connect_address);
+    heading
+        .write_all(b"CONNECT kms.test:443 HTTP/1.1\r\n")
+        .unwrap();
+    assert_eq!(tracker.wait_until(WAIT, |open| open >= 4), 4);
+
+    shutdown.trigger();
+    // No drain time: every one of them is cut at once.
+    assert_eq!(services.run_until_stopped(Duration::ZERO), 4);
+    for (name, stream) in [
+        ("relaying", &mut relaying),
+        ("connecting", &mut connecting),
+        ("admitting", &mut admitting),
+        ("heading", &mut heading),
+    ] {
+        assert!(closed_without_data(stream), "{name}");
+    }
+    drop(open_gate);
+    assert_eq!(tracker.wait_until(WAIT, |open| open == 0), 0);
+    let lines = lines.lock().unwrap().clone();
+    assert!(
+        lines.iter().any(|l| l.contains("closed after")),
+        "the relaying connection's end is logged: {lines:#?}"
+    );
+}
+
+#[test]
+fn silence_past_the_idle_timeout_ends_both_sides() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let allow = format!("allowlist:\n- {{address: 127.0.0.1, port: {port}}}\n");
+    let running = Running::start(
+        &allow,
+        Arc::new(TableResolver::default()),
+        one_loop(Limits {
+            idle_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        }),
+        &[("127.0.0.1", port)],
+        false,
+        WAIT,
+    );
+    let mut client = connect(running.routes[0]);
+    client.write_all(b"x").unwrap();
+    let (mut upstream, _) = listener.accept().unwrap();
+    upstream.set_read_timeout(Some(WAIT)).unwrap();
+    let mut byte = [0u8; 1];
+    upstream.read_exact(&mut byte).unwrap();
+    // Then nothing: the proxy ends both sides.
+    assert!(closed_without_data(&mut upstream));
+    assert!(closed_without_data(&mut client));
+    let closed = running.wait_for_line("closed after");
+    assert!(closed.contains("1 bytes up, 0 bytes down"), "{closed}");
+    assert_eq!(running.stop(), 0);
+}
+
+#[test]
+fn bytes_sent_with_the_connect_head_reach_upstream_after_the_answer() {
+    let echo = echo_server();
+    let allow = format!(
+        "allowlist:\n- {{address: 127.0.0.1, port: {}}}\n",
+        echo.port()
+    );
+    let running = Running::start(
+        &allow,
+        Arc::new(TableResolver::default()),
+        one_loop(Limits::default()),
+        &[],
+        true,
+        WAIT,
+    );
+    let mut client = connect(running.connect.unwrap());
+    // One write: the head and the first bytes of the tunnel.
+    write!(
+        client,
+        "CONNECT 127.0.0.1:{0} HTTP/1.1\r\nHost: 127.0.0.1:{0}\r\n\r\nearly bytes",
+        echo.port()
+    )
+    .unwrap();
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    let answer = read_all(&mut client);
+    assert_eq!(
+        String::from_utf8_lossy(&answer),
+        "HTTP/1.1 200 Connection established\r\n\r\nearly bytes"
+    );
+    assert_eq!(running.stop(), 0);
+}
+
+#[test]
+fn short_connections_from_many_clients_at_once_are_all_served_by_one_loop_thread() {
+    // Every connection is a message to the loop and, when the loop was idle, a wake-up byte.
+    // Many clients opening short connections at once race the loop draining its wake-up
+    // socket; a lost wake-up leaves connections adopted but never started, and their clients
+    // wait until `connect`'s read timeout fails the round trip below.
+    const CLIENTS: usize = 64;
+    const EACH: usize = 40;
+    let echo = echo_server();
+    let running = Running::start(
+        &format!(
+            "allowlist:\n- {{address: 127.0.0.1, port: {}}}\n",
+            echo.port()
+        ),
+        Arc::new(TableResolver::default()),
+        one_loop(Limits::default()),
+        &[("127.0.0.1", echo.port())],
+        false,
+        Duration::ZERO,
+    );
+    let route = running.routes[0];
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            std::thread::spawn(move || {
+                for i in 0..EACH {
+                    let mut client = connect(route);
+                    let message = format!("client {c}, connection {i}");
+                    assert_eq!(
+                        round_trip(&mut client, message.as_bytes()),
+                        message.as_bytes()
+                    );
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+    assert_eq!(
+        running.tracker.wait_until(WAIT, |open| open == 0),
+        0,
+        "connections still open after every client closed"
+    );
+    assert_eq!(running.stop(), 0);
+}
+
+#[test]
+fn the_metrics_counters_follow_connections_on_the_loop() {
+    let echo = echo_server();
+    let running = Running::start(
+        &format!(
+            "allowlist:\n- {{address: 127.0.0.1, port: {}}}\n",
+            echo.port()
+        ),
+        Arc::new(TableResolver::default()),
+        one_loop(Limits::default()),
+        &[("127.0.0.1", echo.port())],
+        false,
+        Duration::ZERO,
+    );
+    let stats = Arc::clone(running.proxy.stats());
+    let mut client = connect(running.routes[0]);
+    let data = pseudo_random(100_000);
+    let mut writer = client.try_clone().unwrap();
+    let sent = data.clone();
+    let writing = std::thread::spawn(move || writer.write_all(&sent).unwrap());
+    let mut back = vec![0u8; data.len()];
+    client.read_exact(&mut back).unwrap();
+    writing.join().unwrap();
+    assert!(back == data, "the echoed bytes differ");
+    // While it is open it counts as active.
+    assert_eq!(stats.active.load(Ordering::Relaxed), 1);
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    assert!(read_all(&mut client).is_empty());
+    assert_eq!(running.tracker.wait_until(WAIT, |open| open == 0), 0);
+    assert_eq!(stats.active.load(Ordering::Relaxed), 0);
+    assert_eq!(stats.completed.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.bytes_up.load(Ordering::Relaxed), data.len() as u64);
+    assert_eq!(stats.bytes_down.load(Ordering::Relaxed), data.len() as u64);
+    assert_eq!(running.stop(), 0);
 }

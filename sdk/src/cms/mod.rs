@@ -20,13 +20,17 @@
 //! Indefinite and definite lengths are both accepted; every indefinite element must be
 //! terminated and nothing may follow the ContentInfo. Anything else is rejected with an error
 //! that names what was found. OAEP, key-length and padding failures are one error,
-//! [`CmsError::Decrypt`], and no plaintext (not even part of it) is ever returned with an error.
+//! [`CmsError::Decrypt`], reached by the same work whichever check fails (see
+//! [`EnvelopedData::decrypt`]), and no plaintext (not even part of it) is ever returned with an
+//! error.
 
 mod ber;
 #[cfg(feature = "cms-build")]
 pub mod build;
+mod padding;
 
 pub use ber::{BerError, BerProblem, MAX_DEPTH};
+pub use padding::{BLOCK_LEN, pkcs7_unpadded_len};
 
 use crate::crypto::{Crypto, RsaDecryptionKey};
 use crate::der::{oid, tag};
@@ -37,6 +41,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use ber::{Ber, Tlv};
 use core::fmt;
+use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
+use zeroize::Zeroizing;
 
 /// Largest input accepted: the botocore KMS model (API 2014-11-01) bounds
 /// `CiphertextForRecipient` (shape `CiphertextType`) to 6144 bytes.
@@ -254,6 +260,16 @@ impl EnvelopedData<'_> {
     /// Checks that the envelope is for `key` (recipient key id = SHA-256 of its SPKI), unwraps
     /// the 32-byte AES key with RSA-OAEP-SHA-256 and decrypts the content.
     ///
+    /// # Where the diagnostics stop
+    /// Everything up to and including the recipient check depends on public bytes only (the
+    /// envelope's structure, the key id in it, our public key), so those errors name what they
+    /// found. After it, every failure (RSA-OAEP decoding, a content key that is not 32 bytes,
+    /// PKCS#7 padding) is the one [`CmsError::Decrypt`], reached by the same work: when OAEP
+    /// fails or gives a key of another length, AES-CBC still runs (under an all-zero key) and
+    /// the padding is still checked, in constant time ([`pkcs7_unpadded_len`]), and only the
+    /// combined verdict is branched on. Neither the error nor the time taken tells which check
+    /// failed, so the opening is no padding oracle.
+    ///
     /// # Errors
     /// [`CmsError::RecipientMismatch`] or [`CmsError::Decrypt`].
     pub fn decrypt(
@@ -268,15 +284,39 @@ impl EnvelopedData<'_> {
                 found: self.recipient_key_id.to_vec(),
             });
         }
-        let cek = key
+        // A failed OAEP decoding is an empty key here: it fails the length check below with
+        // the rest, instead of returning early.
+        let unwrapped = key
             .decrypt_oaep_sha256(self.encrypted_key)
-            .map_err(|_| CmsError::Decrypt)?;
-        let cek: &[u8; 32] = cek.expose().try_into().map_err(|_| CmsError::Decrypt)?;
-        crypto
-            .aes256_cbc_pkcs7_decrypt(cek, &self.iv, &self.encrypted_content)
-            .map_err(|_| CmsError::Decrypt)
+            .unwrap_or_default();
+        let key_ok = unwrapped.len().ct_eq(&CONTENT_KEY_LEN);
+        let mut cek = Zeroizing::new([0u8; CONTENT_KEY_LEN]);
+        for (slot, byte) in cek
+            .iter_mut()
+            .zip(unwrapped.expose().iter().chain(core::iter::repeat(&0u8)))
+        {
+            *slot = u8::conditional_select(&0, byte, key_ok);
+        }
+        drop(unwrapped);
+        let mut content = SecretBytes::copy_from(&self.encrypted_content);
+        // Fails only for a length that is not whole blocks, which `parse` already refused.
+        let decrypted = crypto
+            .aes256_cbc_decrypt(&cek, &self.iv, content.expose_mut())
+            .is_ok();
+        let (plain_len, padding_ok) = pkcs7_unpadded_len(content.expose());
+        let valid = key_ok & Choice::from(u8::from(decrypted)) & padding_ok;
+        if bool::from(valid) {
+            content.expose_mut().truncate(plain_len);
+            Ok(content)
+        } else {
+            // `content` (whatever the wrong key or padding made of it) is zeroized on drop.
+            Err(CmsError::Decrypt)
+        }
     }
 }
+
+/// The AES-256 content-encryption key's length.
+const CONTENT_KEY_LEN: usize = 32;
 
 fn expect<'a>(
     reader: &mut Ber<'a>,

@@ -21,6 +21,7 @@ use alloc::boxed::Box;
 use alloc::string::{String, ToString};
 use core::fmt;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use std::collections::BTreeMap;
 use std::format;
 use std::io;
@@ -159,16 +160,20 @@ const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
 /// `X-aws-ec2-metadata-token`.
 const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
 
-/// IMDS's role-credentials JSON (other members, `LastUpdated` and `Type`, are ignored).
+/// IMDS's role-credentials JSON (other members, `LastUpdated` and `Type`, are ignored). The
+/// secret members are kept as raw JSON text and unescaped by
+/// [`crate::secret::json::string`] into zeroizing buffers (serde_json would unescape them
+/// through a scratch buffer it frees unwiped).
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct RoleCredentials {
+struct RoleCredentials<'a> {
     #[serde(default)]
     code: Option<String>,
     access_key_id: String,
-    secret_access_key: Zeroizing<String>,
-    #[serde(default)]
-    token: Option<Zeroizing<String>>,
+    #[serde(borrow)]
+    secret_access_key: &'a RawValue,
+    #[serde(default, borrow)]
+    token: Option<&'a RawValue>,
     #[serde(default)]
     expiration: Option<String>,
 }
@@ -188,7 +193,7 @@ pub fn from_imds_json(json: &[u8], from: &str) -> Result<Credentials, Credential
         from: from.to_owned(),
         detail,
     };
-    let parsed: RoleCredentials = serde_json::from_slice(json).map_err(|e| {
+    let parsed: RoleCredentials<'_> = serde_json::from_slice(json).map_err(|e| {
         malformed(format!(
             "not IMDS role credentials JSON (AccessKeyId, SecretAccessKey, Token, Expiration): \
              {:?} error at line {} column {}",
@@ -203,10 +208,19 @@ pub fn from_imds_json(json: &[u8], from: &str) -> Result<Credentials, Credential
             code.chars().take(64).collect::<String>()
         )));
     }
+    let secret_member = |member: &str, raw: &RawValue| {
+        crate::secret::json::string(raw).map_err(|e| malformed(format!("{member}: {e}")))
+    };
+    let mut secret = secret_member("SecretAccessKey", parsed.secret_access_key)?;
+    let mut token = parsed
+        .token
+        .map(|raw| secret_member("Token", raw))
+        .transpose()?;
+    // Moved into the credentials, not copied: what stays in `secret` and `token` is empty.
     let credentials = Credentials::new(
         parsed.access_key_id,
-        parsed.secret_access_key.as_str(),
-        parsed.token.map(|token| token.as_str().to_owned()),
+        core::mem::take(&mut *secret),
+        token.as_mut().map(|token| core::mem::take(&mut **token)),
     )
     .map_err(|error| CredentialsError::Invalid {
         from: from.to_owned(),
@@ -439,6 +453,147 @@ pub fn default_source() -> Result<Box<dyn CredentialsSource>, CredentialsError> 
     Ok(source)
 }
 
+/// The lowest CID an enclave can have. CID 0 is the hypervisor, 1 the local loopback
+/// (`VMADDR_CID_LOCAL`), 2 the host (`VMADDR_CID_HOST`) and 3 the parent instance itself, as
+/// enclaves see it (`vm_sockets.h`; aws-nitro-enclaves-cli gives enclaves CIDs from 4 up).
+pub const FIRST_ENCLAVE_CID: u32 = 4;
+
+/// Which vsock peers the credentials service answers. Anything else on the parent (or the
+/// hypervisor) that connects to the service's vsock port is refused, logged with its address,
+/// and closed without a byte: the role's credentials are for the enclave.
+///
+/// Only vsock peers carry a CID. On vhost-device-vsock's Unix sockets (QEMU emulation) every
+/// connection comes from the backend, which serves one guest whose CID is the backend's own
+/// `guest-cid` setting, so no per-connection check is possible there; the socket file's mode
+/// (`0600`, the parent's user only) is what limits who connects. TCP is for development and
+/// has no CID either: bind it to loopback.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AllowedPeers {
+    /// Any enclave: a CID of at least [`FIRST_ENCLAVE_CID`] (4). The default.
+    #[default]
+    AnyEnclave,
+    /// Only the enclave with this CID (at least 4; `nitro-cli describe-enclaves` shows it).
+    Cid(u32),
+}
+
+impl fmt::Display for AllowedPeers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::AnyEnclave => write!(f, "any enclave (vsock CID >= {FIRST_ENCLAVE_CID})"),
+            Self::Cid(cid) => write!(f, "the enclave with vsock CID {cid} only"),
+        }
+    }
+}
+
+impl core::str::FromStr for AllowedPeers {
+    type Err = PeerRefusal;
+
+    /// `any` or a CID of at least 4.
+    fn from_str(text: &str) -> Result<Self, PeerRefusal> {
+        if text == "any" {
+            return Ok(Self::AnyEnclave);
+        }
+        let cid: u32 = text.parse().map_err(|_| PeerRefusal::NotAnEnclaveCid {
+            text: text.chars().take(32).collect(),
+        })?;
+        match kind_of(cid) {
+            Some(_) => Err(PeerRefusal::NotAnEnclaveCid {
+                text: cid.to_string(),
+            }),
+            None => Ok(Self::Cid(cid)),
+        }
+    }
+}
+
+/// What a CID below 4 (or `VMADDR_CID_ANY`) is, or `None` for an enclave's.
+fn kind_of(cid: u32) -> Option<&'static str> {
+    match cid {
+        0 => Some("the hypervisor"),
+        1 => Some("the local loopback (a process on the parent itself)"),
+        2 => Some("the host"),
+        3 => Some("the parent instance itself"),
+        u32::MAX => Some("VMADDR_CID_ANY, not a peer address"),
+        _ => None,
+    }
+}
+
+/// Why a peer was refused, or a CID setting is unusable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PeerRefusal {
+    /// The peer's CID is not an enclave's (0 to 3).
+    NotAnEnclave {
+        /// Its CID.
+        cid: u32,
+        /// What that CID is.
+        kind: &'static str,
+    },
+    /// The peer is an enclave, but not the one configured.
+    OtherEnclave {
+        /// Its CID.
+        cid: u32,
+        /// The CID configured.
+        allowed: u32,
+    },
+    /// A CID setting that is neither `any` nor an enclave's CID.
+    NotAnEnclaveCid {
+        /// What was given.
+        text: String,
+    },
+}
+
+impl fmt::Display for PeerRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotAnEnclave { cid, kind } => write!(
+                f,
+                "CID {cid} is {kind}, not an enclave (enclaves have CID {FIRST_ENCLAVE_CID} or                  more)"
+            ),
+            Self::OtherEnclave { cid, allowed } => write!(
+                f,
+                "CID {cid} is not the enclave this service answers (CID {allowed}; change                  --enclave-cid if the enclave was restarted with another CID)"
+            ),
+            Self::NotAnEnclaveCid { text } => write!(
+                f,
+                "`{text}` is not an enclave CID: give `any` or a CID of {FIRST_ENCLAVE_CID} or                  more (`nitro-cli describe-enclaves` shows it)"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for PeerRefusal {}
+
+impl AllowedPeers {
+    /// Decides a vsock peer by its CID.
+    ///
+    /// # Errors
+    /// [`PeerRefusal::NotAnEnclave`] for CIDs 0 to 3 (and `VMADDR_CID_ANY`),
+    /// [`PeerRefusal::OtherEnclave`] for an enclave other than the configured one.
+    pub fn check_cid(self, cid: u32) -> Result<(), PeerRefusal> {
+        if let Some(kind) = kind_of(cid) {
+            return Err(PeerRefusal::NotAnEnclave { cid, kind });
+        }
+        match self {
+            Self::Cid(allowed) if allowed != cid => Err(PeerRefusal::OtherEnclave { cid, allowed }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Decides an accepted stream: a vsock peer by its CID ([`AllowedPeers::check_cid`]);
+    /// Unix and TCP peers carry no CID and are admitted (see the type's docs for what limits
+    /// them instead).
+    ///
+    /// # Errors
+    /// As [`AllowedPeers::check_cid`].
+    pub fn check(self, stream: &Stream) -> Result<(), PeerRefusal> {
+        match stream {
+            Stream::Vsock(stream) => self.check_cid(stream.peer_addr().cid),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// What the credentials server did, for the parent's log. Holds no secret.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -473,6 +628,14 @@ pub enum ServeEvent<'a> {
         /// Who it was.
         peer: &'a str,
     },
+    /// A peer that [`ServeOptions::allowed_peers`] does not admit connected; it was closed
+    /// without a byte.
+    PeerRefused {
+        /// Who it was.
+        peer: &'a str,
+        /// Why.
+        refusal: &'a PeerRefusal,
+    },
 }
 
 impl fmt::Display for ServeEvent<'_> {
@@ -503,6 +666,12 @@ impl fmt::Display for ServeEvent<'_> {
                     "credentials: turned {peer} away (too many open connections)"
                 )
             }
+            Self::PeerRefused { peer, refusal } => {
+                write!(
+                    f,
+                    "credentials: REFUSED {peer}: {refusal}; closed unanswered"
+                )
+            }
         }
     }
 }
@@ -520,6 +689,8 @@ pub struct ServeOptions {
     pub max_connections: usize,
     /// Called for each event (`None`: silent).
     pub log: Option<ServeLog>,
+    /// The vsock peers answered (default: any enclave, CID >= 4).
+    pub allowed_peers: AllowedPeers,
 }
 
 impl fmt::Debug for ServeOptions {
@@ -528,6 +699,7 @@ impl fmt::Debug for ServeOptions {
             .field("io_timeout", &self.io_timeout)
             .field("max_connections", &self.max_connections)
             .field("log", &self.log.is_some())
+            .field("allowed_peers", &self.allowed_peers)
             .finish()
     }
 }
@@ -538,6 +710,7 @@ impl Default for ServeOptions {
             io_timeout: Duration::from_secs(5),
             max_connections: 16,
             log: None,
+            allowed_peers: AllowedPeers::AnyEnclave,
         }
     }
 }
@@ -550,7 +723,9 @@ impl ServeOptions {
     }
 }
 
-/// Answers credentials requests on one connection until the peer closes it.
+/// Answers credentials requests on one connection until the peer closes it. A peer that
+/// [`ServeOptions::allowed_peers`] does not admit is logged ([`ServeEvent::PeerRefused`]) and
+/// closed before anything is read or written.
 ///
 /// # Errors
 /// The I/O error that ended the connection (the peer is told nothing more).
@@ -559,8 +734,15 @@ pub fn serve_connection(
     provider: &dyn CredentialsProvider,
     options: &ServeOptions,
 ) -> io::Result<()> {
-    stream.set_timeouts(options.io_timeout)?;
     let peer = stream.describe_peer();
+    if let Err(refusal) = options.allowed_peers.check(&stream) {
+        options.emit(&ServeEvent::PeerRefused {
+            peer: &peer,
+            refusal: &refusal,
+        });
+        return Ok(());
+    }
+    stream.set_timeouts(options.io_timeout)?;
     loop {
         let Some(payload) = protocol::read_frame(&mut stream)? else {
             return Ok(());
@@ -680,6 +862,10 @@ mod tests {
         for (json, needle) in [
             (
                 format!(r#"{{"AccessKeyId":"A","SecretAccessKey":{{"{SECRET}":1}}}}"#),
+                "SecretAccessKey: not a JSON string",
+            ),
+            (
+                format!(r#"{{"AccessKeyId":"A","SecretAccessKey":"{SECRET}""#),
                 "not IMDS role credentials JSON",
             ),
             (
@@ -701,6 +887,117 @@ mod tests {
             let shown = error.to_string();
             assert!(shown.contains(needle), "{shown}");
             assert!(!shown.contains(SECRET), "{shown}");
+        }
+    }
+
+    #[test]
+    fn only_enclave_cids_are_answered() {
+        // (CID, any enclave, only CID 16)
+        let table: [(u32, Option<&str>, Option<&str>); 9] = [
+            (0, Some("the hypervisor"), Some("the hypervisor")),
+            (1, Some("local loopback"), Some("local loopback")),
+            (2, Some("the host"), Some("the host")),
+            (
+                3,
+                Some("the parent instance itself"),
+                Some("the parent instance itself"),
+            ),
+            (
+                4,
+                None,
+                Some("not the enclave this service answers (CID 16"),
+            ),
+            (16, None, None),
+            (
+                17,
+                None,
+                Some("not the enclave this service answers (CID 16"),
+            ),
+            (u32::MAX - 1, None, Some("not the enclave")),
+            (u32::MAX, Some("VMADDR_CID_ANY"), Some("VMADDR_CID_ANY")),
+        ];
+        for (cid, any, only_16) in table {
+            for (allowed, expected) in [
+                (AllowedPeers::AnyEnclave, any),
+                (AllowedPeers::Cid(16), only_16),
+            ] {
+                let verdict = allowed.check_cid(cid);
+                match expected {
+                    None => assert_eq!(verdict, Ok(()), "CID {cid} under {allowed}"),
+                    Some(needle) => {
+                        let shown = verdict.unwrap_err().to_string();
+                        assert!(
+                            shown.contains(needle) && shown.contains(&format!("CID {cid} ")),
+                            "CID {cid} under {allowed}: {shown}"
+                        );
+                    }
+                }
+            }
+        }
+        assert_eq!("any".parse(), Ok(AllowedPeers::AnyEnclave));
+        assert_eq!("16".parse(), Ok(AllowedPeers::Cid(16)));
+        for bad in ["3", "2", "-1", "sixteen", "4294967295"] {
+            let error = bad.parse::<AllowedPeers>().unwrap_err().to_string();
+            assert!(error.contains("is not an enclave CID"), "{bad}: {error}");
+        }
+    }
+
+    /// The service's own decision, end to end on one connection: a vsock stream whose peer
+    /// (as `accept` reported it) is the host or the parent itself is closed unanswered and
+    /// logged; an enclave's is answered. The host has no vsock loopback, so the stream is a
+    /// Unix socket pair carrying the peer address `accept` would have reported.
+    #[test]
+    fn a_peer_that_is_not_an_enclave_gets_nothing() {
+        use crate::credentials::StaticCredentials;
+        use crate::net::{VsockAddr, VsockStream};
+        use std::io::{Read, Write};
+        use std::os::unix::net::UnixStream;
+        let provider =
+            StaticCredentials::new(Credentials::new("ASIAPEERTEST", SECRET, None).unwrap());
+        let events = Arc::new(Mutex::new(std::vec::Vec::new()));
+        let kept = Arc::clone(&events);
+        let options = ServeOptions {
+            log: Some(Arc::new(move |event: &ServeEvent<'_>| {
+                kept.lock().unwrap().push(event.to_string());
+            })),
+            ..ServeOptions::default()
+        };
+        for (cid, answered) in [(2, false), (3, false), (1, false), (16, true)] {
+            let (service_end, mut enclave_end) = UnixStream::pair().unwrap();
+            let stream = Stream::Vsock(VsockStream::from_accepted(
+                service_end.into(),
+                VsockAddr::new(cid, 1234),
+            ));
+            protocol::write_frame(&mut enclave_end, &protocol::encode_request()).unwrap();
+            enclave_end.shutdown(std::net::Shutdown::Write).unwrap();
+            serve_connection(stream, &provider, &options).unwrap();
+            let mut answer = std::vec::Vec::new();
+            // Closed with the request unread: the enclave end sees a reset, or end of file.
+            match enclave_end.read_to_end(&mut answer) {
+                Err(e) if !answered && e.kind() == std::io::ErrorKind::ConnectionReset => {}
+                other => {
+                    other.unwrap();
+                }
+            }
+            let last = events.lock().unwrap().last().cloned().unwrap();
+            if answered {
+                let payload = protocol::read_frame(&mut answer.as_slice())
+                    .unwrap()
+                    .unwrap();
+                let credentials = protocol::decode_answer(&payload, "test").unwrap();
+                assert_eq!(credentials.access_key_id(), "ASIAPEERTEST");
+                assert!(
+                    last.contains("gave ASIAPEERTEST to vsock://16:1234"),
+                    "{last}"
+                );
+            } else {
+                assert!(answer.is_empty(), "CID {cid} got {} bytes", answer.len());
+                assert!(
+                    last.contains(&format!("REFUSED vsock://{cid}:1234: CID {cid} is")),
+                    "{last}"
+                );
+            }
+            let _ = enclave_end.flush();
         }
     }
 }

@@ -6,10 +6,12 @@
 
 use super::{Credentials, CredentialsError};
 use crate::time::UnixMillis;
+use alloc::borrow::Cow;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use std::io::{self, Read, Write};
 use std::{format, vec};
 use zeroize::Zeroizing;
@@ -63,14 +65,6 @@ impl fmt::Display for ErrorCode {
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Message {
     GetCredentials,
-    Credentials {
-        access_key_id: String,
-        secret_access_key: String,
-        #[serde(default)]
-        session_token: Option<String>,
-        #[serde(default)]
-        expiration: Option<String>,
-    },
     Error {
         code: String,
         #[serde(default)]
@@ -203,10 +197,12 @@ pub fn decode_request(payload: &[u8]) -> Result<Request, Rejection> {
     }
 }
 
-/// The answer payload carrying `credentials` (zeroized on drop: it holds the secret key).
+/// The answer payload carrying `credentials` (zeroized on drop: it holds the secret key), in
+/// a buffer of exactly its length ([`crate::secret::json::to_vec`]: no reallocation leaves a
+/// copy of the secret behind).
 #[must_use]
 pub fn encode_credentials(credentials: &Credentials) -> Zeroizing<Vec<u8>> {
-    // Serialized by hand from borrowed strings: no intermediate owned copy of the secret.
+    // Serialized from borrowed strings: no intermediate owned copy of the secret.
     #[derive(Serialize)]
     struct Borrowed<'a> {
         version: u32,
@@ -217,17 +213,15 @@ pub fn encode_credentials(credentials: &Credentials) -> Zeroizing<Vec<u8>> {
         session_token: Option<&'a str>,
         expiration: Option<String>,
     }
-    Zeroizing::new(
-        serde_json::to_vec(&Borrowed {
-            version: VERSION,
-            kind: "credentials",
-            access_key_id: credentials.access_key_id(),
-            secret_access_key: credentials.secret_access_key(),
-            session_token: credentials.session_token(),
-            expiration: credentials.expiration().map(|e| e.to_string()),
-        })
-        .unwrap_or_default(),
-    )
+    crate::secret::json::to_vec(&Borrowed {
+        version: VERSION,
+        kind: "credentials",
+        access_key_id: credentials.access_key_id(),
+        secret_access_key: credentials.secret_access_key(),
+        session_token: credentials.session_token(),
+        expiration: credentials.expiration().map(|e| e.to_string()),
+    })
+    .unwrap_or_default()
 }
 
 /// An error answer payload.
@@ -243,7 +237,34 @@ pub fn encode_error(code: ErrorCode, message: &str) -> Vec<u8> {
     .unwrap_or_default()
 }
 
+/// An answer as the wire has it, every member optional: one flat struct, so serde reads it
+/// straight from the payload (an internally tagged enum would buffer every member in owned
+/// temporaries first), and the secret members as raw JSON text, unescaped by
+/// [`crate::secret::json::string`] into zeroizing buffers.
+#[derive(Deserialize)]
+struct Answer<'a> {
+    version: u32,
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    access_key_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    secret_access_key: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    session_token: Option<&'a RawValue>,
+    #[serde(default)]
+    expiration: Option<String>,
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
 /// Reads an answer payload (the enclave side); `from` names the parent in errors.
+///
+/// The secret key and the session token go from the payload into zeroizing buffers of their
+/// own size and are moved, not copied, into the [`Credentials`]: no copy of them is freed
+/// unwiped.
 ///
 /// # Errors
 /// [`CredentialsError::Refused`] for an error frame, [`CredentialsError::Malformed`] for
@@ -256,7 +277,7 @@ pub fn decode_answer(payload: &[u8], from: &str) -> Result<Credentials, Credenti
     };
     // serde_json's messages can quote a string value ("invalid type: string ..."), which
     // here may be the secret: only the position and the category are kept.
-    let frame: Frame = serde_json::from_slice(payload).map_err(|e| {
+    let answer: Answer<'_> = serde_json::from_slice(payload).map_err(|e| {
         malformed(format!(
             "invalid answer JSON at line {} column {} ({:?})",
             e.line(),
@@ -264,25 +285,41 @@ pub fn decode_answer(payload: &[u8], from: &str) -> Result<Credentials, Credenti
             e.classify()
         ))
     })?;
-    if frame.version != VERSION {
+    if answer.version != VERSION {
         return Err(malformed(format!(
             "version {} answered to a version {VERSION} request",
-            frame.version
+            answer.version
         )));
     }
-    match frame.message {
-        Message::Credentials {
-            access_key_id,
-            secret_access_key,
-            session_token,
-            expiration,
-        } => {
-            let credentials = Credentials::new(access_key_id, secret_access_key, session_token)
-                .map_err(|error| CredentialsError::Invalid {
-                    from: from.into(),
-                    error,
-                })?;
-            match expiration {
+    match answer.kind.as_ref() {
+        "credentials" => {
+            let (Some(access_key_id), Some(secret)) =
+                (answer.access_key_id, answer.secret_access_key)
+            else {
+                return Err(malformed(
+                    "a credentials answer without access_key_id or secret_access_key".into(),
+                ));
+            };
+            let secret_member = |member: &str, raw: &RawValue| {
+                crate::secret::json::string(raw).map_err(|e| malformed(format!("{member}: {e}")))
+            };
+            let mut secret = secret_member("secret_access_key", secret)?;
+            let mut token = answer
+                .session_token
+                .map(|raw| secret_member("session_token", raw))
+                .transpose()?;
+            // The strings move into the credentials (which wrap them in `Zeroizing` at once);
+            // what is left behind in `secret` and `token` is empty.
+            let credentials = Credentials::new(
+                access_key_id.into_owned(),
+                core::mem::take(&mut *secret),
+                token.as_mut().map(|token| core::mem::take(&mut **token)),
+            )
+            .map_err(|error| CredentialsError::Invalid {
+                from: from.into(),
+                error,
+            })?;
+            match answer.expiration {
                 None => Ok(credentials),
                 Some(text) => {
                     let at = UnixMillis::parse(&text)
@@ -291,16 +328,28 @@ pub fn decode_answer(payload: &[u8], from: &str) -> Result<Credentials, Credenti
                 }
             }
         }
-        Message::Error { code, message } => Err(CredentialsError::Refused {
+        "error" => Err(CredentialsError::Refused {
             from: from.into(),
-            code: code.chars().filter(|c| !c.is_control()).take(64).collect(),
-            message: message
+            code: answer
+                .code
+                .unwrap_or_default()
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(64)
+                .collect(),
+            message: answer
+                .message
+                .unwrap_or_default()
                 .chars()
                 .map(|c| if c.is_control() { ' ' } else { c })
                 .take(1024)
                 .collect(),
         }),
-        Message::GetCredentials => Err(malformed("a request where an answer belongs".into())),
+        "get_credentials" => Err(malformed("a request where an answer belongs".into())),
+        other => Err(malformed(format!(
+            "an answer of unknown type {:?}",
+            other.chars().take(32).collect::<String>()
+        ))),
     }
 }
 

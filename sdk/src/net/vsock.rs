@@ -52,6 +52,18 @@ pub struct VsockStream {
 }
 
 impl VsockStream {
+    /// A stream another piece of code accepted (a listener handed over by socket activation,
+    /// say): `fd` must be a connected stream socket and `peer` the address `accept` reported
+    /// for it, which is what [`VsockStream::peer_addr`] returns and what services that check
+    /// their peer's CID decide on.
+    #[must_use]
+    pub fn from_accepted(fd: OwnedFd, peer: VsockAddr) -> Self {
+        Self {
+            file: File::from(fd),
+            peer,
+        }
+    }
+
     /// Connects to `peer`, failing with [`io::ErrorKind::TimedOut`] after `timeout`.
     ///
     /// # Errors
