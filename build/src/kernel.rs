@@ -70,6 +70,10 @@ pub struct Args {
     /// Keep the build tree (<cache>/kernel/build/<key>/) for inspection (until the next build).
     #[arg(long)]
     pub keep_tree: bool,
+    /// Only check the pinned patches: extract the files they touch from the pinned source,
+    /// apply them exactly (no fuzz) and require their `absent_after` strings gone. No build.
+    #[arg(long, conflicts_with_all = ["kernel", "regenerate_config", "verify_reproducible"])]
+    pub check_patches: bool,
     /// Use this bzImage instead of building one (for example nitro-cli's
     /// blobs/x86_64/bzImage; a `<PATH>.config` next to it is picked up): checks it and prints
     /// what CCC would use.
@@ -83,6 +87,9 @@ pub struct Args {
 /// # Errors
 /// Any failed step; messages name the fix.
 pub fn run(ccc_root: &Path, cache: &Cache, args: &Args) -> Result<()> {
+    if args.check_patches {
+        return check_patches(ccc_root, cache);
+    }
     let artifact = if let Some(path) = &args.kernel {
         resolve(Some(path.clone()), ccc_root, cache)?
     } else {
@@ -133,6 +140,27 @@ pub struct Pin {
     pub config: String,
     /// The fragment's file name in kernel-config/.
     pub fragment: String,
+    /// Patches applied to the extracted source, in this order, each pinned by SHA-256.
+    #[serde(default)]
+    pub patches: Vec<PatchPin>,
+}
+
+/// The directory of the kernel patches inside [`CONFIG_DIR`].
+pub const PATCH_DIR: &str = "patches";
+
+/// One patch of the kernel source (`kernel-config/patches/<file>`), pinned by SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PatchPin {
+    /// File name inside `kernel-config/patches/`.
+    pub file: String,
+    /// Lowercase hex SHA-256 of the patch file.
+    pub sha256: String,
+    /// Strings that must no longer occur in the patched files (`path: [strings]`, paths relative
+    /// to the tree): the build checks the change really happened, not just that `patch` exited 0.
+    #[serde(default)]
+    pub absent_after: BTreeMap<String, Vec<String>>,
 }
 
 impl Pin {
@@ -165,11 +193,7 @@ impl Pin {
             format!("version `{}` is not a Debian version", self.version)
         );
         ensure!(
-            self.deb_sha256.len() == 64
-                && self
-                    .deb_sha256
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+            is_sha256_hex(&self.deb_sha256),
             format!(
                 "deb_sha256 must be 64 lowercase hex digits, found `{}`",
                 self.deb_sha256
@@ -192,8 +216,70 @@ impl Pin {
             !self.kbuild_build_timestamp.is_empty(),
             "kbuild_build_timestamp must not be empty".to_owned()
         );
+        for patch in &self.patches {
+            ensure!(
+                plain(&patch.file) && !patch.file.contains("..") && patch.file.ends_with(".patch"),
+                format!(
+                    "patch `{}` must be a `.patch` file name inside {CONFIG_DIR}/{PATCH_DIR}/",
+                    patch.file
+                )
+            );
+            ensure!(
+                is_sha256_hex(&patch.sha256),
+                format!(
+                    "patch {}: sha256 must be 64 lowercase hex digits, found `{}`",
+                    patch.file, patch.sha256
+                )
+            );
+            for path in patch.absent_after.keys() {
+                ensure!(
+                    !path.is_empty()
+                        && !path.starts_with('/')
+                        && path.split('/').all(|part| plain(part) && part != ".."),
+                    format!(
+                        "patch {}: absent_after path `{path}` must be relative to the tree",
+                        patch.file
+                    )
+                );
+            }
+        }
         Ok(())
     }
+
+    /// Reads every patch from `ccc_root`'s kernel-config/patches/ and checks it against its
+    /// pinned SHA-256; returns (pin, bytes) in application order.
+    ///
+    /// # Errors
+    /// A patch is missing or its bytes differ from the pin.
+    pub fn load_patches(&self, ccc_root: &Path) -> Result<Vec<(PatchPin, Vec<u8>)>> {
+        self.patches
+            .iter()
+            .map(|patch| {
+                let path = ccc_root.join(CONFIG_DIR).join(PATCH_DIR).join(&patch.file);
+                let bytes = std::fs::read(&path).io("read the kernel patch", &path)?;
+                let found = hash::sha256(&bytes);
+                ensure!(
+                    found == patch.sha256,
+                    Error::input(format!(
+                        "{} has SHA-256 {found}, but {CONFIG_DIR}/{PIN_FILE} pins {}: a changed \
+                         patch changes the kernel (PCR0/PCR1). If the change is intended, put the \
+                         new SHA-256 into {PIN_FILE} in the same commit",
+                        path.display(),
+                        patch.sha256
+                    ))
+                );
+                Ok((patch.clone(), bytes))
+            })
+            .collect()
+    }
+}
+
+/// 64 lowercase hex digits.
+fn is_sha256_hex(text: &str) -> bool {
+    text.len() == 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// A kernel image ready to go into an EIF.
@@ -282,6 +368,7 @@ pub struct BuildOptions {
 /// The inputs that decide the kernel's bytes.
 struct Inputs {
     pin: Pin,
+    patches: Vec<(PatchPin, Vec<u8>)>,
     config: Vec<u8>,
     config_path: PathBuf,
     key: String,
@@ -293,9 +380,11 @@ impl Inputs {
         let pin = Pin::load(ccc_root)?;
         let config_path = ccc_root.join(CONFIG_DIR).join(&pin.config);
         let config = std::fs::read(&config_path).io("read", &config_path)?;
+        let patches = pin.load_patches(ccc_root)?;
         let key = cache_key(&pin, &config);
         Ok(Self {
             pin,
+            patches,
             config,
             config_path,
             key,
@@ -330,15 +419,21 @@ fn build_env(pin: &Pin, tree: &Path) -> Vec<(String, String)> {
 }
 
 /// A hash of everything that decides the bzImage's bytes: the recipe, the pinned source, the
-/// build environment (with the tree's path left out, which the build must not depend on) and
-/// the resolved config (which records the compiler and binutils versions).
+/// patches (by their pinned SHA-256, which [`Pin::load_patches`] checks), the build environment
+/// (with the tree's path left out, which the build must not depend on) and the resolved config
+/// (which records the compiler and binutils versions).
 fn cache_key(pin: &Pin, config: &[u8]) -> String {
     let env: Vec<String> = build_env(pin, Path::new("<tree>"))
         .into_iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
+    let patches: String = pin
+        .patches
+        .iter()
+        .map(|p| format!("patch={} {}\n", p.file, p.sha256))
+        .collect();
     let text = format!(
-        "recipe={RECIPE}\npackage={}\nversion={}\ndeb_sha256={}\ntarball={}\n{}\nconfig_sha256={}\n",
+        "recipe={RECIPE}\npackage={}\nversion={}\ndeb_sha256={}\ntarball={}\n{}\n{patches}config_sha256={}\n",
         pin.package,
         pin.version,
         pin.deb_sha256,
@@ -472,6 +567,7 @@ fn build_tree(inputs: &Inputs, cache: &Cache, parent: &Path) -> Result<PathBuf> 
     let deb = fetch_source(&inputs.pin, &cache.dir(CACHE_KIND).join("source"))?;
     let tree = extract(&inputs.pin, &deb, parent)?;
     let log = parent.join("build.log");
+    apply_patches(&inputs.patches, &tree, &log)?;
 
     let t = Instant::now();
     eprintln!("kernel: [3/4] configuring (committed config + make olddefconfig)");
@@ -510,6 +606,142 @@ fn build_tree(inputs: &Inputs, cache: &Cache, parent: &Path) -> Result<PathBuf> 
     )?;
     eprintln!("kernel: compiled in {}", elapsed(t.elapsed()));
     Ok(tree.join("arch/x86/boot/bzImage"))
+}
+
+/// Applies the pinned patches to `tree` in order with `patch -p1` and no fuzz (a patch that no
+/// longer fits exactly fails the build instead of landing somewhere else), then checks that
+/// each patch's `absent_after` strings are gone.
+///
+/// # Errors
+/// A patch does not apply exactly, or a string it should remove is still there.
+pub fn apply_patches(patches: &[(PatchPin, Vec<u8>)], tree: &Path, log: &Path) -> Result<()> {
+    for (pin, bytes) in patches {
+        eprintln!("kernel: applying {CONFIG_DIR}/{PATCH_DIR}/{}", pin.file);
+        let file = log.with_file_name(format!("patch-{}", pin.file));
+        std::fs::write(&file, bytes).io("write", &file)?;
+        let mut command = Command::new("patch");
+        command
+            .args([
+                "-p1",
+                "--forward",
+                "--batch",
+                "--fuzz=0",
+                "--no-backup-if-mismatch",
+                "-i",
+            ])
+            .arg(&file)
+            .current_dir(tree);
+        run_logged(command, &format!("kernel patch {}", pin.file), log)?;
+        std::fs::remove_file(&file).io("remove", &file)?;
+        let still = patch_leftovers(pin, tree)?;
+        ensure!(
+            still.is_empty(),
+            Error::input(format!(
+                "after {} the source still holds what it removes: {}. The patch no longer does \
+                 what its pin says; fix the patch or its absent_after in {CONFIG_DIR}/{PIN_FILE}",
+                pin.file,
+                still.join("; ")
+            ))
+        );
+    }
+    Ok(())
+}
+
+/// The tree-relative paths a unified diff changes (its `+++ b/PATH` lines).
+pub fn patched_paths(patch: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(patch)
+        .lines()
+        .filter_map(|line| line.strip_prefix("+++ b/"))
+        .map(|rest| {
+            rest.split('\t')
+                .next()
+                .unwrap_or(rest)
+                .trim_end()
+                .to_owned()
+        })
+        .collect()
+}
+
+/// `--check-patches`: the files the pinned patches touch, taken from the pinned source, take
+/// every patch exactly and lose what its `absent_after` names. Seconds, not a kernel build.
+///
+/// # Errors
+/// The source cannot be fetched, a patch does not apply, or a removed string remains.
+pub fn check_patches(ccc_root: &Path, cache: &Cache) -> Result<()> {
+    let pin = Pin::load(ccc_root)?;
+    let patches = pin.load_patches(ccc_root)?;
+    let kernel_dir = cache.dir(CACHE_KIND);
+    let _lock = cache.lock(CACHE_KIND, "check-patches")?;
+    let deb = fetch_source(&pin, &kernel_dir.join("source"))?;
+    let parent = kernel_dir.join("check-patches");
+    remove_tree(&parent)?;
+    let unpacked = parent.join("deb");
+    std::fs::create_dir_all(&unpacked).io("create", &unpacked)?;
+    run_quiet(
+        Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked),
+        "dpkg-deb -x",
+    )?;
+    let tarball = unpacked.join(&pin.tarball);
+    let tree_parent = parent.join("tree");
+    std::fs::create_dir_all(&tree_parent).io("create", &tree_parent)?;
+    let mut paths: Vec<String> = patches
+        .iter()
+        .flat_map(|(_, bytes)| patched_paths(bytes))
+        .collect();
+    paths.sort();
+    paths.dedup();
+    let mut tar = Command::new("tar");
+    tar.arg("-xf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&tree_parent)
+        .arg("--wildcards");
+    for path in &paths {
+        tar.arg(format!("*/{path}"));
+    }
+    run_quiet(&mut tar, "tar -x (the files the kernel patches touch)")?;
+    let tree = std::fs::read_dir(&tree_parent)
+        .io("list", &tree_parent)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.is_dir())
+        .ok_or_else(|| Error::input(format!("no kernel tree in {}", tarball.display())))?;
+    apply_patches(&patches, &tree, &parent.join("patch.log"))?;
+    for (patch, _) in &patches {
+        eprintln!(
+            "kernel: {} applies exactly to {}={} and removes {} string(s) from {}",
+            patch.file,
+            pin.package,
+            pin.version,
+            patch.absent_after.values().map(Vec::len).sum::<usize>(),
+            patch
+                .absent_after
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    remove_tree(&parent)
+}
+
+/// The `absent_after` strings of `pin` still found in `tree`, as `path: string` lines.
+///
+/// # Errors
+/// A named file cannot be read.
+pub fn patch_leftovers(pin: &PatchPin, tree: &Path) -> Result<Vec<String>> {
+    let mut found = Vec::new();
+    for (path, strings) in &pin.absent_after {
+        let file = tree.join(path);
+        let text = std::fs::read_to_string(&file).io("read the patched file", &file)?;
+        found.extend(
+            strings
+                .iter()
+                .filter(|s| text.contains(s.as_str()))
+                .map(|s| format!("{path}: `{s}`")),
+        );
+    }
+    Ok(found)
 }
 
 /// `nice make -C tree ARGS` with [`build_env`] and nothing else from the host's environment.
@@ -696,6 +928,7 @@ fn regenerate_config(ccc_root: &Path, cache: &Cache) -> Result<()> {
     let tree = extract(&pin, &deb, &parent)?;
     let fragment_path = ccc_root.join(CONFIG_DIR).join(&pin.fragment);
     let log = parent.join("config.log");
+    apply_patches(&pin.load_patches(ccc_root)?, &tree, &log)?;
     eprintln!(
         "kernel: tinyconfig + {} + olddefconfig",
         fragment_path.display()
@@ -845,6 +1078,166 @@ mod tests {
         let mut bad = pin;
         bad.version = "1.0 ; rm -rf /".into();
         assert!(bad.check().is_err());
+    }
+
+    /// The committed patches are pinned: each file exists with its pinned SHA-256, and the vsock
+    /// patch (Nitro's both-ends-are-guests deadlock) is among them, checked for what it removes.
+    #[test]
+    fn committed_patches_match_their_pins() {
+        let pin = pin();
+        let patches = pin.load_patches(&crate::tests::ccc_root()).unwrap();
+        let vsock = patches
+            .iter()
+            .find(|(p, _)| p.file.contains("vsock"))
+            .expect("the vsock pushback patch is pinned");
+        assert_eq!(
+            patched_paths(&vsock.1),
+            ["net/vmw_vsock/virtio_transport.c"]
+        );
+        let removed = &vsock.0.absent_after["net/vmw_vsock/virtio_transport.c"];
+        assert!(removed.iter().any(|s| s == "queued_replies"));
+        let text = String::from_utf8_lossy(&vsock.1);
+        assert!(
+            text.contains("License: GPL-2.0"),
+            "the patch header names its license"
+        );
+        assert!(text.contains("https://github.com/aws/aws-nitro-enclaves-sdk-bootstrap"));
+        // Every line it removes that mentions the counter, and none it adds.
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with('-') && l.contains("queued_replies"))
+        );
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.starts_with('+') && l.contains("queued_replies"))
+        );
+    }
+
+    #[test]
+    fn a_patch_whose_bytes_moved_is_refused() {
+        let dir = Scratch::new("moved-bytes");
+        let patches = dir.path().join(CONFIG_DIR).join(PATCH_DIR);
+        std::fs::create_dir_all(&patches).unwrap();
+        std::fs::write(patches.join("0001-x.patch"), b"changed").unwrap();
+        let mut pin = pin();
+        pin.patches = vec![PatchPin {
+            file: "0001-x.patch".into(),
+            sha256: hash::sha256(b"original"),
+            absent_after: BTreeMap::new(),
+        }];
+        let err = pin.load_patches(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("pins"), "{err}");
+        pin.patches[0].sha256 = hash::sha256(b"changed");
+        assert_eq!(pin.load_patches(dir.path()).unwrap().len(), 1);
+        pin.patches[0].file = "../x.patch".into();
+        assert!(pin.check().is_err());
+        pin.patches[0].file = "0001-x.patch".into();
+        pin.patches[0]
+            .absent_after
+            .insert("/etc/passwd".into(), vec!["root".into()]);
+        assert!(pin.check().is_err());
+    }
+
+    /// A scratch directory removed on drop.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Self {
+            let dir =
+                std::env::temp_dir().join(format!("ccc-kernel-test-{}-{name}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            Self(dir)
+        }
+
+        fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn tiny_patch(from: &str, to: &str) -> Vec<u8> {
+        format!(
+            "Subject: test\n\n--- a/dir/file.c\n+++ b/dir/file.c\n@@ -1,3 +1,3 @@\n one\n-{from}\n+{to}\n three\n"
+        )
+        .into_bytes()
+    }
+
+    fn tiny_tree(name: &str, middle: &str) -> Scratch {
+        let dir = Scratch::new(name);
+        std::fs::create_dir_all(dir.path().join("tree/dir")).unwrap();
+        std::fs::write(
+            dir.path().join("tree/dir/file.c"),
+            format!("one\n{middle}\nthree\n"),
+        )
+        .unwrap();
+        dir
+    }
+
+    fn tiny_pin(patch: &[u8], absent: &str) -> (PatchPin, Vec<u8>) {
+        (
+            PatchPin {
+                file: "0001-t.patch".into(),
+                sha256: hash::sha256(patch),
+                absent_after: [("dir/file.c".to_owned(), vec![absent.to_owned()])].into(),
+            },
+            patch.to_vec(),
+        )
+    }
+
+    /// The mechanism the kernel build uses: a patch applies exactly and its removed string is
+    /// gone; a source that moved (the context no longer matches) fails instead of fuzzing; a
+    /// patch that leaves the removed string behind fails its `absent_after` check.
+    #[test]
+    fn patches_apply_exactly_and_are_checked() {
+        let patch = tiny_patch("atomic_t queued_replies;", "int kept;");
+        let dir = tiny_tree("applies", "atomic_t queued_replies;");
+        let tree = dir.path().join("tree");
+        let log = dir.path().join("build.log");
+        apply_patches(&[tiny_pin(&patch, "queued_replies")], &tree, &log).unwrap();
+        let text = std::fs::read_to_string(tree.join("dir/file.c")).unwrap();
+        assert_eq!(text, "one\nint kept;\nthree\n");
+        assert_eq!(patched_paths(&patch), ["dir/file.c"]);
+
+        let moved = tiny_tree("moved", "atomic_t queued_replies; /* moved */");
+        let err = apply_patches(
+            &[tiny_pin(&patch, "queued_replies")],
+            &moved.path().join("tree"),
+            &moved.path().join("build.log"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("0001-t.patch"), "{err}");
+
+        let incomplete = tiny_patch("atomic_t queued_replies;", "int queued_replies;");
+        let left = tiny_tree("left", "atomic_t queued_replies;");
+        let err = apply_patches(
+            &[tiny_pin(&incomplete, "queued_replies")],
+            &left.path().join("tree"),
+            &left.path().join("build.log"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("still holds") && err.contains("queued_replies"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn cache_key_follows_the_patches() {
+        let pin = pin();
+        let key = cache_key(&pin, b"CONFIG_A=y\n");
+        let mut other = pin;
+        other.patches[0].sha256 = hash::sha256(b"another patch");
+        assert_ne!(key, cache_key(&other, b"CONFIG_A=y\n"));
+        other.patches.clear();
+        assert_ne!(key, cache_key(&other, b"CONFIG_A=y\n"));
     }
 
     #[test]

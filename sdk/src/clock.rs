@@ -25,6 +25,16 @@ impl Clock for SystemClock {
     }
 }
 
+/// Sets the system's wall clock to `at` (`clock_settime(CLOCK_REALTIME)`): for an enclave
+/// application whose clock started wrong and takes its NSM document's time instead.
+///
+/// # Errors
+/// The OS error (`EPERM` without `CAP_SYS_TIME`).
+#[cfg(target_os = "linux")]
+pub fn set_system_clock(at: UnixMillis) -> std::io::Result<()> {
+    ccc_sys::clock::set_realtime(Duration::from_millis(at.0))
+}
+
 /// A clock that only moves when told to (tests, reproducible runs).
 #[derive(Debug)]
 pub struct ManualClock {

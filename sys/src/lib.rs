@@ -27,6 +27,7 @@
 //! - [`power`]: `sync(2)` and `reboot(2)`, how an enclave stops;
 //! - [`residue`]: a global allocator for tests that counts freed blocks still holding a
 //!   secret (the zeroisation tests).
+//! - [`clock`]: setting the wall clock (`clock_settime(CLOCK_REALTIME)`).
 //!
 //! [`libc`] is re-exported for its constants (errno values, flags): its functions are all
 //! `unsafe`, so outside this crate they cannot be called at all.
@@ -34,6 +35,7 @@
 
 pub use libc;
 
+pub mod clock;
 pub mod epoll;
 pub mod fd;
 pub mod interface;

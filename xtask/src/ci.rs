@@ -162,6 +162,17 @@ fn steps() -> Vec<Step> {
             },
         },
         Step {
+            // The kernel patches (kernel-config/patches/) apply exactly to the pinned Debian
+            // source and remove what they say (`absent_after`), without building the kernel.
+            name: "kernel-patches",
+            run: |_| {
+                Ok(ccc_build::kernel::check_patches(
+                    &crate::workspace_root(),
+                    &ccc_build::cache::Cache::from_env()?,
+                )?)
+            },
+        },
+        Step {
             // A whole release into a scratch directory (never release/): both passes must be
             // byte-identical, then SHA256SUMS, the EIF's PCRs, the SDK's policy loader and the
             // key policy are checked. Builds the kernel on a fresh machine (cached after).

@@ -34,7 +34,8 @@ use ccc_policy::expectations::Recorded;
 use ccc_policy::template::Principals;
 use compile::{Binaries, Pass};
 use publish::{
-    CccRecord, FileDigest, KernelRecord, Manifest, MeasurementsFile, PcrValues, ToolRecord,
+    CccRecord, FileDigest, KernelRecord, Manifest, MeasurementsFile, PatchRecord, PcrValues,
+    ToolRecord,
 };
 
 /// The cross-release record of PCRs, relative to the project root.
@@ -768,9 +769,18 @@ fn kernel_record(ctx: &ReleaseContext<'_>) -> Result<KernelRecord> {
                 .unwrap_or_default(),
             version: ctx.kernel.version.clone(),
             bzimage_sha256: ctx.kernel.sha256.clone(),
+            patches: Vec::new(),
         });
     }
     let pin = kernel::Pin::load(&ctx.project.ccc.root)?;
+    let patches = pin
+        .patches
+        .iter()
+        .map(|p| PatchRecord {
+            file: format!("{}/{}/{}", kernel::CONFIG_DIR, kernel::PATCH_DIR, p.file),
+            sha256: p.sha256.clone(),
+        })
+        .collect();
     Ok(KernelRecord {
         origin: "ccc".to_owned(),
         package: Some(pin.package),
@@ -783,6 +793,7 @@ fn kernel_record(ctx: &ReleaseContext<'_>) -> Result<KernelRecord> {
         ),
         version: ctx.kernel.version.clone(),
         bzimage_sha256: ctx.kernel.sha256.clone(),
+        patches,
     })
 }
 

@@ -189,6 +189,19 @@ pub struct KernelRecord {
     pub version: String,
     /// SHA-256 of the bzImage.
     pub bzimage_sha256: String,
+    /// The patches applied to the Debian source, in order (`kernel-config/patches/<file>`
+    /// and its SHA-256; CCC's kernel only, absent before 0.2.0).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub patches: Vec<PatchRecord>,
+}
+
+/// One kernel patch in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatchRecord {
+    /// `kernel-config/patches/<file>`.
+    pub file: String,
+    /// SHA-256 of the patch file.
+    pub sha256: String,
 }
 
 /// `verification` in the measurements file: enough to rebuild and to know what to expect.
@@ -580,6 +593,10 @@ mod tests {
                     source: "kernel-config/config-6.12-x86_64".into(),
                     version: "6.12.117".into(),
                     bzimage_sha256: "b1".repeat(32),
+                    patches: vec![PatchRecord {
+                        file: "kernel-config/patches/0001-x.patch".into(),
+                        sha256: "c2".repeat(32),
+                    }],
                 },
                 tools: BTreeMap::new(),
                 rebuild: vec!["cargo xtask verify-release 0.1.0".into()],

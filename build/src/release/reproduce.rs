@@ -110,7 +110,9 @@ pub(super) fn markdown(
          same file."
     } else {
         "The kernel is built from the Debian package pinned in CCC's `kernel-config/source.json` \
-         with CCC's committed `kernel-config/config-6.12-x86_64` (about 5 minutes on 2 cores; \
+         with CCC's committed `kernel-config/config-6.12-x86_64` and the patches of \
+         `kernel-config/patches/`, each pinned by SHA-256 (listed under `kernel.patches` in the \
+         manifest; see CCC's `docs/kernel.md`) (about 5 minutes on 2 cores; \
          cached per user in `$CCC_CACHE_DIR`, else `$XDG_CACHE_HOME/ccc`, else \
          `~/.cache/ccc`, and shared by every project)."
     };

@@ -26,6 +26,9 @@
 //!    (Nitro, or the signed simulator) their presence stops the start
 //!    ([`StartError::EmulationSwitchesOnSignedDocument`]), because the command line is not
 //!    covered by PCR2 and a parent could rebuild the image with its own CA there.
+//!    Then compare the enclave's clock with the document's time ([`clock`]): beyond
+//!    [`clock::MAX_SKEW`] the clock is set to the document's time (printed loudly), or the start
+//!    stops with [`StartError::Clock`] when it cannot be set.
 //! 2. Ask the parent for credentials (a failure is printed; every KMS call asks again).
 //! 3. Build the attested KMS client: TLS to `kms.<region>.amazonaws.com` through the parent's
 //!    proxy, the enclave's RSA-2048 key generated inside.
@@ -36,6 +39,7 @@
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 pub mod app;
+pub mod clock;
 pub mod config;
 pub mod console;
 pub mod failure;
@@ -88,6 +92,8 @@ pub enum StartError {
         /// The words found (up to their `=`).
         switches: Vec<String>,
     },
+    /// The clock is far from the NSM document's time and could not be set.
+    Clock(clock::ClockError),
     /// The API's listener could not be bound.
     Listen {
         /// Where.
@@ -114,6 +120,7 @@ impl fmt::Display for StartError {
                  (CCC_APP_*), which PCR2 measures",
                 switches.join(", ")
             ),
+            Self::Clock(e) => write!(f, "{e}"),
             Self::Listen { endpoint, error } => write!(
                 f,
                 "cannot listen on {endpoint}: {error} (CCC_APP_PORT / CCC_APP_LISTEN)"
@@ -260,11 +267,12 @@ pub struct Summary {
     pub debug_mode: bool,
 }
 
-/// Reports the attestation summary of the enclave's own NSM document and returns what the
-/// rest of the start-up needs from it.
+/// Reports the attestation summary of the enclave's own NSM document, checks the clock against
+/// the document's time ([`clock::check`], setting the clock when it is off), and returns what
+/// the rest of the start-up needs from it.
 ///
 /// # Errors
-/// [`StartError::Nsm`], [`StartError::Attestation`].
+/// [`StartError::Nsm`], [`StartError::Attestation`], [`StartError::Clock`].
 pub fn print_attestation_summary(nsm: &Nsm, log: &Log) -> Result<Summary, StartError> {
     let document = nsm.attestation(None, None, None).map_err(StartError::Nsm)?;
     // The guest clock when the document arrived (`cargo xtask bench boot` reads it).
@@ -347,9 +355,35 @@ pub fn print_attestation_summary(nsm: &Nsm, log: &Log) -> Result<Summary, StartE
         .field("debug_mode", debug_mode),
     );
     let now = UnixMillis::now();
-    log.emit(
-        record(Level::Info, "start.clock", format!("clock: {now}")).field("now", now.to_string()),
-    );
+    match clock::check(now, doc.timestamp, ccc_sdk::clock::set_system_clock)
+        .map_err(StartError::Clock)?
+    {
+        clock::Outcome::InStep { skew_millis } => log.emit(
+            record(
+                Level::Info,
+                "start.clock",
+                format!("clock: {now} (in step with the NSM document's time: {skew_millis} ms)"),
+            )
+            .field("now", now.to_string())
+            .field(
+                "skew_millis",
+                i64::try_from(skew_millis).unwrap_or(i64::MAX),
+            ),
+        ),
+        clock::Outcome::Set { was, now } => log.emit(
+            record(
+                Level::Warn,
+                "start.clock",
+                format!(
+                    "clock: SET from {was} to {now}, the NSM document's time (it was more than \
+                     {} s off; TLS to KMS and SigV4 need the right time)",
+                    clock::MAX_SKEW.as_secs()
+                ),
+            )
+            .field("was", was.to_string())
+            .field("now", now.to_string()),
+        ),
+    }
     Ok(Summary {
         algorithm: parsed.cose.algorithm,
         debug_mode,

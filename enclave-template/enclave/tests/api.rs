@@ -842,6 +842,9 @@ fn a_policy_pinning_another_image_is_reported_with_the_pcr() {
         "hmac: FAILED at kms Decrypt with Recipient (kms_access_denied)",
         "kms Decrypt: HTTP 400",
         "kms Decrypt: access_denied after 1 attempt(s)",
+        // The GenerateDataKey refusal came later: wait for its record too, not only the
+        // first ones (records arrive while this test reads them).
+        "kms GenerateDataKey: access_denied after",
     ]);
     let denied = records
         .iter()
