@@ -212,8 +212,10 @@ against the published sums:
     cd /tmp/release-{version} && sha256sum -c <checkout>/release/{version}/SHA256SUMS
 
 Every line must say `OK`. `{meas}` and `build-manifest.json` also record the host's compiler
-and linker versions (the musl target links with the host's `cc` and `ld`): on a machine with
-other Debian package versions those two files differ, and usually the binaries with them.
+and linker versions (the musl target links with the host's `cc` and `ld`) and the kernel
+build's packages: on a machine with other Debian package versions those two files differ, and
+usually the binaries with them. `verify-release` names each host tool that differs from the
+manifest, and the PCR it can change, before it rebuilds.
 
 ## What was built twice, and how it was compared
 
