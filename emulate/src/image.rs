@@ -16,15 +16,29 @@
 //!   written by the same function that wrote the published template
 //!   ([`publish::key_policy`]). The verdict then names what was pinned, so a PASS never
 //!   claims more than was checked.
+//!
+//! # A signed release whose EIF is absent
+//! A signed release's PCR8 is the measurement of a certificate whose key is kept outside the
+//! repository, so a rebuild from a clean clone cannot be signed like the release. The emulation
+//! then rebuilds the unsigned image, requires its PCR0/1/2 to be the published ones (else the
+//! finding above applies), signs it with a **throwaway signer** made for this run
+//! ([`release::sign::Signer::throwaway`]: key in memory only, certificate valid for a day) and
+//! installs a key policy pinning the published PCR0/1/2 and the throwaway certificate's PCR8
+//! ([`Pinned::SubstituteSigner`]). The tampered image is signed by the same signer, so KMS
+//! refuses it on the PCRs the tamper changed, not on PCR8. The transcript says so in a banner
+//! and the verdict names it: this proves the published PCR0/1/2 reproduce from this checkout
+//! and that PCR8 pinning and signature checks work, not the published PCR8.
 
 use ccc_build::image::{Image, ImageSpec};
 use ccc_build::project::{AppSpec, Project};
 use ccc_build::release::publish::{self, Manifest, MeasurementsFile, PcrValues};
+use ccc_build::release::sign::Signer;
 use ccc_build::release::{self, EXPECTATIONS_FILE, MANIFEST_FILE};
 use ccc_eif::elf::{Elf, SHF_ALLOC, SHT_NOBITS};
 use ccc_eif::{Eif, Measurements, Pcr};
 use ccc_policy::template::{self, Principals};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::{Error, Result, ensure};
 use crate::transcript::Transcript;
@@ -245,6 +259,15 @@ pub(crate) enum Pinned {
         /// Why the published PCRs could not be used.
         reason: String,
     },
+    /// The published PCR0/1/2 (the rebuilt image reproduces them) and, instead of the
+    /// published PCR8, the PCR8 of the throwaway certificate that signed the rebuilt image
+    /// (the release's key is not here).
+    SubstituteSigner {
+        /// Why the published PCR8 could not be used.
+        reason: String,
+        /// The throwaway certificate's PCR8, pinned instead.
+        pcr8: Pcr,
+    },
 }
 
 /// An EIF to boot.
@@ -300,6 +323,9 @@ pub(crate) struct Resolved {
     pub(crate) pinned: Pinned,
     /// The PCRs the policy pins (the published ones, or the subject's).
     pub(crate) pinned_measurements: Measurements,
+    /// The throwaway signer of this run (a signed release rebuilt here); the tampered image
+    /// is signed with it too.
+    pub(crate) signer: Option<Arc<Signer>>,
 }
 
 /// Where the emulation builds images: `target/ccc-emulate/<V>/<what>/` of the project.
@@ -366,10 +392,11 @@ pub(crate) fn resolve(
     eif: Option<&Path>,
     transcript: &Transcript,
 ) -> Result<Resolved> {
-    let (subject, rebuilt) = match eif {
+    let (subject, rebuilt, signer) = match eif {
         Some(path) => (
             Subject::open(path, format!("--eif {}", path.display()), None)?,
             false,
+            None,
         ),
         None => match release.published_eif(transcript)? {
             Some(path) => (
@@ -379,17 +406,34 @@ pub(crate) fn resolve(
                     Some(release.pcr8_hex().as_deref()),
                 )?,
                 false,
+                None,
             ),
             None if release.measurements.pcr8.is_some() => {
-                return Err(Error::release(format!(
-                    "release {} is signed (it publishes PCR8), and its signed EIF {} is not \
-                     here; a rebuild is unsigned and could never satisfy a policy pinning PCR8. \
-                     Put the published signed EIF in release/{}/ (SHA-256 as in its manifest) \
-                     or pass it with --eif",
-                    release.version,
-                    release.eif_name(),
-                    release.version
-                )));
+                transcript.line(
+                    "image",
+                    format!(
+                        "release/{}/{} is not here (EIFs are not committed) and release {} is \
+                         SIGNED with a key this machine does not hold: rebuilding the unsigned \
+                         image from this checkout with the release pipeline, then signing it \
+                         with a THROWAWAY signer made for this run (to use the published \
+                         signed image instead, put it in release/{}/ or pass --eif)",
+                        release.version,
+                        release.eif_name(),
+                        release.version,
+                        release.version
+                    ),
+                );
+                let signer = Arc::new(Signer::throwaway(ccc_sdk::time::UnixMillis::now())?);
+                let image = build_release_image(project, release, "release", |_| {})?;
+                let subject = sign_rebuilt(
+                    &signer,
+                    &image.eif,
+                    format!(
+                        "rebuilt from this checkout and signed by the throwaway signer ({})",
+                        image.eif.display()
+                    ),
+                )?;
+                (subject, true, Some(signer))
             }
             None => {
                 transcript.line(
@@ -409,6 +453,7 @@ pub(crate) fn resolve(
                         None,
                     )?,
                     true,
+                    None,
                 )
             }
         },
@@ -429,6 +474,11 @@ pub(crate) fn resolve(
         }
         .into());
     }
+    if let Some(signer) = &signer
+        && published.pcrs() == ours.pcrs()
+    {
+        return Ok(substitute_signer(release, subject, signer, transcript));
+    }
     if published.same_pcrs(&ours) {
         transcript.line(
             "check",
@@ -442,6 +492,7 @@ pub(crate) fn resolve(
             subject,
             pinned: Pinned::Published,
             pinned_measurements: release.measurements,
+            signer: None,
         });
     }
     let table = publish::pcr_table(&published, &ours);
@@ -460,11 +511,17 @@ pub(crate) fn resolve(
     let reason = if rebuilt {
         format!(
             "this checkout's inputs (commit {}{}) are not release {}'s (commit {}), and its \
-             image has other PCRs",
+             image has other PCRs{}",
             short(&git.commit),
             if git.dirty { ", dirty" } else { "" },
             release.version,
-            short(&release.manifest.git.commit)
+            short(&release.manifest.git.commit),
+            if signer.is_some() {
+                "; the release's signing key is not here, so the image is signed by a \
+                 THROWAWAY certificate made for this run (its PCR8 is pinned)"
+            } else {
+                ""
+            }
         )
     } else {
         format!(
@@ -487,7 +544,73 @@ pub(crate) fn resolve(
         subject,
         pinned: Pinned::Checkout { reason },
         pinned_measurements,
+        signer,
     })
+}
+
+/// Signs a rebuilt (unsigned) EIF in place with this run's throwaway signer and opens it,
+/// requiring the signature to verify and to be that signer's (fail closed).
+///
+/// # Errors
+/// Signing, or the check of the signed file, fails.
+pub(crate) fn sign_rebuilt(signer: &Signer, eif: &Path, origin: String) -> Result<Subject> {
+    signer.sign_file(eif, ccc_sdk::time::UnixMillis::now())?;
+    let pcr8 = signer.pcr8().hex();
+    Subject::open(eif, origin, Some(Some(&pcr8)))
+}
+
+/// What the policy pins when a signed release's image was rebuilt, reproduces the published
+/// PCR0/1/2 and was signed by the throwaway signer: the published PCRs with the throwaway
+/// PCR8; the transcript says so in a banner.
+pub(crate) fn substitute_signer(
+    release: &Release,
+    subject: Subject,
+    signer: &Arc<Signer>,
+    transcript: &Transcript,
+) -> Resolved {
+    let pcr8 = signer.pcr8();
+    let published_pcr8 = release.pcr8_hex().unwrap_or_default();
+    transcript.line(
+        "check",
+        format!(
+            "PCR0/1/2 of the rebuilt image equal release/{}/{}: ok",
+            release.version,
+            release::measurements_file_name(&release.version)
+        ),
+    );
+    let bar = "!".repeat(78);
+    transcript.line(
+        "SIGNER",
+        format!(
+            "{bar}\nrelease {version} is SIGNED with a key this machine does not hold (published \
+             PCR8 {published_pcr8}).\nThe rebuilt image is signed with a THROWAWAY certificate \
+             made for this run only (key in memory, never written; certificate valid for {hours} \
+             h):\n  PCR8 {pcr8} (throwaway)\nThe key policy pins the published PCR0/1/2 and \
+             this THROWAWAY PCR8 instead of the published one.\nStill proven: the published \
+             PCR0/1/2 reproduce from this checkout; PCR8 pinning (a DenySecretsUnlessPCR8Matches \
+             policy) and the signature check before boot work.\nNOT proven: the published PCR8 \
+             (the release's certificate); to check it, put the published signed EIF in \
+             release/{version}/ or pass it with --eif.\n{bar}",
+            version = release.version,
+            hours = release::sign::THROWAWAY_VALIDITY_SECS / 3600,
+        ),
+    );
+    let reason = format!(
+        "release {}'s signing key is not here: the rebuilt image is signed with a throwaway \
+         certificate for this run, PCR8 {} pinned instead of the published {}",
+        release.version,
+        short(&pcr8.hex()),
+        short(&published_pcr8)
+    );
+    Resolved {
+        subject,
+        pinned: Pinned::SubstituteSigner { reason, pcr8 },
+        pinned_measurements: Measurements {
+            pcr8: Some(pcr8),
+            ..release.measurements
+        },
+        signer: Some(Arc::clone(signer)),
+    }
 }
 
 fn short(commit: &str) -> &str {
@@ -511,6 +634,15 @@ pub(crate) fn key_policy(
             publish::key_policy(&resolved.pinned_measurements, principals)?,
             None,
         )),
+        // The published template must still be the tool's for the published PCRs (checked
+        // by filling it); what is installed is the same tool's policy with PCR8 replaced.
+        Pinned::SubstituteSigner { .. } => {
+            let (_, superseded) = release.filled_key_policy(principals)?;
+            Ok((
+                publish::key_policy(&resolved.pinned_measurements, principals)?,
+                superseded,
+            ))
+        }
     }
 }
 
@@ -540,11 +672,16 @@ impl std::fmt::Display for Tamper {
 }
 
 /// Builds the tampered image: the release's application with one byte changed
-/// ([`tamper_elf`]).
+/// ([`tamper_elf`]), signed by `signer` when there is one (this run's throwaway signer, so the
+/// tampered image differs from the pinned PCRs only where the tamper changed them).
 ///
 /// # Errors
-/// The build fails or the application has no section to change.
-pub(crate) fn build_tampered(project: &Project, release: &Release) -> Result<(Subject, Tamper)> {
+/// The build or the signing fails, or the application has no section to change.
+pub(crate) fn build_tampered(
+    project: &Project,
+    release: &Release,
+    signer: Option<&Signer>,
+) -> Result<(Subject, Tamper)> {
     let dir = build_dir(project, &release.version, "tampered");
     let mut tampered: Option<Result<Tamper>> = None;
     let image = build_release_image(project, release, "tampered", |spec| {
@@ -565,11 +702,15 @@ pub(crate) fn build_tampered(project: &Project, release: &Release) -> Result<(Su
     })?;
     let tamper =
         tampered.ok_or_else(|| Error::setup("the image was built without calling customize"))??;
-    let subject = Subject::open(
-        &image.eif,
-        format!("the TAMPERED image ({})", image.eif.display()),
-        None,
-    )?;
+    let origin = format!("the TAMPERED image ({})", image.eif.display());
+    let subject = match signer {
+        Some(signer) => sign_rebuilt(
+            signer,
+            &image.eif,
+            format!("{origin}, signed by the same throwaway signer"),
+        )?,
+        None => Subject::open(&image.eif, origin, None)?,
+    };
     Ok((subject, tamper))
 }
 
@@ -698,6 +839,128 @@ mod tests {
         let mut truncated = elf();
         truncated.truncate(0x30);
         assert!(tamper_elf(&mut truncated).is_err());
+    }
+
+    /// A scratch unsigned EIF (kernel and ramdisks made up; `ramdisk_byte` varies the image).
+    fn scratch_eif(dir: &Path, name: &str, ramdisk_byte: u8) -> PathBuf {
+        use ccc_eif::{BuildInfo, EifBuilder, EifIdentity, SourceDateEpoch};
+        let identity = EifIdentity::new(
+            "scratch",
+            "9.9.9",
+            BuildInfo::new(
+                SourceDateEpoch::from_secs(1_700_000_000),
+                "ccc",
+                "0.2.0",
+                "Linux",
+                "6.12",
+            ),
+        );
+        // The first ramdisk is the bootstrap one (PCR1), the second the application's (PCR2).
+        let (kernel, init, app) = (vec![3u8; 4096], vec![4u8; 512], vec![ramdisk_byte; 700]);
+        let path = dir.join(name);
+        EifBuilder::new(&kernel, "console=ttyS0", identity)
+            .ramdisk(&init)
+            .ramdisk(&app)
+            .write_file(&path)
+            .unwrap();
+        path
+    }
+
+    /// A signed release whose key is not here: the rebuilt (here: scratch) unsigned image is
+    /// signed by the throwaway signer, verifies (signature, PCR0, the signer's certificate),
+    /// keeps the published PCR0/1/2 and gets a PCR8 other than the published one; the key
+    /// policy is the published template with only PCR8 replaced by the throwaway's; the
+    /// tampered image signed by the same signer differs from the pins in PCR0/PCR2 only.
+    #[test]
+    fn a_signed_release_rebuilt_here_is_signed_by_a_throwaway_signer_and_pinned() {
+        let dir = std::env::temp_dir().join(format!("ccc-emulate-signer-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let now = ccc_sdk::time::UnixMillis::now();
+
+        // The release as published: signed with a key kept elsewhere (another signer here).
+        let release_key = Signer::throwaway(now).unwrap();
+        let published_eif = scratch_eif(&dir, "published.eif", 4);
+        let (published, _) = release_key.sign_file(&published_eif, now).unwrap();
+        let published_pcr8 = published.pcr8.unwrap();
+        let project = crate::tests_support::ccc_project();
+        let mut release = Release::load(&project, &Release::latest(&project).unwrap()).unwrap();
+        release.measurements = published;
+        release.key_policy_template =
+            publish::key_policy(&published, &Principals::placeholders()).unwrap();
+
+        // The rebuild (unsigned, same bytes as the release's unsigned image), signed here.
+        let rebuilt = scratch_eif(&dir, "rebuilt.eif", 4);
+        assert!(Eif::open(&rebuilt).unwrap().signature.is_none());
+        let signer = Arc::new(Signer::throwaway(now).unwrap());
+        let subject = sign_rebuilt(&signer, &rebuilt, "rebuilt".to_owned()).unwrap();
+        let read = Eif::open(&rebuilt).unwrap();
+        let check = read.require_signed(Some(now)).unwrap();
+        assert_eq!(check.pcr8, signer.pcr8());
+        assert_eq!(subject.measurements.pcr0, published.pcr0);
+        assert_eq!(subject.measurements.pcr1, published.pcr1);
+        assert_eq!(subject.measurements.pcr2, published.pcr2);
+        assert_eq!(subject.measurements.pcr8, Some(signer.pcr8()));
+        assert_ne!(signer.pcr8(), published_pcr8);
+        // Fail closed: the rebuilt image is not accepted as the published signed one.
+        let err = Subject::open(&rebuilt, "x".to_owned(), Some(Some(&published_pcr8.hex())))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("signed with another certificate"), "{err}");
+
+        let resolved = substitute_signer(&release, subject, &signer, &Transcript::start());
+        assert!(matches!(
+            &resolved.pinned,
+            Pinned::SubstituteSigner { pcr8, reason }
+                if *pcr8 == signer.pcr8() && reason.contains("throwaway")
+        ));
+        assert_eq!(
+            resolved.pinned_measurements,
+            Measurements {
+                pcr8: Some(signer.pcr8()),
+                ..published
+            }
+        );
+        let principals = Principals::new(
+            "111122223333",
+            "ccc-emulator-parent",
+            "ccc-emulator-key-admin",
+        )
+        .unwrap();
+        let (policy, superseded) = key_policy(&release, &resolved, &principals).unwrap();
+        assert!(superseded.is_none());
+        let (published_filled, _) = release.filled_key_policy(&principals).unwrap();
+        assert!(published_filled.contains(&published_pcr8.hex()));
+        assert!(policy.contains("DenySecretsUnlessPCR8Matches"));
+        let policy: serde_json::Value = serde_json::from_str(&policy).unwrap();
+        let expected: serde_json::Value = serde_json::from_str(
+            &published_filled.replace(&published_pcr8.hex(), &signer.pcr8().hex()),
+        )
+        .unwrap();
+        assert_eq!(policy, expected);
+        let text = policy.to_string();
+        for pcr in [
+            published.pcr0,
+            published.pcr1,
+            published.pcr2,
+            signer.pcr8(),
+        ] {
+            assert!(text.contains(&pcr.hex()), "{pcr} not pinned: {text}");
+        }
+        assert!(!text.contains(&published_pcr8.hex()), "{text}");
+
+        // The tampered image, signed by the same throwaway signer: PCR8 matches the pin, the
+        // image PCRs do not.
+        let tampered = scratch_eif(&dir, "tampered.eif", 5);
+        let tampered = sign_rebuilt(&signer, &tampered, "tampered".to_owned()).unwrap();
+        assert_eq!(
+            tampered.measurements.pcr8,
+            resolved.pinned_measurements.pcr8
+        );
+        assert_ne!(tampered.measurements.pcr0, published.pcr0);
+        assert_eq!(tampered.measurements.pcr1, published.pcr1);
+        assert_ne!(tampered.measurements.pcr2, published.pcr2);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// The committed release's template fills to the tool's policy for the emulator's

@@ -264,7 +264,8 @@ fn emulate(
     let (subject, tamper) = match args.scenario {
         Scenario::Default => (resolved.subject.clone(), None),
         Scenario::Tampered => {
-            let (subject, tamper) = image::build_tampered(project, &release)?;
+            let (subject, tamper) =
+                image::build_tampered(project, &release, resolved.signer.as_deref())?;
             transcript.line("image", format!("TAMPERED: {tamper}"));
             (subject, Some(tamper))
         }
@@ -301,6 +302,15 @@ fn emulate(
             Pinned::Checkout { .. } => format!(
                 "key policy: the release tool's policy for THIS CHECKOUT's PCRs (not release \
                  {version}'s), ACCOUNT={} ROLE={} KEY_ADMIN_ROLE={}",
+                kms::EMULATOR_ACCOUNT,
+                kms::EMULATOR_ROLE,
+                kms::EMULATOR_ADMIN_ROLE
+            ),
+            Pinned::SubstituteSigner { pcr8, .. } => format!(
+                "key policy: the release tool's policy for release {version}'s published \
+                 PCR0/1/2 and the THROWAWAY signer's PCR8 {} (not the published PCR8), \
+                 ACCOUNT={} ROLE={} KEY_ADMIN_ROLE={}",
+                short(pcr8),
                 kms::EMULATOR_ACCOUNT,
                 kms::EMULATOR_ROLE,
                 kms::EMULATOR_ADMIN_ROLE
@@ -429,7 +439,7 @@ fn emulate(
             &call,
             &sealed,
             args.scenario,
-            &tamper_pcrs(&resolved, &subject),
+            &tamper_pcrs(&resolved.pinned_measurements, &subject),
         )?;
         interrupt.check()?;
     }
@@ -534,6 +544,10 @@ fn emulate(
         Pinned::Checkout { reason } => {
             format!("THIS CHECKOUT's PCRs, not release {version}'s ({reason})")
         }
+        Pinned::SubstituteSigner { reason, .. } => format!(
+            "release {version}'s published PCR0/1/2 with a THROWAWAY SIGNER's PCR8, not the \
+             published PCR8 ({reason})"
+        ),
     };
     Ok(match (args.scenario, tamper) {
         (Scenario::Default, _) => format!(
@@ -950,14 +964,17 @@ fn attest(checks: &mut Checks, call: &Call<'_>, subject: &Subject) -> Result<()>
     Ok(())
 }
 
-/// The PCRs (0..=2) where the booted image differs from what the key policy pins.
-fn tamper_pcrs(resolved: &image::Resolved, subject: &Subject) -> Vec<u8> {
-    let pinned = &resolved.pinned_measurements;
+/// The PCRs (0, 1, 2 and 8) where the booted image differs from what the key policy pins.
+/// PCR8 differs only when the tampered image of a signed release is not signed with the
+/// pinned certificate (the published signed EIF was booted: its key is not here); a rebuilt
+/// signed release's tampered image is signed by the same throwaway signer, so it does not.
+fn tamper_pcrs(pinned: &Measurements, subject: &Subject) -> Vec<u8> {
     let ours = &subject.measurements;
     [
         (0u8, pinned.pcr0 != ours.pcr0),
         (1, pinned.pcr1 != ours.pcr1),
         (2, pinned.pcr2 != ours.pcr2),
+        (8, pinned.pcr8 != ours.pcr8),
     ]
     .into_iter()
     .filter_map(|(index, differs)| differs.then_some(index))
@@ -1079,7 +1096,8 @@ fn prove_secret(
                 format!("hmac refused with kms_access_denied / AccessDenied (got code `{code}`)"),
             );
             let named = refused_pcrs(text);
-            let ok = !named.is_empty() && named.iter().all(|n| differing.contains(n));
+            // A refusal naming only PCR8 (the signer) would not show that the tamper was caught.
+            let ok = named.iter().any(|n| *n <= 2) && named.iter().all(|n| differing.contains(n));
             checks.check(
                 transcript,
                 ok,
@@ -1106,6 +1124,33 @@ fn prove_secret(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The tampered image differs from the pins in PCR0/PCR2, and in PCR8 only when it is not
+    /// signed with the pinned certificate.
+    #[test]
+    fn tampered_pcrs_include_pcr8_only_when_the_signer_differs() {
+        let pcr = |b: u8| ccc_eif::Pcr::of_content(&[b]);
+        let pinned = Measurements {
+            pcr0: pcr(0),
+            pcr1: pcr(1),
+            pcr2: pcr(2),
+            pcr8: Some(pcr(8)),
+        };
+        let subject = |pcr8| Subject {
+            eif: PathBuf::from("t.eif"),
+            measurements: Measurements {
+                pcr0: pcr(10),
+                pcr2: pcr(12),
+                pcr8,
+                ..pinned
+            },
+            len: 0,
+            origin: String::new(),
+        };
+        assert_eq!(tamper_pcrs(&pinned, &subject(Some(pcr(8)))), [0, 2]);
+        assert_eq!(tamper_pcrs(&pinned, &subject(Some(pcr(9)))), [0, 2, 8]);
+        assert_eq!(tamper_pcrs(&pinned, &subject(None)), [0, 2, 8]);
+    }
 
     /// The shape of the KMS emulator's refusal (from a real run of the tampered scenario,
     /// values shortened): the failed conditions count, the "Likely fix" list does not.

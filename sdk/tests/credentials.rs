@@ -349,6 +349,42 @@ fn fake_imds(mode: ImdsMode) -> FakeImds {
     }
 }
 
+/// An IMDS whose token answer never arrives (what a hop limit of 1 does to a parent in a
+/// container: the connection is accepted, the answer is dropped on its way) is named as such,
+/// with the command that fixes it.
+#[test]
+fn an_unanswered_imds_token_request_names_the_hop_limit() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (done, finished) = channel::<()>();
+    let holder = std::thread::spawn(move || {
+        // Accept, read the request, answer nothing until the client has given up.
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut request = [0u8; 1024];
+        let _ = stream.read(&mut request).unwrap();
+        finished.recv().unwrap();
+    });
+    let imds = Imds::with_endpoint(&format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .with_timeouts(Timeouts {
+            connect: Duration::from_secs(5),
+            io: Duration::from_millis(300),
+        });
+    let error = imds.fetch().unwrap_err();
+    done.send(()).unwrap();
+    holder.join().unwrap();
+    assert!(
+        matches!(error, CredentialsError::ImdsTokenUnanswered { .. }),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains("--http-put-response-hop-limit 2"),
+        "{message}"
+    );
+    assert!(message.contains("PUT /latest/api/token"), "{message}");
+}
+
 #[test]
 fn imdsv2_token_role_and_credentials() {
     let fake = fake_imds(ImdsMode::Normal);

@@ -763,3 +763,134 @@ fn every_metric_the_deployment_files_name_is_served_by_the_parent() {
         missing.join("\n")
     );
 }
+
+/// Rust source as the compiler reads its string literals: a `\` at the end of a line drops
+/// the newline and the next line's leading whitespace, and `\"` is a quote. Messages split
+/// across lines in the source read whole.
+fn joined_literals(source: &str) -> String {
+    let mut out = String::with_capacity(source.len());
+    let mut rest = source;
+    while let Some(at) = rest.find('\\') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(stripped) = after.strip_prefix('\n') {
+            rest = stripped.trim_start_matches([' ', '\t', '\n']);
+        } else if let Some(stripped) = after.strip_prefix('"') {
+            out.push('"');
+            rest = stripped;
+        } else {
+            out.push('\\');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The messages `docs/troubleshooting.md` quotes as CCC's own: every backtick span on a
+/// `- **CCC says:**` line. (Lines saying what KMS or nitro-cli print are not ours to check.)
+fn quoted_messages(guide: &str) -> Vec<(usize, String)> {
+    let mut quoted = Vec::new();
+    for (number, line) in guide.lines().enumerate() {
+        let Some(rest) = line.trim_start().strip_prefix("- **CCC says:**") else {
+            continue;
+        };
+        for (index, span) in rest.split('`').enumerate() {
+            if index % 2 == 1 {
+                quoted.push((number + 1, span.to_owned()));
+            }
+        }
+    }
+    quoted
+}
+
+/// The debugging guide cannot rot: every message it quotes from CCC occurs verbatim in the
+/// non-test Rust sources (string continuations joined), and it covers every symptom issue 12
+/// lists.
+#[test]
+fn the_troubleshooting_guide_quotes_live_messages() {
+    let guide = read(Path::new("docs/troubleshooting.md"));
+    let quoted = quoted_messages(&guide);
+    assert!(
+        quoted.len() >= 20,
+        "docs/troubleshooting.md quotes only {} messages on `- **CCC says:**` lines; each \
+         symptom quotes what CCC prints",
+        quoted.len()
+    );
+    let sources: String = rust_files()
+        .iter()
+        .filter(|f| !f.components().any(|c| c.as_os_str() == "tests"))
+        .map(|f| joined_literals(&read(f)))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let short: Vec<String> = quoted
+        .iter()
+        .filter(|(_, m)| m.chars().count() < 12)
+        .map(|(line, m)| format!("docs/troubleshooting.md:{line}: `{m}`"))
+        .collect();
+    assert!(
+        short.is_empty(),
+        "quote at least 12 characters of a message, so the check means something:\n{}",
+        short.join("\n")
+    );
+    let stale: Vec<String> = quoted
+        .iter()
+        .filter(|(_, m)| !sources.contains(m.as_str()))
+        .map(|(line, m)| format!("docs/troubleshooting.md:{line}: `{m}`"))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "docs/troubleshooting.md quotes messages that no longer occur verbatim in the Rust \
+         sources (outside tests); update the guide to what the code prints now:\n{}",
+        stale.join("\n")
+    );
+    let headings: Vec<String> = guide
+        .lines()
+        .filter_map(|l| l.strip_prefix("## "))
+        .map(str::to_lowercase)
+        .collect();
+    let topics = [
+        "pcrs differ after a rebuild",
+        "debug mode",
+        "accessdenied",
+        "region, key or alias",
+        "clock",
+        "credentials",
+        "imdsv2 hop limit",
+        "allowlist",
+        "vsock cid or port",
+        "memory",
+        "signing certificate",
+        "throttl",
+        "another enclave or too old",
+    ];
+    let missing: Vec<&str> = topics
+        .iter()
+        .copied()
+        .filter(|t| !headings.iter().any(|h| h.contains(t)))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/troubleshooting.md has no `## ` section on: {}",
+        missing.join(", ")
+    );
+}
+
+/// The guide check reads messages the way rustc does and finds what the guide quotes.
+#[test]
+fn the_guide_check_joins_continued_literals() {
+    let source = "f.write_str(\"enclave runs in debug mode (PCR0, PCR1 and PCR2 are all zero): \\\n                 its memory \\\"and\\\" console\")";
+    let joined = joined_literals(source);
+    assert!(
+        joined.contains("all zero): its memory \"and\" console"),
+        "{joined}"
+    );
+    let guide = "## Debug mode\n- **CCC says:** `all zero): its` and `memory \"and\"`\n- **KMS says:** `x`\n";
+    assert_eq!(
+        quoted_messages(guide),
+        [
+            (2, "all zero): its".to_owned()),
+            (2, "memory \"and\"".to_owned())
+        ]
+    );
+}

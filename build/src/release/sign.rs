@@ -14,7 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ccc_eif::{Eif, LocalSigner, Measurements, SignatureCheck};
+use ccc_eif::{Eif, LocalSigner, Measurements, Pcr, SignatureCheck};
 use ccc_sdk::time::UnixMillis;
 use serde::{Deserialize, Serialize};
 
@@ -54,17 +54,28 @@ pub struct SigningRecord {
     pub note: String,
 }
 
+/// How long a throwaway signer's certificate is valid ([`Signer::throwaway`]): from a minute
+/// before it is made (the certificate must be valid when the image is checked right after
+/// signing, whatever the clock's resolution) to a day after, which covers any one run of
+/// `emulate` (its default boot timeout is minutes; rebuilds take tens of minutes on a loaded
+/// machine) and no more.
+pub const THROWAWAY_VALIDITY_SECS: u64 = 24 * 3600;
+
+/// The throwaway certificate's start, this many seconds before it is made.
+const THROWAWAY_BACKDATE_SECS: u64 = 60;
+
 /// A loaded signer and what the manifest records about it.
 pub struct Signer {
     signer: LocalSigner,
-    key_path: PathBuf,
+    /// Where the key came from (a file, or generated in memory for one run).
+    origin: String,
 }
 
 impl std::fmt::Debug for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Signer")
             .field("key", &"[redacted]")
-            .field("key_path", &self.key_path)
+            .field("origin", &self.origin)
             .finish()
     }
 }
@@ -99,8 +110,57 @@ impl Signer {
         );
         Ok(Self {
             signer,
-            key_path: key.to_path_buf(),
+            origin: format!("key file {}", key.display()),
         })
+    }
+
+    /// A throwaway signer for one emulation of a signed release whose key this machine does
+    /// not hold: a P-384 key generated here, in memory only (never written to a file; its DER
+    /// and PEM are zeroized when dropped, the key itself lives in AWS-LC, which clears it when
+    /// freed), and a self-signed certificate for it valid from shortly before `at` for
+    /// [`THROWAWAY_VALIDITY_SECS`]. Its PCR8 is not any release's: a policy pinning a
+    /// published PCR8 never matches an image it signs.
+    ///
+    /// # Errors
+    /// Key generation or the certificate fails (AWS-LC or rcgen), or `at` is out of range.
+    pub fn throwaway(at: UnixMillis) -> Result<Self> {
+        let fail = |e: &dyn std::fmt::Display| {
+            Error::assemble("a throwaway signing key and certificate", e)
+        };
+        let time = |secs: u64| {
+            i64::try_from(secs)
+                .ok()
+                .and_then(|secs| time::OffsetDateTime::from_unix_timestamp(secs).ok())
+                .ok_or_else(|| fail(&format!("time {secs} s is out of range")))
+        };
+        let key = zeroize::Zeroizing::new(
+            rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).map_err(|e| fail(&e))?,
+        );
+        let mut params = rcgen::CertificateParams::new(vec![
+            "throwaway-emulation-signer.ccc.invalid".to_owned(),
+        ])
+        .map_err(|e| fail(&e))?;
+        params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            "CCC throwaway emulation signer (one run only, not a release key)",
+        );
+        let now = at.as_secs();
+        params.not_before = time(now.saturating_sub(THROWAWAY_BACKDATE_SECS))?;
+        params.not_after = time(now.saturating_add(THROWAWAY_VALIDITY_SECS))?;
+        let certificate = params.self_signed(&*key).map_err(|e| fail(&e))?;
+        let key_pem = zeroize::Zeroizing::new(key.serialize_pem());
+        let signer = LocalSigner::from_pem(key_pem.as_bytes(), certificate.pem().as_bytes())
+            .map_err(|e| fail(&e))?;
+        Ok(Self {
+            signer,
+            origin: "throwaway key generated in memory for this run".to_owned(),
+        })
+    }
+
+    /// PCR8 of the images this signer signs: the measurement of its certificate.
+    #[must_use]
+    pub fn pcr8(&self) -> Pcr {
+        Pcr::of_content(ccc_eif::PcrSigner::certificate_der(&self.signer))
     }
 
     /// Signs the unsigned EIF at `eif` in place, verifies the result (signature, payload,
@@ -318,6 +378,37 @@ mod tests {
         let stripped = Eif::from_bytes(&unsigned).unwrap();
         let err = check_published(&eif, &stripped, Some(&pcr8), now).unwrap_err();
         assert!(err.to_string().contains("no signature section"), "{err}");
+    }
+
+    /// The throwaway signer (emulating a signed release whose key is elsewhere): AWS's reader
+    /// verifies what it signs, its certificate is valid for the run only, its key is never
+    /// printed, and each one has its own PCR8.
+    #[test]
+    fn a_throwaway_signer_signs_verifiably_for_one_run() {
+        let dir = scratch("throwaway");
+        let now = UnixMillis::now();
+        let signer = Signer::throwaway(now).unwrap();
+        let debug = format!("{signer:?}");
+        assert!(
+            debug.contains("[redacted]") && !debug.contains("PRIVATE"),
+            "{debug}"
+        );
+        let eif = unsigned_eif(&dir);
+        let (measurements, record) = signer.sign_file(&eif, now).unwrap();
+        assert_eq!(measurements.pcr8, Some(signer.pcr8()));
+        assert_eq!(record.pcr8, signer.pcr8().hex());
+        PcrSignatureChecker::from_eif(eif.to_str().unwrap())
+            .unwrap()
+            .verify()
+            .unwrap();
+        let read = Eif::open(&eif).unwrap();
+        let check = read.require_signed(Some(now)).unwrap();
+        assert_eq!(check.pcr8, signer.pcr8());
+        assert!(check.certificate.not_after.as_secs() <= now.as_secs() + THROWAWAY_VALIDITY_SECS);
+        let after = UnixMillis(now.0 + (THROWAWAY_VALIDITY_SECS + 1) * 1000);
+        let err = read.require_signed(Some(after)).unwrap_err().to_string();
+        assert!(err.contains("expired"), "{err}");
+        assert_ne!(Signer::throwaway(now).unwrap().pcr8(), signer.pcr8());
     }
 
     #[test]

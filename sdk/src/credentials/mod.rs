@@ -275,6 +275,17 @@ pub enum CredentialsError {
         /// The transport failure.
         error: TransportError,
     },
+    /// IMDS accepted the connection but never answered the IMDSv2 session-token request: the
+    /// signature of a hop limit too small for where the caller runs (IMDS sends that answer
+    /// with the instance's `HttpPutResponseHopLimit`, so a caller one hop further, in a
+    /// container behind a bridge, never receives it).
+    ImdsTokenUnanswered {
+        /// The source.
+        from: String,
+        /// The transport failure (a read timeout), boxed: the variant is rare and keeps every
+        /// `Result` carrying this error small.
+        error: Box<TransportError>,
+    },
     /// The source answered something that is not its protocol.
     Malformed {
         /// The source.
@@ -331,6 +342,15 @@ impl fmt::Display for CredentialsError {
             Self::Unreachable { from, error } => {
                 write!(f, "cannot get credentials from {from}: {error}")
             }
+            Self::ImdsTokenUnanswered { from, error } => write!(
+                f,
+                "cannot get credentials from {from}: the IMDSv2 session-token request (PUT \
+                 /latest/api/token) got no answer ({error}); IMDS sends that answer with the \
+                 instance's hop limit (HttpPutResponseHopLimit, 1 by default), so a parent in a \
+                 container never receives it: run `aws ec2 modify-instance-metadata-options \
+                 --instance-id <id> --http-put-response-hop-limit 2`, or run the parent on the \
+                 host network"
+            ),
             Self::Malformed { from, detail } => write!(
                 f,
                 "{from} answered something that is not credentials: {detail}; check that the \
@@ -382,6 +402,7 @@ impl core::error::Error for CredentialsError {
         match self {
             Self::Invalid { error, .. } => Some(error),
             Self::Unreachable { error, .. } => Some(error),
+            Self::ImdsTokenUnanswered { error, .. } => Some(error.as_ref()),
             _ => None,
         }
     }

@@ -13,7 +13,7 @@ use super::protocol::{self, ErrorCode, Request};
 use super::{Credentials, CredentialsError, CredentialsProvider, CredentialsSource};
 use crate::clock::{Clock, SystemClock};
 use crate::http::{self, HttpError};
-use crate::net::{Endpoint, Listener, Stream, Timeouts};
+use crate::net::{Endpoint, Listener, Stream, Timeouts, TransportError};
 use crate::secret::SecretBytes;
 use crate::time::UnixMillis;
 use alloc::borrow::ToOwned;
@@ -359,8 +359,19 @@ impl Imds {
             return Ok(token.clone());
         }
         let ttl = IMDS_TOKEN_TTL_SECS.to_string();
-        let (status, body) =
-            self.call(::http::Method::PUT, TOKEN_PATH, Some((TTL_HEADER, &ttl)))?;
+        let (status, body) = self
+            .call(::http::Method::PUT, TOKEN_PATH, Some((TTL_HEADER, &ttl)))
+            .map_err(|error| match error {
+                // Connected, then silence: the token answer was dropped on its way (hop limit).
+                CredentialsError::Unreachable {
+                    from,
+                    error: error @ TransportError::Timeout { .. },
+                } => CredentialsError::ImdsTokenUnanswered {
+                    from,
+                    error: Box::new(error),
+                },
+                other => other,
+            })?;
         if status != 200 {
             return Err(self.status_error(TOKEN_PATH, status));
         }
