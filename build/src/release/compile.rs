@@ -413,23 +413,28 @@ pub(crate) fn tool_versions(root: &Path) -> Vec<(&'static str, String)> {
             })
             .unwrap_or_else(|| "unknown".to_owned())
     };
-    vec![
+    let package = |name: &str| first_line("dpkg-query", &["-W", "-f=${Version}", name]);
+    let mut tools = vec![
         ("rustc", first_line("rustc", &["-V"])),
         ("cargo", first_line("cargo", &["-V"])),
         // The musl target links with the host's C compiler driver and linker.
         ("cc", first_line("cc", &["--version"])),
         ("ld", first_line("ld", &["--version"])),
-        (
-            "musl",
-            first_line("dpkg-query", &["-W", "-f=${Version}", "musl-dev"]),
-        ),
+        ("musl", package("musl-dev")),
         (
             "os",
             std::fs::read_to_string("/etc/debian_version")
                 .map(|v| format!("Debian {}", v.trim()))
                 .unwrap_or_else(|_| "unknown".to_owned()),
         ),
-    ]
+    ];
+    // The kernel build's packages: inputs of PCR1 whenever the kernel is built (a cache miss).
+    tools.extend(
+        super::host_tools::KERNEL_PACKAGES
+            .iter()
+            .map(|&name| (name, package(name))),
+    );
+    tools
 }
 
 /// `rustc -vV` in `root` (the pinned toolchain's full version block).

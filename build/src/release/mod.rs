@@ -14,6 +14,7 @@
 
 pub mod checks;
 mod compile;
+mod host_tools;
 pub mod publish;
 mod reproduce;
 pub mod resources;
@@ -1074,6 +1075,14 @@ pub fn verify(project: &Project, args: &VerifyArgs) -> Result<()> {
             ccc.version
         );
     }
+    let host: BTreeMap<String, String> = compile::tool_versions(&project.root)
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    eprint!(
+        "verify-release: {}",
+        host_tools::report(&host_tools::compare(&manifest.tools, &host))
+    );
     let out = project.work_dir().join("verify");
     let image = build_image(project, &app, args.kernel.clone(), &out, |spec| {
         spec.identity.image_name = manifest.image_name.clone();

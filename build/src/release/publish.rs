@@ -299,6 +299,9 @@ pub struct Manifest {
     pub tool: Option<ToolRecord>,
     pub git: GitRecord,
     pub toolchain: ToolchainRecord,
+    /// Host tool versions that are inputs (`host_tools::HOST_TOOLS`); the kernel build's
+    /// packages from 0.2.0 on, absent entries are "not recorded".
+    #[serde(default)]
     pub tools: BTreeMap<String, String>,
     pub cargo_lock_sha256: String,
     pub kernel: KernelRecord,

@@ -216,10 +216,12 @@ against the published sums:
     cd /tmp/release-{version} && sha256sum -c <checkout>/release/{version}/SHA256SUMS
 
 Every line must say `OK`. `{meas}` and `build-manifest.json` also record the host's compiler
-and linker versions (the musl target links with the host's `cc` and `ld`): on a machine with
-other Debian package versions those two files differ, and usually the binaries with them.
-They and this file also hold the measured least memory (`resources`), which can differ from
-host to host by a step of the search: then those three lines differ and the rest must match.
+and linker versions (the musl target links with the host's `cc` and `ld`) and the kernel
+build's packages: on a machine with other Debian package versions those two files differ, and
+usually the binaries with them. `verify-release` names each host tool that differs from the
+manifest, and the PCR it can change, before it rebuilds. They and this file also hold the
+measured least memory (`resources`), which can differ from host to host by a step of the
+search: then those three lines differ and the rest must match.
 
 ## What was built twice, and how it was compared
 
