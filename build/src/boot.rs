@@ -164,6 +164,7 @@ pub struct Boot {
     timeout: Duration,
     heartbeat: bool,
     echo_console: bool,
+    rtc_base: Option<String>,
     on_line: Option<LineSink>,
     cancel: Option<Arc<AtomicBool>>,
     run_dir: PathBuf,
@@ -201,6 +202,7 @@ impl Boot {
             timeout: Duration::from_secs(120),
             heartbeat: true,
             echo_console: false,
+            rtc_base: None,
             on_line: None,
             cancel: None,
             run_dir,
@@ -253,6 +255,14 @@ impl Boot {
     /// The enclave id QEMU reports as the NSM `module_id`.
     pub fn enclave_id(mut self, id: impl Into<String>) -> Self {
         self.enclave_id = id.into();
+        self
+    }
+
+    /// Starts the guest's wall clock (its CMOS RTC, which the kernel reads at boot) at `base`
+    /// instead of the host's time: QEMU's `-rtc base=<base>` (`2001-01-01T00:00:00`, or `utc`).
+    /// The NSM device's document time stays the host's, so the enclave sees the difference.
+    pub fn rtc_base(mut self, base: impl Into<String>) -> Self {
+        self.rtc_base = Some(base.into());
         self
     }
 
@@ -381,6 +391,9 @@ impl Boot {
                 "stdio",
                 "-no-reboot",
             ]);
+        if let Some(base) = &self.rtc_base {
+            command.args(["-rtc", &format!("base={base}")]);
+        }
         for dir in FIRMWARE_DIRS {
             command.args(["-L", dir]);
         }

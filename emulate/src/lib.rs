@@ -30,6 +30,7 @@
 //! signed, and the KMS emulator is told explicitly to accept them.
 
 mod error;
+mod guest;
 mod image;
 mod interrupt;
 mod kms;
@@ -44,6 +45,7 @@ use ccc_build::progress::elapsed;
 use ccc_build::project::Project;
 use ccc_eif::Measurements;
 use ccc_sdk::crypto::{AwsLc, Crypto};
+use ccc_sdk::time::UnixMillis;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -93,6 +95,12 @@ pub struct Args {
     /// Guest memory in MiB.
     #[arg(long, default_value_t = DEFAULT_MEMORY_MIB)]
     memory: u32,
+    /// The guest's wall clock at boot: an RFC 3339 time (QEMU `-rtc base=`, whole seconds,
+    /// UTC) or `host`. Wrong by default so that every boot proves the enclave sets its clock
+    /// from its NSM document's time (TLS to KMS and SigV4 fail otherwise).
+    #[arg(long, value_name = "RFC3339|host", default_value = guest::DEFAULT_GUEST_CLOCK,
+          value_parser = guest::GuestClock::parse)]
+    guest_clock: guest::GuestClock,
     /// Instead of booting: the cross-environment table of this environment (a table of
     /// deploy/environments.toml) — its rendered policy in a KMS emulator against the release's
     /// image, the previous version, a version it does not allow, a debug-mode and a
@@ -328,7 +336,23 @@ fn emulate(
     let ca = base64::engine::general_purpose::STANDARD.encode(running_kms.ca_der());
     let t = Instant::now();
     let console = transcript.clone();
-    let boot = Boot::new(&subject.eif, &tools)
+    let mut boot = Boot::new(&subject.eif, &tools);
+    if let Some(base) = args.guest_clock.rtc_base() {
+        boot = boot.rtc_base(&base);
+        transcript.line(
+            "emulate",
+            format!(
+                "GUEST CLOCK DELIBERATELY WRONG: QEMU -rtc base={base} (--guest-clock {}); the \
+                 enclave must set its clock from its NSM document's time or its key release \
+                 fails",
+                args.guest_clock
+            ),
+        );
+    } else {
+        transcript.line("emulate", "guest clock: the host's (--guest-clock host)");
+    }
+    let host_from = UnixMillis::now();
+    let boot = boot
         .timeout(Duration::from_secs(args.timeout))
         .memory_mib(args.memory)
         .cancel_on(interrupt.flag())
@@ -514,6 +538,16 @@ fn emulate(
             .is_some_and(|r| r["event"] == "enclave.exit" && r["fields"]["status"] == 0),
         "the application exited with status 0 (its enclave.exit record on the log channel)",
     );
+    let clock = guest::check_clock(
+        records.iter().find(|r| r["event"] == "start.clock"),
+        args.guest_clock,
+        host_from,
+        UnixMillis::now(),
+    );
+    checks.check(transcript, clock.is_ok(), clock.unwrap_or_else(|e| e));
+    for (ok, what) in guest::check_devices(&outcome.console, &records) {
+        checks.check(transcript, ok, what);
+    }
     check_scrape(&mut checks, transcript, scrape, args.scenario);
     drop(sealed);
     drop(kms);

@@ -17,6 +17,7 @@ mod compile;
 mod host_tools;
 pub mod publish;
 mod reproduce;
+pub mod resources;
 pub mod sign;
 
 use ccc_eif::{Eif, Measurements};
@@ -98,6 +99,11 @@ pub struct Args {
     /// Signing (PCR8).
     #[command(flatten)]
     pub sign: sign::SignArgs,
+    /// Do not boot the released EIF under QEMU to measure the least memory that attests (the
+    /// release then publishes nitro-cli's 4x minimum and the recommendation without it, and
+    /// says so).
+    #[arg(long)]
+    pub skip_memory_measurement: bool,
 }
 
 /// Options of the `verify-release` command.
@@ -494,6 +500,22 @@ pub fn run(project: &Project, args: &Args) -> Result<Outcome> {
         );
     }
 
+    let t = Instant::now();
+    let resources = if args.skip_memory_measurement {
+        eprintln!("release: memory NOT measured (--skip-memory-measurement)");
+        resources::unmeasured(&first.image.eif)?
+    } else {
+        eprintln!(
+            "release: measuring the least memory that boots and attests (QEMU nitro-enclave, \
+             TCG; --skip-memory-measurement skips it)"
+        );
+        let tools = crate::tools::ensure(&project.cache, &project.root)?;
+        resources::measure(&first.image.eif, &tools).map_err(|e| {
+            e.context("measuring the least memory (--skip-memory-measurement skips it)")
+        })?
+    };
+    let memory_time = t.elapsed();
+
     let context = ReleaseContext {
         project,
         version: &version,
@@ -505,6 +527,7 @@ pub fn run(project: &Project, args: &Args) -> Result<Outcome> {
         principal: &principal,
         first: &first,
         signing: signing.as_ref(),
+        resources: &resources,
     };
     write_release(&context, &names, &out)?;
 
@@ -561,6 +584,10 @@ pub fn run(project: &Project, args: &Args) -> Result<Outcome> {
         eprintln!("release: WARNING: built from a DIRTY tree (recorded as dirty: true)");
     }
     let total = started.elapsed();
+    eprintln!("release: memory search {}", elapsed(memory_time));
+    for line in resources::summary(&resources) {
+        eprintln!("release: {line}");
+    }
     print!("{}", publish::json_text(&pcrs)?);
     eprintln!("release: total {}", elapsed(total));
     Ok(Outcome {
@@ -613,6 +640,8 @@ struct ReleaseContext<'a> {
     first: &'a Built,
     /// Set when the image was signed.
     signing: Option<&'a sign::SigningRecord>,
+    /// The memory and vCPU figures published with the release.
+    resources: &'a resources::Resources,
 }
 
 impl ReleaseContext<'_> {
@@ -717,6 +746,7 @@ fn write_release(ctx: &ReleaseContext<'_>, names: &ReleaseFiles, out: &Path) -> 
             tools: tools.clone(),
             rebuild: rebuild.clone(),
         },
+        resources: Some(ctx.resources.clone()),
     };
     write(&names.measurements, &measurements_file.to_json()?)?;
     write(
@@ -971,6 +1001,7 @@ fn manifest(
             ),
             kernel: kernel_note,
         },
+        resources: Some(ctx.resources.clone()),
     })
 }
 

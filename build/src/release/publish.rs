@@ -226,6 +226,9 @@ pub struct MeasurementsFile {
     pub measurements: PcrValues,
     pub kms_policy_conditions: BTreeMap<String, String>,
     pub verification: Verification,
+    /// Memory and vCPU figures (`super::resources`; absent before 0.2.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<super::resources::Resources>,
 }
 
 impl MeasurementsFile {
@@ -312,6 +315,9 @@ pub struct Manifest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing: Option<super::sign::SigningRecord>,
     pub reproducibility: ReproducibilityRecord,
+    /// Memory and vCPU figures (`super::resources`; absent before 0.2.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<super::resources::Resources>,
 }
 
 /// Which application the image runs.
@@ -604,6 +610,7 @@ mod tests {
                 tools: BTreeMap::new(),
                 rebuild: vec!["cargo xtask verify-release 0.1.0".into()],
             },
+            resources: None,
         };
         let text = file.to_json().unwrap();
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -630,6 +637,41 @@ mod tests {
             file.measurements
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn files_without_resources_still_parse_and_new_ones_keep_old_fields() {
+        // Release 0.1.0's files, published before `resources` existed.
+        let old = include_str!("../../../release/0.1.0/pcr-measurements-0.1.0.json");
+        let file: MeasurementsFile = serde_json::from_str(old).unwrap();
+        assert_eq!(file.version, "0.1.0");
+        assert!(file.resources.is_none());
+        let manifest: Manifest =
+            serde_json::from_str(include_str!("../../../release/0.1.0/build-manifest.json"))
+                .unwrap();
+        assert!(manifest.resources.is_none());
+        // Without the field nothing is written: an old file re-serialises without it.
+        assert!(!file.to_json().unwrap().contains("resources"));
+        // With it, the PCRs and conditions are where they were and the SDK still reads them.
+        let mut file = file;
+        file.resources = Some(super::super::resources::figures(
+            4_514_792,
+            Some(40),
+            "measured".into(),
+        ));
+        let text = file.to_json().unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["resources"]["nitro_cli_minimum_memory_mib"], 18);
+        assert_eq!(value["resources"]["least_memory_mib"], 40);
+        assert_eq!(value["resources"]["recommended_memory_mib"], 104);
+        assert_eq!(value["resources"]["recommended_cpu_count"], 2);
+        let before: serde_json::Value = serde_json::from_str(old).unwrap();
+        for key in ["measurements", "kms_policy_conditions", "verification"] {
+            assert_eq!(value[key], before[key], "{key}");
+        }
+        ccc_sdk::attestation::Policy::from_measurements_json(&text).unwrap();
+        let back: MeasurementsFile = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.resources, file.resources);
     }
 
     #[test]

@@ -191,6 +191,10 @@ commit that changed anything outside `release/`; its commit time is the build's
 
 PCR0 covers the kernel, the command line and both ramdisks; PCR1 the kernel, the command line
 and the bootstrap ramdisk (ccc-init); PCR2 the application ramdisk.
+
+## Memory and vCPUs
+
+{resources}
 {signing}
 ## Rebuild and compare
 
@@ -216,6 +220,8 @@ and linker versions (the musl target links with the host's `cc` and `ld`) and th
 build's packages: on a machine with other Debian package versions those two files differ, and
 usually the binaries with them. `verify-release` names each host tool that differs from the
 manifest, and the PCR it can change, before it rebuilds.
+They and this file also hold the measured least memory (`resources`), which can differ from
+host to host by a step of the search: then those three lines differ and the rest must match.
 
 ## What was built twice, and how it was compared
 
@@ -273,5 +279,31 @@ condition keys apply to GenerateRandom in IAM policies).
         pcr1 = m.pcr1.hex(),
         pcr2 = m.pcr2.hex(),
         rebuild = rebuild.join("\n    "),
+        resources = resources_text(ctx.resources),
+    )
+}
+
+/// The "Memory and vCPUs" section's text (`resources` in `{meas}` and the manifest).
+fn resources_text(r: &super::resources::Resources) -> String {
+    let least = match r.least_memory_mib {
+        Some(least) => format!(
+            "The least memory with which this EIF booted and obtained its attestation document \
+             was **{least} MiB**: {}.",
+            r.least_memory_method
+        ),
+        None => format!("The least memory was {}.", r.least_memory_method),
+    };
+    format!(
+        "Run it with\n\n    nitro-cli run-enclave --eif-path EIF --memory {memory} --cpu-count \
+         {cpus}\n\n(`resources` in the measurements file and the manifest; \
+         `deploy/systemd/enclave.env.example` in CCC's repository takes them as \
+         `CCC_MEMORY_MIB` and `CCC_CPU_COUNT`, and `allocator.yaml` must reserve at least as \
+         much). The EIF is {bytes} bytes: nitro-cli refuses `--memory` below {minimum} MiB (four \
+         times its size, rounded up; error E26).\n\n{least}\n\nRule: {rule}.\n",
+        memory = r.recommended_memory_mib,
+        cpus = r.recommended_cpu_count,
+        bytes = r.eif_bytes,
+        minimum = r.nitro_cli_minimum_memory_mib,
+        rule = r.rule,
     )
 }
