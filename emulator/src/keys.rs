@@ -25,6 +25,7 @@ use aws_lc_rs::agreement;
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand;
 use aws_lc_rs::rsa;
+use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair as _};
 use ccc_sdk::secret::SecretBytes;
 use std::collections::BTreeMap;
 use zeroize::Zeroizing;
@@ -237,6 +238,42 @@ pub(crate) fn check_ecc(curve: Curve, pkcs8: &[u8]) -> Result<Vec<u8>, &'static 
         .and_then(|p| p.as_der())
         .map_err(|_| "the public key cannot be derived")?;
     Ok(spki.as_ref().to_vec())
+}
+
+/// A fresh P-384 signing key pair (`ECC_NIST_P384` / `SIGN_VERIFY`).
+pub(crate) fn signing_pair() -> Result<KeyPair, Fault> {
+    let failed = |_| Fault::internal("P-384 signing key generation failed");
+    let pair =
+        EcdsaKeyPair::generate(&signature::ECDSA_P384_SHA384_ASN1_SIGNING).map_err(failed)?;
+    let pkcs8 = pair.to_pkcs8v1().map_err(failed)?;
+    let spki = pair.public_key().as_der().map_err(failed)?;
+    Ok(KeyPair {
+        pkcs8: SecretBytes::copy_from(pkcs8.as_ref()),
+        spki: spki.as_ref().to_vec(),
+    })
+}
+
+/// Checks stored P-384 signing material: the PKCS#8 parses; returns its public key (SPKI).
+pub(crate) fn check_signing(pkcs8: &[u8]) -> Result<Vec<u8>, &'static str> {
+    let pair = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P384_SHA384_ASN1_SIGNING, pkcs8)
+        .map_err(|_| "the private key does not parse as a P-384 PKCS#8 signing key")?;
+    let spki = pair
+        .public_key()
+        .as_der()
+        .map_err(|_| "the public key cannot be encoded")?;
+    Ok(spki.as_ref().to_vec())
+}
+
+/// ECDSA-P384-SHA384 over a SHA-384 digest (KMS `MessageType=DIGEST`): the DER signature.
+pub(crate) fn sign_digest(pkcs8: &[u8], digest: &[u8]) -> Result<Vec<u8>, Fault> {
+    let pair = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P384_SHA384_ASN1_SIGNING, pkcs8)
+        .map_err(|_| Fault::internal("stored signing key does not parse"))?;
+    let digest = aws_lc_rs::digest::Digest::import_less_safe(digest, &aws_lc_rs::digest::SHA384)
+        .map_err(|_| Fault::validation("Digest is invalid length for algorithm ECDSA_SHA_384."))?;
+    let sig = pair
+        .sign_digest(&digest)
+        .map_err(|_| Fault::internal("ECDSA signing failed"))?;
+    Ok(sig.as_ref().to_vec())
 }
 
 /// A fresh RSA key pair of `bits` (2048, 3072 or 4096).

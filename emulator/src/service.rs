@@ -46,11 +46,15 @@ const MAX_POLICY_LEN: usize = 131_072;
 const MAX_DESCRIPTION_LEN: usize = 8192;
 /// `AliasNameType` bound (botocore, 1..256).
 const MAX_ALIAS_LEN: usize = 256;
+/// `Message` bound of Sign (botocore KMS model, 1..4096).
+const MAX_SIGN_MESSAGE_LEN: usize = 4096;
+/// A SHA-384 digest, what `DIGEST` messages for `ECDSA_SHA_384` must be (KMS developer guide).
+const SHA384_LEN: usize = 48;
 /// Characters of an error message kept on a log line.
 const LOG_MESSAGE_CHARS: usize = 400;
 
 /// The operations served, each through [`Service::dispatch`].
-const SERVED: [Op; 18] = Op::ALL;
+const SERVED: [Op; 19] = Op::ALL;
 
 /// The authenticated caller.
 struct Caller {
@@ -177,6 +181,7 @@ fn metadata(state: &State, key: &KeyRecord) -> Value {
     let (member, algorithms) = match &key.kind {
         KeyKind::Symmetric(_) => ("EncryptionAlgorithms", json!(["SYMMETRIC_DEFAULT"])),
         KeyKind::Ecc { .. } => ("KeyAgreementAlgorithms", json!(["ECDH"])),
+        KeyKind::Signing { .. } => ("SigningAlgorithms", json!(["ECDSA_SHA_384"])),
     };
     if let Some(object) = m.as_object_mut() {
         object.insert(member.to_owned(), algorithms);
@@ -234,7 +239,7 @@ fn resolve(state: &State, key_id: &str, account: &str) -> Result<Arc<KeyRecord>,
 fn symmetric(state: &State, key: &KeyRecord, op: Op) -> Result<[u8; 32], Fault> {
     match &key.kind {
         KeyKind::Symmetric(material) => Ok(**material),
-        KeyKind::Ecc { .. } => Err(Fault::invalid_key_usage(format!(
+        KeyKind::Ecc { .. } | KeyKind::Signing { .. } => Err(Fault::invalid_key_usage(format!(
             "{} key usage is {} which is not valid for {}.",
             state.key_arn(&key.id),
             key.key_usage(),
@@ -444,6 +449,7 @@ impl Service {
             Op::GenerateRandom => self.generate_random(caller, input, now, note),
             Op::DeriveSharedSecret => self.derive_shared_secret(caller, input, now, note),
             Op::GetPublicKey => self.get_public_key(caller, input, note),
+            Op::Sign => self.sign(caller, input, note),
             Op::CreateKey => self.create_key(caller, input, note),
             Op::DescribeKey => self.describe_key(caller, input, note),
             Op::ListKeys => self.list_keys(caller, input),
@@ -996,10 +1002,10 @@ impl Service {
             check_enabled(&store.state, &key)?;
             match &key.kind {
                 KeyKind::Ecc { curve, pkcs8, .. } => (*curve, pkcs8.clone()),
-                KeyKind::Symmetric(_) => {
+                KeyKind::Symmetric(_) | KeyKind::Signing { .. } => {
                     return Err(Fault::invalid_key_usage(format!(
-                        "{arn} key usage is ENCRYPT_DECRYPT which is not valid for \
-                         DeriveSharedSecret."
+                        "{arn} key usage is {} which is not valid for DeriveSharedSecret.",
+                        key.key_usage()
                     )));
                 }
             }
@@ -1031,10 +1037,66 @@ impl Service {
                 "KeyUsage": "KEY_AGREEMENT",
                 "KeyAgreementAlgorithms": ["ECDH"],
             })),
+            KeyKind::Signing { spki, .. } => to_json(&json!({
+                "KeyId": arn,
+                "PublicKey": base64_of(spki),
+                "CustomerMasterKeySpec": "ECC_NIST_P384",
+                "KeySpec": "ECC_NIST_P384",
+                "KeyUsage": "SIGN_VERIFY",
+                "SigningAlgorithms": ["ECDSA_SHA_384"],
+            })),
             KeyKind::Symmetric(_) => Err(Fault::unsupported(format!(
                 "{arn} is a symmetric key; GetPublicKey is only for asymmetric keys."
             ))),
         }
+    }
+
+    /// `Sign`: an ECC_NIST_P384 SIGN_VERIFY key, ECDSA_SHA_384, `RAW` (at most 4096 bytes,
+    /// hashed here) or `DIGEST` (48 bytes), authorised by the key policy (`kms:Sign`).
+    fn sign(&self, caller: &Caller, input: &[u8], note: &mut Note) -> Output {
+        let req: SignInput = parse(input, &[("KeyId", "keyId")])?;
+        let message = req.message;
+        check_len("message", message.len(), 1, MAX_SIGN_MESSAGE_LEN)?;
+        let message_type = req.message_type.as_deref().unwrap_or("RAW");
+        if !matches!(message_type, "RAW" | "DIGEST") {
+            return Err(Fault::enumeration(
+                "messageType",
+                message_type,
+                &["RAW", "DIGEST", "EXTERNAL_MU"],
+            ));
+        }
+        let (key, arn) = self.key_for(Op::Sign, caller, &req.key_id, None, None, note)?;
+        check_enabled(&lock(&self.store).state, &key)?;
+        let KeyKind::Signing { pkcs8, .. } = &key.kind else {
+            return Err(Fault::invalid_key_usage(format!(
+                "{arn} key usage is {} which is not valid for Sign.",
+                key.key_usage()
+            )));
+        };
+        if req.signing_algorithm != "ECDSA_SHA_384" {
+            return Err(Fault::invalid_key_usage(format!(
+                "Algorithm {} is incompatible with key spec ECC_NIST_P384.",
+                req.signing_algorithm
+            )));
+        }
+        let digest = if message_type == "DIGEST" {
+            message
+        } else {
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA384, &message)
+                .as_ref()
+                .to_vec()
+        };
+        if digest.len() != SHA384_LEN {
+            return Err(Fault::validation(
+                "Digest is invalid length for algorithm ECDSA_SHA_384.",
+            ));
+        }
+        let signature = keys::sign_digest(pkcs8.expose(), &digest)?;
+        to_json(&json!({
+            "KeyId": arn,
+            "Signature": base64_of(&signature),
+            "SigningAlgorithm": "ECDSA_SHA_384",
+        }))
     }
 
     // ---- key management ----------------------------------------------------------------
@@ -1074,11 +1136,19 @@ impl Service {
                     spki: pair.spki,
                 }
             }
+            ("ECC_NIST_P384", "SIGN_VERIFY") => {
+                let pair = keys::signing_pair()?;
+                KeyKind::Signing {
+                    pkcs8: pair.pkcs8,
+                    spki: pair.spki,
+                }
+            }
             (spec, usage) => {
                 return Err(Fault::unsupported(format!(
                     "KeySpec {spec} with KeyUsage {usage} is not supported by the KMS emulator \
-                     (it supports SYMMETRIC_DEFAULT/ENCRYPT_DECRYPT and \
-                     ECC_NIST_P256|ECC_NIST_P384|ECC_NIST_P521/KEY_AGREEMENT)"
+                     (it supports SYMMETRIC_DEFAULT/ENCRYPT_DECRYPT, \
+                     ECC_NIST_P256|ECC_NIST_P384|ECC_NIST_P521/KEY_AGREEMENT and \
+                     ECC_NIST_P384/SIGN_VERIFY)"
                 )));
             }
         };
@@ -1376,6 +1446,17 @@ struct AliasInput {
     alias_name: String,
     #[serde(default)]
     target_key_id: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SignInput {
+    key_id: String,
+    #[serde(with = "ccc_sdk::blob::bytes")]
+    message: Vec<u8>,
+    #[serde(default)]
+    message_type: Option<String>,
+    signing_algorithm: String,
 }
 
 #[derive(serde::Deserialize, Default)]

@@ -170,6 +170,8 @@ pub(crate) enum KeyKind {
         pkcs8: SecretBytes,
         spki: Vec<u8>,
     },
+    /// ECC_NIST_P384 / SIGN_VERIFY: ECDSA_SHA_384 (a release's `--sign-kms-key`).
+    Signing { pkcs8: SecretBytes, spki: Vec<u8> },
 }
 
 /// One KMS key.
@@ -191,6 +193,7 @@ impl KeyRecord {
         match &self.kind {
             KeyKind::Symmetric(_) => "SYMMETRIC_DEFAULT",
             KeyKind::Ecc { curve, .. } => curve.spec(),
+            KeyKind::Signing { .. } => "ECC_NIST_P384",
         }
     }
 
@@ -198,6 +201,7 @@ impl KeyRecord {
         match &self.kind {
             KeyKind::Symmetric(_) => "ENCRYPT_DECRYPT",
             KeyKind::Ecc { .. } => "KEY_AGREEMENT",
+            KeyKind::Signing { .. } => "SIGN_VERIFY",
         }
     }
 }
@@ -420,7 +424,9 @@ impl StateFile {
                     policy: k.policy.text.clone(),
                     material: Zeroizing::new(match &k.kind {
                         KeyKind::Symmetric(key) => STANDARD.encode(&key[..]),
-                        KeyKind::Ecc { pkcs8, .. } => STANDARD.encode(pkcs8.expose()),
+                        KeyKind::Ecc { pkcs8, .. } | KeyKind::Signing { pkcs8, .. } => {
+                            STANDARD.encode(pkcs8.expose())
+                        }
                     }),
                 })
                 .collect(),
@@ -502,6 +508,14 @@ impl StateFile {
                         .map_err(|e| format!("key {}: {e}", k.key_id))?;
                     KeyKind::Ecc {
                         curve,
+                        pkcs8: material,
+                        spki,
+                    }
+                }
+                ("ECC_NIST_P384", "SIGN_VERIFY") => {
+                    let spki = keys::check_signing(material.expose())
+                        .map_err(|e| format!("key {}: {e}", k.key_id))?;
+                    KeyKind::Signing {
                         pkcs8: material,
                         spki,
                     }

@@ -15,8 +15,8 @@ use aws_lc_rs::encoding::AsDer;
 use ccc_emulator::{Config, Emulator, Transport};
 use ccc_sdk::kms::{
     DataKeyPairSpec, DataKeySpec, DecryptRequest, DeriveSharedSecretRequest, EncryptRequest,
-    GenerateDataKeyPairRequest, GenerateDataKeyRequest, GenerateRandomRequest,
-    KeyAgreementAlgorithm, KmsError,
+    GenerateDataKeyPairRequest, GenerateDataKeyRequest, GenerateRandomRequest, GetPublicKeyRequest,
+    KeyAgreementAlgorithm, KeySpec, KeyUsage, KmsError, MessageType, SignRequest, SigningAlgorithm,
 };
 use ccc_sdk::secret::SecretBytes;
 use common::{Client, b64, start, unb64};
@@ -387,6 +387,141 @@ fn derive_shared_secret_agrees_with_a_local_ecdh() {
     client
         .call("Encrypt", &json!({"KeyId": key_id, "Plaintext": b64(b"x")}))
         .expect_error("InvalidKeyUsageException");
+}
+
+#[test]
+fn p384_signing_keys_sign_digests_that_verify_and_the_key_policy_decides() {
+    use aws_lc_rs::digest::{SHA384, digest};
+    use aws_lc_rs::signature::{ECDSA_P384_SHA384_ASN1, UnparsedPublicKey};
+    let state = common::scratch("sign").join("state.json");
+    let running = Emulator::start(Config::new(&state).with_log(false)).unwrap();
+    let client = Client::new(&running);
+    let principal = running.credentials().principal_arn().to_owned();
+    let created = client
+        .call(
+            "CreateKey",
+            &json!({"KeySpec": "ECC_NIST_P384", "KeyUsage": "SIGN_VERIFY"}),
+        )
+        .ok();
+    let metadata = &created["KeyMetadata"];
+    assert_eq!(metadata["KeyUsage"], "SIGN_VERIFY");
+    assert_eq!(metadata["SigningAlgorithms"], json!(["ECDSA_SHA_384"]));
+    let key_arn = metadata["Arn"].as_str().unwrap().to_owned();
+
+    let public = client
+        .decode(&GetPublicKeyRequest {
+            key_id: key_arn.clone(),
+        })
+        .unwrap();
+    assert_eq!(public.key_id.as_deref(), Some(key_arn.as_str()));
+    assert_eq!(public.key_spec, Some(KeySpec::EccNistP384));
+    assert_eq!(public.key_usage, Some(KeyUsage::SignVerify));
+    assert_eq!(
+        public.signing_algorithms,
+        Some(vec![SigningAlgorithm::EcdsaSha384])
+    );
+    let spki = public.public_key.unwrap();
+    // The SPKI's last 97 bytes are the uncompressed point aws-lc-rs verifies with.
+    let point = &spki[spki.len() - 97..];
+
+    let message = b"the Sig_structure of a PCR0 payload";
+    let sign = |message_type: Option<MessageType>, bytes: Vec<u8>| {
+        client.decode(&SignRequest {
+            key_id: key_arn.clone(),
+            message: bytes,
+            message_type,
+            signing_algorithm: SigningAlgorithm::EcdsaSha384,
+        })
+    };
+    let by_digest = sign(
+        Some(MessageType::Digest),
+        digest(&SHA384, message).as_ref().to_vec(),
+    )
+    .unwrap();
+    assert_eq!(by_digest.key_id.as_deref(), Some(key_arn.as_str()));
+    assert_eq!(
+        by_digest.signing_algorithm,
+        Some(SigningAlgorithm::EcdsaSha384)
+    );
+    let by_raw = sign(None, message.to_vec()).unwrap();
+    let verifier = UnparsedPublicKey::new(&ECDSA_P384_SHA384_ASN1, point);
+    verifier
+        .verify(message, &by_digest.signature.unwrap())
+        .unwrap();
+    verifier
+        .verify(message, &by_raw.signature.unwrap())
+        .unwrap();
+    assert!(
+        verifier
+            .verify(
+                b"another message",
+                &sign(None, message.to_vec()).unwrap().signature.unwrap()
+            )
+            .is_err()
+    );
+
+    // A digest of the wrong length, another algorithm, a symmetric key, and Encrypt with the
+    // signing key are refused with KMS's codes.
+    client
+        .call(
+            "Sign",
+            &json!({"KeyId": key_arn, "Message": b64(&[0; 32]), "MessageType": "DIGEST",
+                    "SigningAlgorithm": "ECDSA_SHA_384"}),
+        )
+        .expect_error("ValidationException");
+    client
+        .call(
+            "Sign",
+            &json!({"KeyId": key_arn, "Message": b64(message),
+                    "SigningAlgorithm": "ECDSA_SHA_256"}),
+        )
+        .expect_error("InvalidKeyUsageException");
+    let err = client
+        .decode(&SignRequest {
+            key_id: running.default_key_arn().into(),
+            message: message.to_vec(),
+            message_type: None,
+            signing_algorithm: SigningAlgorithm::EcdsaSha384,
+        })
+        .unwrap_err();
+    assert_eq!(service_code(&err), "InvalidKeyUsageException");
+    client
+        .call(
+            "Encrypt",
+            &json!({"KeyId": key_arn, "Plaintext": b64(b"x")}),
+        )
+        .expect_error("InvalidKeyUsageException");
+
+    // A key policy that denies kms:Sign: Sign is denied, GetPublicKey still answers.
+    let deny_sign = json!({"Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": principal}, "Action": "kms:*", "Resource": "*"},
+        {"Effect": "Deny", "Principal": {"AWS": principal}, "Action": "kms:Sign", "Resource": "*"}
+    ]})
+    .to_string();
+    client
+        .call(
+            "PutKeyPolicy",
+            &json!({"KeyId": key_arn, "Policy": deny_sign}),
+        )
+        .ok();
+    let err = sign(None, message.to_vec()).unwrap_err();
+    assert_eq!(service_code(&err), "AccessDeniedException");
+    assert!(err.to_string().contains("kms:Sign"), "{err}");
+    client
+        .decode(&GetPublicKeyRequest {
+            key_id: key_arn.clone(),
+        })
+        .unwrap();
+
+    // The key survives a restart of the emulator on the same state.
+    drop(client);
+    running.stop();
+    let again = Emulator::start(Config::new(&state).with_log(false)).unwrap();
+    let client = Client::new(&again);
+    let reread = client
+        .decode(&GetPublicKeyRequest { key_id: key_arn })
+        .unwrap();
+    assert_eq!(reread.public_key.unwrap(), spki);
 }
 
 #[test]

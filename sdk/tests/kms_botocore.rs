@@ -21,6 +21,7 @@ use ccc_sdk::kms::{
     GetKeyPolicyResponse, KeyAgreementAlgorithm, KeyOrigin, KmsRequest, Operation,
     PutKeyPolicyRequest, PutKeyPolicyResponse, Recipient,
 };
+use ccc_sdk::kms::{GetPublicKeyRequest, MessageType, SignRequest, SigningAlgorithm};
 use ccc_sdk::secret::SecretBytes;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -261,6 +262,25 @@ fn every_operation_serializes_like_botocore() {
             "PutKeyPolicy",
             json!({"KeyId": "1234abcd", "Policy": r#"{"Version": "2012-10-17", "Statement": []}"#,
                    "BypassPolicyLockoutSafetyCheck": false}),
+        ),
+        (
+            ours(&SignRequest {
+                key_id: "arn:aws:kms:us-east-1:111122223333:key/1234abcd".into(),
+                message: vec![7; 48],
+                message_type: Some(MessageType::Digest),
+                signing_algorithm: SigningAlgorithm::EcdsaSha384,
+            }),
+            "Sign",
+            json!({"KeyId": "arn:aws:kms:us-east-1:111122223333:key/1234abcd",
+                   "Message": b64(&[7; 48]), "MessageType": "DIGEST",
+                   "SigningAlgorithm": "ECDSA_SHA_384"}),
+        ),
+        (
+            ours(&GetPublicKeyRequest {
+                key_id: "arn:aws:kms:us-east-1:111122223333:key/1234abcd".into(),
+            }),
+            "GetPublicKey",
+            json!({"KeyId": "arn:aws:kms:us-east-1:111122223333:key/1234abcd"}),
         ),
     ];
     let covered: std::collections::BTreeSet<&str> = cases.iter().map(|c| c.1).collect();

@@ -29,8 +29,9 @@ pub use types::{
     DeriveSharedSecretResponse, EncryptRequest, EncryptResponse, EncryptionAlgorithm,
     GenerateDataKeyPairRequest, GenerateDataKeyPairResponse, GenerateDataKeyRequest,
     GenerateDataKeyResponse, GenerateRandomRequest, GenerateRandomResponse, GetKeyPolicyRequest,
-    GetKeyPolicyResponse, KeyAgreementAlgorithm, KeyEncryptionAlgorithm, KeyOrigin,
-    PutKeyPolicyRequest, PutKeyPolicyResponse, Recipient,
+    GetKeyPolicyResponse, GetPublicKeyRequest, GetPublicKeyResponse, KeyAgreementAlgorithm,
+    KeyEncryptionAlgorithm, KeyOrigin, KeySpec, KeyUsage, MessageType, PutKeyPolicyRequest,
+    PutKeyPolicyResponse, Recipient, SignRequest, SignResponse, SigningAlgorithm,
 };
 
 use crate::cms::{self, CmsError};
@@ -79,6 +80,8 @@ pub enum Operation {
     GenerateDataKeyWithoutPlaintext,
     /// `GetPublicKey`
     GetPublicKey,
+    /// `Sign`
+    Sign,
     /// `CreateKey`
     CreateKey,
     /// `DescribeKey`
@@ -106,7 +109,7 @@ macro_rules! operation_names {
     ($($variant:ident),+ $(,)?) => {
         impl Operation {
             /// Every operation.
-            pub const ALL: [Self; 18] = [$(Self::$variant),+];
+            pub const ALL: [Self; 19] = [$(Self::$variant),+];
 
             /// The operation name, e.g. `Decrypt` (also the IAM action `kms:Decrypt`).
             #[must_use]
@@ -136,6 +139,7 @@ operation_names!(
     DeriveSharedSecret,
     GenerateDataKeyWithoutPlaintext,
     GetPublicKey,
+    Sign,
     CreateKey,
     DescribeKey,
     ListKeys,
@@ -150,8 +154,9 @@ operation_names!(
 
 impl Operation {
     /// The operations with request and response types in this module: the six an enclave
-    /// sends, and `GetKeyPolicy`/`PutKeyPolicy` for the policy commands.
-    pub const TYPED: [Self; 8] = [
+    /// sends, `GetKeyPolicy`/`PutKeyPolicy` for the policy commands, and `Sign`/`GetPublicKey`
+    /// for a release signed with a KMS key (`--sign-kms-key`).
+    pub const TYPED: [Self; 10] = [
         Self::Decrypt,
         Self::Encrypt,
         Self::GenerateDataKey,
@@ -160,6 +165,8 @@ impl Operation {
         Self::DeriveSharedSecret,
         Self::GetKeyPolicy,
         Self::PutKeyPolicy,
+        Self::Sign,
+        Self::GetPublicKey,
     ];
 
     /// The operation an `X-Amz-Target` names (for the emulator), if it is one of these.

@@ -144,6 +144,56 @@ string_enum! {
     }
 }
 
+string_enum! {
+    /// `SigningAlgorithmSpec` (the ECDSA ones CCC signs with; others are kept verbatim).
+    SigningAlgorithm {
+        /// ECDSA on P-256 with SHA-256.
+        EcdsaSha256 = "ECDSA_SHA_256",
+        /// ECDSA on P-384 with SHA-384 (COSE ES384: what an EIF signature uses).
+        EcdsaSha384 = "ECDSA_SHA_384",
+        /// ECDSA on P-521 with SHA-512.
+        EcdsaSha512 = "ECDSA_SHA_512",
+    }
+}
+
+string_enum! {
+    /// `MessageType`: whether `Message` is the message or its digest.
+    MessageType {
+        /// KMS hashes the message with the algorithm's hash (at most 4096 bytes).
+        Raw = "RAW",
+        /// The message is already the digest (48 bytes for `ECDSA_SHA_384`).
+        Digest = "DIGEST",
+    }
+}
+
+string_enum! {
+    /// `KeySpec` of a KMS key (the ones CCC names; others are kept verbatim).
+    KeySpec {
+        /// AES-256-GCM.
+        SymmetricDefault = "SYMMETRIC_DEFAULT",
+        /// NIST P-256.
+        EccNistP256 = "ECC_NIST_P256",
+        /// NIST P-384.
+        EccNistP384 = "ECC_NIST_P384",
+        /// NIST P-521.
+        EccNistP521 = "ECC_NIST_P521",
+    }
+}
+
+string_enum! {
+    /// `KeyUsageType`.
+    KeyUsage {
+        /// Encrypt and decrypt.
+        EncryptDecrypt = "ENCRYPT_DECRYPT",
+        /// Sign and verify.
+        SignVerify = "SIGN_VERIFY",
+        /// ECDH.
+        KeyAgreement = "KEY_AGREEMENT",
+        /// HMAC.
+        GenerateVerifyMac = "GENERATE_VERIFY_MAC",
+    }
+}
+
 /// `RecipientInfo`: asks KMS to return the secret encrypted to the RSA key in an attestation
 /// document, in `CiphertextForRecipient`, instead of in plaintext.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -588,3 +638,75 @@ impl KmsRequest for PutKeyPolicyRequest {
         None
     }
 }
+
+/// `Sign` request: an asymmetric `SIGN_VERIFY` key signs `Message` (`--sign-kms-key`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SignRequest {
+    /// The key id or key ARN.
+    pub key_id: String,
+    /// The message or, with [`MessageType::Digest`], its digest.
+    #[serde(with = "crate::blob::bytes")]
+    pub message: Vec<u8>,
+    /// `RAW` (the default) or `DIGEST`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_type: Option<MessageType>,
+    /// The signing algorithm.
+    pub signing_algorithm: SigningAlgorithm,
+}
+
+/// `Sign` response.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SignResponse {
+    /// The key ARN that signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// The signature: for ECDSA, DER `Ecdsa-Sig-Value` (SEQUENCE of r, s).
+    #[serde(
+        default,
+        with = "crate::blob::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub signature: Option<Vec<u8>>,
+    /// The algorithm used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_algorithm: Option<SigningAlgorithm>,
+}
+
+kms_request!(SignRequest, SignResponse, Sign);
+
+/// `GetPublicKey` request.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetPublicKeyRequest {
+    /// The key id or key ARN.
+    pub key_id: String,
+}
+
+/// `GetPublicKey` response.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetPublicKeyResponse {
+    /// The key ARN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// The public key, DER SubjectPublicKeyInfo.
+    #[serde(
+        default,
+        with = "crate::blob::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub public_key: Option<Vec<u8>>,
+    /// The key spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_spec: Option<KeySpec>,
+    /// The key usage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_usage: Option<KeyUsage>,
+    /// For a `SIGN_VERIFY` key, the algorithms it signs with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_algorithms: Option<Vec<SigningAlgorithm>>,
+}
+
+kms_request!(GetPublicKeyRequest, GetPublicKeyResponse, GetPublicKey);
