@@ -549,7 +549,11 @@ mod tests {
             Operation::from_target("TrentService.ListKeys"),
             Some(Operation::ListKeys)
         );
-        assert_eq!(Operation::from_target("TrentService.Sign"), None);
+        assert_eq!(
+            Operation::from_target("TrentService.Sign"),
+            Some(Operation::Sign)
+        );
+        assert_eq!(Operation::from_target("TrentService.Verify"), None);
         assert_eq!(Operation::from_target("Decrypt"), None);
         assert_eq!(Operation::Decrypt.action(), "kms:Decrypt");
         assert!(Operation::GenerateRandom.accepts_recipient());
