@@ -41,7 +41,7 @@ pub use format::{Arch, BuildInfo, EifHeader, EifIdentity, SectionKind};
 pub use pcr::{Measurements, Pcr};
 pub use reader::{Eif, EifError, Place, SectionInfo};
 pub use signature::{
-    LocalSigner, PcrSigner, SignatureCheck, SignatureCheckError, SignatureSection,
+    DigestSigning, LocalSigner, PcrSigner, SignatureCheck, SignatureCheckError, SignatureSection,
 };
 pub use writer::{BuildError, Built, EifBuilder, FileSource, SectionSource, sign_image};
 

@@ -526,6 +526,144 @@ impl PcrSigner for LocalSigner {
     }
 }
 
+/// A signing key held elsewhere (a KMS key, `--sign-kms-key`): the certificate PEM and the
+/// key's public key were checked to match by [`DigestSigning::new`]; `sign_digest` gets the
+/// SHA-384 of the COSE Sig_structure and returns the DER ECDSA signature KMS answers with.
+pub struct DigestSigning {
+    certificate_pem: Vec<u8>,
+    certificate_der: Vec<u8>,
+}
+
+impl fmt::Debug for DigestSigning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DigestSigning")
+            .field("certificate_der_len", &self.certificate_der.len())
+            .finish()
+    }
+}
+
+impl DigestSigning {
+    /// Checks that the PEM certificate's public key is `public_key_spki` (DER
+    /// SubjectPublicKeyInfo, as KMS's `GetPublicKey` answers), a P-384 key.
+    ///
+    /// # Errors
+    /// [`SignerError::Certificate`], [`SignerError::CertificateKey`], [`SignerError::NotP384`]
+    /// for a key that is not a P-384 SubjectPublicKeyInfo, [`SignerError::KeyMismatch`].
+    pub fn new(certificate_pem: &[u8], public_key_spki: &[u8]) -> Result<Self, SignerError> {
+        let certificate_der =
+            pem_certificate_to_der(certificate_pem).map_err(SignerError::Certificate)?;
+        let cert_key =
+            certificate_public_key(&certificate_der).ok_or(SignerError::CertificateKey)?;
+        let point = spki_p384_point(public_key_spki).ok_or_else(|| {
+            SignerError::NotP384("the key's public key is not a P-384 SubjectPublicKeyInfo".into())
+        })?;
+        if cert_key != point {
+            return Err(SignerError::KeyMismatch);
+        }
+        Ok(Self {
+            certificate_pem: certificate_pem.to_vec(),
+            certificate_der,
+        })
+    }
+
+    /// DER of the signing certificate (PCR8's input).
+    #[must_use]
+    pub fn certificate_der(&self) -> &[u8] {
+        &self.certificate_der
+    }
+
+    /// The signature section for `pcr0`: `sign_digest` signs the SHA-384 of the Sig_structure
+    /// (ES384) and answers a DER `Ecdsa-Sig-Value`, converted here to COSE's 96-byte r‖s.
+    ///
+    /// # Errors
+    /// What `sign_digest` returns; [`SignerError::RemoteSignature`] for a signature that is
+    /// not a DER P-384 ECDSA signature.
+    pub fn signature_section(
+        &self,
+        pcr0: &Pcr,
+        sign_digest: impl FnOnce(&[u8]) -> Result<Vec<u8>, SignerError>,
+    ) -> Result<Vec<u8>, SignerError> {
+        let protected = cbor(|e| {
+            e.map(1)?.u8(1)?.i32(COSE_ES384)?;
+            Ok(())
+        })?;
+        let payload = pcr_payload(pcr0)?;
+        let to_sign = sig_structure(&protected, &payload)?;
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA384, &to_sign);
+        let der = sign_digest(digest.as_ref())?;
+        let signature = ecdsa_der_to_fixed(&der)?;
+        let cose = cbor(|e| {
+            e.array(4)?
+                .bytes(&protected)?
+                .map(0)?
+                .bytes(&payload)?
+                .bytes(&signature)?;
+            Ok(())
+        })?;
+        encode_section(&self.certificate_pem, &cose)
+    }
+}
+
+/// The uncompressed point of a P-384 SubjectPublicKeyInfo (id-ecPublicKey, secp384r1).
+fn spki_p384_point(spki: &[u8]) -> Option<&[u8]> {
+    // AlgorithmIdentifier { id-ecPublicKey 1.2.840.10045.2.1, secp384r1 1.3.132.0.34 }.
+    const P384_ALGORITHM: [u8; 16] = [
+        0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00,
+        0x22,
+    ];
+    let (body, after) = der_element(spki, 0x30)?;
+    let (algorithm, rest) = der_element(body, 0x30)?;
+    let (bits, end) = der_element(rest, 0x03)?;
+    if !after.is_empty() || !end.is_empty() || algorithm != P384_ALGORITHM {
+        return None;
+    }
+    match bits.split_first() {
+        Some((0, point)) if point.len() == 97 && point.first() == Some(&4) => Some(point),
+        _ => None,
+    }
+}
+
+/// A DER `Ecdsa-Sig-Value` (SEQUENCE { r INTEGER, s INTEGER }, RFC 3279) as COSE's fixed
+/// r‖s of 48 bytes each (RFC 9053 2.1).
+///
+/// # Errors
+/// [`SignerError::RemoteSignature`] naming what is wrong.
+pub fn ecdsa_der_to_fixed(der: &[u8]) -> Result<[u8; ES384_SIGNATURE_LEN], SignerError> {
+    let bad = |what: &str| SignerError::RemoteSignature(what.to_owned());
+    let (body, after) = der_element(der, 0x30).ok_or_else(|| bad("not a DER SEQUENCE"))?;
+    if !after.is_empty() {
+        return Err(bad("bytes after the SEQUENCE"));
+    }
+    let (r, rest) = der_element(body, 0x02).ok_or_else(|| bad("r is not an INTEGER"))?;
+    let (s, end) = der_element(rest, 0x02).ok_or_else(|| bad("s is not an INTEGER"))?;
+    if !end.is_empty() {
+        return Err(bad("bytes after s"));
+    }
+    let mut out = [0u8; ES384_SIGNATURE_LEN];
+    let half = ES384_SIGNATURE_LEN / 2;
+    for (value, name, at) in [(r, "r", 0), (s, "s", half)] {
+        // A positive INTEGER may carry one leading zero byte; the rest must fit 48 bytes.
+        let value = match value {
+            [0, rest @ ..] if rest.first().is_some_and(|b| b & 0x80 != 0) => rest,
+            [first, ..] if first & 0x80 != 0 => {
+                return Err(bad(&format!("{name} is negative")));
+            }
+            other => other,
+        };
+        if value.is_empty() || value.len() > half {
+            return Err(bad(&format!(
+                "{name} is {} bytes; P-384 allows 1 to {half}",
+                value.len()
+            )));
+        }
+        let start = at + half - value.len();
+        out.get_mut(start..at + half)
+            .ok_or_else(|| bad("length"))?
+            .copy_from_slice(value);
+    }
+    Ok(out)
+}
+
 /// A one-element signature section, `[{"signing_certificate": PEM, "signature": COSE_Sign1}]`,
 /// both as serde_cbor writes `Vec<u8>` (arrays of uints). For signers other than
 /// [`LocalSigner`] (a KMS key signs the same Sig_structure).
@@ -608,6 +746,10 @@ pub enum SignerError {
     KeyMismatch,
     /// ECDSA signing failed in AWS-LC.
     Signing,
+    /// A signer elsewhere (a KMS key) refused or failed; its own words, naming the fix.
+    Remote(String),
+    /// A signer elsewhere answered a signature that is not a DER P-384 ECDSA signature.
+    RemoteSignature(String),
     /// The section could not be encoded (minicbor's reason).
     Encoding(String),
     /// The signer produced a section larger than the format allows.
@@ -641,6 +783,12 @@ impl fmt::Display for SignerError {
                 "the certificate's public key is not the private key's; pass the matching pair",
             ),
             Self::Signing => f.write_str("ECDSA signing failed in AWS-LC"),
+            Self::Remote(reason) => write!(f, "{reason}"),
+            Self::RemoteSignature(reason) => write!(
+                f,
+                "the signer answered a signature that is not a DER P-384 ECDSA signature \
+                 ({reason}); check that the key is ECC_NIST_P384 and signs with ECDSA_SHA_384"
+            ),
             Self::Encoding(reason) => write!(f, "CBOR encoding failed: {reason}"),
             Self::TooLarge { len, limit } => write!(
                 f,

@@ -404,14 +404,7 @@ pub fn run(project: &Project, args: &Args) -> Result<Outcome> {
         _ => Principals::placeholders(),
     };
     let app = args.app_spec(&project.app);
-    let signer = match (&args.sign.sign_key, &args.sign.sign_cert) {
-        (Some(key), Some(cert)) => Some(sign::Signer::load(
-            key,
-            cert,
-            ccc_sdk::time::UnixMillis::now(),
-        )?),
-        _ => None,
-    };
+    let signer = args.sign.signer(ccc_sdk::time::UnixMillis::now())?;
     ensure_prerequisites(project)?;
     project.check_target(&app, "--app")?;
     let git = git::state(root)?;

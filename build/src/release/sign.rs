@@ -1,4 +1,5 @@
-//! Signing a release's EIF (`release --sign-key KEY.pem --sign-cert CERT.pem`) and checking a
+//! Signing a release's EIF (`release --sign-key KEY.pem --sign-cert CERT.pem`, or
+//! `--sign-kms-key ARN --sign-cert CERT.pem` with a KMS key, [`KmsSigner`]) and checking a
 //! signed release (`verify-release`, `emulate`).
 //!
 //! Both passes build the **unsigned** image and are compared byte for byte; only then is the
@@ -14,7 +15,13 @@
 
 use std::path::{Path, PathBuf};
 
-use ccc_eif::{Eif, LocalSigner, Measurements, Pcr, SignatureCheck};
+use ccc_eif::signature::SignerError;
+use ccc_eif::{DigestSigning, Eif, LocalSigner, Measurements, Pcr, PcrSigner, SignatureCheck};
+use ccc_lifecycle::kms::KmsOptions;
+use ccc_sdk::kms::client::KmsClient;
+use ccc_sdk::kms::{
+    GetPublicKeyRequest, KeyArn, KeySpec, KeyUsage, MessageType, SignRequest, SigningAlgorithm,
+};
 use ccc_sdk::time::UnixMillis;
 use serde::{Deserialize, Serialize};
 
@@ -30,9 +37,168 @@ pub struct SignArgs {
     /// repository (docs/releasing.md).
     #[arg(long, value_name = "KEY.pem", requires = "sign_cert")]
     pub sign_key: Option<PathBuf>,
-    /// The signing certificate (PEM) of --sign-key's public key; PCR8 is its measurement.
-    #[arg(long, value_name = "CERT.pem", requires = "sign_key")]
+    /// Sign the EIF with this KMS key (its key ARN; ECC_NIST_P384, SIGN_VERIFY) through
+    /// `kms:Sign`, with the operator's credentials (environment, shared credentials file,
+    /// IMDSv2) in the ARN's region, as nitro-cli 1.4 can. Needs --sign-cert holding the key's
+    /// public key (checked with `kms:GetPublicKey` before building).
+    #[arg(
+        long,
+        value_name = "ARN",
+        requires = "sign_cert",
+        conflicts_with = "sign_key"
+    )]
+    pub sign_kms_key: Option<String>,
+    /// The signing certificate (PEM) of --sign-key's or --sign-kms-key's public key; PCR8 is
+    /// its measurement.
+    #[arg(long, value_name = "CERT.pem")]
     pub sign_cert: Option<PathBuf>,
+    /// Where KMS is for --sign-kms-key (the KMS emulator in rehearsals and tests).
+    #[command(flatten)]
+    pub kms: KmsOptions,
+}
+
+impl SignArgs {
+    /// The signer these options name, checked (certificate and key match, validity at `at`),
+    /// or `None` for an unsigned release.
+    ///
+    /// # Errors
+    /// `--sign-cert` without a key, or what [`Signer::load`] / [`Signer::kms`] refuse.
+    pub fn signer(&self, at: UnixMillis) -> Result<Option<Signer>> {
+        match (&self.sign_key, &self.sign_kms_key, &self.sign_cert) {
+            (Some(key), None, Some(cert)) => Signer::load(key, cert, at).map(Some),
+            (None, Some(arn), Some(cert)) => {
+                let credentials = ccc_lifecycle::kms::Signer::OperatorChain;
+                Signer::kms(arn, cert, &self.kms, &credentials, at).map(Some)
+            }
+            (None, None, None) => Ok(None),
+            (_, _, None) => Err(Error::invalid(
+                "--sign-key/--sign-kms-key",
+                "needs --sign-cert CERT.pem, the certificate of the key's public key",
+            )),
+            (None, None, Some(_)) => Err(Error::invalid(
+                "--sign-cert",
+                "needs --sign-key KEY.pem or --sign-kms-key ARN",
+            )),
+            (Some(_), Some(_), _) => Err(Error::invalid(
+                "--sign-key and --sign-kms-key",
+                "are exclusive; sign with a local key or with a KMS key, not both",
+            )),
+        }
+    }
+}
+
+/// Signs with a KMS key: the SHA-384 of the COSE Sig_structure goes to `kms:Sign`
+/// (`MessageType=DIGEST`, `ECDSA_SHA_384`), the DER answer becomes COSE's r‖s
+/// ([`DigestSigning`]). The key never leaves KMS; the certificate was checked against
+/// `GetPublicKey` when the signer was made.
+pub struct KmsSigner {
+    client: KmsClient,
+    key: KeyArn,
+    signing: DigestSigning,
+}
+
+impl std::fmt::Debug for KmsSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KmsSigner")
+            .field("key", &self.key.as_str())
+            .field("signing", &self.signing)
+            .finish()
+    }
+}
+
+impl KmsSigner {
+    /// Asks KMS for the key's public key (`GetPublicKey` with `client`) and checks it is an
+    /// ECC_NIST_P384 SIGN_VERIFY key whose public key `certificate_pem` holds.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming `--sign-kms-key` (KMS refused, wrong key type) or
+    /// `--sign-cert` (another key's certificate).
+    pub fn new(client: KmsClient, key: KeyArn, certificate_pem: &[u8]) -> Result<Self> {
+        let answer = client
+            .send(&GetPublicKeyRequest {
+                key_id: key.as_str().to_owned(),
+            })
+            .map_err(|e| Error::invalid("--sign-kms-key", format!("GetPublicKey of {key}: {e}")))?;
+        ensure!(
+            answer.key_spec == Some(KeySpec::EccNistP384)
+                && answer.key_usage == Some(KeyUsage::SignVerify),
+            Error::invalid(
+                "--sign-kms-key",
+                format!(
+                    "{key} is a {} key for {}; EIF signatures need an ECC_NIST_P384 key with \
+                     KeyUsage SIGN_VERIFY (aws kms create-key --key-spec ECC_NIST_P384 \
+                     --key-usage SIGN_VERIFY)",
+                    answer
+                        .key_spec
+                        .as_ref()
+                        .map_or("(no KeySpec)", KeySpec::as_str),
+                    answer
+                        .key_usage
+                        .as_ref()
+                        .map_or("(no KeyUsage)", KeyUsage::as_str),
+                )
+            )
+        );
+        let public_key = answer.public_key.ok_or_else(|| {
+            Error::invalid(
+                "--sign-kms-key",
+                format!("GetPublicKey of {key} answered no PublicKey; is the endpoint KMS?"),
+            )
+        })?;
+        let signing = DigestSigning::new(certificate_pem, &public_key).map_err(|e| match e {
+            SignerError::KeyMismatch => Error::invalid(
+                "--sign-cert",
+                format!(
+                    "the certificate's public key is not the public key of KMS key {key}; \
+                     issue the certificate for the key's public key (aws kms get-public-key)"
+                ),
+            ),
+            other => Error::invalid("--sign-cert", other.to_string()),
+        })?;
+        Ok(Self {
+            client,
+            key,
+            signing,
+        })
+    }
+
+    /// The key's ARN.
+    #[must_use]
+    pub fn key(&self) -> &KeyArn {
+        &self.key
+    }
+}
+
+impl PcrSigner for KmsSigner {
+    fn certificate_der(&self) -> &[u8] {
+        self.signing.certificate_der()
+    }
+
+    fn signature_section(&self, pcr0: &Pcr) -> std::result::Result<Vec<u8>, SignerError> {
+        self.signing.signature_section(pcr0, |digest| {
+            let answer = self
+                .client
+                .send(&SignRequest {
+                    key_id: self.key.as_str().to_owned(),
+                    message: digest.to_vec(),
+                    message_type: Some(MessageType::Digest),
+                    signing_algorithm: SigningAlgorithm::EcdsaSha384,
+                })
+                .map_err(|e| SignerError::Remote(format!("kms:Sign with {}: {e}", self.key)))?;
+            if answer.key_id.as_deref() != Some(self.key.as_str()) {
+                return Err(SignerError::Remote(format!(
+                    "kms:Sign answered for key {:?}, not {}; is the endpoint KMS?",
+                    answer.key_id, self.key
+                )));
+            }
+            answer.signature.ok_or_else(|| {
+                SignerError::Remote(format!(
+                    "kms:Sign with {} answered no Signature; is the endpoint KMS?",
+                    self.key
+                ))
+            })
+        })
+    }
 }
 
 /// The manifest's record of a signed release.
@@ -64,11 +230,43 @@ pub const THROWAWAY_VALIDITY_SECS: u64 = 24 * 3600;
 /// The throwaway certificate's start, this many seconds before it is made.
 const THROWAWAY_BACKDATE_SECS: u64 = 60;
 
+/// The manifest's `signing.method` for a local key.
+const LOCAL_METHOD: &str = "ECDSA P-384 (COSE ES384) with a local key, as nitro-cli \
+                            build-enclave --private-key/--signing-certificate";
+
+/// The manifest's `signing.method` for a KMS key.
+const KMS_METHOD: &str = "ECDSA P-384 (COSE ES384) with a KMS key (kms:Sign, ECDSA_SHA_384 \
+                          over the SHA-384 digest of the Sig_structure), as nitro-cli 1.4 \
+                          build-enclave --signing-certificate with a KMS key";
+
+/// Checks that the certificate (DER) is valid at `at`: Nitro refuses an expired one.
+fn check_validity(certificate_der: &[u8], cert: &Path, at: UnixMillis) -> Result<()> {
+    let certificate = ccc_eif::x509::SigningCertificate::parse(certificate_der)
+        .map_err(|e| Error::invalid("--sign-cert", e.to_string()))?;
+    ensure!(
+        certificate.not_before <= at && at <= certificate.not_after,
+        Error::invalid(
+            "--sign-cert",
+            format!(
+                "{} is valid from {} to {}, not now ({at}): Nitro refuses to run an image \
+                 signed with an expired certificate; issue a current one \
+                 (docs/releasing.md, \"Signing\")",
+                cert.display(),
+                certificate.not_before,
+                certificate.not_after
+            )
+        )
+    );
+    Ok(())
+}
+
 /// A loaded signer and what the manifest records about it.
 pub struct Signer {
-    signer: LocalSigner,
-    /// Where the key came from (a file, or generated in memory for one run).
+    signer: Box<dyn PcrSigner>,
+    /// Where the key came from (a file, a KMS key, or generated in memory for one run).
     origin: String,
+    /// The manifest's `signing.method`.
+    method: &'static str,
 }
 
 impl std::fmt::Debug for Signer {
@@ -91,26 +289,40 @@ impl Signer {
         let cert_pem = std::fs::read(cert).io("read", cert)?;
         let signer = LocalSigner::from_pem(&key_pem, &cert_pem)
             .map_err(|e| Error::invalid("--sign-key and --sign-cert", e.to_string()))?;
-        let certificate =
-            ccc_eif::x509::SigningCertificate::parse(ccc_eif::PcrSigner::certificate_der(&signer))
-                .map_err(|e| Error::invalid("--sign-cert", e.to_string()))?;
-        ensure!(
-            certificate.not_before <= at && at <= certificate.not_after,
-            Error::invalid(
-                "--sign-cert",
-                format!(
-                    "{} is valid from {} to {}, not now ({at}): Nitro refuses to run an image \
-                     signed with an expired certificate; issue a current one \
-                     (docs/releasing.md, \"Signing\")",
-                    cert.display(),
-                    certificate.not_before,
-                    certificate.not_after
-                )
-            )
-        );
+        check_validity(ccc_eif::PcrSigner::certificate_der(&signer), cert, at)?;
         Ok(Self {
-            signer,
+            signer: Box::new(signer),
             origin: format!("key file {}", key.display()),
+            method: LOCAL_METHOD,
+        })
+    }
+
+    /// A signer with the KMS key `key_arn` (a key ARN; its region is the client's) and the
+    /// certificate at `cert`, checked before anything is built: `GetPublicKey` answers an
+    /// ECC_NIST_P384 SIGN_VERIFY key whose public key the certificate holds, and the
+    /// certificate is valid at `at`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the option at fault: an ARN that is not a key ARN, KMS
+    /// unreachable or refusing, another key's certificate, an expired certificate.
+    pub fn kms(
+        key_arn: &str,
+        cert: &Path,
+        options: &KmsOptions,
+        credentials: &ccc_lifecycle::kms::Signer,
+        at: UnixMillis,
+    ) -> Result<Self> {
+        let key =
+            KeyArn::parse(key_arn).map_err(|e| Error::invalid("--sign-kms-key", e.to_string()))?;
+        let cert_pem = std::fs::read(cert).io("read", cert)?;
+        let client = ccc_lifecycle::kms::client(options, key.region(), credentials)
+            .map_err(|e| Error::invalid("--sign-kms-key", e.to_string()))?;
+        let signer = KmsSigner::new(client, key, &cert_pem)?;
+        check_validity(signer.certificate_der(), cert, at)?;
+        Ok(Self {
+            origin: format!("KMS key {}", signer.key()),
+            signer: Box::new(signer),
+            method: KMS_METHOD,
         })
     }
 
@@ -152,15 +364,16 @@ impl Signer {
         let signer = LocalSigner::from_pem(key_pem.as_bytes(), certificate.pem().as_bytes())
             .map_err(|e| fail(&e))?;
         Ok(Self {
-            signer,
+            signer: Box::new(signer),
             origin: "throwaway key generated in memory for this run".to_owned(),
+            method: LOCAL_METHOD,
         })
     }
 
     /// PCR8 of the images this signer signs: the measurement of its certificate.
     #[must_use]
     pub fn pcr8(&self) -> Pcr {
-        Pcr::of_content(ccc_eif::PcrSigner::certificate_der(&self.signer))
+        Pcr::of_content(self.signer.certificate_der())
     }
 
     /// Signs the unsigned EIF at `eif` in place, verifies the result (signature, payload,
@@ -171,7 +384,7 @@ impl Signer {
     pub fn sign_file(&self, eif: &Path, at: UnixMillis) -> Result<(Measurements, SigningRecord)> {
         let unsigned = std::fs::read(eif).io("read", eif)?;
         let unsigned_eif = FileDigest::of_bytes(&unsigned);
-        let (signed, measurements) = ccc_eif::sign_image(&unsigned, &self.signer)
+        let (signed, measurements) = ccc_eif::sign_image(&unsigned, self.signer.as_ref())
             .map_err(|e| Error::assemble("the signed EIF", e))?;
         let read = Eif::from_bytes(&signed).map_err(|source| Error::Eif {
             path: eif.to_path_buf(),
@@ -192,9 +405,7 @@ impl Signer {
         );
         std::fs::write(eif, &signed).io("write", eif)?;
         let record = SigningRecord {
-            method: "ECDSA P-384 (COSE ES384) with a local key, as nitro-cli build-enclave \
-                     --private-key/--signing-certificate"
-                .to_owned(),
+            method: self.method.to_owned(),
             pcr8: check.pcr8.hex(),
             certificate_sha256: crate::hash::sha256(&read_certificate_der(&read)),
             certificate_not_before: check.certificate.not_before.to_string(),
@@ -419,5 +630,183 @@ mod tests {
         let err = Signer::load(&key, &cert, now).unwrap_err().to_string();
         assert!(err.contains("not now"), "{err}");
         assert!(err.contains("docs/releasing.md"), "{err}");
+    }
+
+    /// `CreateKey` for the test (the SDK types only what CCC's tools send).
+    #[derive(serde::Serialize, serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct CreateKey {
+        key_spec: String,
+        key_usage: String,
+    }
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Created {
+        key_metadata: serde_json::Value,
+    }
+
+    impl ccc_sdk::kms::KmsRequest for CreateKey {
+        const OPERATION: ccc_sdk::kms::Operation = ccc_sdk::kms::Operation::CreateKey;
+        type Response = Created;
+        fn recipient(&self) -> Option<&ccc_sdk::kms::Recipient> {
+            None
+        }
+    }
+
+    /// A P-384 public key whose private key is elsewhere (its uncompressed point).
+    struct PublicPoint(Vec<u8>);
+
+    impl rcgen::PublicKeyData for PublicPoint {
+        fn der_bytes(&self) -> &[u8] {
+            &self.0
+        }
+        fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+            &rcgen::PKCS_ECDSA_P384_SHA384
+        }
+    }
+
+    /// A certificate for the P-384 point `point` (a public key whose private key is
+    /// elsewhere) issued by a throwaway CA whose key is held here.
+    fn certificate_for(point: &[u8], dir: &Path, name: &str) -> PathBuf {
+        let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, "throwaway release CA");
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let mut params = rcgen::CertificateParams::new(vec!["release.example".to_owned()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2025, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2040, 1, 1);
+        let subject = PublicPoint(point.to_vec());
+        let cert = params.signed_by(&subject, &issuer).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, cert.pem()).unwrap();
+        path
+    }
+
+    /// `--sign-kms-key` against the KMS emulator on loopback: GetPublicKey checks the
+    /// certificate before anything is signed, Sign signs the Sig_structure's digest, and AWS's
+    /// reader and ours verify the image and agree on PCR8. A policy denying kms:Sign and a
+    /// certificate of another key are refused by name.
+    #[test]
+    fn a_scratch_release_signed_with_a_kms_key_verifies_with_aws() {
+        use ccc_sdk::credentials::StaticCredentials;
+        let dir = scratch("kms");
+        let running = ccc_emulator::Emulator::start(
+            ccc_emulator::Config::new(dir.join("kms/state.json")).with_log(false),
+        )
+        .unwrap();
+        let credentials = ccc_lifecycle::kms::Signer::Given(std::sync::Arc::new(
+            StaticCredentials::new(running.credentials().sigv4().unwrap()),
+        ));
+        let options = KmsOptions {
+            endpoint_url: Some(format!("https://127.0.0.1:{}", running.addr().port())),
+            ca_file: Some(running.ca_path().to_owned()),
+        };
+        let region = KeyArn::parse(running.default_key_arn())
+            .unwrap()
+            .region()
+            .to_owned();
+        let admin = ccc_lifecycle::kms::client(&options, &region, &credentials).unwrap();
+        let created = admin
+            .send(&CreateKey {
+                key_spec: "ECC_NIST_P384".into(),
+                key_usage: "SIGN_VERIFY".into(),
+            })
+            .unwrap();
+        let arn = created.key_metadata["Arn"].as_str().unwrap().to_owned();
+        let spki = admin
+            .send(&GetPublicKeyRequest {
+                key_id: arn.clone(),
+            })
+            .unwrap()
+            .public_key
+            .unwrap();
+        // A P-384 SubjectPublicKeyInfo is 23 bytes of algorithm and BIT STRING header, then
+        // the 97-byte uncompressed point.
+        assert_eq!(spki.len(), 120);
+        let cert = certificate_for(&spki[23..], &dir, "kms-cert.pem");
+        let now = UnixMillis::parse("2030-01-01T00:00:00Z").unwrap();
+
+        let signer = Signer::kms(&arn, &cert, &options, &credentials, now).unwrap();
+        let eif = unsigned_eif(&dir);
+        let (measurements, record) = signer.sign_file(&eif, now).unwrap();
+        assert!(record.method.contains("KMS key"), "{}", record.method);
+        let pcr8 = measurements.pcr8.unwrap().hex();
+        assert_eq!(pcr8, Pcr::of_content(&pem_to_der(&cert)).hex());
+        let path = eif.to_str().unwrap();
+        PcrSignatureChecker::from_eif(path)
+            .unwrap()
+            .verify()
+            .unwrap();
+        let mut reader = EifReader::from_eif(path.to_owned()).unwrap();
+        let theirs = reader.get_measurements().unwrap();
+        assert_eq!(theirs["PCR8"], pcr8);
+        assert_eq!(theirs["PCR0"], measurements.pcr0.hex());
+        let read = Eif::open(&eif).unwrap();
+        let check = read.require_signed(Some(now)).unwrap();
+        assert_eq!(check.pcr8.hex(), pcr8);
+
+        // Another key's certificate: refused before anything is built, naming --sign-cert.
+        let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+        let wrong = certificate_for(other.public_key_raw(), &dir, "other-cert.pem");
+        let err = Signer::kms(&arn, &wrong, &options, &credentials, now).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("--sign-cert") && text.contains("is not the public key of KMS key"),
+            "{text}"
+        );
+        // A symmetric key is not a signing key (KMS refuses GetPublicKey for it).
+        let err = Signer::kms(
+            running.default_key_arn(),
+            &cert,
+            &options,
+            &credentials,
+            now,
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("--sign-kms-key") && text.contains("UnsupportedOperationException"),
+            "{text}"
+        );
+
+        // A key policy that denies kms:Sign: GetPublicKey still passes, signing is refused
+        // with KMS's AccessDenied naming the action, and the image is left unsigned.
+        let principal = running.credentials().principal_arn().to_owned();
+        let deny_sign = serde_json::json!({"Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": principal}, "Action": "kms:*", "Resource": "*"},
+            {"Effect": "Deny", "Principal": {"AWS": principal}, "Action": "kms:Sign", "Resource": "*"}
+        ]})
+        .to_string();
+        admin
+            .send(&ccc_sdk::kms::PutKeyPolicyRequest {
+                key_id: arn.clone(),
+                policy: deny_sign,
+                policy_name: None,
+                bypass_policy_lockout_safety_check: None,
+            })
+            .unwrap();
+        let denied = Signer::kms(&arn, &cert, &options, &credentials, now).unwrap();
+        let fresh = unsigned_eif(&dir);
+        let before = std::fs::read(&fresh).unwrap();
+        let err = denied.sign_file(&fresh, now).unwrap_err().to_string();
+        assert!(
+            err.contains("AccessDenied") && err.contains("kms:Sign"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&fresh).unwrap(), before);
+        running.stop();
+    }
+
+    /// The DER of a one-certificate PEM file, read independently of ccc-eif's PEM reader.
+    fn pem_to_der(path: &Path) -> Vec<u8> {
+        use base64::Engine as _;
+        let text = std::fs::read_to_string(path).unwrap();
+        let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+        base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .unwrap()
     }
 }
