@@ -886,6 +886,52 @@ impl core::error::Error for SignatureCheckError {}
 mod tests {
     use super::*;
 
+    /// AWS-LC's DER signatures convert to the fixed form AWS-LC's fixed verifier accepts; short
+    /// r/s are left-padded; malformed DER is refused by name.
+    #[test]
+    fn der_ecdsa_signatures_become_cose_r_and_s() {
+        use aws_lc_rs::signature::{
+            ECDSA_P384_SHA384_ASN1_SIGNING, ECDSA_P384_SHA384_FIXED, KeyPair as _,
+        };
+        let pkcs8 =
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_ASN1_SIGNING, &SystemRandom::new())
+                .unwrap();
+        let pair =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_ASN1_SIGNING, pkcs8.as_ref()).unwrap();
+        let verifier = aws_lc_rs::signature::UnparsedPublicKey::new(
+            &ECDSA_P384_SHA384_FIXED,
+            pair.public_key().as_ref(),
+        );
+        // Enough signatures that some r or s has a high bit (leading zero) or is short.
+        for i in 0..64u8 {
+            let der = pair.sign(&SystemRandom::new(), &[i]).unwrap();
+            let fixed = ecdsa_der_to_fixed(der.as_ref()).unwrap();
+            verifier.verify(&[i], &fixed).unwrap();
+        }
+        // r = 1, s = 0x80 (DER needs a leading zero for s).
+        let short = [0x30, 0x07, 0x02, 0x01, 0x01, 0x02, 0x02, 0x00, 0x80];
+        let fixed = ecdsa_der_to_fixed(&short).unwrap();
+        assert_eq!(fixed[47], 1);
+        assert_eq!(fixed[95], 0x80);
+        assert!(fixed[..47].iter().chain(&fixed[48..95]).all(|b| *b == 0));
+        for (bad, why) in [
+            (&[0x31, 0x00][..], "not a DER SEQUENCE"),
+            (&[0x30, 0x03, 0x02, 0x01, 0x01][..], "s is not an INTEGER"),
+            (
+                &[0x30, 0x06, 0x02, 0x01, 0x81, 0x02, 0x01, 0x01][..],
+                "r is negative",
+            ),
+        ] {
+            let err = ecdsa_der_to_fixed(bad).unwrap_err();
+            assert!(err.to_string().contains(why), "{err}");
+        }
+        let mut long = vec![0x30, 0x36, 0x02, 0x31];
+        long.extend([0x01; 49]);
+        long.extend([0x02, 0x01, 0x01]);
+        let err = ecdsa_der_to_fixed(&long).unwrap_err();
+        assert!(err.to_string().contains("r is 49 bytes"), "{err}");
+    }
+
     #[test]
     fn payload_matches_the_serde_cbor_bytes_aws_pins() {
         // image-format 0.8.1 src/utils/cbor.rs pins PcrInfo{0, 0x00..0x2f} as
