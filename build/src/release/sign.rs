@@ -654,6 +654,51 @@ mod tests {
         }
     }
 
+    /// The options as clap reads them: --sign-key and --sign-kms-key exclude each other and
+    /// both need --sign-cert; --ca-file needs --endpoint-url.
+    #[test]
+    fn kms_signing_options_parse_and_exclude_a_local_key() {
+        use clap::{CommandFactory as _, Parser as _};
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            sign: SignArgs,
+        }
+        Cli::command().debug_assert();
+        let parse = |args: &[&str]| Cli::try_parse_from([&["release"], args].concat());
+        let ok = parse(&[
+            "--sign-kms-key",
+            "arn:aws:kms:us-east-1:111122223333:key/k",
+            "--sign-cert",
+            "c.pem",
+            "--endpoint-url",
+            "https://127.0.0.1:4443",
+            "--ca-file",
+            "ca.pem",
+        ])
+        .unwrap();
+        assert_eq!(
+            ok.sign.kms.endpoint_url.as_deref(),
+            Some("https://127.0.0.1:4443")
+        );
+        assert!(ok.sign.sign_key.is_none());
+        for bad in [
+            &[
+                "--sign-key",
+                "k.pem",
+                "--sign-kms-key",
+                "a",
+                "--sign-cert",
+                "c.pem",
+            ][..],
+            &["--sign-kms-key", "a"][..],
+            &["--sign-key", "k.pem"][..],
+            &["--ca-file", "ca.pem"][..],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
     /// A P-384 public key whose private key is elsewhere (its uncompressed point).
     struct PublicPoint(Vec<u8>);
 
