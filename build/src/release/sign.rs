@@ -262,7 +262,7 @@ fn check_validity(certificate_der: &[u8], cert: &Path, at: UnixMillis) -> Result
 
 /// A loaded signer and what the manifest records about it.
 pub struct Signer {
-    signer: Box<dyn PcrSigner>,
+    signer: Box<dyn PcrSigner + Send + Sync>,
     /// Where the key came from (a file, a KMS key, or generated in memory for one run).
     origin: String,
     /// The manifest's `signing.method`.
