@@ -34,6 +34,9 @@ fn release_into(project: &Project, out: &Path, app: Option<&AppSpec>) -> Result<
             bin,
             example,
             out: Some(out.to_path_buf()),
+            // The memory search recognises the template's attestation line on the console;
+            // another application prints its own, so its scratch release skips the search.
+            skip_memory_measurement: app.is_some(),
             ..Args::default()
         },
     )
